@@ -1,0 +1,1 @@
+"""Everything up to a Plan: training graphs, execution orders, lifespans and planners."""

@@ -1,0 +1,99 @@
+"""Convolution (grouped, dilated, so depthwise too) and pooling."""
+
+from planner.errors import InvalidShape
+from planner.layers.base import (
+    AG, CD, CG, F, Helper, LayerSpec, Realised, Weight, pair, positive, register,
+)
+
+
+def _padding(value, kernel, dilation, name):
+    """Symmetric padding per axis from an int, a pair, 'same' or 'valid'."""
+    if isinstance(value, str) and value.lower() in ("same", "valid"):
+        if value.lower() == "valid":
+            return 0, 0
+        return tuple((dilation[i] * (kernel[i] - 1)) // 2 for i in range(2))
+    if isinstance(value, str) and value.count(",") == 3:
+        top, bottom, left, right = (int(v) for v in value.split(","))
+        if top != bottom or left != right:
+            raise InvalidShape(f"{name}: asymmetric padding {value!r} is not supported")
+        return top, left
+    return pair(value if value is not None else 0)
+
+
+def out_size(size, kernel, stride, pad, dilation, name):
+    n = (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+    if n <= 0:
+        raise InvalidShape(f"{name}: input of size {size} is too small for kernel {kernel}, "
+                           f"stride {stride}, padding {pad}: the output would be empty; "
+                           "use a larger input shape or a smaller kernel")
+    return n
+
+
+def realise_conv2d(inputs, props, compat):
+    (x,) = inputs
+    name = props["name"]
+    if len(x) != 4:
+        raise InvalidShape(f"{name}: conv2d needs a (batch, channels, height, width) input, "
+                           f"got {x}")
+    b, c, h, w = x
+    filters = positive("filters", props.get("filters"), name)
+    k = pair(props.get("kernel_size", 3))
+    s = pair(props.get("stride", 1))
+    d = pair(props.get("dilation", 1))
+    p = _padding(props.get("padding", 0), k, d, name)
+    groups = positive("groups", props.get("groups", 1), name)
+    if c % groups or filters % groups:
+        raise InvalidShape(f"{name}: channels {c} and filters {filters} must be multiples of "
+                           f"groups {groups}")
+    oh, ow = (out_size((h, w)[i], k[i], s[i], p[i], d[i], name) for i in range(2))
+    weights = {"filter": Weight((filters, c // groups, k[0], k[1]))}
+    if props.get("bias", True):
+        weights["bias"] = Weight((filters,), read_at_derivative=False)
+    mac = b * filters * oh * ow * (c // groups) * k[0] * k[1]
+    helpers = []
+    if not compat and (k != (1, 1) or s != (1, 1) or p != (0, 0)):
+        # per-sample im2col buffer, one per step that needs it
+        col = (c * k[0] * k[1], oh * ow)
+        helpers = [Helper(f"col_{step}", col, (step,)) for step in (F, CG, CD)]
+    return Realised(
+        outputs=[(b, filters, oh, ow)], weights=weights, helpers=helpers,
+        flops={F: 2 * mac, CG: 2 * mac, CD: 2 * mac}, input_steps=frozenset({F, CG}),
+    )
+
+
+POOLINGS = ("max", "average", "global_max", "global_average")
+
+
+def realise_pooling2d(inputs, props, compat):
+    (x,) = inputs
+    name = props["name"]
+    kind = str(props.get("pooling", "max")).lower()
+    if kind not in POOLINGS:
+        raise InvalidShape(f"{name}: pooling must be one of {', '.join(POOLINGS)}, got {kind!r}")
+    if len(x) != 4:
+        raise InvalidShape(f"{name}: pooling2d needs a 4-D input, got {x}")
+    b, c, h, w = x
+    if kind.startswith("global"):
+        k, s, p = (h, w), (1, 1), (0, 0)
+    else:
+        k = pair(props.get("pool_size", 2))
+        s = pair(props.get("stride", 1))
+        p = _padding(props.get("padding", 0), k, (1, 1), name)
+    oh, ow = (out_size((h, w)[i], k[i], s[i], p[i], 1, name) for i in range(2))
+    out = (b, c, oh, ow)
+    helpers = []
+    if compat:
+        # NNTrainer requests an index helper the size of the output for every pooling kind but
+        # global average, valid over the layer's whole iteration.
+        if kind != "global_average":
+            helpers = [Helper("helper_idx", out, (F, CG, CD, AG), dtype="int32")]
+    elif kind in ("max", "global_max"):
+        helpers = [Helper("argmax", out, (F, CD), dtype="int32")]
+    work = b * c * oh * ow * k[0] * k[1]
+    return Realised(outputs=[out], helpers=helpers, flops={F: work, CD: work})
+
+
+register(LayerSpec("conv2d", realise_conv2d,
+                   description="2-D convolution with stride, padding, dilation and groups"))
+register(LayerSpec("pooling2d", realise_pooling2d,
+                   description="max / average / global pooling"))

@@ -1,0 +1,66 @@
+"""Multi-head attention and LSTM: the layers with the most saved state per step."""
+
+from planner.errors import InvalidShape
+from planner.layers.base import CD, CG, F, Helper, LayerSpec, Realised, Weight, positive, register
+
+
+def realise_multi_head_attention(inputs, props, compat):
+    """Inputs (query[, key[, value]]), each (B, T, D); one input means self-attention."""
+    name = props["name"]
+    q = inputs[0]
+    k = inputs[1] if len(inputs) > 1 else q
+    v = inputs[2] if len(inputs) > 2 else k
+    if len(q) != 3 or len(k) != 3 or len(v) != 3 or k[1] != v[1] or q[0] != k[0]:
+        raise InvalidShape(f"{name}: attention needs (B, T, D) inputs with matching key/value "
+                           f"lengths, got {q}, {k}, {v}")
+    heads = positive("num_heads", props.get("num_heads", 1), name)
+    d = int(props.get("projected_dim", q[2]))
+    if d % heads:
+        raise InvalidShape(f"{name}: projected dimension {d} must be a multiple of num_heads "
+                           f"{heads}")
+    b, tq, tk = q[0], q[1], k[1]
+    weights = {}
+    for w, din in (("query", q[2]), ("key", k[2]), ("value", v[2]), ("output", d)):
+        weights[f"{w}_weight"] = Weight((din, d if w != "output" else q[2]))
+        bias = (d if w != "output" else q[2],)
+        weights[f"{w}_bias"] = Weight(bias, read_at_derivative=False)
+    proj = 2 * b * d * (tq * q[2] + tk * k[2] + tk * v[2] + tq * q[2])
+    attn = 4 * b * tq * tk * d + 5 * b * heads * tq * tk
+    saved = (F, CG, CD)
+    helpers = [
+        Helper("q", (b, tq, d), saved), Helper("k", (b, tk, d), saved),
+        Helper("v", (b, tk, d), saved), Helper("probs", (b, heads, tq, tk), saved),
+        Helper("context", (b, tq, d), (F, CG)),
+        Helper("dq", (b, tq, d), (CG, CD)), Helper("dk", (b, tk, d), (CG, CD)),
+        Helper("dv", (b, tk, d), (CG, CD)),
+    ]
+    return Realised(outputs=[(b, tq, q[2])], weights=weights, helpers=helpers,
+                    flops={F: proj + attn, CG: proj + 2 * attn, CD: proj - 2 * b * tq * d * q[2]},
+                    input_steps=frozenset({F, CG}))
+
+
+def realise_lstm(inputs, props, compat):
+    """Input (B, T, I); output (B, T, H) with return_sequences, else the last step (B, H)."""
+    (x,) = inputs
+    name = props["name"]
+    if len(x) != 3:
+        raise InvalidShape(f"{name}: lstm needs a (batch, time, features) input, got {x}")
+    b, t, i = x
+    h = positive("unit", props.get("unit"), name)
+    weights = {"weight_ih": Weight((i, 4 * h)), "weight_hh": Weight((h, 4 * h)),
+               "bias_h": Weight((4 * h,), read_at_derivative=False)}
+    helpers = [
+        Helper("gates", (b, t, 4 * h), (F, CG)), Helper("cell", (b, t, h), (F, CG)),
+        Helper("hidden", (b, t, h), (F, CG)), Helper("d_gates", (b, t, 4 * h), (CG, CD)),
+    ]
+    out = (b, t, h) if props.get("return_sequences", False) else (b, h)
+    mac_x, mac_h = b * t * i * 4 * h, b * t * h * 4 * h
+    return Realised(outputs=[out], weights=weights, helpers=helpers,
+                    flops={F: 2 * (mac_x + mac_h) + 12 * b * t * h,
+                           CG: 2 * (mac_x + 2 * mac_h) + 16 * b * t * h, CD: 2 * mac_x},
+                    input_steps=frozenset({F, CG}))
+
+
+register(LayerSpec("multi_head_attention", realise_multi_head_attention, max_inputs=3,
+                   description="scaled dot-product attention with input/output projections"))
+register(LayerSpec("lstm", realise_lstm, description="LSTM unrolled through time"))

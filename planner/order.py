@@ -1,0 +1,142 @@
+"""Execution orders, per-tensor lifespans and the live-bytes curve.
+
+NNTrainer's rule (the default): forward EO = the layer's topological index 0..N-1; then,
+walking layers in reverse topological order from EO N, a layer that learns takes three
+consecutive EOs (calc_gradient, calc_derivative, apply_gradient), any other layer one EO for
+all three. Weight gradients therefore die right after their layer's update. ``apply-at-end``
+is the conventional framework order: the whole backward pass, then every update.
+
+A tensor's lifespan is the sorted set of EOs of the ops that touch it or any tensor sharing its
+bytes (views, in-place results), and its live interval is ``[first, last + 1)``. Weights and
+optimizer state live over the whole iteration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from planner.errors import UnknownName
+from planner.graph import alias_root, ops, tensors
+from planner.layers.base import AG, CD, CG, F
+
+
+@dataclass(frozen=True)
+class ExecutionOrder:
+    """EO of every (layer, step) and of every op; ``n_eo`` slots in one iteration."""
+
+    name: str
+    layer_eos: dict[str, dict[str, int]]
+    op_eo: dict[str, int]
+    n_eo: int
+
+
+def _nntrainer(layers: list[dict]) -> dict[str, dict[str, int]]:
+    eos = {layer["name"]: {F: i} for i, layer in enumerate(layers)}
+    b = len(layers)
+    for layer in reversed(layers):
+        if layer["slots"] == 3:
+            eos[layer["name"]].update({CG: b, CD: b + 1, AG: b + 2})
+            b += 3
+        else:
+            eos[layer["name"]].update({CG: b, CD: b, AG: b})
+            b += 1
+    return eos
+
+
+def _apply_at_end(layers: list[dict]) -> dict[str, dict[str, int]]:
+    eos = {layer["name"]: {F: i} for i, layer in enumerate(layers)}
+    b = len(layers)
+    for layer in reversed(layers):
+        if layer["slots"] == 3:
+            eos[layer["name"]].update({CG: b, CD: b + 1})
+            b += 2
+        else:
+            eos[layer["name"]].update({CG: b, CD: b})
+            b += 1
+    for layer in layers:  # updates in parameter order once the backward pass is done
+        if layer["slots"] == 3:
+            eos[layer["name"]][AG] = b
+            b += 1
+        else:
+            eos[layer["name"]][AG] = eos[layer["name"]][CD]
+    return eos
+
+
+ORDERS: dict[str, Callable[[list[dict]], dict[str, dict[str, int]]]] = {
+    "nntrainer": _nntrainer,
+    "apply-at-end": _apply_at_end,
+}
+
+
+def execution_order(graph: nx.DiGraph, order: str = "nntrainer") -> ExecutionOrder:
+    """Assign an EO to every op of ``graph`` by the named rule."""
+    if order not in ORDERS:
+        raise UnknownName(f"unknown order {order!r}; valid: {', '.join(ORDERS)}")
+    layer_eos = ORDERS[order](graph.graph["layers"])
+    op_eo = {op: layer_eos[graph.nodes[op]["layer"]][graph.nodes[op]["step"]]
+             for op in ops(graph)}
+    n_eo = 1 + max(max(v.values()) for v in layer_eos.values())
+    return ExecutionOrder(order, layer_eos, op_eo, n_eo)
+
+
+@dataclass(frozen=True)
+class Lifespan:
+    """One buffer: an alias class of tensors sharing bytes, live over ``[start, end)``."""
+
+    tensor: str
+    members: tuple[str, ...]
+    eos: tuple[int, ...]
+    start: int
+    end: int
+    nbytes: int
+    role: str
+    pool: str
+
+
+def lifespans(graph: nx.DiGraph, eo: ExecutionOrder) -> dict[str, Lifespan]:
+    """Lifespan of every alias class touched by some op, keyed by its root tensor."""
+    classes: dict[str, list[str]] = {}
+    for t in tensors(graph):
+        classes.setdefault(alias_root(graph, t), []).append(t)
+    out = {}
+    for root, members in classes.items():
+        touched = sorted({eo.op_eo[o] for t in members
+                          for o in (*graph.predecessors(t), *graph.successors(t))})
+        if not touched:
+            continue
+        data = graph.nodes[root]
+        start, end = touched[0], touched[-1] + 1
+        if data["pool"] == "weight":
+            start, end = 0, eo.n_eo
+        out[root] = Lifespan(root, tuple(members), tuple(touched), start, end,
+                             max(graph.nodes[m]["nbytes"] for m in members),
+                             data["role"], data["pool"])
+    return out
+
+
+def live_bytes(spans: dict[str, Lifespan], n_eo: int,
+               pools: tuple[str, ...] = ("weight", "tensor")) -> np.ndarray:
+    """Bytes live at each EO (index = EO), counting only the given pools."""
+    delta = np.zeros(n_eo + 1, dtype=np.int64)
+    for s in spans.values():
+        if s.pool in pools:
+            delta[s.start] += s.nbytes
+            delta[s.end] -= s.nbytes
+    return np.cumsum(delta)[:n_eo]
+
+
+def lower_bound(spans: dict[str, Lifespan], n_eo: int,
+                pools: tuple[str, ...] = ("weight", "tensor")) -> int:
+    """Max over EOs of live bytes: the bound every offset plan is measured against."""
+    curve = live_bytes(spans, n_eo, pools)
+    return int(curve.max()) if len(curve) else 0
+
+
+def no_reuse_bytes(spans: dict[str, Lifespan],
+                   pools: tuple[str, ...] = ("weight", "tensor")) -> int:
+    """Bytes needed when no two tensors share memory (views still share)."""
+    return sum(s.nbytes for s in spans.values() if s.pool in pools)
