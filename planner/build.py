@@ -177,7 +177,8 @@ def _emit_tensors(graph, p, plans, consumers, states, compat) -> None:
         if any(s in p.active for s in h.steps):
             add_tensor(graph, f"{name}:{h.name}", h.shape, h.role, dtype=h.dtype, layer=name)
     for w, spec in p.real.weights.items():
-        add_tensor(graph, f"{name}:{w}", spec.shape, "weight", layer=name)
+        add_tensor(graph, f"{name}:{w}", spec.shape, "weight", layer=name,
+                   learnable=spec.trainable)
         if p.learns and spec.trainable:
             for s in states:
                 add_tensor(graph, f"{name}:{w}:{s}", spec.shape, "optimizer_state", layer=name)

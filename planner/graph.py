@@ -43,7 +43,7 @@ def new_graph(**attrs) -> nx.DiGraph:
 def add_tensor(
     graph: nx.DiGraph, name: str, shape: tuple[int, ...], role: str, *,
     dtype: str = "float32", alias: str | None = None, layer: str | None = None,
-    pool: str | None = None,
+    pool: str | None = None, **extra,
 ) -> None:
     """Add a tensor node; ``pool`` defaults to ``weight`` for weights and optimizer state."""
     if name in graph:
@@ -53,7 +53,7 @@ def add_tensor(
     if pool is None:
         pool = "weight" if role in ("weight", "optimizer_state") else "tensor"
     graph.add_node(name, kind="tensor", shape=shape, dtype=dtype, nbytes=nbytes, role=role,
-                   alias=alias, layer=layer, pool=pool)
+                   alias=alias, layer=layer, pool=pool, **extra)
 
 
 def add_op(

@@ -1,0 +1,1 @@
+"""The `trainplan` command line, comparisons, sweeps, plots and benchmarks."""

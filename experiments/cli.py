@@ -1,0 +1,41 @@
+"""`trainplan`: the command line. Each command module registers its subcommands here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from experiments import cmd_graph
+from experiments.output import emit
+from planner.errors import TrainplanError
+
+COMMAND_MODULES = [cmd_graph]
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trainplan",
+        description="Memory planning for neural-network training on small devices.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        result = args.run(args)
+    except TrainplanError as exc:
+        print(f"trainplan {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"trainplan {args.command}: interrupted", file=sys.stderr)
+        return 130
+    if result is not None:
+        emit(result, getattr(args, "json", False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

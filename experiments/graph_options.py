@@ -1,0 +1,53 @@
+"""The options every command that builds a training graph shares, and the build itself."""
+
+from __future__ import annotations
+
+import argparse
+
+import networkx as nx
+
+from planner.build import build_training_graph
+from planner.errors import InvalidShape
+from planner.order import ORDERS
+from planner.zoo import get_model
+
+
+def add_graph_options(parser: argparse.ArgumentParser, model_required: bool = True) -> None:
+    parser.add_argument("--model", required=model_required,
+                        help="a zoo model name (see `trainplan models`) or an NNTrainer .ini")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default: 32, or "
+                        "the .ini file's batch_size)")
+    parser.add_argument("--input-shape", default=None, help="input shape without batch, "
+                        "C:H:W (e.g. 3:32:32)")
+    parser.add_argument("--classes", type=int, default=None, help="number of classes")
+    parser.add_argument("--freeze-until", default=None, metavar="LAYER",
+                        help="freeze every layer up to and including LAYER (fine-tune the rest)")
+    parser.add_argument("--optimizer", default=None, choices=["sgd", "momentum", "adam"],
+                        help="optimizer (default: adam, or the .ini file's)")
+    parser.add_argument("--order", default="nntrainer", choices=list(ORDERS),
+                        help="execution order (default: nntrainer)")
+    parser.add_argument("--no-inplace", action="store_true",
+                        help="run no layer in place (NNTrainer's memory_optimization=false)")
+    parser.add_argument("--nntrainer-compat", action="store_true",
+                        help="realise the graph exactly as NNTrainer does (its requests)")
+
+
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        dims = tuple(int(p) for p in text.replace("x", ":").split(":") if p)
+    except ValueError:
+        raise InvalidShape(f"--input-shape {text!r}: write it as C:H:W, e.g. 3:32:32") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise InvalidShape(f"--input-shape {text!r}: every dimension must be positive")
+    return dims
+
+
+def graph_from_args(args: argparse.Namespace) -> nx.DiGraph:
+    """Build the training graph the options describe."""
+    spec = get_model(args.model, batch=args.batch,
+                     input_shape=parse_shape(args.input_shape), classes=args.classes)
+    return build_training_graph(spec, batch=args.batch, optimizer=args.optimizer,
+                                freeze_until=args.freeze_until, inplace=not args.no_inplace,
+                                compat=args.nntrainer_compat)
