@@ -1,0 +1,97 @@
+"""NNTrainer INI model files: loading, bad input, and parity with NNTrainer's own requests."""
+
+import os
+
+import pytest
+
+from planner.build import build_training_graph
+from planner.errors import InvalidGraph, InvalidModelFile
+from planner.ini import parse_ini
+from planner.order import execution_order, lifespans
+
+DATA = os.path.join(os.path.dirname(__file__), "data", "ini")
+
+# NNTrainer 0.6 on its own MNIST model (shared reference, measured): per tensor-pool request
+# in request order, (bytes, valid_start, valid_end_exclusive).
+PARITY_INPLACE = [
+    (442368, 1, 33), (442368, 29, 36), (600, 34, 37), (24, 34, 37), (110592, 3, 26),
+    (110592, 26, 30), (110592, 3, 31), (98304, 4, 24), (98304, 20, 27), (7200, 25, 28),
+    (48, 25, 28), (24576, 6, 17), (24576, 14, 21), (24576, 6, 22), (1280, 8, 12),
+    (1280, 11, 15), (7680, 13, 16), (40, 13, 16), (1280, 9, 10),
+]
+PARITY_NO_INPLACE = [
+    (100352, 0, 35), (100352, 35, 39), (442368, 1, 3), (442368, 32, 36), (600, 34, 37),
+    (24, 34, 37), (442368, 2, 33), (442368, 29, 33), (110592, 3, 26), (110592, 26, 30),
+    (110592, 3, 31), (98304, 4, 6), (98304, 23, 27), (7200, 25, 28), (48, 25, 28),
+    (98304, 5, 24), (98304, 20, 24), (24576, 6, 17), (24576, 17, 21), (24576, 6, 22),
+    (24576, 7, 14), (24576, 14, 18), (1280, 8, 12), (1280, 11, 15), (7680, 13, 16),
+    (40, 13, 16), (1280, 9, 10),
+]
+PARITY_EOS = {  # layer: (forward, calc_gradient, calc_derivative, apply_gradient)
+    "inputlayer": (0, 37, 38, 39), "conv2d_c1_layer": (1, 34, 35, 36),
+    "conv2d_c1_layer/activation_realized": (2, 31, 32, 33), "pooling2d_p1": (3, 28, 29, 30),
+    "conv2d_c2_layer": (4, 25, 26, 27), "conv2d_c2_layer/activation_realized": (5, 22, 23, 24),
+    "pooling2d_p2": (6, 19, 20, 21), "flatten": (7, 16, 17, 18),
+    "outputlayer": (8, 13, 14, 15), "cross_softmax0": (9, 10, 11, 12),
+}
+
+
+def mnist_text() -> str:
+    with open(os.path.join(DATA, "mnist.ini")) as fh:
+        return fh.read()
+
+
+def requests(graph):
+    eo = execution_order(graph)
+    spans = lifespans(graph, eo)
+    return eo, [(s.nbytes, s.start, s.end) for s in spans.values() if s.pool == "tensor"], \
+        sum(s.nbytes for s in spans.values() if s.pool == "weight")
+
+
+@pytest.mark.parametrize("inplace,expected", [(True, PARITY_INPLACE),
+                                              (False, PARITY_NO_INPLACE)])
+def test_mnist_requests_match_nntrainer(inplace, expected):
+    spec = parse_ini(mnist_text(), path="mnist.ini")
+    graph = build_training_graph(spec, compat=True, inplace=inplace)
+    eo, got, weight_pool = requests(graph)
+    assert got == expected
+    assert weight_pool == 46_776
+    for layer, steps in PARITY_EOS.items():
+        assert tuple(eo.layer_eos[layer][s] for s in ("forward", "calc_gradient",
+                     "calc_derivative", "apply_gradient")) == steps
+
+
+def test_file_batch_and_optimizer_are_used_unless_overridden():
+    spec = parse_ini(mnist_text())
+    assert spec.batch == 32 and spec.optimizer == "adam"
+    assert parse_ini(mnist_text(), batch=4).batch == 4
+
+
+def test_unknown_key_names_its_line():
+    text = mnist_text().replace("filters = 12", "filtres = 12")
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "filtres" in t)
+    with pytest.raises(InvalidModelFile, match=f"mnist.ini:{line}:.*filtres"):
+        parse_ini(text, path="mnist.ini")
+
+
+def test_unsupported_layer_type_names_its_section():
+    text = mnist_text().replace("Type = flatten", "Type = centroid_knn")
+    with pytest.raises(InvalidModelFile, match=r"\[flatten\].*centroid_knn"):
+        parse_ini(text)
+
+
+def test_missing_input_layers_target():
+    text = mnist_text().replace("input_layers = pooling2d_p2", "input_layers = pooling2d_p9")
+    with pytest.raises(InvalidGraph, match="pooling2d_p9"):
+        build_training_graph(parse_ini(text))
+
+
+def test_keys_are_case_insensitive_and_comments_inline():
+    text = mnist_text().replace("Unit = 10", "UNIT = 10   # ten digits")
+    spec = parse_ini(text)
+    assert next(x for x in spec.layers if x.name == "outputlayer").props["unit"] == 10
+
+
+def test_malformed_line():
+    with pytest.raises(InvalidModelFile, match=":3: expected 'key = value'"):
+        parse_ini("[Model]\nType = NeuralNetwork\nbatch_size 32\n")
