@@ -39,7 +39,7 @@ IGNORED_LAYER_KEYS = {
     "standardization", "epsilon", "momentum", "moving_mean_initializer",
     "moving_variance_initializer", "gamma_initializer", "beta_initializer", "flatten",
     "hidden_state_activation", "recurrent_activation", "print", "shared_from",
-    "distribute", "disable_bias", "integrate_bias", "loss", "input_layer", "batch_size",
+    "distribute", "integrate_bias", "loss", "input_layer", "batch_size",
     "inplace", "clip_grad_by_norm", "bias_init_zero", "activation_type", "dropout",
 }
 LAYER_PROPERTY_KEYS = {
@@ -49,7 +49,7 @@ LAYER_PROPERTY_KEYS = {
     "dropout_rate": "dropout_rate", "in_dim": "in_dim", "out_dim": "out_dim",
     "num_heads": "num_heads", "return_sequences": "return_sequences",
     "target_shape": "target_shape", "groups": "groups", "split_number": "groups",
-    "projected_key_dim": "projected_dim",
+    "projected_key_dim": "projected_dim", "disable_bias": "bias",
 }
 LAYER_TYPES = {
     "input": "input", "fully_connected": "fully_connected", "fc": "fully_connected",
@@ -225,6 +225,8 @@ def _convert(key: str, value: str, path: str, line: int):
     try:
         if key in ("input_shape", "target_shape"):
             return tuple(int(v) for v in value.replace(",", ":").split(":") if v.strip())
+        if key == "bias":  # from disable_bias
+            return value.lower() not in ("true", "1", "yes")
         if key == "return_sequences":
             return value.lower() in ("true", "1", "yes")
         if key in ("pooling", "padding"):

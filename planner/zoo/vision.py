@@ -73,21 +73,23 @@ def _basic_block(n: Net, name: str, channels: int, stride: int) -> None:
     n.channels = channels
 
 
-def resnet18(batch=32, input_shape=(3, 224, 224), classes=1000) -> ModelSpec:
-    """ResNet-18; at 32x32 inputs the CIFAR stem (3x3 conv, no max pooling)."""
+def resnet18(batch=32, input_shape=(3, 224, 224), classes=1000, blocks=(2, 2, 2, 2),
+             widths=(64, 128, 256, 512)) -> ModelSpec:
+    """ResNet-18 (``blocks`` basic blocks per stage); at 32x32 inputs the CIFAR stem (3x3 conv,
+    no max pooling)."""
     n = Net("resnet18")
     n.add("input", "input", input_shape=tuple(input_shape))
     if input_shape[-1] >= 64:
-        n.conv("conv1", 64, 7, 2, 3, bias=False)
+        n.conv("conv1", widths[0], 7, 2, 3, bias=False)
     else:
-        n.conv("conv1", 64, 3, 1, 1, bias=False)
+        n.conv("conv1", widths[0], 3, 1, 1, bias=False)
     n.add("batch_normalization", "bn1")
     n.act("relu", "relu")
     if input_shape[-1] >= 64:
         n.add("pooling2d", "maxpool", pooling="max", pool_size=3, stride=2, padding=1)
-    n.channels = 64
-    for stage, channels in enumerate((64, 128, 256, 512), start=1):
-        for b in range(2):
+    n.channels = widths[0]
+    for stage, (channels, count) in enumerate(zip(widths, blocks), start=1):
+        for b in range(count):
             _basic_block(n, f"layer{stage}.{b}", channels, 2 if (b == 0 and stage > 1) else 1)
     n.add("pooling2d", "avgpool", pooling="global_average")
     n.add("flatten", "flatten")

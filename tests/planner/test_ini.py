@@ -95,3 +95,32 @@ def test_keys_are_case_insensitive_and_comments_inline():
 def test_malformed_line():
     with pytest.raises(InvalidModelFile, match=":3: expected 'key = value'"):
         parse_ini("[Model]\nType = NeuralNetwork\nbatch_size 32\n")
+
+
+def _same_graph(a, b) -> bool:
+    """Isomorphic training graphs (names aside) with the same buffers and lifespans."""
+    import networkx as nx
+
+    from planner.order import execution_order as order
+
+    def match(x, y):
+        keys = ("kind", "role", "shape", "step", "op_type", "pool", "dtype")
+        return all(x.get(k) == y.get(k) for k in keys)
+
+    def spans(g):
+        eo = order(g)
+        return sorted((s.nbytes, s.start, s.end, s.role) for s in lifespans(g, eo).values())
+
+    return spans(a) == spans(b) and nx.is_isomorphic(a, b, node_match=match)
+
+
+@pytest.mark.parametrize("filename,builder", [
+    ("lenet5.ini", lambda: __import__("planner.zoo").zoo.get_model("lenet5")),
+    ("resnet_small.ini", lambda: __import__("planner.zoo.vision").zoo.vision.resnet18(
+        input_shape=(3, 32, 32), classes=10, blocks=(1, 1), widths=(64, 128))),
+])
+def test_ini_gives_the_zoo_graph(filename, builder):
+    from planner.ini import load_ini
+    from_file = build_training_graph(load_ini(os.path.join(DATA, filename)))
+    from_zoo = build_training_graph(builder())
+    assert _same_graph(from_file, from_zoo)
