@@ -24,7 +24,7 @@ def decide_inplace(plans: dict, *, enabled: bool, compat: bool) -> None:
         if kind != NONE and not p.spec.is_input:
             src = p.inputs[0]
             if compat:
-                kind = _compat_kind(kind, plans[src[0]].inplace)
+                kind = _compat_kind(kind, plans[src[0]].inplace, p.d.type)
             elif kind == NON_RESTRICTING and _hazard(p, classes.get(src, [src]), readers):
                 kind = NONE
         p.inplace = kind
@@ -37,10 +37,13 @@ def decide_inplace(plans: dict, *, enabled: bool, compat: bool) -> None:
                 classes[(name, k)] = [(name, k)]
 
 
-def _compat_kind(kind: str, producer: str) -> str:
-    """NNTrainer: a layer that would modify bytes a restricting layer shares runs out of place."""
+def _compat_kind(kind: str, producer: str, layer_type: str) -> str:
+    """NNTrainer: a layer that would modify bytes a restricting layer shares runs out of place;
+    a restricting layer (multiout aside) stays restricting only behind another one."""
     if kind == NON_RESTRICTING and producer == RESTRICTING:
         return NONE
+    if kind == RESTRICTING and producer != RESTRICTING and layer_type != "multiout":
+        return NON_RESTRICTING
     return kind
 
 

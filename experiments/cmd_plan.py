@@ -1,0 +1,125 @@
+"""`trainplan plan`, `alloc` and `compare`: offset planners on graphs and on CSV problems."""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+from tqdm import tqdm
+
+from experiments.graph_options import add_graph_options, graph_from_args
+from experiments.output import write_frame
+from planner.allocation import AllocationProblem
+from planner.build import build_training_graph
+from planner.errors import UnknownName
+from planner.offsets import PLANNERS, run_planner
+from planner.plan_graph import plan_graph
+from planner.validate import validate_plan
+from planner.zoo import get_model
+
+
+def _search_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--time-limit", type=float, default=None,
+                   help="seconds a searching planner may use (default: its own)")
+    p.add_argument("--seed", type=int, default=0, help="seed of searching planners")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("plan", help="plan one model with one offset planner")
+    add_graph_options(p)
+    p.add_argument("--planner", default="nntrainer_v1", help="offset planner (see compare)")
+    _search_options(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=run_plan)
+
+    p = sub.add_parser("alloc", help="plan a standalone MiniMalloc CSV problem")
+    p.add_argument("file", help="CSV with header id,lower,upper,size[,alignment]")
+    p.add_argument("--planner", default="greedy_size")
+    p.add_argument("--capacity", type=int, default=None, help="bytes the arena may use")
+    p.add_argument("--out", default=None, help="write the solution CSV (adds offset)")
+    _search_options(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=run_alloc)
+
+    p = sub.add_parser("compare", help="every (model, planner) pair side by side")
+    p.add_argument("--models", default="lenet5,resnet18_cifar",
+                   help="comma-separated zoo models or .ini files")
+    p.add_argument("--planners", default="all", help="'all' or comma-separated planner names")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--order", default="nntrainer")
+    p.add_argument("--format", default="table", choices=["table", "csv", "markdown", "json"])
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    p.add_argument("--out", default=None, help="also write the table (csv/md/json by suffix)")
+    _search_options(p)
+    p.set_defaults(run=run_compare)
+
+
+def run_plan(args: argparse.Namespace) -> dict:
+    graph = graph_from_args(args)
+    return plan_graph(graph, args.planner, order=args.order, time_limit=args.time_limit,
+                      seed=args.seed).record()
+
+
+def run_alloc(args: argparse.Namespace) -> dict:
+    problem = AllocationProblem.from_csv(args.file, capacity=args.capacity)
+    plan = run_planner(args.planner, problem, time_limit=args.time_limit, seed=args.seed)
+    errors = validate_plan(problem.with_capacity(None), plan)
+    result = {
+        "problem": args.file, "buffers": len(problem.buffers), "planner": args.planner,
+        "arena_bytes": plan.arena_bytes, "lower_bound_bytes": plan.lower_bound_bytes,
+        "ratio": round(plan.ratio, 6), "solve_seconds": round(plan.solve_seconds, 6),
+        "optimal": plan.optimal, "valid": not errors, "status": plan.status,
+    }
+    if args.capacity is not None:
+        result["capacity"] = args.capacity
+        result["fits"] = plan.arena_bytes <= args.capacity
+    if args.out:
+        problem.write_csv(args.out, plan.offsets)
+        result["out"] = args.out
+    return result
+
+
+def planner_list(text: str) -> list[str]:
+    if text == "all":
+        return list(PLANNERS)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PLANNERS]
+    if unknown:
+        raise UnknownName(f"unknown planner(s) {', '.join(unknown)}; valid: "
+                          + ", ".join(PLANNERS))
+    return names
+
+
+def compare_frame(models: list[str], planners: list[str], *, batch: int | None = None,
+                  order: str = "nntrainer", time_limit: float | None = None,
+                  seed: int = 0, progress: bool = True) -> pd.DataFrame:
+    """One row per (model, planner): the plan record, as a DataFrame."""
+    rows = []
+    graphs = {m: build_training_graph(get_model(m, batch=batch)) for m in models}
+    pairs = [(m, p) for m in models for p in planners]
+    for model, planner in tqdm(pairs, desc="planning", disable=not progress, leave=False):
+        rows.append(plan_graph(graphs[model], planner, order=order, time_limit=time_limit,
+                               seed=seed).record())
+    return pd.DataFrame(rows)
+
+
+def run_compare(args: argparse.Namespace) -> None:
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    frame = compare_frame(models, planner_list(args.planners), batch=args.batch,
+                          order=args.order, time_limit=args.time_limit, seed=args.seed)
+    fmt = "json" if args.json else args.format
+    write_frame(frame, fmt)
+    if args.out:
+        save_frame(frame, args.out)
+
+
+def save_frame(frame: pd.DataFrame, path: str) -> None:
+    """Write a DataFrame atomically as CSV, Markdown or JSON, by the file's suffix."""
+    from planner.fileio import atomic_write_text
+    if path.endswith(".md"):
+        text = frame.to_markdown(index=False) + "\n"
+    elif path.endswith(".json"):
+        text = frame.to_json(orient="records", indent=1) + "\n"
+    else:
+        text = frame.to_csv(index=False)
+    atomic_write_text(path, text)

@@ -1,0 +1,116 @@
+"""The sweep behind the exact search: sections, who covers them, conflicts, cut counts.
+
+Times are swept once: the distinct start/end times cut time into elementary intervals; those
+where nothing is live are dropped, the others are the *sections* (MiniMalloc's cross sections).
+Buffer ``b`` covers sections ``[s0[b], s1[b])``; ``members[ptr[k]:ptr[k+1]]`` lists the buffers
+of section ``k``; ``cuts[k]`` counts buffers that cover both section ``k`` and ``k + 1`` (a zero
+is a cut point where the problem splits in two).
+
+>>> import numpy as np
+>>> lay = build_layout(np.array([0, 1, 5]), np.array([2, 3, 6]))
+>>> lay.n_sections, lay.s0.tolist(), lay.s1.tolist(), lay.cuts.tolist()
+(4, [0, 1, 3], [2, 3, 4], [1, 1, 0])
+>>> [nb.tolist() for nb in lay.nbrs]
+[[1], [0], []]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+HEURISTICS = ("WAT", "TAW", "TWA")  # MiniMalloc's preorders: Width, Area, Total (descending)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Static section data of a problem (see module doc)."""
+
+    n_sections: int
+    s0: np.ndarray
+    s1: np.ndarray
+    members: np.ndarray
+    ptr: np.ndarray
+    nbrs: list[np.ndarray]
+    cuts: np.ndarray
+    width: np.ndarray
+    member_section: np.ndarray
+
+
+def build_layout(start: np.ndarray, end: np.ndarray) -> Layout:
+    """Sweep the lifetimes ``[start, end)`` into sections, members, conflicts and cut counts."""
+    start, end = np.asarray(start, dtype=np.int64), np.asarray(end, dtype=np.int64)
+    times = np.unique(np.concatenate([start, end]))
+    first, last = np.searchsorted(times, start), np.searchsorted(times, end)
+    delta = np.zeros(len(times) + 1, dtype=np.int64)
+    np.add.at(delta, first, 1)
+    np.add.at(delta, last, -1)
+    busy = np.cumsum(delta)[: max(len(times) - 1, 0)] > 0
+    index = np.cumsum(busy) - 1  # elementary interval -> section
+    s0 = index[first] if len(start) else first
+    s1 = index[last - 1] + 1 if len(start) else last
+    n_sections = int(busy.sum())
+    members, ptr = _members(s0, s1, n_sections)
+    member_section = np.repeat(np.arange(n_sections), np.diff(ptr))
+    return Layout(n_sections, s0, s1, members, ptr, _conflicts(s0, s1), _cuts(s0, s1, n_sections),
+                  end - start, member_section)
+
+
+def _members(s0: np.ndarray, s1: np.ndarray, n_sections: int) -> tuple[np.ndarray, np.ndarray]:
+    """Buffers of every section in one flat array (CSR): section k is ``ptr[k]:ptr[k+1]``."""
+    counts = s1 - s0
+    owner = np.repeat(np.arange(len(s0)), counts)
+    section = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    section = section + np.repeat(s0, counts)
+    order = np.argsort(section, kind="stable")
+    ptr = np.searchsorted(section[order], np.arange(n_sections + 1))
+    return owner[order], ptr
+
+
+def _conflicts(s0: np.ndarray, s1: np.ndarray) -> list[np.ndarray]:
+    """For each buffer, the buffers whose section runs intersect its own."""
+    order = np.argsort(s0, kind="stable")
+    sorted_s0 = s0[order]
+    out = []
+    for b in range(len(s0)):
+        cand = order[: np.searchsorted(sorted_s0, s1[b])]  # those starting before b ends
+        hit = cand[(s1[cand] > s0[b]) & (cand != b)]
+        out.append(np.sort(hit))
+    return out
+
+
+def _cuts(s0: np.ndarray, s1: np.ndarray, n_sections: int) -> np.ndarray:
+    """``cuts[k]``: buffers covering both section ``k`` and ``k + 1``."""
+    delta = np.zeros(n_sections + 1, dtype=np.int64)
+    crossing = s1 - s0 >= 2
+    np.add.at(delta, s0[crossing], 1)
+    np.add.at(delta, s1[crossing] - 1, -1)
+    return np.cumsum(delta)[: max(n_sections - 1, 0)]
+
+
+def preorder(lay: Layout, size: np.ndarray, heuristic: str) -> np.ndarray:
+    """Rank of every buffer in a static preorder such as ``"WAT"`` (keys descending, then id)."""
+    n = len(size)
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    load = np.add.reduceat(size[lay.members], lay.ptr[:-1])
+    total = np.maximum.reduceat(load[_section_index(lay)], _run_starts(lay))
+    keys = {"W": lay.width, "A": size * lay.width, "T": total, "Z": size}
+    columns = [-keys[c] for c in reversed(heuristic)]
+    order = np.lexsort([np.arange(n)] + columns)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    return rank
+
+
+def _section_index(lay: Layout) -> np.ndarray:
+    """Sections covered by each buffer in turn (buffer 0's run, then buffer 1's, ...)."""
+    counts = lay.s1 - lay.s0
+    return np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts - lay.s0, counts)
+
+
+def _run_starts(lay: Layout) -> np.ndarray:
+    """Offsets of each buffer's run in ``_section_index``."""
+    counts = lay.s1 - lay.s0
+    return np.cumsum(counts) - counts

@@ -1,0 +1,60 @@
+"""Plan a training graph: its weight pool and its tensor pool, each with an offset planner.
+
+NNTrainer plans two pools: weights and optimizer state (live over the whole iteration) and
+everything else. The record it returns is what ``trainplan plan`` and ``compare`` print.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+
+from planner.offsets import run_planner
+from planner.plan import Plan
+from planner.problems import graph_problems
+from planner.validate import validate_plan
+
+
+@dataclass(frozen=True)
+class GraphPlan:
+    """The two pools' plans and whether both passed the independent validator."""
+
+    model: str
+    planner: str
+    weight: Plan
+    tensor: Plan
+    valid: bool
+    errors: tuple[str, ...] = ()
+
+    def record(self) -> dict:
+        arena = self.weight.arena_bytes + self.tensor.arena_bytes
+        bound = self.weight.lower_bound_bytes + self.tensor.lower_bound_bytes
+        proofs = [self.weight.optimal, self.tensor.optimal]
+        optimal = None if None in proofs else all(proofs)
+        return {
+            "model": self.model,
+            "planner": self.planner,
+            "arena_bytes": arena,
+            "lower_bound_bytes": bound,
+            "ratio": round(arena / bound, 6) if bound else 1.0,
+            "solve_seconds": round(self.weight.solve_seconds + self.tensor.solve_seconds, 6),
+            "optimal": optimal,
+            "valid": self.valid,
+            "weight_pool_bytes": self.weight.arena_bytes,
+            "tensor_pool_bytes": self.tensor.arena_bytes,
+            "status": self.tensor.status,
+        }
+
+
+def plan_graph(graph: nx.DiGraph, planner: str, *, order: str = "nntrainer",
+               time_limit: float | None = None, seed: int = 0, workers: int = 2) -> GraphPlan:
+    """Plan both pools of ``graph`` with ``planner`` and validate both plans."""
+    problems = graph_problems(graph, order)
+    plans, errors = {}, []
+    for pool, problem in problems.items():
+        plans[pool] = run_planner(planner, problem, time_limit=time_limit, seed=seed,
+                                  workers=workers)
+        errors += [f"{pool} pool: {e}" for e in validate_plan(problem, plans[pool])]
+    return GraphPlan(graph.graph["model"], planner, plans["weight"], plans["tensor"],
+                     not errors, tuple(errors))

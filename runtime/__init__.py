@@ -1,0 +1,1 @@
+"""Numpy runtime executing planned training inside one arena."""

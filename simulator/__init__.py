@@ -1,0 +1,1 @@
+"""Device simulation of a planned training iteration (device profiles, timelines)."""
