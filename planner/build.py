@@ -91,7 +91,7 @@ def _decide_steps(plans: dict[str, LayerPlan], compat: bool) -> None:
         counts = [(plans[s].trainable if compat else plans[s].learns) or upstream[s]
                   for s, _ in p.inputs]
         upstream[name] = any(counts)
-        p.slots = 3 if (p.trainable if compat else p.learns) else 1
+        p.slots = 3 if p.trainable else 1  # NNTrainer: every layer unless marked otherwise
         p.derivative = (p.real.derivative and not p.spec.is_input and upstream[name])
         if compat and p.slots == 3:
             p.active = {F, CG, CD, AG}

@@ -1,9 +1,9 @@
 """Execution orders, per-tensor lifespans and the live-bytes curve.
 
 NNTrainer's rule (the default): forward EO = the layer's topological index 0..N-1; then,
-walking layers in reverse topological order from EO N, a layer that learns takes three
-consecutive EOs (calc_gradient, calc_derivative, apply_gradient), any other layer one EO for
-all three. Weight gradients therefore die right after their layer's update. ``apply-at-end``
+walking layers in reverse topological order from EO N, a trainable layer (weightless ones
+included, as NNTrainer counts them) takes three consecutive EOs (calc_gradient,
+calc_derivative, apply_gradient), a frozen one a single EO for all three. Weight gradients therefore die right after their layer's update. ``apply-at-end``
 is the conventional framework order: the whole backward pass, then every update.
 
 A tensor's lifespan is the sorted set of EOs of the ops that touch it or any tensor sharing its

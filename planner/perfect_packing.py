@@ -35,14 +35,14 @@ def perfect_packing(
     seed: int = 0,
     *,
     granule: int | None = None,
+    live: int = 16,
     end_probability: float = 0.3,
-    max_pieces: int = 4,
 ) -> AllocationProblem:
     """Generate ``n`` buffers that tile ``[0, capacity)`` at every time step (see module doc).
 
     ``granule`` (default ``capacity // 128``) is the grid of cut points, so every size is a
-    multiple of it; ``end_probability`` is the chance a live buffer ends at each step;
-    ``max_pieces`` bounds how many new buffers one free region is cut into.
+    multiple of it; ``live`` is the number of buffers live at once that the simulation steers
+    towards; ``end_probability`` is the chance a live buffer ends at each step.
     """
     granule = granule or max(1, capacity // 128)
     if n < 1 or capacity < granule or capacity % granule:
@@ -52,14 +52,14 @@ def perfect_packing(
         )
     rng = np.random.default_rng(seed)
     units = capacity // granule
-    live = [(o, s, 0) for o, s in _cut(rng, 0, units, min(n, max_pieces, units))]
+    alive = [(o, s, 0) for o, s in _cut(rng, 0, units, min(n, live, units))]
     done: list[tuple[int, int, int, int]] = []  # (offset, size, start, end) in granules
-    created, t = len(live), 0
+    created, t = len(alive), 0
     while created < n:
         t += 1
-        live, born = _step(rng, live, t, n - created, end_probability, max_pieces, done)
+        alive, born = _step(rng, alive, t, n - created, end_probability, live, done)
         created += born
-    done.extend((o, s, start, t + 1) for o, s, start in live)
+    done.extend((o, s, start, t + 1) for o, s, start in alive)
     return _to_problem(done, granule, capacity, seed)
 
 
@@ -69,7 +69,7 @@ def _step(
     t: int,
     budget: int,
     end_probability: float,
-    max_pieces: int,
+    target: int,
     done: list[tuple[int, int, int, int]],
 ) -> tuple[list[_Live], int]:
     """End some live buffers at ``t``, merge touching freed blocks, re-cut each free region."""
@@ -83,11 +83,13 @@ def _step(
         regions = _free_regions([b for b, e in zip(live, ending) if e])
     done.extend((o, s, start, t) for (o, s, start), e in zip(live, ending) if e)
     kept = [b for b, e in zip(live, ending) if not e]
-    spare = budget - len(regions)  # extra pieces beyond one per region
+    # one piece per region, plus extra pieces that steer the live count towards the target
+    extra = min(budget - len(regions), max(0, target - len(kept) - len(regions)))
+    extra = min(budget - len(regions), max(0, extra + int(rng.integers(-1, 2))))
+    share = rng.multinomial(extra, np.full(len(regions), 1 / len(regions)))
     born = 0
-    for lo, hi in regions:
-        pieces = 1 + min(spare, int(rng.integers(0, max_pieces)), hi - lo - 1)
-        spare -= pieces - 1
+    for (lo, hi), more in zip(regions, share):
+        pieces = 1 + min(int(more), hi - lo - 1)
         born += pieces
         kept.extend((o, s, t) for o, s in _cut(rng, lo, hi, pieces))
     return sorted(kept), born

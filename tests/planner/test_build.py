@@ -37,6 +37,7 @@ def test_frozen_layers_have_no_gradient_state_or_derivative():
     assert len(states) == 4  # fc3 weight and bias, two adam moments each
     layers = {layer["name"]: layer for layer in graph.graph["layers"]}
     assert layers["fc2"]["slots"] == 1 and layers["fc3"]["slots"] == 3
+    assert layers["loss"]["slots"] == 3  # weightless but trainable, as NNTrainer counts it
 
 
 def test_freeze_until_unknown_layer():
