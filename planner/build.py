@@ -20,7 +20,7 @@ from planner.graph import add_op, add_tensor, check_graph, new_graph
 from planner.layers import LAYERS
 from planner.layers.base import AG, CD, CG, F, LayerSpec, Realised
 from planner.optimizers import OPTIMIZER_FLOPS, optimizer_states
-from planner.spec import LayerDef, ModelSpec, check_batch, resolve, split_ref
+from planner.spec import LayerDef, ModelSpec, check_batch, is_graph_input, resolve, split_ref
 
 # Layer types whose inputs NNTrainer keeps for forward only.
 _COMPAT_FORWARD_ONLY_INPUTS = {"activation", "multiout", "batch_normalization",
@@ -45,6 +45,8 @@ class LayerPlan:
     output_steps: set = field(default_factory=set)
     grad_steps: set = field(default_factory=set)
     inplace: str = "none"
+    placeholder: bool = False
+    learns_upstream: bool = False
 
 
 def build_training_graph(
@@ -55,12 +57,13 @@ def build_training_graph(
     batch = check_batch(spec.batch if batch is None else batch)
     optimizer = (optimizer or spec.optimizer).lower()
     states = optimizer_states(optimizer)
-    plans = _realise(resolve(spec), batch, freeze_until, compat)
+    plans = _realise(resolve(spec, compat=compat), batch, freeze_until, compat)
     _decide_steps(plans, compat)
     decide_inplace(plans, enabled=inplace, compat=compat)
     graph = new_graph(model=spec.name, batch=batch, optimizer=optimizer, compat=compat,
                       inplace=inplace, freeze_until=freeze_until,
-                      layers=[_layer_record(p) for p in plans.values()])
+                      layers=[_layer_record(p) for p in plans.values()],
+                      tensor_pool_end=_pool_end(plans, inplace) if compat else None)
     _emit(graph, plans, states, optimizer, compat)
     check_graph(graph)
     return graph
@@ -76,23 +79,27 @@ def _realise(layers, batch, freeze_until, compat) -> dict[str, LayerPlan]:
     for i, d in enumerate(layers):
         ls = LAYERS[d.type]
         inputs = [split_ref(r) for r in d.inputs]
+        placeholder = is_graph_input(d)
         shapes = [plans[p].real.outputs[k] for p, k in inputs]
+        if placeholder and not ls.is_input:
+            shapes = [(batch, *d.props["input_shape"])]
         real = ls.realise(shapes, {**d.props, "name": d.name, "batch": batch}, compat)
         trainable = d.trainable and i > frozen_upto
         learns = trainable and any(w.trainable for w in real.weights.values())
-        plans[d.name] = LayerPlan(d, ls, real, i, inputs, trainable, learns)
+        plans[d.name] = LayerPlan(d, ls, real, i, inputs, trainable, learns,
+                                  placeholder=placeholder)
     return plans
 
 
 def _decide_steps(plans: dict[str, LayerPlan], compat: bool) -> None:
     """Slots, derivative, active steps and what each step reads, per layer."""
-    upstream: dict[str, bool] = {}
-    for name, p in plans.items():
-        counts = [(plans[s].trainable if compat else plans[s].learns) or upstream[s]
-                  for s, _ in p.inputs]
-        upstream[name] = any(counts)
+    for p in plans.values():
         p.slots = 3 if p.trainable else 1  # NNTrainer: every layer unless marked otherwise
-        p.derivative = (p.real.derivative and not p.spec.is_input and upstream[name])
+        p.learns_upstream = any(plans[s].learns or plans[s].learns_upstream for s, _ in p.inputs)
+        if compat:  # NNTrainer requests an input derivative for every non-input layer
+            p.derivative = not p.spec.is_input
+        else:  # a derivative is computed only when something upstream learns
+            p.derivative = p.real.derivative and not p.spec.is_input and p.learns_upstream
         if compat and p.slots == 3:
             p.active = {F, CG, CD, AG}
         else:
@@ -115,6 +122,16 @@ def _needs(p: LayerPlan, compat: bool) -> tuple[set, set, set]:
         default = {CG, CD} if p.learns else {CD}
         grads = set(real.grad_steps) if real.grad_steps is not None else default
     return inputs & p.active, set(real.output_steps) & p.active, grads & p.active
+
+
+def _pool_end(plans: dict[str, LayerPlan], inplace: bool) -> str:
+    """The layer whose apply_gradient EO ends NNTrainer's tensor pool: the first layer, or with
+    memory optimisation the earliest layer that does any backward work at run time."""
+    ordered = list(plans.values())
+    if not inplace:
+        return ordered[0].d.name
+    working = [p for p in ordered if p.learns or p.learns_upstream]
+    return (working[0] if working else ordered[0]).d.name
 
 
 def _layer_record(p: LayerPlan) -> dict:
@@ -153,16 +170,25 @@ def _input_tensor(p: LayerPlan, j: int) -> str:
     return out_name(src, k)
 
 
+def _input_names(p: LayerPlan) -> list[str]:
+    """The tensors a layer reads as inputs: its data placeholder, or its producers' outputs."""
+    if p.placeholder:
+        return [f"{p.d.name}:input"]
+    return [_input_tensor(p, j) for j in range(len(p.inputs))]
+
+
 def _emit_tensors(graph, p, plans, consumers, states, compat) -> None:
     name = p.d.name
-    if p.spec.is_input:
-        add_tensor(graph, f"{name}:input", p.real.outputs[0], "input", layer=name,
+    if p.placeholder:
+        shape = p.real.outputs[0] if p.spec.is_input else (graph.graph["batch"],
+                                                            *p.d.props["input_shape"])
+        add_tensor(graph, f"{name}:input", shape, "input", layer=name,
                    pool="external" if compat else "tensor")
     if p.spec.is_loss:
         add_tensor(graph, f"{name}:label", p.real.outputs[0] if compat else
                    plans[p.inputs[0][0]].real.outputs[p.inputs[0][1]], "label", layer=name,
                    pool="external" if compat else "tensor")
-    source = f"{name}:input" if p.spec.is_input else (_input_tensor(p, 0) if p.inputs else None)
+    source = _input_names(p)[0] if (p.placeholder or p.inputs) else None
     for k, shape in enumerate(p.real.outputs):
         alias = source if p.inplace != "none" else None
         add_tensor(graph, out_name(name, k), shape, "activation", alias=alias, layer=name)
@@ -188,7 +214,7 @@ def _grad_alias(graph, p: LayerPlan, compat: bool) -> str | None:
     """An in-place layer's output gradient shares its input derivative (multiout excepted)."""
     if p.inplace == "none" or p.d.type == "multiout":
         return None
-    if p.spec.is_input:
+    if p.placeholder:
         if not compat:
             return None
         ghost = f"{p.d.name}:input:grad"
@@ -212,8 +238,7 @@ def _helpers_at(p: LayerPlan, step: str) -> tuple[list[str], list[str]]:
 
 def _emit_ops(graph, p: LayerPlan, plans, states, optimizer) -> None:
     name, real = p.d.name, p.real
-    inputs = [f"{name}:input"] if p.spec.is_input else [_input_tensor(p, j)
-                                                        for j in range(len(p.inputs))]
+    inputs = _input_names(p)
     outputs = [out_name(name, k) for k in range(len(real.outputs))]
     grads = [g for g in (grad_name(name, k) for k in range(len(real.outputs))) if g in graph]
     label = [f"{name}:label"] if p.spec.is_loss else []

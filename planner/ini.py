@@ -141,6 +141,7 @@ _NON_LAYER = {"model", "optimizer", "learningratescheduler"} | DATASET_SECTIONS
 
 def _layers(sections: list[Section], path: str) -> list[LayerDef]:
     layers: list[LayerDef] = []
+    realised: dict[str, str] = {}  # layer -> the realised node its readers read instead
     previous: str | None = None
     for s in sections:
         if s.name.lower() in _NON_LAYER:
@@ -172,35 +173,39 @@ def _layers(sections: list[Section], path: str) -> list[LayerDef]:
         previous = s.name
         act = _value(s, "activation")
         if act and layer_type != "activation" and act.lower() != "none":
-            name = f"{s.name}/activation_realized"
-            layers.append(LayerDef(name, "activation", {"activation": act.lower()},
-                                   (s.name,), trainable))
+            realised[s.name] = previous = f"{s.name}/activation_realized"
+            layers.append(LayerDef(previous, "activation", {"activation": act.lower()},
+                                   (s.name,)))
+        if (_value(s, "flatten") or "false").lower() in ("true", "1", "yes"):
+            realised[s.name] = name = f"{s.name}/flatten_realized"
+            layers.append(LayerDef(name, "flatten", {}, (previous,)))
             previous = name
     if not layers:
         raise InvalidModelFile(f"{path}: no layer sections")
-    return _rewire_realised(layers)
+    return _rewire_realised(layers, realised)
 
 
 def _inputs(s: Section, previous: str | None, layer_type: str) -> tuple[str, ...]:
+    """Explicit input_layers; else none for a graph input (a layer with input_shape reads the
+    data); else the previous section, as NNTrainer's previous-input realizer does."""
     raw = _value(s, "input_layers")
     if raw:
         return tuple(p.strip() for p in raw.split(",") if p.strip())
-    if layer_type == "input" or previous is None:
+    if layer_type == "input" or previous is None or "input_shape" in s.entries:
         return ()
     return (previous,)
 
 
-def _rewire_realised(layers: list[LayerDef]) -> list[LayerDef]:
-    """Readers of a layer with a realised activation read the activation instead."""
-    realised = {layer.inputs[0]: layer.name for layer in layers
-                if layer.name.endswith("/activation_realized")}
+def _rewire_realised(layers: list[LayerDef], realised: dict[str, str]) -> list[LayerDef]:
+    """Readers of a layer with realised activation/flatten nodes read the last of those."""
+    own = {layer.name for layer in layers
+           if layer.name.endswith(("/activation_realized", "/flatten_realized"))}
     out = []
     for layer in layers:
-        if layer.name.endswith("/activation_realized"):
+        if layer.name in own:
             out.append(layer)
             continue
-        inputs = tuple(realised.get(i.split("(")[0], i) if "(" not in i else i
-                       for i in layer.inputs)
+        inputs = tuple(realised.get(i, i) for i in layer.inputs)
         out.append(LayerDef(layer.name, layer.type, layer.props, inputs, layer.trainable))
     return out
 

@@ -47,11 +47,20 @@ def split_ref(ref: str) -> tuple[str, int]:
     return ref, 0
 
 
-def resolve(spec: ModelSpec) -> list[LayerDef]:
-    """Check the spec, insert multiout layers, and return layers in topological order."""
+def is_graph_input(layer: LayerDef) -> bool:
+    """An input layer, or any layer given an input_shape and no inputs (it reads the data)."""
+    return LAYERS[layer.type].is_input or (not layer.inputs and "input_shape" in layer.props)
+
+
+def resolve(spec: ModelSpec, *, compat: bool = False) -> list[LayerDef]:
+    """Check the spec, insert multiout layers, and return layers in topological order.
+
+    ``compat`` sorts the way NNTrainer does (a depth-first search in which the last consumer's
+    branch comes first); otherwise definition order is kept wherever the graph allows.
+    """
     layers = _check(spec)
     layers = _insert_multiout(layers)
-    order = _topological(layers)
+    order = _topological_dfs(layers) if compat else _topological(layers)
     by_name = {layer.name: layer for layer in layers}
     return [by_name[n] for n in order]
 
@@ -66,10 +75,12 @@ def _check(spec: ModelSpec) -> list[LayerDef]:
             raise UnknownName(f"layer {layer.name!r}: unknown type {layer.type!r}; valid: "
                               + ", ".join(sorted(LAYERS)))
         seen[layer.name] = layer
-    if not any(LAYERS[layer.type].is_input for layer in spec.layers):
+    if not any(is_graph_input(layer) for layer in spec.layers):
         raise InvalidGraph(f"model {spec.name!r} has no input layer")
     for layer in spec.layers:
         ls = LAYERS[layer.type]
+        if is_graph_input(layer) and not ls.is_input:
+            continue
         if not ls.min_inputs <= len(layer.inputs) <= ls.max_inputs:
             raise InvalidGraph(f"layer {layer.name!r} ({layer.type}) takes {ls.min_inputs} to "
                                f"{ls.max_inputs} inputs, got {len(layer.inputs)}", layer.name)
@@ -121,6 +132,33 @@ def _topological(layers: list[LayerDef]) -> list[str]:
         cycle = nx.find_cycle(g)
         raise InvalidGraph("the model has a cycle: " + " -> ".join(u for u, _ in cycle)
                            + f" -> {cycle[0][0]}; layers must form a DAG", cycle[0][0]) from None
+
+
+def _topological_dfs(layers: list[LayerDef]) -> list[str]:
+    """NNTrainer's order: depth-first from each unvisited layer in list order, consumers in
+    list order, a layer placed before everything it feeds (reverse post-order)."""
+    consumers: dict[str, list[str]] = {layer.name: [] for layer in layers}
+    for layer in layers:
+        for ref in layer.inputs:
+            consumers[split_ref(ref)[0]].append(layer.name)
+    _topological(layers)  # raises InvalidGraph on a cycle
+    visited: set[str] = set()
+    stack: list[str] = []
+    for layer in layers:
+        if layer.name in visited:
+            continue
+        visited.add(layer.name)
+        frames = [(layer.name, iter(consumers[layer.name]))]
+        while frames:
+            node, it = frames[-1]
+            nxt = next((c for c in it if c not in visited), None)
+            if nxt is None:
+                stack.append(node)
+                frames.pop()
+            else:
+                visited.add(nxt)
+                frames.append((nxt, iter(consumers[nxt])))
+    return stack[::-1]
 
 
 def check_batch(batch) -> int:

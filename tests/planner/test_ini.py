@@ -124,3 +124,38 @@ def test_ini_gives_the_zoo_graph(filename, builder):
     from_file = build_training_graph(load_ini(os.path.join(DATA, filename)))
     from_zoo = build_training_graph(builder())
     assert _same_graph(from_file, from_zoo)
+
+
+def test_flatten_and_activation_realised_in_nntrainer_order():
+    text = ("[Model]\nLoss = mse\nbatch_size = 2\n[conv]\nType = conv2d\nInput_Shape = 1:6:6\n"
+            "filters = 2\nkernel_size = 3,3\nActivation = relu\nflatten = true\n"
+            "[fc]\nType = fully_connected\nUnit = 3\n")
+    spec = parse_ini(text)
+    chain = [(x.name, x.inputs) for x in spec.layers]
+    assert chain == [("conv", ()), ("conv/activation_realized", ("conv",)),
+                     ("conv/flatten_realized", ("conv/activation_realized",)),
+                     ("fc", ("conv/flatten_realized",)), ("mse0", ("fc",))]
+    graph = build_training_graph(spec, compat=True)
+    assert graph.nodes["conv:input"]["pool"] == "external"  # the data is a placeholder
+    assert graph.nodes["fc:out0"]["shape"] == (2, 3)
+
+
+def test_compat_topological_order_puts_the_last_branch_first():
+    text = ("[Model]\nLoss = mse\nbatch_size = 2\n[x]\nType = input\nInput_Shape = 1:1:4\n"
+            "[a]\nType = fully_connected\nUnit = 4\ninput_layers = x\n"
+            "[b]\nType = fully_connected\nUnit = 4\ninput_layers = x\n"
+            "[add]\nType = addition\ninput_layers = a, b\n")
+    spec = parse_ini(text)
+    native = [x["name"] for x in build_training_graph(spec).graph["layers"]]
+    compat = [x["name"] for x in build_training_graph(spec, compat=True).graph["layers"]]
+    assert native == ["x", "x/multiout", "a", "b", "add", "mse0"]
+    assert compat == ["x", "x/multiout", "b", "a", "add", "mse0"]
+
+
+def test_compat_tensor_pool_ends_at_the_earliest_layer_doing_backward_work():
+    text = mnist_text().replace("filters = 6\n", "filters = 6\ntrainable = false\n")
+    spec = parse_ini(text)
+    # conv1 is frozen and nothing before conv2 learns: conv2 is the first to work backward
+    assert build_training_graph(spec, compat=True).graph["tensor_pool_end"] == "conv2d_c2_layer"
+    assert build_training_graph(spec, compat=True, inplace=False).graph["tensor_pool_end"] \
+        == "inputlayer"
