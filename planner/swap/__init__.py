@@ -32,8 +32,8 @@ def _lookahead(buffers, n_eo, budget, *, lookahead=1, **_):
     return lookahead_gaps(buffers, n_eo, lookahead)
 
 
-def _belady(buffers, n_eo, budget, **_):
-    return belady_gaps(buffers, n_eo, budget)
+def _belady(buffers, n_eo, budget, *, evict_all=False, early=True, **_):
+    return belady_gaps(buffers, n_eo, budget, evict_all=evict_all, early=early)
 
 
 SWAP_PLANNERS: dict[str, SwapPlannerSpec] = {

@@ -14,18 +14,27 @@ import heapq
 import numpy as np
 
 from planner.errors import Infeasible
+from planner.swap.lookahead import lookahead_gaps
 from planner.swap.schedule import Gap
 from planner.swap.uses import BufferUses
 from planner.swap.working_set import min_budget
 
 
-def belady_gaps(buffers: dict[str, BufferUses], n_eo: int, budget: int) -> list[Gap]:
-    """Gap choices that keep RAM within ``budget`` at every EO."""
+def belady_gaps(buffers: dict[str, BufferUses], n_eo: int, budget: int, *,
+                evict_all: bool = False, early: bool = True) -> list[Gap]:
+    """Gap choices that keep RAM within ``budget`` at every EO.
+
+    ``evict_all`` replaces pass 1 by leaving RAM in every gap (NNTrainer's lookahead 0): more
+    I/O, but short resident pieces that pack into the budget without fragmentation;
+    ``early=False`` then also skips passes 2 and 3 (every prefetch just in time).
+    """
     need = min_budget(buffers, n_eo)
     if budget < need:
         raise Infeasible(f"budget {budget} bytes is below the minimum feasible budget: needs "
                          f"at least {need} bytes (the largest working set of one EO)", need)
-    gaps = _evict(buffers, n_eo, budget)
+    gaps = lookahead_gaps(buffers, n_eo, 0) if evict_all else _evict(buffers, n_eo, budget)
+    if evict_all and not early:
+        return gaps
     gaps = _prefetch_early(buffers, gaps, n_eo, budget)
     return _pin_weights(buffers, gaps, n_eo, budget)
 
