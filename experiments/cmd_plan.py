@@ -7,13 +7,13 @@ import argparse
 import pandas as pd
 from tqdm import tqdm
 
-from experiments.graph_options import add_graph_options, graph_from_args
+from experiments.graph_options import add_graph_options, add_swap_options, graph_from_args
 from experiments.output import write_frame
 from planner.allocation import AllocationProblem
 from planner.build import build_training_graph
 from planner.errors import UnknownName
 from planner.offsets import PLANNERS, run_planner
-from planner.plan_graph import plan_graph
+from planner.plan_graph import plan_graph, plan_graph_swap
 from planner.validate import validate_plan
 from planner.zoo import get_model
 
@@ -27,7 +27,9 @@ def _search_options(p: argparse.ArgumentParser) -> None:
 def register(sub) -> None:
     p = sub.add_parser("plan", help="plan one model with one offset planner")
     add_graph_options(p)
-    p.add_argument("--planner", default="nntrainer_v1", help="offset planner (see compare)")
+    p.add_argument("--planner", default=None, help="offset planner (see compare; default "
+                   "nntrainer_v1, or with --budget the best greedy one)")
+    add_swap_options(p)
     _search_options(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run_plan)
@@ -56,8 +58,14 @@ def register(sub) -> None:
 
 def run_plan(args: argparse.Namespace) -> dict:
     graph = graph_from_args(args)
-    return plan_graph(graph, args.planner, order=args.order, time_limit=args.time_limit,
-                      seed=args.seed).record()
+    if args.budget is None:
+        return plan_graph(graph, args.planner or "nntrainer_v1", order=args.order,
+                          time_limit=args.time_limit, seed=args.seed).record()
+    options = {"lookahead": args.lookahead, "seed": args.seed}
+    if args.time_limit is not None:
+        options["time_limit"] = args.time_limit
+    return plan_graph_swap(graph, args.budget, swap=args.swap, planner=args.planner or "best",
+                           order=args.order, **options).record()
 
 
 def run_alloc(args: argparse.Namespace) -> dict:

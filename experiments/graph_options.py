@@ -32,6 +32,43 @@ def add_graph_options(parser: argparse.ArgumentParser, model_required: bool = Tr
                         help="realise the graph exactly as NNTrainer does (its requests)")
 
 
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 10**6, "mb": 10**6,
+          "mib": 2**20, "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12,
+          "tib": 2**40}
+
+
+def parse_bytes(text: str) -> int:
+    """``"64MiB"``, ``"1.5GB"``, ``"1000000"`` -> bytes."""
+    raw = text.strip().replace("_", "").replace(",", "")
+    number = raw.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ ")
+    unit = raw[len(number):].strip().lower()
+    try:
+        value = float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        raise InvalidShape(f"{text!r} is not a byte count; write e.g. 64MiB, 1.5GB or "
+                           "1000000") from None
+    if value <= 0:
+        raise InvalidShape(f"{text!r}: a byte count must be positive")
+    return int(value)
+
+
+def _bytes_arg(text: str) -> int:
+    try:
+        return parse_bytes(text)
+    except InvalidShape as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_swap_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--budget", type=_bytes_arg, default=None, metavar="BYTES",
+                        help="RAM budget for the planned tensors (e.g. 64MiB, 1.5GB); "
+                             "swaps to storage to fit")
+    parser.add_argument("--swap", default="belady", help="swap planner: lookahead, belady, "
+                        "optimal (with --budget)")
+    parser.add_argument("--lookahead", type=int, default=1, metavar="K",
+                        help="EOs the lookahead swap planner prefetches ahead (default 1)")
+
+
 def parse_shape(text: str | None) -> tuple[int, ...] | None:
     if text is None:
         return None

@@ -58,3 +58,57 @@ def plan_graph(graph: nx.DiGraph, planner: str, *, order: str = "nntrainer",
         errors += [f"{pool} pool: {e}" for e in validate_plan(problem, plans[pool])]
     return GraphPlan(graph.graph["model"], planner, plans["weight"], plans["tensor"],
                      not errors, tuple(errors))
+
+
+@dataclass(frozen=True)
+class GraphSwapPlan:
+    """A graph planned under a RAM budget: swap schedule, piece offsets, validity."""
+
+    model: str
+    swap: str
+    arena: "SwapArena"
+    lower_bound_bytes: int
+    min_budget_bytes: int
+    valid: bool
+    errors: tuple[str, ...]
+
+    def record(self) -> dict:
+        s, plan = self.arena.schedule, self.arena.plan
+        return {
+            "model": self.model,
+            "planner": plan.planner,
+            "swap": self.swap,
+            "budget_bytes": s.budget_bytes,
+            "arena_bytes": plan.arena_bytes,
+            "lower_bound_bytes": self.lower_bound_bytes,
+            "peak_resident_bytes": s.peak_resident_bytes,
+            "min_budget_bytes": self.min_budget_bytes,
+            "bytes_written": s.bytes_written,
+            "bytes_read": s.bytes_read,
+            "evictions": len(s.evictions),
+            "prefetches": len(s.prefetches),
+            "solve_seconds": round(s.options.get("solve_seconds", 0.0)
+                                   + plan.solve_seconds, 6),
+            "valid": self.valid,
+        }
+
+
+def plan_graph_swap(graph: nx.DiGraph, budget: int, *, swap: str = "belady",
+                    planner: str = "best", order: str = "nntrainer",
+                    **options) -> GraphSwapPlan:
+    """Plan ``graph`` to fit ``budget`` bytes of RAM with swapping; validate the schedule and
+    the offsets of its pieces."""
+    from planner.order import execution_order, lifespans, lower_bound
+    from planner.swap import graph_buffers
+    from planner.swap.arena import plan_swap_arena
+    from planner.swap.working_set import min_budget
+    from planner.validate_swap import validate_swap
+
+    eo = execution_order(graph, order)
+    buffers, n_eo = graph_buffers(graph, eo)
+    window = options.get("lookahead", 1) if swap == "lookahead" else 0
+    arena = plan_swap_arena(buffers, n_eo, budget, swap=swap, offsets=planner, **options)
+    errors = arena.errors + tuple(validate_swap(buffers, arena.schedule))
+    return GraphSwapPlan(graph.graph["model"], swap, arena,
+                         lower_bound(lifespans(graph, eo), n_eo),
+                         min_budget(buffers, n_eo, window), not errors, errors)

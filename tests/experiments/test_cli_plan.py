@@ -71,3 +71,26 @@ def test_compare_formats(capsys, tmp_path):
 def test_compare_unknown_planner_lists_valid_names(capsys):
     assert main(["compare", "--models", "mlp", "--planners", "greedy,basic"]) == 2
     assert "valid:" in capsys.readouterr().err
+
+
+def test_plan_under_a_budget_swaps_to_fit(capsys):
+    code, out = run_json(capsys, ["plan", "--model", "lenet5", "--batch", "8", "--budget",
+                                  "0.6MiB", "--swap", "belady"])
+    assert code == 0 and out["valid"] is True
+    assert out["arena_bytes"] <= out["budget_bytes"] == int(0.6 * 2**20)
+    assert out["peak_resident_bytes"] <= out["budget_bytes"]
+    assert out["bytes_written"] > 0 and out["bytes_read"] > 0
+    for key in ("min_budget_bytes", "evictions", "prefetches"):
+        assert key in out
+
+
+def test_budget_below_the_minimum_gives_the_minimum(capsys):
+    code, err = run_json(capsys, ["plan", "--model", "lenet5", "--budget", "1000"])
+    assert code == 2 and "needs at least" in err
+
+
+def test_budget_units():
+    from experiments.graph_options import parse_bytes
+    assert parse_bytes("64MiB") == 64 * 2**20
+    assert parse_bytes("1.5GB") == 1_500_000_000
+    assert parse_bytes("1000000") == 1_000_000
