@@ -11,7 +11,7 @@ from experiments.graph_options import add_graph_options, add_swap_options, graph
 from experiments.output import write_frame
 from planner.allocation import AllocationProblem
 from planner.build import build_training_graph
-from planner.errors import UnknownName
+from planner.errors import TrainplanError, UnknownName
 from planner.offsets import PLANNERS, run_planner
 from planner.plan_graph import plan_graph, plan_graph_swap
 from planner.validate import validate_plan
@@ -52,6 +52,8 @@ def register(sub) -> None:
     p.add_argument("--format", default="table", choices=["table", "csv", "markdown", "json"])
     p.add_argument("--json", action="store_true", help="same as --format json")
     p.add_argument("--out", default=None, help="also write the table (csv/md/json by suffix)")
+    p.add_argument("--plot", default=None, metavar="FILE",
+                   help="also draw the planners side by side (.png, .svg or .pdf)")
     _search_options(p)
     p.set_defaults(run=run_compare)
 
@@ -100,25 +102,35 @@ def planner_list(text: str) -> list[str]:
 
 def compare_frame(models: list[str], planners: list[str], *, batch: int | None = None,
                   order: str = "nntrainer", time_limit: float | None = None,
-                  seed: int = 0, progress: bool = True) -> pd.DataFrame:
-    """One row per (model, planner): the plan record, as a DataFrame."""
+                  seed: int = 0, progress: bool = True, keep: list | None = None) -> pd.DataFrame:
+    """One row per (model, planner): the plan record, as a DataFrame; ``keep`` (a list)
+    collects the (graph, GraphPlan) pairs."""
     rows = []
     graphs = {m: build_training_graph(get_model(m, batch=batch)) for m in models}
     pairs = [(m, p) for m in models for p in planners]
     for model, planner in tqdm(pairs, desc="planning", disable=not progress, leave=False):
-        rows.append(plan_graph(graphs[model], planner, order=order, time_limit=time_limit,
-                               seed=seed).record())
+        plan = plan_graph(graphs[model], planner, order=order, time_limit=time_limit, seed=seed)
+        rows.append(plan.record())
+        if keep is not None:
+            keep.append((graphs[model], plan))
     return pd.DataFrame(rows)
 
 
 def run_compare(args: argparse.Namespace) -> None:
+    if args.plot and not args.plot.lower().endswith((".png", ".svg", ".pdf")):
+        raise TrainplanError(f"--plot {args.plot!r}: use a .png, .svg or .pdf file name")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    pairs: list = []
     frame = compare_frame(models, planner_list(args.planners), batch=args.batch,
-                          order=args.order, time_limit=args.time_limit, seed=args.seed)
+                          order=args.order, time_limit=args.time_limit, seed=args.seed,
+                          keep=pairs if args.plot else None)
     fmt = "json" if args.json else args.format
     write_frame(frame, fmt)
     if args.out:
         save_frame(frame, args.out)
+    if args.plot:
+        from experiments.plot_compare import planner_curves, plot_compare
+        plot_compare(planner_curves(pairs, args.order), args.plot)
 
 
 def save_frame(frame: pd.DataFrame, path: str) -> None:

@@ -137,7 +137,10 @@ def _pool_end(plans: dict[str, LayerPlan], inplace: bool) -> str:
 def _layer_record(p: LayerPlan) -> dict:
     return {"name": p.d.name, "type": p.d.type, "index": p.index, "slots": p.slots,
             "trainable": p.trainable, "learns": p.learns, "derivative": p.derivative,
-            "inplace": p.inplace, "inputs": [f"{s}({k})" for s, k in p.inputs]}
+            "inplace": p.inplace, "inputs": [f"{s}({k})" for s, k in p.inputs],
+            "placeholder": p.placeholder, "is_loss": p.spec.is_loss,
+            "outputs": [list(shape) for shape in p.real.outputs],
+            "props": {**p.d.props, "name": p.d.name, "batch": p.real.outputs[0][0]}}
 
 
 def out_name(layer: str, k: int) -> str:
@@ -263,8 +266,9 @@ def _emit_ops(graph, p: LayerPlan, plans, states, optimizer) -> None:
        outputs + _helpers_at(p, F)[1] + [_updated(graph, w) for w in running],
        real.flops.get(F, 0))
     if CG in p.active:
-        op(CG, reads_at(CG), [f"{w}:grad" for w in learned] + _helpers_at(p, CG)[1],
-           real.flops.get(CG, 0) if p.learns else 0)
+        cg_weights = backward_weights if CG in real.weight_steps and p.learns else []
+        op(CG, reads_at(CG) + cg_weights, [f"{w}:grad" for w in learned]
+           + _helpers_at(p, CG)[1], real.flops.get(CG, 0) if p.learns else 0)
     if CD in p.active:
         derivs = [grad_name(s, k) for s, k in p.inputs if grad_name(s, k) in graph]
         derivs = derivs if p.derivative else []

@@ -48,9 +48,11 @@ class GraphPlan:
 
 
 def plan_graph(graph: nx.DiGraph, planner: str, *, order: str = "nntrainer",
-               time_limit: float | None = None, seed: int = 0, workers: int = 2) -> GraphPlan:
-    """Plan both pools of ``graph`` with ``planner`` and validate both plans."""
-    problems = graph_problems(graph, order)
+               time_limit: float | None = None, seed: int = 0, workers: int = 2,
+               alignment: int = 1) -> GraphPlan:
+    """Plan both pools of ``graph`` with ``planner`` and validate both plans (``alignment``:
+    every buffer's offset a multiple of it, e.g. 64 for the runtime's SIMD-friendly arena)."""
+    problems = graph_problems(graph, order, alignment)
     plans, errors = {}, []
     for pool, problem in problems.items():
         plans[pool] = run_planner(planner, problem, time_limit=time_limit, seed=seed,

@@ -50,6 +50,7 @@ class Realised:
     ``grad_steps``: steps that read the output gradients (default: calc_gradient when the
     layer has trainable weights, and calc_derivative).
     ``derivative``: whether the layer can send a derivative to its inputs at all.
+    ``weight_steps``: backward steps that read the weights (besides forward).
     """
 
     outputs: list[Shape]
@@ -61,6 +62,7 @@ class Realised:
     grad_steps: frozenset | None = None
     derivative: bool = True
     inplace: str = NONE
+    weight_steps: frozenset = frozenset({CD})
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,20 @@ from planner.layers.base import (
 )
 
 
-def _padding(value, kernel, dilation, name):
+# im2col runs on chunks of samples: enough columns per matrix product for BLAS to run near its
+# peak and for the filter gradient to be summed over few chunks, within a bounded workspace.
+COL_MIN_COLUMNS = 1024
+COL_BUDGET_BYTES = 4 << 20
+
+
+def conv_chunk(batch: int, rows: int, cols: int) -> int:
+    """Samples per im2col chunk for a (rows, cols) per-sample column matrix."""
+    by_cols = -(-COL_MIN_COLUMNS // cols)
+    by_bytes = COL_BUDGET_BYTES // (4 * rows * cols)
+    return max(1, min(batch, max(by_cols, by_bytes)))
+
+
+def padding(value, kernel, dilation, name):
     """Symmetric padding per axis from an int, a pair, 'same' or 'valid'."""
     if isinstance(value, str) and value.lower() in ("same", "valid"):
         if value.lower() == "valid":
@@ -40,7 +53,7 @@ def realise_conv2d(inputs, props, compat):
     k = pair(props.get("kernel_size", 3))
     s = pair(props.get("stride", 1))
     d = pair(props.get("dilation", 1))
-    p = _padding(props.get("padding", 0), k, d, name)
+    p = padding(props.get("padding", 0), k, d, name)
     groups = positive("groups", props.get("groups", 1), name)
     if c % groups or filters % groups:
         raise InvalidShape(f"{name}: channels {c} and filters {filters} must be multiples of "
@@ -50,15 +63,35 @@ def realise_conv2d(inputs, props, compat):
     if props.get("bias", True):
         weights["bias"] = Weight((filters,), read_at_derivative=False)
     mac = b * filters * oh * ow * (c // groups) * k[0] * k[1]
-    helpers = []
-    if not compat and (k != (1, 1) or s != (1, 1) or p != (0, 0)):
-        # per-sample im2col buffer, one per step that needs it
-        col = (c * k[0] * k[1], oh * ow)
-        helpers = [Helper(f"col_{step}", col, (step,)) for step in (F, CG, CD)]
+    helpers = [] if compat else _conv_helpers(b, c * k[0] * k[1], oh * ow, weights["filter"],
+                                              pointwise=(k, s, p) == ((1, 1), (1, 1), (0, 0)))
     return Realised(
         outputs=[(b, filters, oh, ow)], weights=weights, helpers=helpers,
         flops={F: 2 * mac, CG: 2 * mac, CD: 2 * mac}, input_steps=frozenset({F, CG}),
     )
+
+
+def _conv_helpers(batch, rows, cols, filt, pointwise):
+    """im2col workspaces of one chunk of samples, each living in its own step only.
+
+    Forward and calc_derivative: columns (chunk, rows, cols), unless the convolution is
+    pointwise (the input itself is the column matrix). calc_gradient sums the filter gradient
+    over chunk samples in one product: columns laid out (rows, chunk, cols), the output gradient
+    transposed to (filters, chunk, cols), and a partial filter gradient when there are several
+    chunks.
+    """
+    g = conv_chunk(batch, rows, cols)
+    helpers = []
+    if not pointwise:
+        helpers += [Helper("col_forward", (g, rows, cols), (F,)),
+                    Helper("col_calc_derivative", (g, rows, cols), (CD,))]
+    if not (pointwise and g == 1):
+        helpers.append(Helper("col_calc_gradient", (rows, g, cols), (CG,)))
+    if g > 1:
+        helpers.append(Helper("grad_t", (filt.shape[0], g, cols), (CG,)))
+    if g < batch:
+        helpers.append(Helper("filter_grad_part", filt.shape, (CG,)))
+    return helpers
 
 
 POOLINGS = ("max", "average", "global_max", "global_average")
@@ -78,7 +111,7 @@ def realise_pooling2d(inputs, props, compat):
     else:
         k = pair(props.get("pool_size", 2))
         s = pair(props.get("stride", 1))
-        p = _padding(props.get("padding", 0), k, (1, 1), name)
+        p = padding(props.get("padding", 0), k, (1, 1), name)
     oh, ow = (out_size((h, w)[i], k[i], s[i], p[i], 1, name) for i in range(2))
     out = (b, c, oh, ow)
     helpers = []

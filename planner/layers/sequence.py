@@ -26,7 +26,9 @@ def realise_multi_head_attention(inputs, props, compat):
         weights[f"{w}_bias"] = Weight(bias, read_at_derivative=False)
     proj = 2 * b * d * (tq * q[2] + tk * k[2] + tk * v[2] + tq * q[2])
     attn = 4 * b * tq * tk * d + 5 * b * heads * tq * tk
-    saved = (F, CG, CD)
+    # natively calc_gradient runs the whole attention backward (runtime/kernels/sequence.py)
+    # and calc_derivative needs only dq, dk, dv; d probabilities is its own workspace
+    saved = (F, CG, CD) if compat else (F, CG)
     helpers = [
         Helper("q", (b, tq, d), saved), Helper("k", (b, tk, d), saved),
         Helper("v", (b, tk, d), saved), Helper("probs", (b, heads, tq, tk), saved),
@@ -34,9 +36,11 @@ def realise_multi_head_attention(inputs, props, compat):
         Helper("dq", (b, tq, d), (CG, CD)), Helper("dk", (b, tk, d), (CG, CD)),
         Helper("dv", (b, tk, d), (CG, CD)),
     ]
+    if not compat:
+        helpers.append(Helper("dprobs", (b, heads, tq, tk), (CG,)))
     return Realised(outputs=[(b, tq, q[2])], weights=weights, helpers=helpers,
                     flops={F: proj + attn, CG: proj + 2 * attn, CD: proj - 2 * b * tq * d * q[2]},
-                    input_steps=frozenset({F, CG}))
+                    input_steps=frozenset({F, CG}), weight_steps=frozenset({CG, CD}))
 
 
 def realise_lstm(inputs, props, compat):
@@ -58,7 +62,7 @@ def realise_lstm(inputs, props, compat):
     return Realised(outputs=[out], weights=weights, helpers=helpers,
                     flops={F: 2 * (mac_x + mac_h) + 12 * b * t * h,
                            CG: 2 * (mac_x + 2 * mac_h) + 16 * b * t * h, CD: 2 * mac_x},
-                    input_steps=frozenset({F, CG}))
+                    input_steps=frozenset({F, CG}), weight_steps=frozenset({CG, CD}))
 
 
 register(LayerSpec("multi_head_attention", realise_multi_head_attention, max_inputs=3,

@@ -65,11 +65,11 @@ class _Search:
         self.off = np.full(n, -1, dtype=np.int64)
         self.solution = np.zeros(n, dtype=np.int64)
         self.min_off = np.zeros(n, dtype=np.int64)
+        self.banned = np.full(n, -1, dtype=np.int64)
         self.total = np.add.reduceat(size[lay.members], lay.ptr[:-1]) if s else np.zeros(0)
         self.cuts = lay.cuts.copy()
         self.nodes = 0
-        self.failed: dict[tuple[int, int], tuple[int, int]] = {}
-        self.pre_list, self.size_list = pre.tolist(), size.tolist()
+        self.failed: set[tuple[int, int, int]] = set()
 
     def run(self) -> str:
         """Search every initial partition; FOUND leaves the plan in ``self.solution``."""
@@ -78,24 +78,23 @@ class _Search:
         if int(self.size.max()) > self.height or int(self.total.max()) > self.height:
             return EXHAUSTED
         cuts = (np.flatnonzero(self.cuts == 0) + 1).tolist()
-        everything = np.arange(len(self.size))
-        return self._split(everything, 0, self.lay.n_sections, cuts, 0, -1)
+        return self._split(np.arange(len(self.size)), 0, self.lay.n_sections, cuts)
 
-    def _split(self, part, p0: int, p1: int, cuts: list[int], last: int, rank: int) -> str:
+    def _split(self, part, p0: int, p1: int, cuts: list[int]) -> str:
         """Solve the independent sides of ``[p0, p1)`` cut at ``cuts``, one after the other."""
         lay, bounds = self.lay, [p0, *cuts, p1]
         for a, z in zip(bounds, bounds[1:]):
             sub = part[(self.off[part] < 0) & (lay.s0[part] < z) & (lay.s1[part] > a)]
             if sub.size:
-                result = self._search(sub, a, z, last, rank)
+                result = self._search(sub, a, z)
                 if result != FOUND:
                     return result
         return FOUND
 
-    def _search(self, part, p0: int, p1: int, last: int, rank: int) -> str:
-        """A DFS node: prune by inference or memo, else try every canonical, undominated move."""
+    def _search(self, part, p0: int, p1: int) -> str:
+        """A DFS node: prune by dominance, memo or inference, else branch on the tightest cell."""
         self.nodes += 1
-        if not self.nodes & 255:
+        if not self.nodes & 127:
             if self.nodes > self.limit:
                 return ABORTED
             if time.perf_counter() > self.deadline:
@@ -104,32 +103,87 @@ class _Search:
         if not free.size:
             return FOUND
         lows = self.min_off[free]
-        key = (hash(free.tobytes()), hash(lows.tobytes()))
-        seen = self.failed.get(key)
-        if seen is not None and seen <= (last, rank):
-            return EXHAUSTED  # the same residual problem failed under a weaker bound
-        result = EXHAUSTED
-        if self._sections_fit(free, lows, p0, p1, last, rank):
-            result = self._branch(part, free, lows, p0, p1, last, rank)
-        if result == EXHAUSTED and (seen is None or (last, rank) < seen):
-            self.failed[key] = (last, rank)
+        stuck = lows <= self.banned[free]
+        if stuck.all():
+            return EXHAUSTED
+        level = int(lows[~stuck].min())
+        if (stuck & (lows + self.size[free] <= level)).any():
+            return EXHAUSTED  # dominance: a waiting buffer fits in a gap that stays empty
+        key = (hash(free.tobytes()), hash(lows.tobytes()), hash(stuck.tobytes()))
+        if key in self.failed:
+            return EXHAUSTED
+        result = self._branch(part, p0, p1, free, lows, stuck, level)
+        if result == EXHAUSTED:
+            self.failed.add(key)
         return result
 
-    def _branch(self, part, free, lows, p0: int, p1: int, last: int, rank: int) -> str:
-        """Place each candidate in (minimum offset, rank) order; stop at the first success."""
-        min_top = int((lows + self.size[free]).min())  # dominance: nothing starts at/above it
-        for j in np.lexsort((self.pre[free], lows)).tolist():
-            b, low = int(free[j]), int(lows[j])
-            if low >= min_top:
-                break
-            if low < last or (low == last and self.pre_list[b] < rank):
-                continue  # not canonical: this plan is listed in another order
-            if low + self.size_list[b] > self.height:
-                continue
-            result = self._try(b, low, part, p0, p1)
+    def _branch(self, part, p0, p1, free, lows, stuck, level: int) -> str:
+        """Pick the open cell (section, level) with fewest coverers; try each, then empty."""
+        cell = self._pick_cell(p0, p1, free, lows, stuck, level)
+        if cell is None:
+            return EXHAUSTED
+        section, forced = cell
+        members = self.lay.members[self.lay.ptr[section]:self.lay.ptr[section + 1]]
+        cover = members[(self.off[members] < 0) & (self.min_off[members] == level)]
+        cover = cover[self.min_off[cover] > self.banned[cover]]
+        for b in cover[np.argsort(self.pre[cover])].tolist():
+            result = self._try(b, level, part, p0, p1)
             if result != EXHAUSTED:
                 return result
-        return EXHAUSTED
+        if forced:
+            return EXHAUSTED
+        old = self.banned[cover]
+        self.banned[cover] = level  # the cell stays empty: its coverers must be lifted first
+        result = self._search(part, p0, p1)
+        self.banned[cover] = old
+        return result
+
+    def _pick_cell(self, p0, p1, free, lows, stuck, level: int) -> tuple[int, bool] | None:
+        """Cross-section inference, then the most constrained open cell at ``level``.
+
+        In every section the unplaced buffers are live together, so they stack; each starts no
+        lower than its *release* (its minimum offset; ``level + 1`` for a buffer that must be
+        lifted first). Stacking jobs with release dates on one machine ends at best at
+        max over u of (release_u + sizes released at or after it) (Jackson's rule); a section
+        where that exceeds the height prunes the node. A cell that cannot stay empty (raising
+        its candidates' release to ``level + 1`` breaks its section) is *forced*.
+        Returns (section, forced) or None when the node is infeasible.
+        """
+        release = np.where(stuck, level + 1, lows)
+        cand = ~stuck & (lows == level)
+        ptr = self.lay.ptr
+        members = self.lay.members[ptr[p0]:ptr[p1]]
+        sections = self.lay.member_section[ptr[p0]:ptr[p1]]
+        where = np.full(len(self.size), -1, dtype=np.int64)
+        where[free] = np.arange(len(free))
+        idx = where[members]
+        keep = idx >= 0
+        idx, sections = idx[keep], sections[keep]
+        rel, is_cand = release[idx], cand[idx]
+        need = self._stack_need(sections, rel, self.size[free[idx]])
+        if need is None or int(need[1].max()) > self.height:
+            return None
+        counts = np.bincount(sections[is_cand], minlength=self.lay.n_sections)
+        open_secs = np.flatnonzero(counts)
+        if not open_secs.size:
+            return None
+        raised = self._stack_need(sections, np.where(is_cand, level + 1, rel),
+                                  self.size[free[idx]])
+        forced_at = set(raised[0][raised[1] > self.height].tolist())
+        forced = np.array([s in forced_at for s in open_secs.tolist()])
+        best = np.lexsort((open_secs, counts[open_secs], ~forced))[0]
+        return int(open_secs[best]), bool(forced[best])
+
+    def _stack_need(self, sections, rel, sizes) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per section (ids, Jackson stacking height) for jobs (section, release, size)."""
+        if not len(sections):
+            return None
+        order = np.argsort(sections * (self.height + 2) - rel, kind="stable")
+        sections, rel, sizes = sections[order], rel[order], sizes[order]
+        above = np.cumsum(sizes)
+        heads = np.flatnonzero(np.r_[True, sections[1:] != sections[:-1]])
+        base = np.repeat(above[heads] - sizes[heads], np.diff(np.r_[heads, len(sizes)]))
+        return sections[heads], np.maximum.reduceat(rel + above - base, heads)
 
     def _try(self, b: int, low: int, part, p0: int, p1: int) -> str:
         """Place ``b`` at ``low`` and recurse, splitting at the cut points this opens."""
@@ -139,15 +193,15 @@ class _Search:
             s0, s1 = int(self.lay.s0[b]), int(self.lay.s1[b])
             new_cuts = (np.flatnonzero(self.cuts[s0:s1 - 1] == 0) + s0 + 1).tolist()
             if new_cuts:
-                result = self._split(part, p0, p1, new_cuts, low, self.pre_list[b])
+                result = self._split(part, p0, p1, new_cuts)
             else:
-                result = self._search(part, p0, p1, low, self.pre_list[b])
+                result = self._search(part, p0, p1)
         self._unplace(b, raised, old_min)
         return result
 
     def _place(self, b: int, low: int) -> tuple[np.ndarray, np.ndarray]:
         """Fix ``b`` at ``low``: raise conflicting minimum offsets, update section data."""
-        lay, top = self.lay, low + self.size_list[b]
+        lay, top = self.lay, low + int(self.size[b])
         self.off[b] = low
         self.solution[b] = low
         nbrs = lay.nbrs[b]
@@ -159,7 +213,7 @@ class _Search:
         else:
             self.min_off[raised] = top
         s0, s1 = int(lay.s0[b]), int(lay.s1[b])
-        self.total[s0:s1] -= self.size_list[b]
+        self.total[s0:s1] -= int(self.size[b])
         self.cuts[s0:s1 - 1] -= 1
         return raised, old_min
 
@@ -167,37 +221,9 @@ class _Search:
         """Reverse ``_place``."""
         self.min_off[raised] = old_min
         s0, s1 = int(self.lay.s0[b]), int(self.lay.s1[b])
-        self.total[s0:s1] += self.size_list[b]
+        self.total[s0:s1] += int(self.size[b])
         self.cuts[s0:s1 - 1] += 1
         self.off[b] = -1
-
-    def _sections_fit(self, free, lows, p0: int, p1: int, last: int, rank: int) -> bool:
-        """Cross-section inference: each section's unplaced buffers must stack below ``height``.
-
-        The unplaced buffers of a section are all live together, so they stack; each starts no
-        lower than its *release*: its minimum offset, never below ``last``, and above ``last``
-        when it may no longer go at its minimum offset (it would come before ``(last, rank)``,
-        so a buffer placed later must lift it first). Stacking jobs with release dates on one
-        machine ends at best at max over u of (release_u + sizes released at or after it), and
-        that must fit ``height``. MiniMalloc checks the weaker lowest release + all sizes.
-        """
-        stuck = (lows < last) | ((lows == last) & (self.pre[free] < rank))
-        release = self.min_off.copy()
-        release[free] = np.maximum(lows, last)
-        release[free[stuck]] = last + 1
-        ptr = self.lay.ptr
-        members = self.lay.members[ptr[p0]:ptr[p1]]
-        sections = self.lay.member_section[ptr[p0]:ptr[p1]]
-        keep = self.off[members] < 0
-        members, sections = members[keep], sections[keep]
-        rel = release[members]
-        order = np.argsort(sections * (self.height + 2) - rel, kind="stable")
-        sections, rel, sizes = sections[order], rel[order], self.size[members[order]]
-        above = np.cumsum(sizes)
-        group_start = np.flatnonzero(np.r_[True, sections[1:] != sections[:-1]])
-        base = np.repeat(above[group_start] - sizes[group_start], np.diff(np.r_[group_start,
-                                                                               len(sizes)]))
-        return int((rel + above - base).max()) <= self.height
 
 
 def decide(

@@ -1,0 +1,118 @@
+"""Training data: the handwritten digits bundled with scikit-learn, or synthetic data shaped
+for any model. A dataset maps every data placeholder and every label tensor to an array whose
+first axis is the sample."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from planner.errors import TrainplanError
+
+
+class DataError(TrainplanError):
+    """The data set does not fit the model (shape, classes) or cannot be loaded."""
+
+
+@dataclass
+class Dataset:
+    """Arrays per graph tensor (inputs and labels), the same number of samples each."""
+
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def size(self) -> int:
+        return len(next(iter(self.arrays.values())))
+
+    def batches(self, batch: int, rng: np.random.Generator | None):
+        """Full batches in a shuffled (or fixed) order; a last partial batch is dropped."""
+        order = rng.permutation(self.size) if rng is not None else np.arange(self.size)
+        for start in range(0, self.size - batch + 1, batch):
+            idx = order[start:start + batch]
+            yield {t: a[idx] for t, a in self.arrays.items()}
+
+
+def data_tensors(graph: nx.DiGraph) -> tuple[list[str], list[str]]:
+    """(input placeholders, labels) of the graph, in layer order."""
+    inputs = [f"{x['name']}:input" for x in graph.graph["layers"] if x["placeholder"]]
+    labels = [f"{x['name']}:label" for x in graph.graph["layers"] if x["is_loss"]]
+    return inputs, labels
+
+
+def _token_vocab(graph: nx.DiGraph, placeholder: str) -> int | None:
+    """The vocabulary size when the placeholder feeds an embedding, else None."""
+    layer = placeholder.split(":")[0]
+    for x in graph.graph["layers"]:
+        if x["type"] == "embedding" and any(r.split("(")[0] == layer for r in x["inputs"]):
+            return int(x["props"]["in_dim"])
+    return None
+
+
+def synthetic(graph: nx.DiGraph, samples: int, seed: int = 0) -> Dataset:
+    """Random inputs (token ids where an embedding reads them) and random one-hot labels
+    (random targets for regression losses), ``samples`` of each."""
+    rng = np.random.default_rng(seed)
+    inputs, labels = data_tensors(graph)
+    arrays = {}
+    for t in inputs:
+        shape = (samples, *graph.nodes[t]["shape"][1:])
+        vocab = _token_vocab(graph, t)
+        arrays[t] = (rng.integers(0, vocab, size=shape).astype(np.float32) if vocab
+                     else rng.standard_normal(shape).astype(np.float32))
+    for t in labels:
+        shape = (samples, *graph.nodes[t]["shape"][1:])
+        if graph.nodes[t.replace(":label", ":out0")]["shape"][1:] == shape[1:] and \
+                _is_classifier(graph, t):
+            classes = rng.integers(0, shape[-1], size=shape[:-1])
+            arrays[t] = np.eye(shape[-1], dtype=np.float32)[classes]
+        else:
+            arrays[t] = rng.standard_normal(shape).astype(np.float32)
+    return Dataset(arrays)
+
+
+def _is_classifier(graph: nx.DiGraph, label: str) -> bool:
+    layer = label.split(":")[0]
+    return next(x["type"] for x in graph.graph["layers"] if x["name"] == layer) == "cross_softmax"
+
+
+def digits(graph: nx.DiGraph, test_fraction: float = 0.2, seed: int = 0
+           ) -> tuple[Dataset, Dataset]:
+    """scikit-learn's 8x8 digits, scaled to [0, 1] and enlarged to the model's input (nearest
+    neighbour, e.g. 32x32 for LeNet-5); a seeded train/test split."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:
+        raise DataError("the digits data set needs scikit-learn: pip install "
+                        "'trainplan[data]'") from exc
+    inputs, labels = data_tensors(graph)
+    if len(inputs) != 1 or len(labels) != 1:
+        raise DataError("digits feeds models with one input and one classification loss")
+    (x_name,), (y_name,) = inputs, labels
+    shape, classes = graph.nodes[x_name]["shape"][1:], graph.nodes[y_name]["shape"][-1]
+    if classes != 10:
+        raise DataError(f"digits has 10 classes; the model has {classes} (use --classes 10)")
+    raw = load_digits()
+    x = _fit_images(raw.images.astype(np.float32) / 16.0, shape)
+    y = np.eye(10, dtype=np.float32)[raw.target]
+    order = np.random.default_rng(seed).permutation(len(x))
+    cut = int(len(x) * (1 - test_fraction))
+    train, test = order[:cut], order[cut:]
+    return (Dataset({x_name: x[train], y_name: y[train]}),
+            Dataset({x_name: x[test], y_name: y[test]}))
+
+
+def _fit_images(images: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(N, 8, 8) images -> (N, *shape): flattened for vectors, enlarged for (C, H, W)."""
+    n = len(images)
+    if len(shape) == 1:
+        if shape[0] != 64:
+            raise DataError(f"digits images have 64 pixels; the model takes {shape[0]} "
+                            "(use --input-shape 64 or 1:32:32)")
+        return images.reshape(n, 64)
+    if len(shape) != 3 or shape[0] != 1 or shape[1] % 8 or shape[2] % 8:
+        raise DataError(f"digits images are 1x8x8; the model takes {shape}: use a 1:H:W input "
+                        "with H and W multiples of 8")
+    big = images.repeat(shape[1] // 8, axis=1).repeat(shape[2] // 8, axis=2)
+    return big.reshape(n, *shape)

@@ -1,0 +1,133 @@
+"""Execute training iterations of a graph: ops in EO order, each a kernel on views of a layout.
+
+The engine walks the plan the way torch.fx's Interpreter walks nodes: for every EO, the ops of
+that EO (calc_gradient before calc_derivative before apply_gradient), each handed a LayerCtx
+of views into the layout. With a static layout the contexts are built once, so an iteration
+allocates nothing tensor-sized. An error names the op that failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from planner.graph import STEPS
+from planner.order import ExecutionOrder
+from runtime.bind import Binding, bind
+from runtime.kernels import KERNELS
+from runtime.kernels.base import LayerCtx
+from runtime.optimizers import Hyper, apply_gradient
+
+
+class RuntimeFailure(RuntimeError):
+    """An op failed; the message names it."""
+
+
+@dataclass
+class StepResult:
+    loss: float
+    correct: int
+    samples: int
+
+
+def _ordered_ops(graph: nx.DiGraph, eo: ExecutionOrder) -> list[list[str]]:
+    at: list[list[str]] = [[] for _ in range(eo.n_eo)]
+    for op, e in eo.op_eo.items():
+        at[e].append(op)
+    rank = {s: i for i, s in enumerate(STEPS)}
+    return [sorted(ops, key=lambda o: rank[graph.nodes[o]["step"]]) for ops in at]
+
+
+class Executor:
+    """Runs iterations of ``graph`` in ``eo`` order on a layout (views per tensor)."""
+
+    def __init__(self, graph: nx.DiGraph, eo: ExecutionOrder, layout, *, optimizer: str,
+                 hyper: Hyper, seed: int = 0, before_eo: Callable | None = None,
+                 after_eo: Callable | None = None, full_context: bool = False):
+        self.graph, self.eo, self.layout = graph, eo, layout
+        self.optimizer, self.hyper = optimizer, hyper
+        self.rng = np.random.default_rng(seed)
+        self.before_eo, self.after_eo = before_eo, after_eo
+        self.full_context = full_context
+        self.step_count = 0
+        self.training = True
+        layers = {layer["name"]: layer for layer in graph.graph["layers"]}
+        self.ops_at = _ordered_ops(graph, eo)
+        self.bindings = {op: bind(graph, op, layers[graph.nodes[op]["layer"]], [])
+                         for ops in self.ops_at for op in ops}
+        self._static = not hasattr(layout, "pieces")
+        self._ctx_cache: dict[str, LayerCtx] = {}
+        self.feeds: dict[int, list[tuple[str, np.ndarray]]] = {}
+
+    def _viewer(self, b: Binding, e: int) -> Callable:
+        def view(name: str | None):
+            if name is None:
+                return None
+            if self.full_context or name in b.touched or name.split("@")[0] in b.touched:
+                return self.layout.view(name, e)
+            data = self.graph.nodes[name]  # NaN: a kernel reading it shows at once
+            fill = np.nan if data["dtype"].startswith("float") else -1
+            return np.broadcast_to(np.array(fill, dtype=data["dtype"]), data["shape"])
+        return view
+
+    def context(self, b: Binding, e: int) -> LayerCtx:
+        if self._static and b.op in self._ctx_cache:
+            ctx = self._ctx_cache[b.op]
+            ctx.training = self.training
+            return ctx
+        v = self._viewer(b, e)
+        ctx = LayerCtx(
+            props=b.layer["props"], inputs=[v(t) for t in b.inputs],
+            outputs=[v(t) for t in b.outputs], weights={k: v(t) for k, t in b.weights.items()},
+            weight_grads={k: v(t) for k, t in b.weight_grads.items()},
+            out_grads=[v(t) for t in b.out_grads], in_derivs=[v(t) for t in b.in_derivs],
+            helpers={k: v(t) for k, t in b.helpers.items()}, label=v(b.label),
+            training=self.training, rng=self.rng)
+        if self._static:
+            self._ctx_cache[b.op] = ctx
+        return ctx
+
+    def feed_at(self, feeds: dict[int, list[tuple[str, np.ndarray]]]) -> None:
+        """Data to copy into tensors right before EO e (when their bytes become theirs)."""
+        self.feeds = feeds
+
+    def iteration(self, last_eo: int | None = None) -> StepResult:
+        """One forward, backward and update (or EOs up to ``last_eo`` only, e.g. forward for
+        evaluation) over the data given to ``feed_at``."""
+        self.step_count += last_eo is None
+        result = StepResult(0.0, 0, 0)
+        for e, ops in enumerate(self.ops_at[: None if last_eo is None else last_eo + 1]):
+            if self.before_eo:
+                self.before_eo(e)
+            for t, values in self.feeds.get(e, ()):
+                self.layout.view(t, e)[...] = values
+            for op in ops:
+                try:
+                    self._run(self.bindings[op], e, result)
+                except Exception as exc:
+                    raise RuntimeFailure(f"op {op!r} (EO {e}) failed: {exc}") from exc
+            if self.after_eo:
+                self.after_eo(e)
+        return result
+
+    def _run(self, b: Binding, e: int, result: StepResult) -> None:
+        ctx = self.context(b, e)
+        if b.step == "apply_gradient":
+            for w, grad in ctx.weight_grads.items():
+                states = {s: self.layout.view(t, e) for s, t in b.states.get(w, {}).items()}
+                apply_gradient(self.optimizer, ctx.weights[w], grad, states, self.hyper,
+                               step=self.step_count)
+            return
+        kernel = getattr(KERNELS[b.layer["type"]], b.step)
+        if kernel is None:
+            return
+        value = kernel(ctx)
+        if b.layer["is_loss"] and b.step == "forward":
+            result.loss += float(value)
+            probs, label = ctx.outputs[0], ctx.label
+            if probs.shape == label.shape and probs.shape[-1] > 1:
+                result.correct += int((probs.argmax(-1) == label.argmax(-1)).sum())
+                result.samples += int(np.prod(probs.shape[:-1]))

@@ -1,0 +1,30 @@
+"""Initial values of every persistent buffer, the same for every layout given the seed."""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+import networkx as nx
+import numpy as np
+
+
+def initial_value(graph: nx.DiGraph, root: str, seed: int) -> np.ndarray:
+    """Glorot-uniform matrices and filters, zero biases, betas, means and optimizer state,
+    unit gammas and variances; drawn from a generator keyed by seed and tensor name."""
+    data = graph.nodes[root]
+    shape, name = data["shape"], root.rsplit(":", 1)[-1]
+    if data["role"] == "optimizer_state" or name in ("bias", "beta", "moving_mean", "bias_h") \
+            or name.endswith("_bias"):
+        return np.zeros(shape, dtype=np.float32)
+    if name in ("gamma", "moving_variance"):
+        return np.ones(shape, dtype=np.float32)
+    rng = np.random.default_rng([seed, zlib.crc32(root.encode())])
+    if len(shape) == 4:  # conv filter (out, in/groups, kh, kw)
+        fan_in, fan_out = math.prod(shape[1:]), shape[0] * shape[2] * shape[3]
+    elif len(shape) >= 2:
+        fan_in, fan_out = shape[0], math.prod(shape[1:])
+    else:
+        fan_in = fan_out = shape[0]
+    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=shape).astype(np.float32)

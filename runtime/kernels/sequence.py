@@ -1,0 +1,200 @@
+"""Multi-head attention and LSTM kernels (planner/layers/sequence.py).
+
+Both do their whole backward pass at calc_gradient — it is what the weight gradients need —
+and leave the gradients of their projections (``dq``/``dk``/``dv``, ``d_gates``) in helpers for
+calc_derivative, which only multiplies them by the input weights. A layer that sends a
+derivative without learning (frozen in the middle of a learning network) is not supported.
+LSTM time steps use (batch, units)-sized temporaries: one time step, not the sequence.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from runtime.kernels.base import (
+    KernelError, KernelSpec, LayerCtx, matmul_acc, register, rows, view,
+)
+from runtime.kernels.elementwise import _sigmoid
+
+
+def _needs_gradient_step(ctx: LayerCtx) -> None:
+    if not ctx.weight_grads:
+        raise KernelError(f"{ctx.props.get('name', '?')}: calc_derivative needs the "
+                          "projection gradients of calc_gradient; a frozen layer that must "
+                          "send a derivative is not supported")
+
+
+# --- multi-head attention ------------------------------------------------------------------
+
+def _qkv_inputs(ctx: LayerCtx, arrays: list) -> tuple:
+    """(query, key, value) sources: one input is self-attention, two share key and value."""
+    q = arrays[0]
+    k = arrays[1] if len(arrays) > 1 else q
+    v = arrays[2] if len(arrays) > 2 else k
+    return q, k, v
+
+
+def _heads(a: np.ndarray, heads: int) -> np.ndarray:
+    """(b, t, d) -> (b, heads, t, d / heads), a view."""
+    b, t, d = a.shape
+    return view(a, (b, t, heads, d // heads)).transpose(0, 2, 1, 3)
+
+
+def _project(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray) -> None:
+    np.matmul(rows(x), w, out=rows(out))
+    rows(out)[...] += bias
+
+
+def mha_forward(ctx: LayerCtx) -> None:
+    heads = int(ctx.props.get("num_heads", 1))
+    w, h = ctx.weights, ctx.helpers
+    xq, xk, xv = _qkv_inputs(ctx, ctx.inputs)
+    for name, x in (("query", xq), ("key", xk), ("value", xv)):
+        _project(x, w[f"{name}_weight"], w[f"{name}_bias"], ctx.helper(name[0]))
+    q4, k4, v4 = (_heads(h[n], heads) for n in "qkv")
+    probs = ctx.helper("probs")
+    np.matmul(q4, k4.transpose(0, 1, 3, 2), out=probs)
+    probs *= 1.0 / np.sqrt(q4.shape[-1])
+    p2 = rows(probs)
+    p2 -= np.max(p2, axis=1)[:, None]
+    np.exp(p2, out=p2)
+    p2 /= np.sum(p2, axis=1)[:, None]
+    context = ctx.helper("context")
+    np.matmul(probs, v4, out=_heads(context, heads))
+    _project(context, w["output_weight"], w["output_bias"], ctx.outputs[0])
+
+
+def mha_calc_gradient(ctx: LayerCtx) -> None:
+    """The attention backward: weight gradients, and dq, dk, dv for calc_derivative."""
+    heads = int(ctx.props.get("num_heads", 1))
+    w, g, h = ctx.weights, ctx.weight_grads, ctx.helpers
+    dy = rows(ctx.out_grads[0])
+    np.matmul(rows(ctx.helper("context")).T, dy, out=g["output_weight"])
+    np.sum(dy, axis=0, out=g["output_bias"])
+    dq, dk, dv = ctx.helper("dq"), ctx.helper("dk"), ctx.helper("dv")
+    np.matmul(dy, w["output_weight"].T, out=rows(dq))  # d context, kept in dq for a while
+    q4, k4, v4 = (_heads(h[n], heads) for n in "qkv")
+    probs, dprobs = ctx.helper("probs"), ctx.helper("dprobs")
+    dctx4 = _heads(dq, heads)
+    np.matmul(probs.transpose(0, 1, 3, 2), dctx4, out=_heads(dv, heads))
+    np.matmul(dctx4, v4.transpose(0, 1, 3, 2), out=dprobs)
+    d2, p2 = rows(dprobs), rows(probs)
+    along = np.einsum("rk,rk->r", d2, p2)
+    d2 -= along[:, None]
+    d2 *= p2
+    d2 *= 1.0 / np.sqrt(q4.shape[-1])  # now d scores
+    np.matmul(dprobs.transpose(0, 1, 3, 2), q4, out=_heads(dk, heads))
+    np.matmul(dprobs, k4, out=dctx4)  # dq replaces d context
+    xq, xk, xv = _qkv_inputs(ctx, ctx.inputs)
+    for name, x, d in (("query", xq, dq), ("key", xk, dk), ("value", xv, dv)):
+        np.matmul(rows(x).T, rows(d), out=g[f"{name}_weight"])
+        np.sum(rows(d), axis=0, out=g[f"{name}_bias"])
+
+
+def mha_calc_derivative(ctx: LayerCtx) -> None:
+    """dx = dq Wqᵀ (+ dk Wkᵀ + dv Wvᵀ where key and value read the same input)."""
+    _needs_gradient_step(ctx)
+    w = ctx.weights
+    sources = [0, min(1, len(ctx.inputs) - 1), min(2, len(ctx.inputs) - 1)]
+    written: set[int] = set()
+    for name, src in zip(("query", "key", "value"), sources):
+        dx = ctx.in_derivs[src]
+        if dx is None:
+            continue
+        d, wt = rows(ctx.helper("d" + name[0])), w[f"{name}_weight"].T
+        if src in written:
+            matmul_acc(d, wt, rows(dx))
+        else:
+            np.matmul(d, wt, out=rows(dx))
+            written.add(src)
+
+
+# --- LSTM ----------------------------------------------------------------------------------
+
+def lstm_forward(ctx: LayerCtx) -> None:
+    """Gates i, f, g, o; c_t = f·c_{t-1} + i·g, h_t = o·tanh(c_t); zero initial state."""
+    x = ctx.inputs[0]
+    gates, cell, hidden = ctx.helper("gates"), ctx.helper("cell"), ctx.helper("hidden")
+    w = ctx.weights
+    units = cell.shape[2]
+    np.matmul(rows(x), w["weight_ih"], out=rows(gates))
+    rows(gates)[...] += w["bias_h"]
+    for t in range(x.shape[1]):
+        gt = gates[:, t]
+        if t:
+            gt += hidden[:, t - 1] @ w["weight_hh"]
+        i, f, gg, o = (gt[:, k * units:(k + 1) * units] for k in range(4))
+        for sig in (i, f, o):
+            _sigmoid(sig, sig)
+        np.tanh(gg, out=gg)
+        c = cell[:, t]
+        np.multiply(i, gg, out=c)
+        if t:
+            c += f * cell[:, t - 1]
+        np.tanh(c, out=hidden[:, t])
+        hidden[:, t] *= o
+    y = ctx.outputs[0]
+    y[...] = hidden if y.ndim == 3 else hidden[:, -1]
+
+
+def _lstm_step_back(t: int, ctx: LayerCtx, dh: np.ndarray, dc: np.ndarray | None) -> np.ndarray:
+    """Gate gradients of step t into d_gates; returns the cell gradient for step t - 1."""
+    gates, cell, dgates = ctx.helper("gates"), ctx.helper("cell"), ctx.helper("d_gates")
+    units = cell.shape[2]
+    i, f, g, o = (gates[:, t, k * units:(k + 1) * units] for k in range(4))
+    di, df, dg, do = (dgates[:, t, k * units:(k + 1) * units] for k in range(4))
+    tc = np.tanh(cell[:, t])
+    np.multiply(dh, tc, out=do)
+    do *= o * (1 - o)
+    np.multiply(tc, tc, out=tc)
+    np.subtract(1, tc, out=tc)
+    tc *= o
+    tc *= dh  # the cell gradient from h_t
+    if dc is not None:
+        tc += dc
+    np.multiply(tc, g, out=di)
+    di *= i * (1 - i)
+    np.multiply(tc, i, out=dg)
+    dg *= 1 - g * g
+    if t:
+        np.multiply(tc, cell[:, t - 1], out=df)
+        df *= f * (1 - f)
+    else:
+        df[...] = 0
+    tc *= f
+    return tc
+
+
+def lstm_calc_gradient(ctx: LayerCtx) -> None:
+    """Backpropagation through time, then the weight gradients from the gate gradients."""
+    dy, w, g = ctx.out_grads[0], ctx.weights, ctx.weight_grads
+    hidden, dgates = ctx.helper("hidden"), ctx.helper("d_gates")
+    steps = hidden.shape[1]
+    dc = None
+    for t in reversed(range(steps)):
+        if dy.ndim == 3:
+            dh = dy[:, t].copy()
+        else:
+            dh = dy.copy() if t == steps - 1 else np.zeros_like(dy)
+        if t < steps - 1:
+            dh += dgates[:, t + 1] @ w["weight_hh"].T
+        dc = _lstm_step_back(t, ctx, dh, dc)
+    x2, dg2 = rows(ctx.inputs[0]), rows(dgates)
+    np.matmul(x2.T, dg2, out=g["weight_ih"])
+    np.sum(dg2, axis=0, out=g["bias_h"])
+    # Σ_t h_{t-1}ᵀ dg_t as one product over consecutive rows, the rows that pair one sample's
+    # last step with the next sample's first step zeroed for the while
+    first = dgates[1:, 0].copy()
+    dgates[1:, 0] = 0
+    np.matmul(rows(hidden)[:-1].T, dg2[1:], out=g["weight_hh"])
+    dgates[1:, 0] = first
+
+
+def lstm_calc_derivative(ctx: LayerCtx) -> None:
+    _needs_gradient_step(ctx)
+    np.matmul(rows(ctx.helper("d_gates")), ctx.weights["weight_ih"].T,
+              out=rows(ctx.in_derivs[0]))
+
+
+register("multi_head_attention", KernelSpec(mha_forward, mha_calc_gradient, mha_calc_derivative))
+register("lstm", KernelSpec(lstm_forward, lstm_calc_gradient, lstm_calc_derivative))

@@ -1,0 +1,77 @@
+"""Sliding windows over (rows, cols) planes: one ``Tap`` per kernel offset, im2col and col2im.
+
+A tap (i, j) of a kernel with stride s, padding p and dilation d pairs output position o with
+input position ``o * s - p + i * d``. Each tap knows the block of outputs whose input is inside
+the plane, so padding is never materialised: out-of-plane columns are zeros.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Tap:
+    """One kernel offset: the valid output block and the input elements it reads."""
+
+    i: int
+    j: int
+    out_rows: slice
+    out_cols: slice
+    in_rows: slice
+    in_cols: slice
+    empty: bool
+    borders: tuple[tuple[slice, slice], ...]  # output blocks outside the plane
+
+
+def _valid(size: int, n_out: int, offset: int, stride: int) -> tuple[int, int]:
+    """Outputs o in [lo, hi) with 0 <= o * stride + offset < size."""
+    lo = max(0, -(offset // stride))  # ceil(-offset / stride)
+    last = size - 1 - offset
+    hi = min(n_out, last // stride + 1) if last >= 0 else 0
+    return lo, max(lo, hi)
+
+
+@lru_cache(maxsize=512)
+def taps(plane: tuple[int, int], out: tuple[int, int], kernel: tuple[int, int],
+         stride: tuple[int, int], pad: tuple[int, int],
+         dilation: tuple[int, int] = (1, 1)) -> tuple[Tap, ...]:
+    """Every tap of a kernel, row-major (the filter's (kh, kw) order)."""
+    result = []
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            r_off, c_off = i * dilation[0] - pad[0], j * dilation[1] - pad[1]
+            r0, r1 = _valid(plane[0], out[0], r_off, stride[0])
+            c0, c1 = _valid(plane[1], out[1], c_off, stride[1])
+            borders = tuple(b for b in (
+                (slice(0, r0), slice(None)), (slice(r1, out[0]), slice(None)),
+                (slice(r0, r1), slice(0, c0)), (slice(r0, r1), slice(c1, out[1])),
+            ) if b[0].stop > b[0].start and (b[1].stop is None or b[1].stop > b[1].start))
+            in_rows = slice(r0 * stride[0] + r_off, (r1 - 1) * stride[0] + r_off + 1, stride[0])
+            in_cols = slice(c0 * stride[1] + c_off, (c1 - 1) * stride[1] + c_off + 1, stride[1])
+            result.append(Tap(i, j, slice(r0, r1), slice(c0, c1), in_rows, in_cols,
+                              r1 == r0 or c1 == c0, borders))
+    return tuple(result)
+
+
+def im2col(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...]) -> None:
+    """Columns of ``x`` (n, c, h, w) into ``col`` viewed (n, c, kh, kw, oh, ow)."""
+    for t in tap_list:
+        dst = col[:, :, t.i, t.j]
+        if t.empty:
+            dst[...] = 0
+            continue
+        dst[:, :, t.out_rows, t.out_cols] = x[:, :, t.in_rows, t.in_cols]
+        for rows, cols in t.borders:
+            dst[:, :, rows, cols] = 0
+
+
+def col2im(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...]) -> None:
+    """Sum columns ``col`` (n, c, kh, kw, oh, ow) back onto ``dx`` (n, c, h, w), tap by tap."""
+    dx[...] = 0
+    for t in tap_list:
+        if not t.empty:
+            dx[:, :, t.in_rows, t.in_cols] += col[:, :, t.i, t.j, t.out_rows, t.out_cols]

@@ -1,0 +1,131 @@
+"""Real swap files: a private file, written and read on a background thread.
+
+The file lives in a fresh directory (mode 0700) and is itself mode 0600; both are removed when
+the SwapFile closes, at interpreter exit, and after an exception or Ctrl-C unwinds through the
+``with`` block. Transfers run in submission order (FIFO) on one thread, so a read into bytes an
+earlier eviction is still writing out cannot overtake that write. A failed transfer (a full disk,
+a read-only directory, a short read) is raised, with its cause, by whoever waits on it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+from planner.errors import TrainplanError
+
+
+class SwapIOError(TrainplanError):
+    """Swapping failed: the message says which transfer and why."""
+
+
+class Ticket:
+    """One transfer; ``wait`` blocks until it is done and returns the seconds waited."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self._done = threading.Event()
+        self.error: BaseException | None = None
+
+    def finish(self, error: BaseException | None = None) -> None:
+        self.error = error
+        self._done.set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self) -> float:
+        began = time.perf_counter()
+        self._done.wait()
+        if self.error is not None:
+            raise SwapIOError(f"{self.what} failed: {self.error}") from self.error
+        return time.perf_counter() - began
+
+
+def _bytes(view: np.ndarray) -> memoryview:
+    return memoryview(np.ascontiguousarray(view).reshape(-1).view(np.uint8))
+
+
+class SwapFile:
+    """A private swap file of ``nbytes`` with a FIFO transfer thread."""
+
+    def __init__(self, nbytes: int, directory: str | None = None):
+        self.directory = tempfile.mkdtemp(prefix="trainplan-swap-", dir=directory)
+        os.chmod(self.directory, 0o700)
+        self.path = os.path.join(self.directory, "swap.bin")
+        self.fd = -1
+        self.bytes_read = self.bytes_written = 0
+        self._queue: queue.Queue = queue.Queue()
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            os.ftruncate(self.fd, max(nbytes, 1))
+        except OSError as exc:
+            self.close()
+            raise SwapIOError(f"cannot create the swap file in {directory or 'the temp dir'}"
+                              f": {exc}") from exc
+        self._thread = threading.Thread(target=self._serve, name="trainplan-swap", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    def write(self, view: np.ndarray, offset: int, what: str) -> Ticket:
+        """Queue writing ``view``'s bytes at ``offset``."""
+        return self._submit("write", view, offset, what)
+
+    def read(self, view: np.ndarray, offset: int, what: str) -> Ticket:
+        """Queue reading ``view.nbytes`` bytes at ``offset`` into ``view`` (contiguous)."""
+        return self._submit("read", view, offset, what)
+
+    def _submit(self, kind: str, view: np.ndarray, offset: int, what: str) -> Ticket:
+        ticket = Ticket(f"{kind} of {what}")
+        self._queue.put((kind, view, offset, ticket))
+        return ticket
+
+    def _serve(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            kind, view, offset, ticket = item
+            try:
+                if kind == "write":
+                    data = _bytes(view)
+                    done = os.pwrite(self.fd, data, offset)
+                    if done != len(data):
+                        raise OSError(f"short write: {done} of {len(data)} bytes")
+                    self.bytes_written += done
+                else:
+                    target = memoryview(view.reshape(-1).view(np.uint8))
+                    done = os.preadv(self.fd, [target], offset)
+                    if done != len(target):
+                        raise OSError(f"short read: {done} of {len(target)} bytes at {offset}")
+                    self.bytes_read += done
+                ticket.finish()
+            except BaseException as exc:  # handed to the waiter
+                ticket.finish(exc)
+
+    def close(self) -> None:
+        """Stop the thread, close and remove the file and its directory (idempotent)."""
+        thread = getattr(self, "_thread", None)
+        if thread is not None and thread.is_alive():
+            self._queue.put(None)
+            thread.join(timeout=30)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if os.path.isdir(self.directory):
+            shutil.rmtree(self.directory, ignore_errors=True)
+        atexit.unregister(self.close)
+
+    def __enter__(self) -> SwapFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
