@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from experiments import cmd_graph, cmd_plan
+from experiments import cmd_graph, cmd_plan, cmd_sim, cmd_train
 from experiments.output import emit
 from planner.errors import TrainplanError
 
-COMMAND_MODULES = [cmd_graph, cmd_plan]
+COMMAND_MODULES = [cmd_graph, cmd_plan, cmd_sim, cmd_train]
 
 
 def make_parser() -> argparse.ArgumentParser:

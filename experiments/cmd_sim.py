@@ -1,0 +1,125 @@
+"""`trainplan simulate`, `timeline`, `devices` and `calibrate`: a planned model on a device."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import networkx as nx
+
+from experiments.graph_options import add_graph_options, add_swap_options, graph_from_args
+from planner.errors import TrainplanError
+from planner.fileio import atomic_write_text
+from planner.plan_graph import plan_graph, plan_graph_swap
+from simulator.device import device_names, device_table, load_device
+from simulator.simulate import simulate
+from simulator.timeline import Timeline
+
+
+def _plan_options(p: argparse.ArgumentParser) -> None:
+    add_graph_options(p)
+    p.add_argument("--planner", default=None, help="offset planner (default nntrainer_v1, or "
+                   "with --budget the best greedy one)")
+    add_swap_options(p)
+    p.add_argument("--iterations", type=int, default=1, help="iterations to simulate "
+                   "(swap state carries over; default 1)")
+    p.add_argument("--stack", default="role", choices=["role", "layer"],
+                   help="group live bytes by tensor role or by layer (default role)")
+
+
+def register(sub) -> None:
+    names = ", ".join(device_names())
+    p = sub.add_parser("simulate", help="simulate a planned training iteration on a device")
+    _plan_options(p)
+    p.add_argument("--device", required=True, help=f"a profile name ({names}) or a .json file")
+    p.add_argument("--out", default=None, help="also write the timeline: .json (everything) "
+                   "or .csv (the events)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=run_simulate)
+
+    p = sub.add_parser("timeline", help="plot memory over time and the streams of a device")
+    _plan_options(p)
+    p.add_argument("--device", default="raspberry-pi-4", help=f"a profile name ({names}) or "
+                   "a .json file (default raspberry-pi-4)")
+    p.add_argument("--x", default="time", choices=["time", "eo"],
+                   help="x axis: simulated time, or execution order as NNTrainer counts it")
+    p.add_argument("--out", required=True, help="figure file (.png, .svg or .pdf)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=run_timeline)
+
+    p = sub.add_parser("devices", help="list the device profiles")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=lambda args: device_table())
+
+    p = sub.add_parser("calibrate", help="measure this machine into a device profile")
+    p.add_argument("--out", default=None, help="write the profile here (e.g. host.json)")
+    p.add_argument("--dir", default=".", help="directory on the storage to measure (default: "
+                   "the current one); temporary files there are removed")
+    p.add_argument("--storage-mib", type=int, default=256, help="MiB written and read back "
+                   "(default 256)")
+    p.add_argument("--name", default="host", help="profile name (default host)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=run_calibrate)
+
+
+def planned(args: argparse.Namespace, graph: nx.DiGraph):
+    """The plan the options ask for: offsets only, or swap under ``--budget``."""
+    if args.budget is None:
+        return plan_graph(graph, args.planner or "nntrainer_v1", order=args.order)
+    return plan_graph_swap(graph, args.budget, swap=args.swap, planner=args.planner or "best",
+                           order=args.order, lookahead=args.lookahead)
+
+
+def timeline_from_args(args: argparse.Namespace) -> Timeline:
+    """Build, plan and simulate what the options describe."""
+    device = load_device(args.device)
+    if args.iterations < 1:
+        raise TrainplanError(f"--iterations {args.iterations}: simulate at least one")
+    graph = graph_from_args(args)
+    plan = planned(args, graph)
+    if not plan.valid:
+        raise TrainplanError("the plan failed validation: " + "; ".join(plan.errors[:3]))
+    return simulate(graph, plan, device, order=args.order, iterations=args.iterations,
+                    live_by=args.stack)
+
+
+def summary_record(tl: Timeline) -> dict:
+    """The summary as printed: seconds rounded, the out-of-RAM point only when there is one."""
+    rec = tl.summary.to_dict()
+    for k, v in rec.items():
+        if isinstance(v, float):
+            rec[k] = round(v, 6)
+    if rec["out_of_ram"] is None:
+        del rec["out_of_ram"]
+    return rec
+
+
+def run_simulate(args: argparse.Namespace) -> dict:
+    tl = timeline_from_args(args)
+    rec = summary_record(tl)
+    if args.out:
+        if args.out.endswith(".csv"):
+            atomic_write_text(args.out, tl.events.to_csv(index=False))
+        else:
+            atomic_write_text(args.out, tl.to_json() + "\n")
+        rec["out"] = args.out
+    return rec
+
+
+def run_timeline(args: argparse.Namespace) -> dict:
+    from experiments.plots import plot_timeline
+
+    if os.path.splitext(args.out)[1].lower() not in (".png", ".svg", ".pdf"):
+        raise TrainplanError(f"--out {args.out!r}: use a .png, .svg or .pdf file name")
+    tl = timeline_from_args(args)
+    plot_timeline(tl, args.out, x=args.x)
+    return {**summary_record(tl), "figure": args.out}
+
+
+def run_calibrate(args: argparse.Namespace) -> dict:
+    from simulator.calibrate import calibrate, profile_summary
+
+    profile = calibrate(args.dir, storage_bytes=args.storage_mib * 2**20, name=args.name)
+    if args.out:
+        atomic_write_text(args.out, profile.to_json())
+    return {**profile_summary(profile), **({"out": args.out} if args.out else {})}

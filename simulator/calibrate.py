@@ -1,0 +1,237 @@
+"""Measure this machine into a device profile like the shipped ones (`trainplan calibrate`).
+
+Compute: float32 GEMM with numpy (the profile's GEMM throughput) and an in-cache elementwise
+kernel (its efficiency); memory: large array copies. Storage, with a real file in the chosen
+directory: sequential write + fsync, small write + fsync (latency), then reads with O_DIRECT so
+the page cache cannot serve them (falling back to posix_fadvise(DONTNEED), and saying so in the
+profile when neither works). The temporary file is removed even on error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import datetime
+import mmap
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+import numpy as np
+import psutil
+from tqdm import tqdm
+
+from simulator.device import SCHEMA, DeviceProfile, profile_from_dict
+from simulator.units import quantity
+
+CHUNK = 8 * 2**20
+PAGE = 4096
+
+
+def _best_seconds(fn: Callable[[], object], seconds: float, min_reps: int = 3) -> float:
+    """Fastest of repeated calls, repeating for ``seconds`` and at least ``min_reps`` times."""
+    best, began, reps = float("inf"), time.perf_counter(), 0
+    while reps < min_reps or time.perf_counter() - began < seconds:
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+        reps += 1
+    return best
+
+
+def measure_gemm(n: int = 1024, seconds: float = 0.5) -> float:
+    """float32 matrix multiply throughput (FLOP/s), 2 n^3 FLOP per product."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random((n, n), np.float32), rng.random((n, n), np.float32)
+    out = np.empty((n, n), np.float32)
+    return 2 * n**3 / _best_seconds(lambda: np.matmul(a, b, out=out), seconds)
+
+
+def measure_elementwise(n: int = 1 << 15, seconds: float = 0.3) -> float:
+    """FLOP/s of a*b+c on arrays that stay in cache (2 FLOP per element)."""
+    a, b, c = (np.full(n, v, np.float32) for v in (1.0, 2.0, 3.0))
+    out = np.empty(n, np.float32)
+
+    def kernel():
+        for _ in range(32):
+            np.multiply(a, b, out=out)
+            np.add(out, c, out=out)
+    return 64 * n / _best_seconds(kernel, seconds)
+
+
+def measure_memory_bandwidth(nbytes: int = 64 * 2**20, seconds: float = 0.5) -> float:
+    """Bytes per second moved by a copy far larger than the caches (read + write counted)."""
+    src = np.ones(nbytes // 4, np.float32)
+    dst = np.empty_like(src)
+    return 2 * src.nbytes / _best_seconds(lambda: np.copyto(dst, src), seconds)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _storage_write(fd: int, nbytes: int, probes: int) -> tuple[float, float]:
+    """Sequential write + fsync bandwidth, then median small write + fsync time."""
+    data = np.random.default_rng(0).integers(0, 256, CHUNK, np.uint8).tobytes()
+    began = time.perf_counter()
+    for _ in range(max(1, nbytes // CHUNK)):
+        _write_all(fd, data)
+    os.fsync(fd)
+    bandwidth = max(1, nbytes // CHUNK) * CHUNK / (time.perf_counter() - began)
+    rng, times = np.random.default_rng(1), []
+    for _ in range(probes):
+        offset = int(rng.integers(0, nbytes // PAGE)) * PAGE
+        t = time.perf_counter()
+        os.pwrite(fd, data[:PAGE], offset)
+        os.fsync(fd)
+        times.append(time.perf_counter() - t)
+    return bandwidth, statistics.median(times)
+
+
+def _storage_read(path: str, nbytes: int, probes: int) -> tuple[float, float, str]:
+    """Sequential and 4 KiB random read times past the page cache, and how it was avoided."""
+    try:
+        fd, method = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECT", 0)), "O_DIRECT"
+        buf = mmap.mmap(-1, CHUNK)  # page-aligned, as O_DIRECT requires
+        os.preadv(fd, [memoryview(buf)[:PAGE]], 0)
+    except OSError:
+        fd, method = os.open(path, os.O_RDONLY), "posix_fadvise(DONTNEED)"
+        buf = bytearray(CHUNK)
+    if not hasattr(os, "O_DIRECT") or method != "O_DIRECT":
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        else:
+            method = "none: the page cache was in play"
+    try:
+        began, done = time.perf_counter(), 0
+        while done < nbytes:
+            got = os.preadv(fd, [buf], done)
+            if not got:
+                break
+            done += got
+        bandwidth = done / (time.perf_counter() - began)
+        rng, times, page = np.random.default_rng(2), [], memoryview(buf)[:PAGE]
+        for _ in range(probes):
+            t = time.perf_counter()
+            os.preadv(fd, [page], int(rng.integers(0, nbytes // PAGE)) * PAGE)
+            times.append(time.perf_counter() - t)
+    finally:
+        os.close(fd)
+    return bandwidth, statistics.median(times), method
+
+
+def filesystem_of(directory: str) -> str:
+    """The filesystem type of the mount holding ``directory`` ('' when unknown)."""
+    path, best, kind = os.path.realpath(directory), "", ""
+    try:
+        with open("/proc/mounts") as fh:
+            for line in fh:
+                parts = line.split()
+                mount = parts[1]
+                if (path == mount or path.startswith(mount.rstrip("/") + "/")) \
+                        and len(mount) > len(best):
+                    best, kind = mount, parts[2]
+    except OSError:
+        pass
+    return kind
+
+
+def measure_storage(directory: str, nbytes: int, probes: int = 24) -> dict:
+    """Write and read a real file of ``nbytes`` in ``directory``; the file never survives."""
+    fd, path = tempfile.mkstemp(prefix=".trainplan-calibrate-", dir=directory)
+    try:
+        write_bw, write_small = _storage_write(fd, nbytes, probes)
+        os.close(fd)
+        fd = -1
+        read_bw, read_small, method = _storage_read(path, nbytes, probes)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        os.unlink(path)
+    return {"read_bandwidth": read_bw, "write_bandwidth": write_bw, "method": method,
+            "read_latency": max(0.0, read_small - PAGE / read_bw),
+            "write_latency": max(0.0, write_small - PAGE / write_bw)}
+
+
+def _notes(storage: dict, mem_bw: float, fs: str) -> list[str]:
+    notes = [f"reads bypassed the page cache with {storage['method']}",
+             ("writes timed with fsync; latencies: median 4 KiB write+fsync / O_DIRECT read "
+              "less its transfer time")]
+    if storage["read_bandwidth"] > 0.5 * mem_bw or fs in ("tmpfs", "ramfs"):
+        notes.append(f"read bandwidth is near RAM speed (filesystem {fs or 'unknown'}): the "
+                     "page cache or a RAM-backed filesystem was in play")
+    notes.append("storage.shared_channel not measured: assumed shared (the conservative case)")
+    notes.append("compute.efficiency.conv not measured: default 0.6")
+    return notes
+
+
+def calibrate(directory: str = ".", *, storage_bytes: int = 256 * 2**20, name: str = "host",
+              gemm_n: int = 1024, memory_bytes: int = 64 * 2**20, probe_seconds: float = 0.5,
+              probes: int = 24, progress: bool = True) -> DeviceProfile:
+    """Measure this machine (a few seconds by default) and return it as a DeviceProfile;
+    ``probes`` small reads and writes time the storage latencies."""
+    phases = ["GEMM", "elementwise", "memory", "storage"]
+    bar = tqdm(total=len(phases), desc="calibrating", disable=not progress, leave=False)
+    try:
+        bar.set_postfix_str("float32 GEMM")
+        gemm = measure_gemm(gemm_n, probe_seconds)
+        bar.update()
+        bar.set_postfix_str("elementwise")
+        elem = measure_elementwise(seconds=probe_seconds / 2)
+        bar.update()
+        bar.set_postfix_str("memory bandwidth")
+        mem = measure_memory_bandwidth(memory_bytes, probe_seconds)
+        bar.update()
+        bar.set_postfix_str(f"storage ({storage_bytes / 2**20:.0f} MiB file)")
+        storage = measure_storage(directory, max(storage_bytes, CHUNK), probes)
+        bar.update()
+    finally:
+        bar.close()
+    vm, fs = psutil.virtual_memory(), filesystem_of(directory)
+    return profile_from_dict(_document(name, gemm, elem, mem, storage, vm, directory, fs),
+                             f"{name} (calibrated)")
+
+
+def _document(name, gemm, elem, mem, storage, vm, directory, fs) -> dict:
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    src = f"measured by trainplan calibrate on {platform.node() or 'this host'}, {when}"
+    eff = round(min(1.0, max(0.01, elem / gemm)), 4)
+    return {
+        "schema": SCHEMA, "name": name,
+        "description": f"{platform.machine()} {platform.system()} host, {os.cpu_count()} CPUs, "
+                       f"numpy {np.__version__}; storage: {os.path.realpath(directory)} ({fs})",
+        "ram": quantity(vm.total / 2**20, "MiB", "psutil.virtual_memory().total"),
+        "reserved": quantity((vm.total - vm.available) / 2**20, "MiB",
+                             "total - available at calibration time"),
+        "compute": {"gemm_throughput": quantity(gemm / 1e9, "GFLOP/s", src),
+                    "efficiency": {"gemm": 1.0, "conv": 0.6, "elementwise": eff,
+                                   "optimizer": eff},
+                    "efficiency_source": "elementwise/optimizer: in-cache a*b+c over GEMM; "
+                                         "conv: default",
+                    "memory_bandwidth": quantity(mem / 1e9, "GB/s", src)},
+        "storage": {"kind": f"{fs or 'unknown'} filesystem at {os.path.realpath(directory)}",
+                    "read_bandwidth": quantity(storage["read_bandwidth"] / 1e6, "MB/s", src),
+                    "write_bandwidth": quantity(storage["write_bandwidth"] / 1e6, "MB/s", src),
+                    "read_latency": quantity(storage["read_latency"] * 1e3, "ms", src),
+                    "write_latency": quantity(storage["write_latency"] * 1e3, "ms", src),
+                    "shared_channel": True},
+        "notes": _notes(storage, mem, fs),
+        "sources": [src],
+    }
+
+
+def profile_summary(p: DeviceProfile) -> dict:
+    """The figures `trainplan calibrate` prints, in the units people read."""
+    return {"device": p.name, "ram_mib": round(p.ram_bytes / 2**20),
+            "available_mib": round(p.available_bytes / 2**20),
+            "gemm_gflops": round(p.gemm_flops / 1e9, 2),
+            "elementwise_efficiency": p.efficiency["elementwise"],
+            "memory_gb_s": round(p.memory_bandwidth / 1e9, 2),
+            "storage": p.storage, "read_mb_s": round(p.read_bandwidth / 1e6, 1),
+            "write_mb_s": round(p.write_bandwidth / 1e6, 1),
+            "read_latency_ms": round(p.read_latency_s * 1e3, 4),
+            "write_latency_ms": round(p.write_latency_s * 1e3, 4),
+            "notes": "; ".join(p.document.get("notes", []))}

@@ -1,0 +1,189 @@
+"""Device profiles: RAM, compute and storage figures read from data files in ``profiles/``.
+
+A profile is a JSON document whose every quantity carries its unit and, where one exists, its
+source (see ``profiles/raspberry-pi-4.json``). Loading converts to SI units (bytes, seconds,
+FLOP/s, bytes per second) and rejects, at the door, a missing field or an unknown unit with an
+error naming the field. Adding a device is adding a file; no code changes.
+
+>>> pi = load_device("raspberry-pi-4")
+>>> pi.read_bandwidth, pi.write_bandwidth, pi.shared_channel
+(45500000.0, 24500000.0, True)
+>>> round(pi.read_seconds(45_500_000), 6)  # latency + bytes / bandwidth
+1.000005
+>>> load_device("pi5")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+planner.errors.UnknownName: unknown device 'pi5'; valid: emmc51-tv-board, jetson-tx2, ...
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from planner.errors import UnknownName
+from simulator.errors import InvalidProfile
+from simulator.units import parse_quantity, quantity
+
+PROFILE_DIR = os.path.join(os.path.dirname(__file__), "profiles")
+SCHEMA = "trainplan-device/1"
+# Op classes a profile gives an efficiency for (relative to its GEMM throughput).
+OP_CLASSES = ("gemm", "conv", "elementwise", "optimizer")
+# (document path, dimension) of every quantity a profile must give.
+_QUANTITIES = (
+    ("ram", "bytes"), ("reserved", "bytes"),
+    ("compute.gemm_throughput", "flops"), ("compute.memory_bandwidth", "bandwidth"),
+    ("storage.read_bandwidth", "bandwidth"), ("storage.write_bandwidth", "bandwidth"),
+    ("storage.read_latency", "time"), ("storage.write_latency", "time"),
+)
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """One device in SI units; ``document`` keeps the file as written (units, sources, notes)."""
+
+    name: str
+    ram_bytes: int
+    reserved_bytes: int
+    gemm_flops: float
+    efficiency: dict[str, float]
+    memory_bandwidth: float
+    read_bandwidth: float
+    write_bandwidth: float
+    read_latency_s: float
+    write_latency_s: float
+    shared_channel: bool
+    description: str = ""
+    storage: str = ""
+    document: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def available_bytes(self) -> int:
+        """RAM a training process may use: total minus what the system keeps for itself."""
+        return self.ram_bytes - self.reserved_bytes
+
+    def read_seconds(self, nbytes: float) -> float:
+        """Time of one read from storage: latency + bytes / bandwidth."""
+        return self.read_latency_s + nbytes / self.read_bandwidth
+
+    def write_seconds(self, nbytes: float) -> float:
+        """Time of one write to storage: latency + bytes / bandwidth."""
+        return self.write_latency_s + nbytes / self.write_bandwidth
+
+    def op_seconds(self, flops: float, nbytes: float, op_class: str) -> float:
+        """Roofline time of one op: the slower of its arithmetic and its memory traffic."""
+        rate = self.gemm_flops * self.efficiency[op_class]
+        return max(flops / rate, nbytes / self.memory_bandwidth)
+
+    def to_json(self) -> str:
+        return json.dumps(self.document or profile_document(self), indent=2) + "\n"
+
+    @staticmethod
+    def from_json(text: str, origin: str = "profile") -> DeviceProfile:
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidProfile(f"{origin}: not valid JSON ({exc})") from None
+        return profile_from_dict(doc, origin)
+
+
+def _get(doc: dict, path: str, origin: str):
+    node = doc
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            raise InvalidProfile(f"{origin}: missing field {path!r}", path)
+        node = node[key]
+    return node
+
+
+def profile_from_dict(doc: dict, origin: str = "profile") -> DeviceProfile:
+    """Check a profile document and convert it to SI units; errors name the field."""
+    if not isinstance(doc, dict):
+        raise InvalidProfile(f"{origin}: a profile is a JSON object")
+    name = _get(doc, "name", origin)
+    q = {path: parse_quantity(_get(doc, path, origin), dim, f"{origin}: {path}")
+         for path, dim in _QUANTITIES}
+    eff = {c: _get(doc, f"compute.efficiency.{c}", origin) for c in OP_CLASSES}
+    for c, v in eff.items():
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
+            raise InvalidProfile(f"{origin}: compute.efficiency.{c} must be a number > 0, got "
+                                 f"{v!r}", f"compute.efficiency.{c}")
+    shared = _get(doc, "storage.shared_channel", origin)
+    if not isinstance(shared, bool):
+        raise InvalidProfile(f"{origin}: storage.shared_channel must be true or false",
+                             "storage.shared_channel")
+    for path in ("compute.gemm_throughput", "compute.memory_bandwidth",
+                 "storage.read_bandwidth", "storage.write_bandwidth", "ram"):
+        if q[path] <= 0:
+            raise InvalidProfile(f"{origin}: {path} must be > 0", path)
+    if q["reserved"] >= q["ram"]:
+        raise InvalidProfile(f"{origin}: reserved must be below ram", "reserved")
+    return DeviceProfile(
+        name=str(name), ram_bytes=int(q["ram"]), reserved_bytes=int(q["reserved"]),
+        gemm_flops=q["compute.gemm_throughput"], efficiency={c: float(v) for c, v in eff.items()},
+        memory_bandwidth=q["compute.memory_bandwidth"],
+        read_bandwidth=q["storage.read_bandwidth"], write_bandwidth=q["storage.write_bandwidth"],
+        read_latency_s=q["storage.read_latency"], write_latency_s=q["storage.write_latency"],
+        shared_channel=shared, description=str(doc.get("description", "")),
+        storage=str(doc.get("storage", {}).get("kind", "")), document=doc,
+    )
+
+
+def profile_document(p: DeviceProfile) -> dict:
+    """A profile as a document in the units profiles use (for profiles built in code)."""
+    return {
+        "schema": SCHEMA, "name": p.name, "description": p.description,
+        "ram": quantity(p.ram_bytes / 2**20, "MiB"),
+        "reserved": quantity(p.reserved_bytes / 2**20, "MiB"),
+        "compute": {"gemm_throughput": quantity(p.gemm_flops / 1e9, "GFLOP/s"),
+                    "efficiency": dict(p.efficiency),
+                    "memory_bandwidth": quantity(p.memory_bandwidth / 1e9, "GB/s")},
+        "storage": {"kind": p.storage,
+                    "read_bandwidth": quantity(p.read_bandwidth / 1e6, "MB/s"),
+                    "write_bandwidth": quantity(p.write_bandwidth / 1e6, "MB/s"),
+                    "read_latency": quantity(p.read_latency_s * 1e3, "ms"),
+                    "write_latency": quantity(p.write_latency_s * 1e3, "ms"),
+                    "shared_channel": p.shared_channel},
+    }
+
+
+def device_names() -> list[str]:
+    """Names of the shipped profiles (file names in ``profiles/`` without ``.json``)."""
+    return sorted(f[:-5] for f in os.listdir(PROFILE_DIR) if f.endswith(".json"))
+
+
+def load_device(name_or_path: str | DeviceProfile) -> DeviceProfile:
+    """A shipped profile by name, or a profile file by path (e.g. one `calibrate` wrote)."""
+    if isinstance(name_or_path, DeviceProfile):
+        return name_or_path
+    path = name_or_path
+    if not (path.endswith(".json") or os.path.sep in path):
+        path = os.path.join(PROFILE_DIR, f"{name_or_path}.json")
+        if not os.path.exists(path):
+            raise UnknownName(f"unknown device {name_or_path!r}; valid: "
+                              f"{', '.join(device_names())} (or a profile .json file)")
+    elif not os.path.exists(path):
+        raise UnknownName(f"device profile file {path!r} does not exist; shipped profiles: "
+                          f"{', '.join(device_names())}")
+    with open(path) as fh:
+        return DeviceProfile.from_json(fh.read(), os.path.basename(path))
+
+
+def device_table() -> list[dict]:
+    """One row per shipped profile, in the units people read (`trainplan devices`)."""
+    rows = []
+    for name in device_names():
+        d = load_device(name)
+        rows.append({
+            "device": d.name, "ram_mib": round(d.ram_bytes / 2**20),
+            "available_mib": round(d.available_bytes / 2**20),
+            "gemm_gflops": round(d.gemm_flops / 1e9, 2),
+            "mem_gb_s": round(d.memory_bandwidth / 1e9, 2), "storage": d.storage,
+            "read_mb_s": round(d.read_bandwidth / 1e6, 1),
+            "write_mb_s": round(d.write_bandwidth / 1e6, 1),
+            "read_lat_ms": round(d.read_latency_s * 1e3, 4),
+            "write_lat_ms": round(d.write_latency_s * 1e3, 4),
+            "channel": "shared" if d.shared_channel else "separate",
+        })
+    return rows

@@ -1,0 +1,201 @@
+"""A Timeline: one row per simulated event (op), the transfers, bytes per EO, and a summary.
+
+``simulate_events`` runs the engine on plain steps and transfers and assembles the Timeline;
+``simulator.simulate.simulate`` derives those steps from a training graph and its plan. Memory
+columns come from the caller, per EO: ``resident`` (bytes the process holds; pages, once
+touched, stay resident) and ``live`` (bytes of live tensors per role or layer, for stacked
+plots). Plots and reports read only a Timeline.
+
+>>> from simulator.device import load_device
+>>> from simulator.engine import Step
+>>> tl = simulate_events([Step(0, flops=4e9), Step(1, flops=4e9)], [],
+...                      load_device("raspberry-pi-4"), resident=[100, 300])
+>>> tl.summary.iteration_seconds, tl.summary.peak_resident_bytes, tl.summary.fits
+(1.0, 300, True)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from simulator.device import DeviceProfile
+from simulator.engine import EngineRun, Step, Transfer, run_engine
+from simulator.errors import InvalidSchedule
+
+LIVE = "live:"  # prefix of the live-bytes columns (live:activation, live:weight, ...)
+TRANSFER_COLUMNS = ["iteration", "transfer", "tensor", "kind", "nbytes", "issue_eo",
+                    "deadline_eo", "channel", "ready_s", "start_s", "end_s", "skipped"]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Figures of a whole run. Seconds and bytes cover all ``iterations``; ``iteration_seconds``
+    is the compute stream's time per iteration. ``out_of_ram`` says where resident bytes first
+    exceeded the device's available RAM (None when the run fits)."""
+
+    model: str
+    planner: str
+    device: str
+    order: str
+    batch: int | None
+    iterations: int
+    n_eo: int
+    ops: int
+    iteration_seconds: float
+    compute_seconds: float
+    stall_seconds: float
+    total_seconds: float
+    peak_resident_bytes: int
+    peak_live_bytes: int
+    ram_bytes: int
+    available_bytes: int
+    budget_bytes: int | None
+    bytes_read: int
+    bytes_written: int
+    fits: bool
+    within_budget: bool | None
+    out_of_ram: dict | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @staticmethod
+    def from_json(text: str) -> Summary:
+        return Summary(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """``events``: one row per op instance; ``transfers``: one row per transfer instance;
+    ``by_eo``: resident and live bytes at every EO slot (empty EOs included)."""
+
+    events: pd.DataFrame
+    transfers: pd.DataFrame
+    by_eo: pd.DataFrame
+    summary: Summary
+
+    def live_columns(self) -> list[str]:
+        return [c for c in self.events.columns if c.startswith(LIVE)]
+
+    def to_json(self) -> str:
+        frames = {k: json.loads(getattr(self, k).to_json(orient="split", index=False))
+                  for k in ("events", "transfers", "by_eo")}
+        return json.dumps({"summary": self.summary.to_dict(), **frames})
+
+    @staticmethod
+    def from_json(text: str) -> Timeline:
+        data = json.loads(text)
+        frames = {k: pd.read_json(io.StringIO(json.dumps(data[k])), orient="split")
+                  for k in ("events", "transfers", "by_eo")}
+        return Timeline(summary=Summary(**data["summary"]), **frames)
+
+
+def _per_eo(values, n_eo: int) -> np.ndarray:
+    if values is None:
+        return np.zeros(n_eo, dtype=np.int64)
+    if np.isscalar(values):
+        return np.full(n_eo, int(values), dtype=np.int64)
+    arr = np.asarray(values, dtype=np.int64)
+    if arr.shape != (n_eo,):
+        raise InvalidSchedule(f"per-EO memory values need {n_eo} entries, got {arr.shape}")
+    return arr
+
+
+def _memory_frames(run: EngineRun, resident: np.ndarray, live: dict[str, np.ndarray]):
+    """Per-event and per-EO memory columns; after iteration 0 every touched page stays."""
+    n, iters = run.n_eo, run.iterations
+    held = np.concatenate([resident] + [np.full(n, resident.max(initial=0))] * (iters - 1))
+    by_eo = pd.DataFrame({"iteration": np.repeat(np.arange(iters), n),
+                          "eo": np.tile(np.arange(n), iters),
+                          "resident_bytes": held})
+    by_eo["g_eo"] = by_eo["iteration"] * n + by_eo["eo"]
+    for key, curve in live.items():
+        by_eo[LIVE + key] = np.tile(curve, iters)
+    eos = np.fromiter((s.eo for s in run.steps), np.int64, len(run.steps))
+    rows = np.concatenate([eos + it * n for it in range(iters)]) if len(eos) else eos
+    return by_eo, by_eo.iloc[rows].reset_index(drop=True)
+
+
+def _events(run: EngineRun, memory: pd.DataFrame, transfers: pd.DataFrame) -> pd.DataFrame:
+    steps, iters = run.steps, run.iterations
+    ev = pd.DataFrame({
+        "iteration": np.repeat(np.arange(iters), len(steps)),
+        "eo": np.tile([s.eo for s in steps], iters),
+        "step": np.tile([s.kind for s in steps], iters),
+        "layer": np.tile([s.layer for s in steps], iters),
+        "op": np.tile([s.name for s in steps], iters),
+        "op_class": np.tile([s.op_class for s in steps], iters),
+        "flops": np.tile([float(s.flops) for s in steps], iters),
+        "bytes_touched": np.tile([int(s.bytes_touched) for s in steps], iters),
+        "start_s": run.start, "end_s": run.end, "stall_s": run.stall,
+    })
+    ev["resident_bytes"] = memory["resident_bytes"].to_numpy()
+    for kind, col in (("read", "bytes_read"), ("write", "bytes_written")):
+        counts = np.zeros(len(ev), dtype=np.int64)
+        sel = transfers[transfers["kind"] == kind]
+        if len(ev) and len(sel):
+            # a transfer counts in the event during which it starts (stall included)
+            at = np.searchsorted(run.start - run.stall, sel["start_s"].to_numpy(), "right") - 1
+            np.add.at(counts, at.clip(0), sel["nbytes"].to_numpy(dtype=np.int64))
+        ev[col] = counts
+    for c in memory.columns:
+        if c.startswith(LIVE):
+            ev[c] = memory[c].to_numpy()
+    return ev
+
+
+def _out_of_ram(by_eo: pd.DataFrame, events: pd.DataFrame, available: int) -> dict | None:
+    over = by_eo.index[by_eo["resident_bytes"].to_numpy() > available]
+    if not len(over):
+        return None
+    row = by_eo.loc[over[0]]
+    it, eo = int(row["iteration"]), int(row["eo"])
+    hit = events[(events["iteration"] == it) & (events["eo"] >= eo)].head(1)
+    return {"iteration": it, "eo": eo,
+            "layer": str(hit["layer"].iloc[0]) if len(hit) else "",
+            "step": str(hit["step"].iloc[0]) if len(hit) else "",
+            "resident_bytes": int(row["resident_bytes"]), "available_bytes": int(available),
+            "short_bytes": int(row["resident_bytes"]) - int(available)}
+
+
+def simulate_events(steps: Sequence[Step], transfers: Sequence[Transfer], device: DeviceProfile,
+                    *, iterations: int = 1, n_eo: int | None = None, resident=None,
+                    live: Mapping[str, Sequence[int]] | None = None,
+                    budget_bytes: int | None = None, meta: Mapping | None = None) -> Timeline:
+    """Run the engine and assemble the Timeline; ``resident``/``live`` are per EO (or a number)."""
+    run = run_engine(steps, transfers, device, n_eo=n_eo, iterations=iterations)
+    resident = _per_eo(resident, run.n_eo)
+    live = {k: _per_eo(v, run.n_eo) for k, v in (live or {}).items()}
+    by_eo, memory = _memory_frames(run, resident, live)
+    transfers_df = pd.DataFrame(run.transfers, columns=TRANSFER_COLUMNS)
+    events = _events(run, memory, transfers_df)
+    meta = dict(meta or {})
+    peak = int(by_eo["resident_bytes"].max()) if len(by_eo) else 0
+    live_total = sum(live.values()) if live else np.zeros(1, dtype=np.int64)
+    ends = [float(run.end[-1]) if len(run.end) else 0.0]
+    ends += [float(transfers_df["end_s"].max())] if len(transfers_df) else []
+    summary = Summary(
+        model=str(meta.get("model", "")), planner=str(meta.get("planner", "")),
+        device=device.name, order=str(meta.get("order", "")), batch=meta.get("batch"),
+        iterations=iterations, n_eo=run.n_eo, ops=len(run.steps),
+        iteration_seconds=ends[0] / iterations,
+        compute_seconds=float((run.end - run.start).sum()),
+        stall_seconds=float(run.stall.sum()), total_seconds=max(ends),
+        peak_resident_bytes=peak, peak_live_bytes=int(np.max(live_total)),
+        ram_bytes=device.ram_bytes, available_bytes=device.available_bytes,
+        budget_bytes=budget_bytes, bytes_read=int(events["bytes_read"].sum()),
+        bytes_written=int(events["bytes_written"].sum()),
+        fits=peak <= device.available_bytes,
+        within_budget=None if budget_bytes is None else peak <= budget_bytes,
+        out_of_ram=_out_of_ram(by_eo, events, device.available_bytes),
+    )
+    return Timeline(events, transfers_df, by_eo, summary)
