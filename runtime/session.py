@@ -45,6 +45,14 @@ class Session:
         self.spans = lifespans(graph, self.eo)
         self.persistent = sorted(r for r, s in self.spans.items() if s.pool == "weight")
         self.swapfile = self.controller = None
+        try:
+            self._setup()
+        except BaseException:
+            self.close()  # a failed set-up leaves no swap file behind
+            raise
+
+    def _setup(self) -> None:
+        graph, options = self.graph, self.options
         self.layout = self._layout()
         hooks = {}
         if self.controller is not None:

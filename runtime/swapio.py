@@ -58,13 +58,13 @@ class SwapFile:
     """A private swap file of ``nbytes`` with a FIFO transfer thread."""
 
     def __init__(self, nbytes: int, directory: str | None = None):
-        self.directory = tempfile.mkdtemp(prefix="trainplan-swap-", dir=directory)
-        os.chmod(self.directory, 0o700)
-        self.path = os.path.join(self.directory, "swap.bin")
-        self.fd = -1
+        self.directory, self.fd = "", -1
         self.bytes_read = self.bytes_written = 0
         self._queue: queue.Queue = queue.Queue()
         try:
+            self.directory = tempfile.mkdtemp(prefix="trainplan-swap-", dir=directory)
+            os.chmod(self.directory, 0o700)
+            self.path = os.path.join(self.directory, "swap.bin")
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             os.ftruncate(self.fd, max(nbytes, 1))
         except OSError as exc:
@@ -120,7 +120,7 @@ class SwapFile:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-        if os.path.isdir(self.directory):
+        if self.directory and os.path.isdir(self.directory):
             shutil.rmtree(self.directory, ignore_errors=True)
         atexit.unregister(self.close)
 

@@ -1,11 +1,11 @@
-"""Convolution kernels (grouped, strided, dilated, padded): im2col plus batched BLAS products.
+"""Convolution (grouped, strided, dilated, padded) and pooling kernels.
 
-Samples are processed in chunks whose size is read off the declared column helpers
+Convolution is im2col plus one BLAS product per chunk of samples, the chunk's samples side by
+side in the columns. The chunk size is read off the declared column helpers
 (planner/layers/conv.py ``conv_chunk``), so the runtime and the plan agree on the workspace.
-Forward: Y[n] = W · col(x[n]) for every sample of a chunk in one stacked product.
-calc_gradient: dW = Σ_chunks dYᵀ-chunk · col-chunk — one product per chunk, the chunk's samples
-laid side by side; chunks after the first go through a partial helper and are added in order.
-calc_derivative: col = Wᵀ · dY[n], then col2im sums the columns back, tap by tap.
+Forward: Y = W · col(x), written back sample-major. calc_gradient: dW = Σ_chunks dY · colᵀ, the
+chunks after the first through a partial helper, added in order. calc_derivative: col = Wᵀ · dY,
+then col2im sums the columns back onto dx tap by tap.
 """
 
 from __future__ import annotations
@@ -58,35 +58,55 @@ def _prefix(buf: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return view(flat(buf)[:int(np.prod(shape))], shape)
 
 
-def _col6(buf: np.ndarray, g: ConvGeom, n: int, sample_major: bool) -> np.ndarray:
-    """A column buffer as (n, c, kh, kw, oh, ow) over either memory layout."""
-    kh, kw = g.kernel
-    if sample_major:
-        return _prefix(buf, (n, g.channels, kh, kw, *g.out))
-    return _prefix(buf, (g.channels, kh, kw, n, *g.out)).transpose(3, 0, 1, 2, 4, 5)
+def _chunks(ctx: LayerCtx, g: ConvGeom, step: str):
+    """Sample ranges of the step's chunks (the size is the column helper's)."""
+    col = ctx.helpers.get(f"col_{step}")
+    size = col.shape[1] if col is not None else 1 if g.pointwise else ctx.helper(f"col_{step}")
+    for n0 in range(0, g.batch, size):
+        yield n0, min(g.batch, n0 + size)
 
 
-def _chunks(batch: int, size: int):
-    for n0 in range(0, batch, size):
-        yield n0, min(batch, n0 + size)
+def _col6(buf: np.ndarray, g: ConvGeom, n: int) -> np.ndarray:
+    """A (rows, n, cols) column buffer viewed (n, c, kh, kw, oh, ow) for im2col/col2im."""
+    return _prefix(buf, (g.channels, *g.kernel, n, *g.out)).transpose(3, 0, 1, 2, 4, 5)
+
+
+def _columns(ctx: LayerCtx, g: ConvGeom, step: str, n0: int, n1: int) -> np.ndarray:
+    """The chunk's column matrix (groups, rows, n * cols), im2col'd into the step's helper."""
+    x = ctx.inputs[0]
+    col = ctx.helpers.get(f"col_{step}")
+    if col is None:  # pointwise, one sample per chunk: the input is the column matrix
+        return view(x[n0], (g.groups, g.rows, g.cols))
+    im2col(x[n0:n1], _col6(col, g, n1 - n0), g.taps)
+    return _prefix(col, (g.groups, g.rows, (n1 - n0) * g.cols))
+
+
+def _grads(ctx: LayerCtx, g: ConvGeom, step: str, n0: int, n1: int) -> np.ndarray:
+    """The chunk's output gradient as (groups, filters / groups, n * cols)."""
+    fg = g.filters // g.groups
+    dy3 = view(ctx.out_grads[0], (g.batch, g.filters, g.cols))
+    if n1 - n0 == 1:
+        return view(dy3[n0], (g.groups, fg, g.cols))
+    buf = _prefix(ctx.helper(f"grad_t_{step}"), (g.filters, n1 - n0, g.cols))
+    np.copyto(buf, dy3[n0:n1].transpose(1, 0, 2))
+    return view(buf, (g.groups, fg, (n1 - n0) * g.cols))
 
 
 def conv_forward(ctx: LayerCtx) -> None:
     g = _geom(ctx)
-    x, y = ctx.inputs[0], ctx.outputs[0]
     fg = g.filters // g.groups
     w3 = view(ctx.weights["filter"], (g.groups, fg, g.rows))
-    if g.pointwise:
-        np.matmul(w3, view(x, (g.batch, g.groups, g.rows, g.cols)),
-                  out=view(y, (g.batch, g.groups, fg, g.cols)))
-    else:
-        col = ctx.helper("col_forward")
-        for n0, n1 in _chunks(g.batch, col.shape[0]):
-            im2col(x[n0:n1], _col6(col, g, n1 - n0, True), g.taps)
-            np.matmul(w3, _prefix(col, (n1 - n0, g.groups, g.rows, g.cols)),
-                      out=view(y[n0:n1], (n1 - n0, g.groups, fg, g.cols)))
+    y3 = view(ctx.outputs[0], (g.batch, g.filters, g.cols))
+    for n0, n1 in _chunks(ctx, g, "forward"):
+        cols = _columns(ctx, g, "forward", n0, n1)
+        if n1 - n0 == 1:
+            np.matmul(w3, cols, out=view(y3[n0], (g.groups, fg, g.cols)))
+            continue
+        out_t = _prefix(ctx.helper("out_t_forward"), (g.groups, fg, (n1 - n0) * g.cols))
+        np.matmul(w3, cols, out=out_t)
+        np.copyto(y3[n0:n1], view(out_t, (g.filters, n1 - n0, g.cols)).transpose(1, 0, 2))
     if "bias" in ctx.weights:
-        view(y, (g.batch, g.filters, g.cols))[...] += ctx.weights["bias"][:, None]
+        y3 += ctx.weights["bias"][:, None]
 
 
 def conv_calc_gradient(ctx: LayerCtx) -> None:
@@ -96,23 +116,10 @@ def conv_calc_gradient(ctx: LayerCtx) -> None:
         np.sum(dy3, axis=(0, 2), out=ctx.weight_grads["bias"])
     if "filter" not in ctx.weight_grads:
         return
-    fg = g.filters // g.groups
-    dw3 = view(ctx.weight_grads["filter"], (g.groups, fg, g.rows))
-    col = ctx.helpers.get("col_calc_gradient")
-    size = col.shape[1] if col is not None else 1
-    for k, (n0, n1) in enumerate(_chunks(g.batch, size)):
-        n = n1 - n0
-        if col is None:  # pointwise, one sample per chunk: the input is the column matrix
-            cols = view(ctx.inputs[0][n0], (g.groups, g.rows, g.cols))
-        else:
-            im2col(ctx.inputs[0][n0:n1], _col6(col, g, n, False), g.taps)
-            cols = _prefix(col, (g.groups, g.rows, n * g.cols))
-        if size > 1:  # the chunk's output gradient, samples side by side
-            grad_t = _prefix(ctx.helper("grad_t"), (g.filters, n, g.cols))
-            np.copyto(grad_t, dy3[n0:n1].transpose(1, 0, 2))
-            grads = view(grad_t, (g.groups, fg, n * g.cols))
-        else:
-            grads = view(dy3[n0], (g.groups, fg, g.cols))
+    dw3 = view(ctx.weight_grads["filter"], (g.groups, g.filters // g.groups, g.rows))
+    for k, (n0, n1) in enumerate(_chunks(ctx, g, "calc_gradient")):
+        cols = _columns(ctx, g, "calc_gradient", n0, n1)
+        grads = _grads(ctx, g, "calc_gradient", n0, n1)
         target = dw3 if k == 0 else view(ctx.helper("filter_grad_part"), dw3.shape)
         np.matmul(grads, cols.transpose(0, 2, 1), out=target)
         if k:
@@ -122,18 +129,16 @@ def conv_calc_gradient(ctx: LayerCtx) -> None:
 def conv_calc_derivative(ctx: LayerCtx) -> None:
     g = _geom(ctx)
     dx = ctx.in_derivs[0]
-    fg = g.filters // g.groups
-    w3t = view(ctx.weights["filter"], (g.groups, fg, g.rows)).transpose(0, 2, 1)
-    dy4 = view(ctx.out_grads[0], (g.batch, g.groups, fg, g.cols))
-    if g.pointwise:
-        np.matmul(w3t, dy4, out=view(dx, (g.batch, g.groups, g.rows, g.cols)))
-        return
-    col = ctx.helper("col_calc_derivative")
-    for n0, n1 in _chunks(g.batch, col.shape[0]):
-        np.matmul(w3t, dy4[n0:n1], out=_prefix(col, (n1 - n0, g.groups, g.rows, g.cols)))
-        col2im(_col6(col, g, n1 - n0, True), dx[n0:n1], g.taps)
-
-
+    w3t = view(ctx.weights["filter"], (g.groups, g.filters // g.groups, g.rows))
+    w3t = w3t.transpose(0, 2, 1)
+    col = ctx.helpers.get("col_calc_derivative")
+    for n0, n1 in _chunks(ctx, g, "calc_derivative"):
+        grads = _grads(ctx, g, "calc_derivative", n0, n1)
+        if col is None:
+            np.matmul(w3t, grads, out=view(dx[n0], (g.groups, g.rows, g.cols)))
+            continue
+        np.matmul(w3t, grads, out=_prefix(col, (g.groups, g.rows, (n1 - n0) * g.cols)))
+        col2im(_col6(col, g, n1 - n0), dx[n0:n1], g.taps)
 
 
 # --- pooling: window by window over (batch x channel) planes, in bounded row chunks ---------
@@ -182,16 +187,25 @@ def pool_forward(ctx: LayerCtx) -> None:
         return
     arg = _argmax(ctx)
     for s in chunks(y.shape[0], y[0].size):
-        ys, args = y[s], arg[s]
-        ys[...] = -np.inf
-        args[...] = -1
-        for index, t in enumerate(tap_list):
-            if t.empty:
-                continue
-            src, dst = x[s, t.in_rows, t.in_cols], ys[:, t.out_rows, t.out_cols]
-            better = src > dst
-            np.copyto(dst, src, where=better)
-            np.copyto(args[:, t.out_rows, t.out_cols], index, where=better)
+        _max_chunk(x[s], y[s], arg[s], tap_list)
+
+
+def _max_chunk(x: np.ndarray, y: np.ndarray, arg: np.ndarray, tap_list) -> None:
+    """Branch-free running maximum over the taps (random masks make masked copies slow).
+
+    Taps come in increasing index order, so "the index of a strictly better tap, else the old
+    one" is max(old, better * index): the first maximum wins, as in PyTorch.
+    """
+    y[...] = -np.inf
+    arg[...] = 0
+    for index, t in enumerate(tap_list):
+        if t.empty:
+            continue
+        src, dst = x[:, t.in_rows, t.in_cols], y[:, t.out_rows, t.out_cols]
+        where = arg[:, t.out_rows, t.out_cols]
+        if index:
+            np.maximum(where, (src > dst) * np.int32(index), out=where)
+        np.maximum(dst, src, out=dst)
 
 
 def pool_calc_derivative(ctx: LayerCtx) -> None:
@@ -219,9 +233,8 @@ def pool_calc_derivative(ctx: LayerCtx) -> None:
         for index, t in enumerate(tap_list):
             if t.empty:
                 continue
-            dst = dx[s, t.in_rows, t.in_cols]
-            np.add(dst, dy[s, t.out_rows, t.out_cols], out=dst,
-                   where=arg[s, t.out_rows, t.out_cols] == index)
+            hit = arg[s, t.out_rows, t.out_cols] == index
+            dx[s, t.in_rows, t.in_cols] += dy[s, t.out_rows, t.out_cols] * hit
 
 
 register("conv2d", KernelSpec(conv_forward, conv_calc_gradient, conv_calc_derivative))

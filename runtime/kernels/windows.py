@@ -70,8 +70,25 @@ def im2col(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...]) -> None:
 
 
 def col2im(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...]) -> None:
-    """Sum columns ``col`` (n, c, kh, kw, oh, ow) back onto ``dx`` (n, c, h, w), tap by tap."""
-    dx[...] = 0
+    """Sum columns ``col`` (n, c, kh, kw, oh, ow) back onto ``dx`` (n, c, h, w), tap by tap.
+
+    A tap that reads the whole plane (stride 1) is assigned first instead of zeroing ``dx``;
+    the others are added in kernel order, the same order whatever the chunk.
+    """
+    plane = dx.shape[2:]
+    full = next((t for t in tap_list if _covers(t, plane)), None)
+    if full is None:
+        dx[...] = 0
+    else:
+        np.copyto(dx, col[:, :, full.i, full.j])
     for t in tap_list:
-        if not t.empty:
+        if not t.empty and t is not full:
             dx[:, :, t.in_rows, t.in_cols] += col[:, :, t.i, t.j, t.out_rows, t.out_cols]
+
+
+def _covers(t: Tap, plane: tuple[int, int]) -> bool:
+    """The tap's outputs read every input element of the plane, one to one."""
+    return (not t.empty and t.in_rows == slice(0, plane[0], 1)
+            and t.in_cols == slice(0, plane[1], 1)
+            and t.out_rows.stop - t.out_rows.start == plane[0]
+            and t.out_cols.stop - t.out_cols.start == plane[1])

@@ -1,0 +1,114 @@
+"""Sessions: no tensor-sized allocation per iteration, resumable checkpoints, swap faults."""
+
+import os
+import tempfile
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from planner.build import build_training_graph
+from planner.swap import graph_buffers
+from planner.swap.working_set import min_budget
+from planner.zoo import get_model
+from runtime.checkpoint import load_checkpoint
+from runtime.data import synthetic
+from runtime.session import Session, SessionOptions
+from runtime.swapio import SwapIOError
+from runtime.train import train
+
+SCRATCH_LIMIT = 1 << 20  # kernels' bounded scratch: independent of tensor sizes
+
+
+def traced_peak(model: str, batch: int) -> tuple[int, int]:
+    graph = build_training_graph(get_model(model, batch=batch))
+    batches = list(synthetic(graph, 2 * batch, seed=1).batches(batch, None))
+    with Session(graph, SessionOptions(planner="greedy_size")) as session:
+        session.step(batches[0])  # warm-up: contexts and views are built once
+        tracemalloc.start()
+        session.step(batches[1])
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak, session.arena_bytes
+
+
+def test_an_iteration_allocates_nothing_tensor_sized():
+    small, _ = traced_peak("lenet5", 4)
+    large, arena = traced_peak("lenet5", 64)
+    assert large < SCRATCH_LIMIT < arena  # the arena holds MBs; an iteration allocates less
+    assert abs(large - small) < 64 * 1024  # and what it allocates does not grow with the batch
+
+
+def swap_graph():
+    graph = build_training_graph(get_model("lenet5", batch=8))
+    return graph, int(1.2 * min_budget(*graph_buffers(graph)))
+
+
+def temp_swap_dirs() -> set[str]:
+    return {d for d in os.listdir(tempfile.gettempdir()) if d.startswith("trainplan-swap-")}
+
+
+def test_resumed_training_gives_the_same_bits(tmp_path):
+    graph, budget = swap_graph()
+    data = synthetic(graph, 32, seed=2)
+    opts = SessionOptions(planner="best", budget=budget, seed=5)
+    with Session(graph, opts) as s:
+        straight = train(s, data, batch=8, epochs=2, seed=9, progress=False).weights_sha256
+    ckpt = str(tmp_path / "ckpt.npz")
+    with Session(graph, opts) as s:
+        train(s, data, batch=8, epochs=1, seed=9, checkpoint=ckpt, progress=False)
+    with Session(graph, opts) as s:
+        resumed = train(s, data, batch=8, epochs=2, seed=9, checkpoint=ckpt, resume=True,
+                        progress=False)
+    assert resumed.weights_sha256 == straight and resumed.iterations == 8
+
+
+def test_read_only_swap_directory_is_a_clear_error(tmp_path):
+    graph, budget = swap_graph()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    before = temp_swap_dirs()
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        with pytest.raises(SwapIOError, match="cannot create the swap file"):
+            Session(graph, SessionOptions(planner="best", budget=budget, swap_dir=str(locked)))
+    finally:
+        locked.chmod(0o700)
+    assert temp_swap_dirs() == before
+
+
+def test_unusable_swap_directory_is_a_clear_error(tmp_path):
+    graph, budget = swap_graph()
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    before = temp_swap_dirs()
+    with pytest.raises(SwapIOError, match="cannot create the swap file"):
+        Session(graph, SessionOptions(planner="best", budget=budget, swap_dir=str(not_a_dir)))
+    assert temp_swap_dirs() == before
+
+
+@pytest.mark.parametrize("fault", ["full_disk", "short_read"])
+def test_swap_faults_keep_the_checkpoint_and_leave_no_files(tmp_path, monkeypatch, fault):
+    graph, budget = swap_graph()
+    data = synthetic(graph, 16, seed=2)
+    ckpt = str(tmp_path / "ckpt.npz")
+    before = temp_swap_dirs()
+    with Session(graph, SessionOptions(planner="best", budget=budget)) as s:
+        train(s, data, batch=8, epochs=1, checkpoint=ckpt, progress=False)
+        saved, _ = load_checkpoint(ckpt)
+        if fault == "full_disk":
+            def pwrite(fd, data, offset):
+                raise OSError(28, "No space left on device")
+            monkeypatch.setattr(os, "pwrite", pwrite)
+        else:
+            real = os.preadv
+            monkeypatch.setattr(os, "preadv", lambda fd, bufs, off: real(fd, bufs, off) // 2)
+        with pytest.raises(Exception, match="No space left|short read"):
+            train(s, data, batch=8, epochs=1, checkpoint=ckpt, progress=False)
+    monkeypatch.undo()
+    after, _ = load_checkpoint(ckpt)
+    assert all(np.array_equal(saved[k], after[k]) for k in saved)
+    assert temp_swap_dirs() == before
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".ckpt-")]
