@@ -2,9 +2,9 @@
 
 Pass 1 walks the EOs: every buffer used at an EO must be in RAM there; while the bytes in RAM
 exceed the budget, the buffer not used now whose next use is furthest leaves RAM right after
-its last use (offline, so the eviction is placed as early as possible). Pass 2 moves each
-prefetch as early as the budget allows, most urgent first. Pass 3 pins back, largest first, the
-weights whose only trip to storage was the one around the iteration boundary, where they fit.
+its last use (offline, so the eviction is placed as early as possible). Pass 2 pins back, largest first, the weights whose only trip to storage was
+the one around the iteration boundary, where they fit. Pass 3 moves each prefetch as early as
+the budget allows, most urgent first.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def belady_gaps(buffers: dict[str, BufferUses], n_eo: int, budget: int, *,
 
     ``evict_all`` replaces pass 1 by leaving RAM in every gap (NNTrainer's lookahead 0): more
     I/O, but short resident pieces that pack into the budget without fragmentation;
-    ``early=False`` then also skips passes 2 and 3 (every prefetch just in time).
+    ``early=False`` then also skips passes 2 and 3 (no pinning, every prefetch just in time).
     """
     need = min_budget(buffers, n_eo)
     if budget < need:
@@ -35,8 +35,8 @@ def belady_gaps(buffers: dict[str, BufferUses], n_eo: int, budget: int, *,
     gaps = lookahead_gaps(buffers, n_eo, 0) if evict_all else _evict(buffers, n_eo, budget)
     if evict_all and not early:
         return gaps
-    gaps = _prefetch_early(buffers, gaps, n_eo, budget)
-    return _pin_weights(buffers, gaps, n_eo, budget)
+    gaps = _pin_weights(buffers, gaps, n_eo, budget)
+    return _prefetch_early(buffers, gaps, n_eo, budget)
 
 
 def _evict(buffers, n_eo: int, budget: int) -> list[Gap]:
