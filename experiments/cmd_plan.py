@@ -30,6 +30,9 @@ def register(sub) -> None:
     p.add_argument("--planner", default=None, help="offset planner (see compare; default "
                    "nntrainer_v1, or with --budget the best greedy one)")
     add_swap_options(p)
+    p.add_argument("--device", default=None, help="device profile (see `trainplan devices`): "
+                   "its storage and compute guide the optimal swap planner and give the "
+                   "simulated stall")
     _search_options(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run_plan)
@@ -66,8 +69,19 @@ def run_plan(args: argparse.Namespace) -> dict:
     options = {"lookahead": args.lookahead, "seed": args.seed}
     if args.time_limit is not None:
         options["time_limit"] = args.time_limit
-    return plan_graph_swap(graph, args.budget, swap=args.swap, planner=args.planner or "best",
-                           order=args.order, **options).record()
+    if args.device:
+        from experiments.device_costs import swap_costs
+        options.update(swap_costs(graph, args.device, args.order))
+    plan = plan_graph_swap(graph, args.budget, swap=args.swap, planner=args.planner or "best",
+                           order=args.order, **options)
+    record = plan.record()
+    record["estimated_stall_seconds"] = None
+    if args.device:
+        from simulator.simulate import simulate
+        summary = simulate(graph, plan, args.device, order=args.order).summary
+        record["device"] = args.device
+        record["estimated_stall_seconds"] = round(summary.stall_seconds, 6)
+    return record
 
 
 def run_alloc(args: argparse.Namespace) -> dict:

@@ -17,6 +17,7 @@ from planner.errors import Infeasible, UnknownName
 from planner.order import ExecutionOrder, execution_order, lifespans
 from planner.swap.belady import belady_gaps
 from planner.swap.lookahead import lookahead_gaps
+from planner.swap.optimal import SolvedGaps, optimal_gaps
 from planner.swap.schedule import SwapSchedule, build_schedule
 from planner.swap.uses import BufferUses, buffer_uses
 from planner.swap.working_set import min_budget
@@ -36,11 +37,20 @@ def _belady(buffers, n_eo, budget, *, evict_all=False, early=True, **_):
     return belady_gaps(buffers, n_eo, budget, evict_all=evict_all, early=early)
 
 
+def _optimal(buffers, n_eo, budget, *, step_seconds=None, storage=None, time_limit=10.0, seed=0,
+             workers=2, **_):
+    return SolvedGaps(*optimal_gaps(buffers, n_eo, budget, step_seconds=step_seconds,
+                                    storage=storage, time_limit=time_limit, seed=seed,
+                                    workers=workers))
+
+
 SWAP_PLANNERS: dict[str, SwapPlannerSpec] = {
     "lookahead": SwapPlannerSpec(_lookahead, "NNTrainer's proactive swap: everything out "
                                  "unless the next k EOs need it, prefetch k EOs ahead"),
     "belady": SwapPlannerSpec(_belady, "evict the buffer used furthest ahead, prefetch as "
                               "early as the budget allows"),
+    "optimal": SwapPlannerSpec(_optimal, "CP-SAT: least stall under the budget, then fewest "
+                               "bytes moved; warm-started from the best heuristic"),
 }
 
 
@@ -58,7 +68,9 @@ def plan_swap(buffers: dict[str, BufferUses], n_eo: int, budget: int, planner: s
                           + ", ".join(SWAP_PLANNERS))
     began = time.perf_counter()
     gaps = SWAP_PLANNERS[planner].function(buffers, n_eo, budget, **options)
-    schedule = build_schedule(planner, buffers, gaps, n_eo, budget, dict(options))
+    kept = {k: v for k, v in options.items() if k not in ("storage", "step_seconds")}
+    schedule = build_schedule(planner, buffers, gaps, n_eo, budget,
+                              {**kept, **getattr(gaps, "info", {})})
     if schedule.peak_resident_bytes > budget:
         window = options.get("lookahead", 0) if planner == "lookahead" else 0
         need = max(schedule.peak_resident_bytes if planner == "lookahead" else 0,

@@ -51,16 +51,16 @@ def plan_swap_arena(buffers: dict[str, BufferUses], n_eo: int, budget: int, *,
                     swap: str = "belady", offsets: str = "best", **options) -> SwapArena:
     """Plan the swap under ``budget`` and place its pieces (``offsets="best"``: the smallest
     arena of the greedy planners). Fragmentation can push the arena over the budget; then the
-    swap is planned again for a smaller budget (twice the excess less each time), and, for
-    belady, finally with every gap left (short pieces that pack), prefetching early only
-    within what still packs."""
+    swap is planned again for a smaller budget (twice the excess less each time), and finally
+    (belady, and optimal falling back on it) with every gap left — short pieces that pack —
+    prefetching early only within what still packs."""
     floor = min_budget(buffers, n_eo)
-    tries = [(budget, options)]
+    tries = [(budget, swap, options)]
     attempt, last = 0, None
     while tries:
-        target, opts = tries.pop(0)
+        target, planner, opts = tries.pop(0)
         attempt += 1
-        schedule = plan_swap(buffers, n_eo, target, swap, **opts)
+        schedule = plan_swap(buffers, n_eo, target, planner, **opts)
         problem = swap_problem(schedule, buffers)
         plan = _place(problem, offsets, options)
         if plan.arena_bytes <= budget or swap == "lookahead":
@@ -71,7 +71,8 @@ def plan_swap_arena(buffers: dict[str, BufferUses], n_eo: int, budget: int, *,
                              attempt)
         last = plan.arena_bytes
         if not tries:
-            tries = _next_tries(swap, budget, target, plan.arena_bytes, floor, opts, options)
+            tries = _next_tries(planner, budget, target, plan.arena_bytes, floor, opts,
+                                options)
     raise Infeasible(f"offsets for the swap schedule need {last} bytes, over the budget "
                      f"{budget}; raise the budget", last)
 
@@ -79,11 +80,11 @@ def plan_swap_arena(buffers: dict[str, BufferUses], n_eo: int, budget: int, *,
 def _next_tries(swap, budget, target, arena, floor, opts, options) -> list:
     shrunk = budget - 2 * (budget - target + arena - budget)
     if shrunk >= floor:
-        return [(shrunk, opts)]
-    if swap == "belady" and not opts.get("evict_all"):
+        return [(shrunk, swap, opts)]
+    if swap != "lookahead" and not opts.get("evict_all"):
         spread = [budget - (budget - floor) * f // 4 for f in range(5)]
-        return [(b, {**options, "evict_all": True}) for b in spread] + \
-            [(budget, {**options, "evict_all": True, "early": False})]
+        return [(b, "belady", {**options, "evict_all": True}) for b in spread] + \
+            [(budget, "belady", {**options, "evict_all": True, "early": False})]
     return []
 
 
