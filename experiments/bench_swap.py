@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from experiments.device_costs import swap_costs
 from planner.build import build_training_graph
 from planner.errors import Infeasible
 from planner.fileio import atomic_write_text
@@ -45,11 +46,13 @@ def sweep_model(name: str, batch: int, points: int, time_limit: float) -> list[d
     bound, basic = lower_bound(spans, eo.n_eo), no_reuse_bytes(spans)
     low = min_budget(*graph_buffers(graph, eo))
     base = {d: simulate(graph, plan_graph(graph, "greedy_size"), d).summary for d in DEVICES}
+    costs = swap_costs(graph, DEVICES[0])  # optimal plans for the phone's storage and compute
     rows = []
     for budget in budgets(bound, low, points):
         for swap in SWAP_PLANNERS:
             try:
-                plan = plan_graph_swap(graph, budget, swap=swap, time_limit=time_limit)
+                plan = plan_graph_swap(graph, budget, swap=swap, time_limit=time_limit,
+                                       **costs)
             except Infeasible:
                 continue
             rec = plan.record()
