@@ -1,6 +1,7 @@
 """Benchmark: every offset planner on every zoo model (batch 32), arena / lower bound.
 
-    python -m experiments.bench_planners [--batch 32] [--time-limit 60] [--out results/bench_planners.json]
+    python -m experiments.bench_planners [--batch 32] [--time-limit 60]
+        [--out results/bench_planners.json]
 
 Writes one row per (model, planner) as JSON, and a pivot table (arena / lower bound, with
 NNTrainer's default planner and TFLite's rule as reference columns) as Markdown.

@@ -21,6 +21,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from experiments.device_costs import swap_costs
+from experiments.plots import save_figure
 from planner.build import build_training_graph
 from planner.errors import Infeasible
 from planner.fileio import atomic_write_text
@@ -103,10 +104,7 @@ def plot(frame: pd.DataFrame, path: str) -> None:
     fig.suptitle("Swap planners over RAM budgets\n(no-swap lower bound down to the minimum "
                  "feasible budget)", fontsize=11)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:

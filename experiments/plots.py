@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 
 import matplotlib
 import matplotlib.ticker
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from planner.errors import TrainplanError
+from planner.fileio import atomic_write_bytes
 from planner.graph import ROLES, STEPS
 from simulator.timeline import LIVE, Timeline
 
@@ -34,26 +34,6 @@ STEP_COLORS = dict(zip(STEPS, ("#4c72b0", "#dd8452", "#55a868", "#8172b3"), stri
 KIND_COLORS = {"read": "#2a9d8f", "write": "#e76f51"}
 STALL = "#d62728"
 _COMMAS = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 10 else f"{v:g}")
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write a file so that readers see the old or the new content, never half of it; the
-    file gets the usual permissions (mkstemp's are owner-only)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_figure(fig, path: str) -> None:

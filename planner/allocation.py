@@ -87,7 +87,8 @@ class AllocationProblem:
 
     @staticmethod
     def from_csv(text_or_path: str, capacity: int | None = None) -> AllocationProblem:
-        """Read MiniMalloc's CSV (``id,lower,upper,size[,alignment][,offset]``); errors name the line."""
+        """Read MiniMalloc's CSV (``id,lower,upper,size[,alignment][,offset]``); errors name
+        the line."""
         if "\n" not in text_or_path and os.path.exists(text_or_path):
             with open(text_or_path, newline="") as fh:
                 text, name = fh.read(), os.path.basename(text_or_path)

@@ -3,7 +3,8 @@
 NNTrainer's rule (the default): forward EO = the layer's topological index 0..N-1; then,
 walking layers in reverse topological order from EO N, a trainable layer (weightless ones
 included, as NNTrainer counts them) takes three consecutive EOs (calc_gradient,
-calc_derivative, apply_gradient), a frozen one a single EO for all three. Weight gradients therefore die right after their layer's update. ``apply-at-end``
+calc_derivative, apply_gradient), a frozen one a single EO for all three. Weight gradients
+therefore die right after their layer's update. ``apply-at-end``
 is the conventional framework order: the whole backward pass, then every update.
 
 A tensor's lifespan is the sorted set of EOs of the ops that touch it or any tensor sharing its

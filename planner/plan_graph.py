@@ -7,6 +7,7 @@ everything else. The record it returns is what ``trainplan plan`` and ``compare`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import networkx as nx
 
@@ -14,6 +15,9 @@ from planner.offsets import run_planner
 from planner.plan import Plan
 from planner.problems import graph_problems
 from planner.validate import validate_plan
+
+if TYPE_CHECKING:
+    from planner.swap.arena import SwapArena
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ class GraphSwapPlan:
 
     model: str
     swap: str
-    arena: "SwapArena"
+    arena: SwapArena
     lower_bound_bytes: int
     min_budget_bytes: int
     valid: bool

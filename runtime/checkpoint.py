@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 
 import numpy as np
 
 from planner.errors import TrainplanError
+from planner.fileio import atomic_write_bytes
 
 
 class CheckpointError(TrainplanError):
@@ -23,21 +22,10 @@ def save_checkpoint(path: str, state: dict[str, np.ndarray], meta: dict) -> None
     np.savez(buffer, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
              **{f"t{i}": v for i, v in enumerate(state.values())},
              __names__=np.array(list(state), dtype=object).astype(str))
-    directory = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".ckpt-", dir=directory)
+        atomic_write_bytes(path, buffer.getvalue())
     except OSError as exc:
-        raise CheckpointError(f"cannot write a checkpoint in {directory}: {exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buffer.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc}") from exc
 
 
 def load_checkpoint(path: str) -> tuple[dict[str, np.ndarray], dict]:

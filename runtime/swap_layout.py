@@ -102,7 +102,7 @@ class SwapController:
 
     def flush(self) -> None:
         """Wait for every transfer (before a checkpoint, at the end)."""
-        for a, b, ticket in self.pending_writes:
+        for *_, ticket in self.pending_writes:
             ticket.wait()
         self.pending_writes = []
         for tickets in self.pending_reads.values():

@@ -2,9 +2,10 @@
 
 Pass 1 walks the EOs: every buffer used at an EO must be in RAM there; while the bytes in RAM
 exceed the budget, the buffer not used now whose next use is furthest leaves RAM right after
-its last use (offline, so the eviction is placed as early as possible). Pass 2 pins back, largest first, the weights whose only trip to storage was
-the one around the iteration boundary, where they fit. Pass 3 moves each prefetch as early as
-the budget allows, most urgent first.
+its last use (offline, so the eviction is placed as early as possible). Pass 2 pins back,
+largest first, the weights whose only trip to storage was the one around the iteration
+boundary, where they fit. Pass 3 moves each prefetch as early as the budget allows, most
+urgent first.
 """
 
 from __future__ import annotations
