@@ -15,6 +15,7 @@ from planner.errors import Infeasible
 from planner.offsets import run_planner
 from planner.plan import Plan
 from planner.swap import SwapSchedule, plan_swap
+from planner.swap.stall_model import estimate_stall
 from planner.swap.uses import BufferUses
 from planner.swap.working_set import min_budget
 from planner.validate import validate_plan
@@ -70,6 +71,8 @@ def plan_swap_arena(buffers: dict[str, BufferUses], n_eo: int, budget: int, *,
             return SwapArena(replace(schedule, budget_bytes=budget), problem, plan, errors,
                              attempt)
         last = plan.arena_bytes
+        if not tries and swap == "optimal" and planner == "optimal":
+            return _best_fallback(buffers, n_eo, budget, offsets, options, attempt)
         if not tries:
             tries = _next_tries(planner, budget, target, plan.arena_bytes, floor, opts,
                                 options)
@@ -86,6 +89,34 @@ def _next_tries(swap, budget, target, arena, floor, opts, options) -> list:
         return [(b, "belady", {**options, "evict_all": True}) for b in spread] + \
             [(budget, "belady", {**options, "evict_all": True, "early": False})]
     return []
+
+
+def _best_fallback(buffers, n_eo: int, budget: int, offsets: str, options: dict,
+                   attempt: int) -> SwapArena:
+    """When optimal's schedules do not pack into the budget: the least-stall (by the same
+    stall model) of the heuristics' schedules that do."""
+    found = []
+    for k in (1, 2, 0):
+        try:
+            found.append(plan_swap_arena(buffers, n_eo, budget, swap="lookahead",
+                                         offsets=offsets, **{**options, "lookahead": k}))
+        except Infeasible:
+            pass
+    try:
+        found.append(plan_swap_arena(buffers, n_eo, budget, swap="belady", offsets=offsets,
+                                     **options))
+    except Infeasible:
+        pass
+    found = [f for f in found if f.plan.arena_bytes <= budget]
+    if not found:
+        raise Infeasible(f"no swap schedule packs into the budget {budget}; raise it", budget)
+    steps, storage = options.get("step_seconds"), options.get("storage")
+    best = min(found, key=lambda f: (estimate_stall(f.schedule, steps, storage),
+                                     f.schedule.bytes_read + f.schedule.bytes_written))
+    info = {"source": best.schedule.planner, "proven": False}
+    schedule = replace(best.schedule, planner="optimal",
+                       options={**best.schedule.options, **info})
+    return replace(best, schedule=schedule, attempts=attempt + best.attempts)
 
 
 def _place(problem: AllocationProblem, offsets: str, options: dict) -> Plan:
