@@ -35,16 +35,18 @@ def perfect_packing(
     seed: int = 0,
     *,
     granule: int | None = None,
-    live: int = 16,
+    live: int | None = None,
     end_probability: float = 0.3,
 ) -> AllocationProblem:
     """Generate ``n`` buffers that tile ``[0, capacity)`` at every time step (see module doc).
 
     ``granule`` (default ``capacity // 128``) is the grid of cut points, so every size is a
-    multiple of it; ``live`` is the number of buffers live at once that the simulation steers
-    towards; ``end_probability`` is the chance a live buffer ends at each step.
+    multiple of it; ``live`` (default ``n // 5`` within 16..64, which keeps about 15-25 time
+    steps) is the number of buffers live at once that the simulation steers towards;
+    ``end_probability`` is the chance a live buffer ends at each step.
     """
     granule = granule or max(1, capacity // 128)
+    live = live or min(64, max(16, n // 5))
     if n < 1 or capacity < granule or capacity % granule:
         raise InvalidProblem(
             f"perfect_packing needs n >= 1 and capacity a positive multiple of granule "

@@ -41,7 +41,9 @@ _QUANTITIES = (
 
 @dataclass(frozen=True)
 class DeviceProfile:
-    """One device in SI units; ``document`` keeps the file as written (units, sources, notes)."""
+    """One device in SI units; ``document`` keeps the file as written (units, sources, notes).
+    ``op_overhead_s``: a fixed cost every op pays on top of its roofline time (the optional
+    ``compute.op_overhead`` quantity, e.g. an interpreter's dispatch; 0 when absent)."""
 
     name: str
     ram_bytes: int
@@ -57,6 +59,7 @@ class DeviceProfile:
     description: str = ""
     storage: str = ""
     document: dict = field(default_factory=dict, compare=False, repr=False)
+    op_overhead_s: float = 0.0
 
     @property
     def available_bytes(self) -> int:
@@ -72,9 +75,10 @@ class DeviceProfile:
         return self.write_latency_s + nbytes / self.write_bandwidth
 
     def op_seconds(self, flops: float, nbytes: float, op_class: str) -> float:
-        """Roofline time of one op: the slower of its arithmetic and its memory traffic."""
+        """Roofline time of one op: the slower of its arithmetic and its memory traffic, plus
+        the device's fixed per-op overhead."""
         rate = self.gemm_flops * self.efficiency[op_class]
-        return max(flops / rate, nbytes / self.memory_bandwidth)
+        return max(flops / rate, nbytes / self.memory_bandwidth) + self.op_overhead_s
 
     def to_json(self) -> str:
         return json.dumps(self.document or profile_document(self), indent=2) + "\n"
@@ -109,6 +113,7 @@ def profile_from_dict(doc: dict, origin: str = "profile") -> DeviceProfile:
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
             raise InvalidProfile(f"{origin}: compute.efficiency.{c} must be a number > 0, got "
                                  f"{v!r}", f"compute.efficiency.{c}")
+    overhead = _optional_quantity(doc, "compute.op_overhead", "time", origin)
     shared = _get(doc, "storage.shared_channel", origin)
     if not isinstance(shared, bool):
         raise InvalidProfile(f"{origin}: storage.shared_channel must be true or false",
@@ -127,7 +132,18 @@ def profile_from_dict(doc: dict, origin: str = "profile") -> DeviceProfile:
         read_latency_s=q["storage.read_latency"], write_latency_s=q["storage.write_latency"],
         shared_channel=shared, description=str(doc.get("description", "")),
         storage=str(doc.get("storage", {}).get("kind", "")), document=doc,
+        op_overhead_s=overhead,
     )
+
+
+def _optional_quantity(doc: dict, path: str, dim: str, origin: str) -> float:
+    """An optional quantity in SI units, 0 when the document does not give it."""
+    node = doc
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return 0.0
+        node = node[key]
+    return parse_quantity(node, dim, f"{origin}: {path}")
 
 
 def profile_document(p: DeviceProfile) -> dict:
@@ -138,7 +154,9 @@ def profile_document(p: DeviceProfile) -> dict:
         "reserved": quantity(p.reserved_bytes / 2**20, "MiB"),
         "compute": {"gemm_throughput": quantity(p.gemm_flops / 1e9, "GFLOP/s"),
                     "efficiency": dict(p.efficiency),
-                    "memory_bandwidth": quantity(p.memory_bandwidth / 1e9, "GB/s")},
+                    "memory_bandwidth": quantity(p.memory_bandwidth / 1e9, "GB/s"),
+                    **({"op_overhead": quantity(p.op_overhead_s * 1e6, "us")}
+                       if p.op_overhead_s else {})},
         "storage": {"kind": p.storage,
                     "read_bandwidth": quantity(p.read_bandwidth / 1e6, "MB/s"),
                     "write_bandwidth": quantity(p.write_bandwidth / 1e6, "MB/s"),

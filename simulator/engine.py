@@ -107,7 +107,8 @@ def check_schedule(steps: Sequence[Step], transfers: Sequence[Transfer], n_eo: i
 
 
 def step_seconds(steps: Sequence[Step], device: DeviceProfile) -> np.ndarray:
-    """Roofline time of every step: max(flops / (GEMM rate x efficiency), bytes / bandwidth)."""
+    """Roofline time of every step: max(flops / (GEMM rate x efficiency), bytes / bandwidth),
+    plus the device's fixed per-op overhead (0 for the shipped profiles)."""
     unknown = {s.op_class for s in steps} - set(device.efficiency)
     if unknown:
         raise InvalidSchedule(f"op class(es) {', '.join(sorted(unknown))} have no efficiency in "
@@ -115,7 +116,8 @@ def step_seconds(steps: Sequence[Step], device: DeviceProfile) -> np.ndarray:
     flops = np.fromiter((s.flops for s in steps), float, len(steps))
     nbytes = np.fromiter((s.bytes_touched for s in steps), float, len(steps))
     eff = np.fromiter((device.efficiency[s.op_class] for s in steps), float, len(steps))
-    return np.maximum(flops / (device.gemm_flops * eff), nbytes / device.memory_bandwidth)
+    roof = np.maximum(flops / (device.gemm_flops * eff), nbytes / device.memory_bandwidth)
+    return roof + device.op_overhead_s
 
 
 class _Streams:

@@ -9,7 +9,7 @@ from planner.layers.base import (
 # im2col runs on chunks of samples: enough columns per matrix product for BLAS to run near its
 # peak and for the filter gradient to be summed over few chunks, within a bounded workspace.
 COL_MIN_COLUMNS = 1024
-COL_BUDGET_BYTES = 4 << 20
+COL_BUDGET_BYTES = 1 << 20
 
 
 def conv_chunk(batch: int, rows: int, cols: int) -> int:
@@ -72,23 +72,22 @@ def realise_conv2d(inputs, props, compat):
 
 
 def _conv_helpers(batch, rows, cols, filt, pointwise):
-    """im2col workspaces of one chunk of samples, each living in its own step only.
+    """im2col workspaces for one chunk of samples, each living in its own step only.
 
-    Forward and calc_derivative: columns (chunk, rows, cols), unless the convolution is
-    pointwise (the input itself is the column matrix). calc_gradient sums the filter gradient
-    over chunk samples in one product: columns laid out (rows, chunk, cols), the output gradient
-    transposed to (filters, chunk, cols), and a partial filter gradient when there are several
-    chunks.
+    Every step makes one matrix product per chunk with the chunk's samples side by side:
+    columns (rows, chunk, cols) — unless the convolution is pointwise and a chunk is one
+    sample, when the input itself is the column matrix — and, when a chunk has several
+    samples, the output (forward) or output gradient (backward) laid out (filters, chunk, cols).
+    calc_gradient sums chunks after the first through a partial filter gradient.
     """
     g = conv_chunk(batch, rows, cols)
     helpers = []
-    if not pointwise:
-        helpers += [Helper("col_forward", (g, rows, cols), (F,)),
-                    Helper("col_calc_derivative", (g, rows, cols), (CD,))]
-    if not (pointwise and g == 1):
-        helpers.append(Helper("col_calc_gradient", (rows, g, cols), (CG,)))
-    if g > 1:
-        helpers.append(Helper("grad_t", (filt.shape[0], g, cols), (CG,)))
+    for step in (F, CG, CD):
+        if not (pointwise and g == 1):
+            helpers.append(Helper(f"col_{step}", (rows, g, cols), (step,)))
+        if g > 1:
+            name = "out_t_forward" if step == F else f"grad_t_{step}"
+            helpers.append(Helper(name, (filt.shape[0], g, cols), (step,)))
     if g < batch:
         helpers.append(Helper("filter_grad_part", filt.shape, (CG,)))
     return helpers

@@ -31,6 +31,8 @@ from planner.allocation import AllocationProblem
 from planner.errors import Infeasible, UnknownName
 from planner.offsets.basic import plan_basic
 from planner.offsets.best_fit import plan_best_fit
+from planner.offsets.exact import plan_exact
+from planner.offsets.exact_cpsat import plan_cpsat
 from planner.offsets.greedy import plan_greedy_breadth, plan_greedy_size
 from planner.offsets.nntrainer import plan_nntrainer_v1, plan_nntrainer_v2, plan_nntrainer_v3
 from planner.plan import Plan
@@ -66,6 +68,12 @@ PLANNERS: dict[str, PlannerSpec] = {
     ),
     "nntrainer_v3": PlannerSpec(
         plan_nntrainer_v3, "NNTrainer OptimizedV3: first fit into gaps between live requests"
+    ),
+    "exact": PlannerSpec(
+        plan_exact, "proven optimum: MiniMalloc-style search raced against CP-SAT", searches=True
+    ),
+    "cpsat": PlannerSpec(
+        plan_cpsat, "plain CP-SAT NoOverlap2D model, greedy hint, for comparison", searches=True
     ),
 }
 

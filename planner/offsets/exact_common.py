@@ -73,36 +73,48 @@ def scale(problem: AllocationProblem) -> Scaled:
     )
 
 
-def offsets_from_plan(s: Scaled, plan: Plan) -> np.ndarray:
-    """A byte plan of the same problem as a scaled offset vector (rounded up to the grid)."""
-    return np.array(
-        [-(-plan.offsets[b.id] // s.unit) for b in s.problem.buffers], dtype=np.int64
-    )
+def compact(s: Scaled, offsets: dict[str, int]) -> np.ndarray:
+    """Drop a valid byte plan onto the unit grid: in offset order, each buffer goes on top of
+    the conflicting buffers already dropped (rounded up to its alignment). No buffer moves up,
+    so the height never grows, and the result is canonical (see ``exact_search``)."""
+    from planner.offsets.exact_layout import build_layout  # local: keep this module light
+
+    lay = build_layout(s.start, s.end)
+    out = np.full(s.n, -1, dtype=np.int64)
+    order = sorted(range(s.n), key=lambda i: offsets[s.problem.buffers[i].id])
+    for i in order:
+        nb = lay.nbrs[i]
+        nb = nb[out[nb] >= 0]
+        top = int((out[nb] + s.size[nb]).max()) if nb.size else 0
+        out[i] = -(-top // int(s.align[i])) * int(s.align[i])
+    return out
 
 
 def greedy_warm_start(s: Scaled) -> tuple[np.ndarray, str]:
-    """The lowest of the registered greedy plans (falls back to a canonical descent)."""
-    from planner.offsets.exact_search import descend  # local: avoid an import cycle
+    """The lowest plan among every registered greedy planner (compacted) and a quick descent."""
+    from planner.offsets import PLANNERS  # local: the registry imports the exact planners
+    from planner.offsets.exact_search import descend
 
     best, name = descend(s), "descent"
-    for label, planner in _greedy_planners():
-        offs = offsets_from_plan(s, planner(s.problem.with_capacity(None)))
+    free = s.problem.with_capacity(None)
+    for label, spec in PLANNERS.items():
+        if spec.searches:
+            continue
+        offs = compact(s, spec.function(free).offsets)
         if s.height(offs) < s.height(best):
             best, name = offs, label
     return best, name
 
 
-def _greedy_planners() -> list[tuple[str, object]]:
-    """The greedy planners of the registry that exist (they are written alongside)."""
-    try:
-        from planner.offsets import greedy
-    except ImportError:
-        return []
-    found = []
-    for name in ("plan_greedy_size", "plan_greedy_breadth"):
-        if hasattr(greedy, name):
-            found.append((name.removeprefix("plan_"), getattr(greedy, name)))
-    return found
+def settled(s: Scaled, hint: np.ndarray) -> dict | None:
+    """Plan fields when no search is needed: hint at the bound, fits, or bound over capacity."""
+    if s.height(hint) <= s.lower_bound:
+        return {"optimal": True, "status": "OPTIMAL", "best_bound": s.lower_bound}
+    if s.capacity is not None and s.lower_bound > s.capacity:
+        return {"optimal": False, "status": "INFEASIBLE", "best_bound": s.lower_bound}
+    if s.capacity is not None and s.height(hint) <= s.capacity:
+        return {"optimal": False, "status": "FEASIBLE", "best_bound": s.lower_bound}
+    return None
 
 
 def make_plan(

@@ -25,7 +25,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from planner.allocation import AllocationProblem
-from planner.offsets.exact_common import Scaled, greedy_warm_start, make_plan, scale
+from planner.offsets.exact_common import Scaled, greedy_warm_start, make_plan, scale, settled
 from planner.plan import Plan
 
 
@@ -43,15 +43,17 @@ def plan_cpsat(
 
 
 def solve_cpsat(
-    s: Scaled, hint: np.ndarray, *, time_limit: float, seed: int, workers: int
+    s: Scaled, hint: np.ndarray, *, time_limit: float, seed: int, workers: int,
+    solver: cp_model.CpSolver | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Run the model; return scaled offsets and the Plan fields (optimal, status, best_bound).
 
     Statuses follow CP-SAT: OPTIMAL (proven minimal), FEASIBLE (a plan, not proven minimal; in
     the decision problem: it fits), INFEASIBLE (nothing fits the capacity), UNKNOWN (time ran
-    out before anything was proven; the hint is returned).
+    out before anything was proven; the hint is returned). Pass ``solver`` to keep a handle
+    on it (another thread may call its ``stop_search``).
     """
-    done = _trivial(s, hint)
+    done = settled(s, hint)
     if done is not None:
         return hint, done
     limit = s.capacity if s.capacity is not None else s.height(hint)
@@ -59,24 +61,13 @@ def solve_cpsat(
     if s.capacity is None:
         model.minimize(peak)
     # solve
-    solver = cp_model.CpSolver()
+    solver = cp_model.CpSolver() if solver is None else solver
     solver.parameters.max_time_in_seconds = time_limit
     solver.parameters.random_seed = seed
     solver.parameters.num_workers = workers
     code = solver.solve(model)
     # extract
     return _extract(s, solver, code, slots, hint)
-
-
-def _trivial(s: Scaled, hint: np.ndarray) -> dict | None:
-    """Plan fields when no search is needed: hint at the bound, fits, or bound over capacity."""
-    if s.height(hint) <= s.lower_bound:
-        return {"optimal": True, "status": "OPTIMAL", "best_bound": s.lower_bound}
-    if s.capacity is not None and s.lower_bound > s.capacity:
-        return {"optimal": False, "status": "INFEASIBLE", "best_bound": s.lower_bound}
-    if s.capacity is not None and s.height(hint) <= s.capacity:
-        return {"optimal": False, "status": "FEASIBLE", "best_bound": s.lower_bound}
-    return None
 
 
 def _build_model(

@@ -41,6 +41,7 @@ True
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
@@ -57,9 +58,12 @@ _BIG = np.iinfo(np.int64).max // 4
 class _Search:
     """One depth-first search for height ``height`` under one preorder and a node limit."""
 
-    def __init__(self, lay: Layout, size, align, pre, height: int, deadline: float, limit: int):
+    def __init__(
+        self, lay: Layout, size, align, pre, height: int, deadline: float, limit: int,
+        failed: set | None = None, stop=None,
+    ):
         self.lay, self.size, self.align, self.pre = lay, size, align, pre
-        self.height, self.deadline, self.limit = height, deadline, limit
+        self.height, self.deadline, self.limit, self.stop = height, deadline, limit, stop
         self.aligned = bool((align > 1).any())
         n, s = len(size), lay.n_sections
         self.off = np.full(n, -1, dtype=np.int64)
@@ -68,8 +72,11 @@ class _Search:
         self.banned = np.full(n, -1, dtype=np.int64)
         self.total = np.add.reduceat(size[lay.members], lay.ptr[:-1]) if s else np.zeros(0)
         self.cuts = lay.cuts.copy()
+        self.sky = np.zeros(s + 2, dtype=np.int64)  # top per section, -1 sentinels at both ends
+        self.sky[0] = self.sky[-1] = -1
+        self._old_sky: list[np.ndarray] = []
         self.nodes = 0
-        self.failed: set[tuple[int, int, int]] = set()
+        self.failed = set() if failed is None else failed  # states that cannot be completed
 
     def run(self) -> str:
         """Search every initial partition; FOUND leaves the plan in ``self.solution``."""
@@ -97,7 +104,7 @@ class _Search:
         if not self.nodes & 127:
             if self.nodes > self.limit:
                 return ABORTED
-            if time.perf_counter() > self.deadline:
+            if time.perf_counter() > self.deadline or (self.stop and self.stop.is_set()):
                 return TIMEOUT
         free = part[self.off[part] < 0]
         if not free.size:
@@ -126,7 +133,7 @@ class _Search:
         members = self.lay.members[self.lay.ptr[section]:self.lay.ptr[section + 1]]
         cover = members[(self.off[members] < 0) & (self.min_off[members] == level)]
         cover = cover[self.min_off[cover] > self.banned[cover]]
-        for b in cover[np.argsort(self.pre[cover])].tolist():
+        for b in self._value_order(cover, level):
             result = self._try(b, level, part, p0, p1)
             if result != EXHAUSTED:
                 return result
@@ -137,6 +144,17 @@ class _Search:
         result = self._search(part, p0, p1)
         self.banned[cover] = old
         return result
+
+    def _value_order(self, cover, level: int) -> list[int]:
+        """Coverers whose top would be flush with a neighbouring section's top first.
+
+        Full packings are made of blocks whose edges line up across time, so a buffer that
+        ends level with the skyline just before or after its lifetime is the likelier choice.
+        """
+        top = level + self.size[cover]
+        flush = (self.sky[self.lay.s0[cover]] == top).astype(np.int64)
+        flush += self.sky[self.lay.s1[cover] + 1] == top
+        return cover[np.lexsort((self.pre[cover], -flush))].tolist()
 
     def _pick_cell(self, p0, p1, free, lows, stuck, level: int) -> tuple[int, bool] | None:
         """Cross-section inference, then the most constrained open cell at ``level``.
@@ -200,7 +218,10 @@ class _Search:
         return result
 
     def _place(self, b: int, low: int) -> tuple[np.ndarray, np.ndarray]:
-        """Fix ``b`` at ``low``: raise conflicting minimum offsets, update section data."""
+        """Fix ``b`` at ``low``: raise conflicting minimum offsets, update section data.
+
+        ``low`` is at least every top in ``b``'s sections, so ``b``'s top becomes their top.
+        """
         lay, top = self.lay, low + int(self.size[b])
         self.off[b] = low
         self.solution[b] = low
@@ -215,12 +236,15 @@ class _Search:
         s0, s1 = int(lay.s0[b]), int(lay.s1[b])
         self.total[s0:s1] -= int(self.size[b])
         self.cuts[s0:s1 - 1] -= 1
+        self._old_sky.append(self.sky[s0 + 1:s1 + 1].copy())
+        self.sky[s0 + 1:s1 + 1] = top
         return raised, old_min
 
     def _unplace(self, b: int, raised: np.ndarray, old_min: np.ndarray) -> None:
-        """Reverse ``_place``."""
+        """Reverse ``_place`` (the old tops of ``b``'s sections were all ``b``'s offset or less)."""
         self.min_off[raised] = old_min
         s0, s1 = int(self.lay.s0[b]), int(self.lay.s1[b])
+        self.sky[s0 + 1:s1 + 1] = self._old_sky.pop()
         self.total[s0:s1] += int(self.size[b])
         self.cuts[s0:s1 - 1] += 1
         self.off[b] = -1
@@ -228,23 +252,31 @@ class _Search:
 
 def decide(
     lay: Layout, size: np.ndarray, align: np.ndarray, height: int, *, deadline: float,
-    first_limit: int | None = None,
+    stop=None, first_limit: int | None = None,
 ) -> tuple[str, np.ndarray | None]:
     """FOUND with offsets, EXHAUSTED (proven: nothing fits), or TIMEOUT with None.
 
-    Round-robins the static preorders under a node limit that doubles every round.
+    Round-robins the static preorders under a node limit that doubles every round; states
+    proven hopeless are remembered across the restarts. ``stop`` (a ``threading.Event``)
+    ends the search early, reported as TIMEOUT.
     """
     orders = [preorder(lay, size, h) for h in HEURISTICS]
     limit = first_limit or 2 * len(size)
-    while True:
-        for pre in orders:
-            search = _Search(lay, size, align, pre, height, deadline, limit)
-            result = search.run()
-            if result == FOUND:
-                return FOUND, search.solution.copy()
-            if result in (EXHAUSTED, TIMEOUT):
-                return result, None
-        limit *= 2
+    failed: set = set()
+    old_depth = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old_depth, 8 * len(size) + 1000))  # ~3 frames per placement
+    try:
+        while True:
+            for pre in orders:
+                search = _Search(lay, size, align, pre, height, deadline, limit, failed, stop)
+                result = search.run()
+                if result == FOUND:
+                    return FOUND, search.solution.copy()
+                if result in (EXHAUSTED, TIMEOUT):
+                    return result, None
+            limit *= 2
+    finally:
+        sys.setrecursionlimit(old_depth)
 
 
 def descend(s) -> np.ndarray:

@@ -10,6 +10,7 @@ then col2im sums the columns back onto dx tap by tap.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,7 +56,7 @@ def _geom(ctx: LayerCtx) -> ConvGeom:
 
 def _prefix(buf: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """The leading bytes of a helper, viewed with a (possibly smaller) shape."""
-    return view(flat(buf)[:int(np.prod(shape))], shape)
+    return view(flat(buf)[:math.prod(shape)], shape)
 
 
 def _chunks(ctx: LayerCtx, g: ConvGeom, step: str):

@@ -29,7 +29,8 @@ def _relu6(x, y):
     np.clip(x, 0, 6, out=y)
 
 
-def _sigmoid(x, y):
+def sigmoid(x: np.ndarray, y: np.ndarray) -> None:
+    """y = 1 / (1 + exp(-x)); ``y`` may be ``x``."""
     with np.errstate(over="ignore"):
         np.negative(x, out=y)
         np.exp(y, out=y)
@@ -128,7 +129,7 @@ def _d_none(dy, y, dx):
 # kind -> (forward(x, y), backward(dy, saved, dx), backward reads the input)
 ACTIVATIONS: dict[str, tuple[Callable, Callable, bool]] = {
     "relu": (_relu, _d_relu, False), "relu6": (_relu6, _d_relu6, False),
-    "sigmoid": (_sigmoid, _d_sigmoid, False), "tanh": (_tanh, _d_tanh, False),
+    "sigmoid": (sigmoid, _d_sigmoid, False), "tanh": (_tanh, _d_tanh, False),
     "softmax": (_softmax, _d_softmax, False), "gelu": (_gelu, _d_gelu, True),
     "none": (_none, _d_none, False),
 }

@@ -14,7 +14,7 @@ import numpy as np
 from runtime.kernels.base import (
     KernelError, KernelSpec, LayerCtx, matmul_acc, register, rows, view,
 )
-from runtime.kernels.elementwise import _sigmoid
+from runtime.kernels.elementwise import sigmoid
 
 
 def _needs_gradient_step(ctx: LayerCtx) -> None:
@@ -125,7 +125,7 @@ def lstm_forward(ctx: LayerCtx) -> None:
             gt += hidden[:, t - 1] @ w["weight_hh"]
         i, f, gg, o = (gt[:, k * units:(k + 1) * units] for k in range(4))
         for sig in (i, f, o):
-            _sigmoid(sig, sig)
+            sigmoid(sig, sig)
         np.tanh(gg, out=gg)
         c = cell[:, t]
         np.multiply(i, gg, out=c)

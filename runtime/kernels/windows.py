@@ -59,6 +59,9 @@ def taps(plane: tuple[int, int], out: tuple[int, int], kernel: tuple[int, int],
 
 def im2col(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...]) -> None:
     """Columns of ``x`` (n, c, h, w) into ``col`` viewed (n, c, kh, kw, oh, ow)."""
+    if _unpadded(tap_list):  # every window inside the plane: one strided copy
+        np.copyto(col, _windows(x, tap_list, col.shape[2:]))
+        return
     for t in tap_list:
         dst = col[:, :, t.i, t.j]
         if t.empty:
@@ -67,6 +70,23 @@ def im2col(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...]) -> None:
         dst[:, :, t.out_rows, t.out_cols] = x[:, :, t.in_rows, t.in_cols]
         for rows, cols in t.borders:
             dst[:, :, rows, cols] = 0
+
+
+def _unpadded(tap_list: tuple[Tap, ...]) -> bool:
+    return all(not t.empty and not t.borders for t in tap_list)
+
+
+def _windows(x: np.ndarray, tap_list: tuple[Tap, ...], shape: tuple[int, ...]) -> np.ndarray:
+    """A (n, c, kh, kw, oh, ow) view of x's windows (no copy), for an unpadded kernel."""
+    kh, kw, oh, ow = shape
+    first, last = tap_list[0], tap_list[-1]
+    dil = ((last.in_rows.start - first.in_rows.start) // max(kh - 1, 1),
+           (last.in_cols.start - first.in_cols.start) // max(kw - 1, 1))
+    span = ((kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1)
+    windows = np.lib.stride_tricks.sliding_window_view(x, span, axis=(2, 3))
+    windows = windows[:, :, ::first.in_rows.step, ::first.in_cols.step,
+                      ::max(dil[0], 1), ::max(dil[1], 1)]
+    return windows[:, :, :oh, :ow].transpose(0, 1, 4, 5, 2, 3)
 
 
 def col2im(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...]) -> None:

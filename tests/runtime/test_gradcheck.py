@@ -13,10 +13,12 @@ from planner.layers import LAYERS
 from runtime.kernels import KERNELS
 from runtime.kernels.standalone import standalone_ctx
 
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
+
 H, ATOL, RTOL, SAMPLES = 1e-6, 1e-7, 1e-5, 12
 
 CONV = "conv2d"
-# (id, layer type, input shapes, props, conv chunk override: columns per chunk or None)
+# (id, layer type, input shapes, props)
 CASES = [
     ("fc", "fully_connected", [(3, 5)], {"unit": 4}),
     ("fc_3d_nobias", "fully_connected", [(2, 3, 5)], {"unit": 4, "bias": False}),

@@ -13,6 +13,8 @@ from runtime.kernels.base import same_memory, view
 from runtime.kernels.standalone import standalone_ctx
 from tests.runtime.test_gradcheck import CASES
 
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
+
 # Medium shapes, so that BLAS and SIMD loops take their full-width paths.
 MEDIUM = [
     ("conv", "conv2d", [(4, 8, 12, 12)], {"filters": 16, "kernel_size": 3, "padding": 1}),

@@ -1,0 +1,362 @@
+"""The numpy runtime side by side with PyTorch (CPU) and beside NNTrainer's own MNIST figures.
+
+    python -m experiments.bench_runtime [--models lenet5,resnet18_cifar,transformer]
+                                        [--iterations N] [--out results/bench_runtime.json]
+
+Every measurement runs in a fresh worker process (``--worker ours|torch``), one at a time, so
+its peak RSS is its own. A worker imports its framework (numpy and trainplan; or torch, with
+``torch.set_num_threads(--threads)``), records its RSS baseline, and only then builds the model
+(graph, plan and arena; or module and optimizer) and a synthetic batch pair of the right shapes
+(random inputs, class labels, token ids for the transformer). It runs ``--warmup`` iterations,
+then at least ``--iterations`` timed ones (more until ``--min-seconds`` have passed) and reports
+the median seconds per iteration and its peak RSS above the baseline. Ours trains in the arena
+of each ``--planners`` offset planner (nntrainer_v1, the default, and greedy_size). BLAS and
+OpenMP pools of both frameworks get ``--threads`` threads. The parent writes the JSON records
+atomically and prints ours / PyTorch ratios against the targets (memory ≤ 0.5, time ≤ 1.5),
+and NNTrainer's MNIST model (its INI, batch 32, adam) beside NNTrainer 0.6's measured figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = ("lenet5", "resnet18_cifar", "transformer")
+MNIST_INI = "tests/planner/data/ini/mnist.ini"
+TARGETS = {"memory_ratio": 0.5, "time_ratio": 1.5}
+# NNTrainer 0.6 on its MNIST INI (batch 32, adam), measured on this kind of machine
+NNTRAINER_MNIST = {"seconds_per_iteration": 0.016, "peak_rss_bytes": 13_400_000,
+                   "peak_rss_above_baseline": 2_400_000, "pool_bytes_measured": 1_153_320}
+
+
+# --- worker: one measurement in this process ------------------------------------------------
+
+def _status_kib(field: str) -> int | None:
+    """A ``Vm*`` field of /proc/self/status in KiB, or None off Linux."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _rss_kinds() -> dict[str, int]:
+    """Resident bytes now by kind: anonymous (heap, arrays) and file-backed (library code)."""
+    kinds = {"anon": _status_kib("RssAnon"), "file": _status_kib("RssFile")}
+    return {k: v * 1024 for k, v in kinds.items() if v is not None}
+
+
+class PeakMeter:
+    """Peak RSS from now on, above the RSS of now.
+
+    Linux lets a process reset its high-water mark (``5`` into /proc/self/clear_refs), so VmHWM
+    afterwards is the exact peak since the baseline; ``ru_maxrss`` (the process's peak since it
+    started) is reported beside it and used where the reset is not available.
+    """
+
+    def __init__(self):
+        import psutil
+
+        self.baseline = psutil.Process().memory_info().rss
+        self.kinds = _rss_kinds()
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+            self.reset = _status_kib("VmHWM") is not None
+        except OSError:
+            self.reset = False
+
+    def read(self) -> dict:
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+        hwm = _status_kib("VmHWM") if self.reset else None
+        peak = hwm * 1024 if hwm is not None else maxrss
+        growth = {f"{k}_growth_bytes": v - self.kinds.get(k, 0) for k, v in _rss_kinds().items()}
+        return {"rss_baseline_bytes": self.baseline, "peak_rss_bytes": peak,
+                "peak_rss_above_baseline": peak - self.baseline,
+                "maxrss_above_baseline": maxrss - self.baseline, "hwm_reset": self.reset,
+                **growth}
+
+
+def timed(step: Callable[[int], None], warmup: int, iterations: int,
+          min_seconds: float) -> list[float]:
+    """Seconds of each timed call of ``step(i)``: ``warmup`` untimed, then at least
+    ``iterations`` timed, more until ``min_seconds`` have passed."""
+    for i in range(warmup):
+        step(i)
+    times: list[float] = []
+    while len(times) < iterations or sum(times) < min_seconds:
+        began = time.perf_counter()
+        step(warmup + len(times))
+        times.append(time.perf_counter() - began)
+    return times
+
+
+def _blas_threads() -> list[dict]:
+    """numpy's BLAS/OpenMP pools as threadpoolctl sees them (empty when it is missing)."""
+    if importlib.util.find_spec("threadpoolctl") is None:
+        return []
+    from threadpoolctl import threadpool_info
+
+    return [{"api": p["internal_api"], "threads": p["num_threads"]} for p in threadpool_info()]
+
+
+def _timing(times: list[float]) -> dict:
+    return {"seconds_per_iteration": statistics.median(times), "iterations": len(times),
+            "min_seconds_per_iteration": min(times)}
+
+
+def measure_ours(model: str, *, batch: int, planner: str, warmup: int, iterations: int,
+                 min_seconds: float, seed: int = 0) -> dict:
+    """Train ``model`` with the numpy runtime in the arena ``planner`` lays out; measure it."""
+    import numpy as np
+
+    from planner.build import build_training_graph
+    from planner.zoo import get_model
+    from runtime.data import synthetic
+    from runtime.session import Session, SessionOptions
+
+    meter = PeakMeter()
+    graph = build_training_graph(get_model(model, batch=batch))
+    batches = list(synthetic(graph, 2 * batch, seed).batches(batch, None))
+    losses: list[float] = []
+    with Session(graph, SessionOptions(planner=planner, seed=seed)) as session:
+        times = timed(lambda i: losses.append(session.step(batches[i % 2]).loss),
+                      warmup, iterations, min_seconds)
+        memory = meter.read()
+        arena, record = session.arena_bytes, session.plan.record()
+    return {"framework": "ours", "model": graph.graph["model"], "planner": planner,
+            "batch": batch, "arena_bytes": arena,
+            "lower_bound_bytes": record["lower_bound_bytes"], **memory, **_timing(times),
+            "final_loss": losses[-1], "finite": bool(np.isfinite(losses).all()),
+            "numpy": np.__version__, "thread_pools": _blas_threads()}
+
+
+def _torch_batches(spec, batch: int, seed: int) -> list[tuple]:
+    """Two (input, class id) batches: random inputs, or token ids below the vocabulary."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(2):
+        shape = (batch, *spec.input_shape)
+        x = (rng.integers(0, spec.vocab, size=shape) if spec.vocab
+             else rng.standard_normal(shape, dtype=np.float32))
+        y = rng.integers(0, spec.classes, size=batch)
+        out.append((torch.from_numpy(x), torch.from_numpy(y)))
+    return out
+
+
+def measure_torch(model: str, *, batch: int, threads: int, warmup: int, iterations: int,
+                  min_seconds: float, seed: int = 0) -> dict:
+    """Train the PyTorch twin of ``model`` (experiments.torch_models), adam lr 1e-3."""
+    import torch
+
+    from experiments.torch_models import TORCH_MODELS, adam, parameter_count
+
+    torch.set_num_threads(threads)
+    meter = PeakMeter()
+    torch.manual_seed(seed)
+    spec = TORCH_MODELS[model]()
+    module, loss_fn = spec.module.train(), torch.nn.CrossEntropyLoss()
+    optimizer = adam(module)
+    batches = _torch_batches(spec, batch, seed)
+    losses: list[float] = []
+
+    def step(i: int) -> None:
+        x, y = batches[i % 2]
+        optimizer.zero_grad()
+        loss = loss_fn(module(x), y)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+
+    times = timed(step, warmup, iterations, min_seconds)
+    return {"framework": "torch", "model": model, "planner": None, "batch": batch,
+            "parameters": parameter_count(module), **meter.read(), **_timing(times),
+            "final_loss": losses[-1], "finite": all(map(math.isfinite, losses)),
+            "torch": torch.__version__, "thread_pools": [
+                {"api": "torch intra-op", "threads": torch.get_num_threads()},
+                {"api": "torch inter-op", "threads": torch.get_num_interop_threads()}]}
+
+
+def worker(args: argparse.Namespace) -> dict:
+    """The ``--worker`` entry point: one measurement, printed as one JSON line."""
+    common = {"batch": args.batch, "warmup": args.warmup, "iterations": args.iterations,
+              "min_seconds": args.min_seconds}
+    if args.worker == "ours":
+        record = measure_ours(args.models, planner=args.planners, **common)
+    else:
+        record = measure_torch(args.models, threads=int(args.threads), **common)
+    print(json.dumps(record))
+    return record
+
+
+# --- parent: every worker in turn, then the tables -----------------------------------------
+
+@dataclass(frozen=True)
+class Job:
+    framework: str  # "ours" or "torch"
+    model: str  # a zoo name or an INI path
+    planner: str | None = None
+    threads: int = 1
+
+
+def jobs(models: list[str], planners: list[str], threads: list[int], *, torch: bool,
+         mnist: bool) -> list[Job]:
+    """Per thread count and model, ours under every planner then PyTorch, side by side in
+    time; NNTrainer's MNIST INI (ours only) after the models."""
+    out = []
+    for n in threads:
+        for model in models:
+            out += [Job("ours", model, p, n) for p in planners]
+            out += [Job("torch", model, None, n)] if torch else []
+        out += [Job("ours", MNIST_INI, p, n) for p in planners] if mnist else []
+    return out
+
+
+def run_job(job: Job, args: argparse.Namespace) -> dict:
+    """``job`` in a fresh interpreter; its record, or one that carries the error."""
+    cmd = [sys.executable, "-m", "experiments.bench_runtime", "--worker", job.framework,
+           "--models", job.model, "--batch", str(args.batch), "--threads", str(job.threads),
+           "--warmup", str(args.warmup), "--iterations", str(args.iterations),
+           "--min-seconds", str(args.min_seconds), "--planners", job.planner or "-"]
+    # the same pool size for numpy's BLAS and torch's OpenMP; cwd=ROOT: -m finds this checkout
+    env = dict(os.environ, **{v: str(job.threads) for v in (
+        "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+    load = os.getloadavg()[0]
+    began = time.perf_counter()
+    try:
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=ROOT,
+                              env=env, timeout=args.timeout)
+        record = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 \
+            else {"error": done.stderr.strip().splitlines()[-1:]}
+    except subprocess.TimeoutExpired:
+        record = {"error": f"timed out after {args.timeout} s"}
+    return {**asdict(job), **record, "model": _label(job.model), "load_average": load,
+            "wall_seconds": round(time.perf_counter() - began, 1)}
+
+
+def _label(model: str) -> str:
+    return "mnist" if model == MNIST_INI else model
+
+
+def ratios(records: list[dict]) -> list[dict]:
+    """One row per (model, threads, our planner) beside PyTorch's run: ours / PyTorch."""
+    torch_runs = {(r["model"], r["threads"]): r for r in records
+                  if r["framework"] == "torch" and "error" not in r}
+    rows = []
+    for r in records:
+        t = torch_runs.get((r["model"], r["threads"]))
+        if r["framework"] != "ours" or t is None or "error" in r:
+            continue
+        memory = r["peak_rss_above_baseline"] / t["peak_rss_above_baseline"]
+        speed = r["seconds_per_iteration"] / t["seconds_per_iteration"]
+        rows.append({"model": r["model"], "threads": r["threads"], "planner": r["planner"],
+                     "arena MB": r["arena_bytes"] / 1e6,
+                     "ours peak MB": r["peak_rss_above_baseline"] / 1e6,
+                     "torch peak MB": t["peak_rss_above_baseline"] / 1e6,
+                     "memory ratio": memory,
+                     "ours s/it": r["seconds_per_iteration"],
+                     "torch s/it": t["seconds_per_iteration"], "time ratio": speed,
+                     "memory ok": memory <= TARGETS["memory_ratio"],
+                     "time ok": speed <= TARGETS["time_ratio"]})
+    return rows
+
+
+def nntrainer_pool_bytes() -> int:
+    """What ``trainplan plan --model MNIST_INI --nntrainer-compat --planner nntrainer_v1``
+    prints as arena bytes: NNTrainer's weight pool plus tensor pool."""
+    from planner.build import build_training_graph
+    from planner.plan_graph import plan_graph
+    from planner.zoo import get_model
+
+    graph = build_training_graph(get_model(os.path.join(ROOT, MNIST_INI)), compat=True)
+    return plan_graph(graph, "nntrainer_v1").record()["arena_bytes"]
+
+
+def mnist_rows(records: list[dict], pool_bytes: int) -> list[dict]:
+    """NNTrainer 0.6's figures, then ours on the same INI under each planner."""
+    rows = [{"run": "NNTrainer 0.6 (measured)", "arena / pools MB": pool_bytes / 1e6,
+             "peak above baseline MB": NNTRAINER_MNIST["peak_rss_above_baseline"] / 1e6,
+             "whole process MB": NNTRAINER_MNIST["peak_rss_bytes"] / 1e6,
+             "s/it": NNTRAINER_MNIST["seconds_per_iteration"]}]
+    for r in records:
+        if r["model"] == "mnist" and "error" not in r:
+            rows.append({"run": f"ours ({r['planner']}, {r['threads']} threads)",
+                         "arena / pools MB": r["arena_bytes"] / 1e6,
+                         "peak above baseline MB": r["peak_rss_above_baseline"] / 1e6,
+                         "whole process MB": r["peak_rss_bytes"] / 1e6,
+                         "s/it": r["seconds_per_iteration"]})
+    return rows
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated zoo models")
+    p.add_argument("--iterations", type=int, default=5, help="timed iterations, at least")
+    p.add_argument("--min-seconds", type=float, default=3.0,
+                   help="time at least this long per measurement (more iterations)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--threads", default=str(os.cpu_count() or 1),
+                   help="threads for torch and numpy's BLAS, comma-separated counts to run "
+                   "each (default: all cores)")
+    p.add_argument("--planners", default="nntrainer_v1,greedy_size",
+                   help="offset planners of our arena, comma-separated")
+    p.add_argument("--no-torch", action="store_true", help="ours only")
+    p.add_argument("--no-mnist", action="store_true", help="skip NNTrainer's MNIST model")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds per worker")
+    p.add_argument("--out", default="results/bench_runtime.json", help="JSON output")
+    p.add_argument("--worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.worker:
+        return worker(args)
+    import pandas as pd
+    from tqdm import tqdm
+
+    from planner.fileio import atomic_write_text
+
+    has_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
+    if not args.no_torch and not has_torch:
+        print("torch is not installed (pip install 'trainplan[torch]'): ours only")
+    threads = [int(n) for n in args.threads.split(",")]
+    todo = jobs(args.models.split(","), args.planners.split(","), threads, torch=has_torch,
+                mnist=not args.no_mnist)
+    records = [run_job(j, args) for j in tqdm(todo, desc="workers", unit="run")]
+    result = {"cpu_count": os.cpu_count(), "threads": threads, "targets": TARGETS,
+              "records": records, "ratios": ratios(records)}
+    if not args.no_mnist:
+        result["mnist"] = mnist_rows(records, nntrainer_pool_bytes())
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    for key in ("ratios", "mnist"):
+        if result.get(key):
+            print(pd.DataFrame(result[key]).to_string(index=False, float_format="{:.4g}".format))
+    for r in records:
+        if "error" in r:
+            print(f"{r['framework']} {r['model']} {r['planner'] or ''} failed: {r['error']}")
+    print(f"wrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

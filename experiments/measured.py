@@ -1,0 +1,92 @@
+"""The simulator against the numpy runtime: measure models, fit a host profile, compare.
+
+``runtime_calibration`` runs the runtime on calibration models (never the held-out ones the
+prediction is tested on) and fits the profile's efficiencies and per-op overhead to their op
+times; ``compare`` simulates a measured graph's own plan on a profile and lines up the two.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import networkx as nx
+from tqdm import tqdm
+
+from planner.build import build_training_graph
+from planner.zoo import get_model
+from runtime.measure import Measurement, measure
+from runtime.session import SessionOptions
+from simulator.calibrate_runtime import RuntimeFit, fit_runtime, op_times, with_fit
+from simulator.device import DeviceProfile
+from simulator.simulate import simulate
+from simulator.timeline import Timeline
+
+# Calibration models cover the op classes of the held-out ones (dense and 3x3 convolutions,
+# fully connected layers, batch norm, activations, pooling, additions) without being them.
+CALIBRATION_MODELS = ("mlp", "vgg16_cifar", "mobilenetv2_cifar")
+HELD_OUT_MODELS = ("lenet5", "resnet18_cifar")
+
+
+def build(model: str, batch: int = 32) -> nx.DiGraph:
+    """The training graph of a zoo model at ``batch``."""
+    return build_training_graph(get_model(model, batch=batch), batch=batch)
+
+
+def measure_graph(graph: nx.DiGraph, options: SessionOptions | None = None, *,
+                  warmup: int = 1, iterations: int = 3, min_seconds: float = 0.0,
+                  progress: bool = True) -> Measurement:
+    """``runtime.measure.measure`` with a progress bar naming the model."""
+    name = graph.graph.get("model", "model")
+    with tqdm(desc=f"measuring {name}", unit="it", disable=not progress, leave=False) as bar:
+        def tick(i: int, seconds: float) -> None:
+            bar.set_postfix_str("warm-up" if i < 0 else f"{seconds:.3g} s")
+            bar.update(1)
+        return measure(graph, options, warmup=warmup, iterations=iterations,
+                       min_seconds=min_seconds, on_iteration=tick)
+
+
+def runtime_calibration(base: DeviceProfile, models: Sequence[str] = CALIBRATION_MODELS, *,
+                        batch: int = 32, warmup: int = 1, iterations: int = 3,
+                        min_seconds: float = 10.0, progress: bool = True,
+                        ) -> tuple[DeviceProfile, RuntimeFit, list[dict]]:
+    """Measure ``models`` and fit ``base``'s efficiencies and overhead to their op times;
+    returns the fitted profile, the fit and one record per calibration model."""
+    held = sorted(set(models) & set(HELD_OUT_MODELS))
+    if held:
+        raise ValueError(f"{', '.join(held)}: held out for the prediction test; calibrate on "
+                         "other models")
+    samples, records = [], []
+    for model in models:
+        graph = build(model, batch)
+        m = measure_graph(graph, warmup=warmup, iterations=iterations,
+                          min_seconds=min_seconds, progress=progress)
+        samples.append(op_times(graph, m.events))
+        records.append({"model": model, "batch": batch, "iterations": m.summary.iterations,
+                        "measured_s": m.summary.seconds_per_iteration,
+                        "load_average": m.summary.load_average})
+    fit = fit_runtime(samples, base)
+    source = f"{', '.join(models)} at batch {batch}"
+    profile = with_fit(base, fit, source=source)
+    for rec, err in zip(records, fit.model_errors, strict=True):
+        rec["fitted_error_pct"] = round(100 * err, 2)
+    return profile, fit, records
+
+
+def compare(graph: nx.DiGraph, measurement: Measurement, device: DeviceProfile,
+            order: str = "nntrainer") -> tuple[Timeline, dict]:
+    """Simulate the plan the runtime ran and line up predicted and measured seconds."""
+    if measurement.plan is None:
+        raise ValueError("the measurement has no plan (a reference run): nothing to simulate")
+    tl = simulate(graph, measurement.plan, device, order=order)
+    s = measurement.summary
+    predicted, measured = tl.summary.iteration_seconds, s.seconds_per_iteration
+    return tl, {
+        "model": s.model, "batch": s.batch, "device": device.name, "planner": s.planner,
+        "predicted_s": round(predicted, 6), "measured_s": round(measured, 6),
+        "measured_min_s": round(min(s.iteration_seconds), 6),
+        "measured_max_s": round(max(s.iteration_seconds), 6), "iterations": s.iterations,
+        "error_pct": round(100 * (predicted / measured - 1), 2) if measured else math.nan,
+        "stall_s": round(s.stall_seconds, 6), "bytes_read": s.bytes_read,
+        "bytes_written": s.bytes_written, "peak_rss_bytes": s.peak_rss_bytes,
+        "arena_bytes": s.arena_bytes, "load_average": list(s.load_average)}

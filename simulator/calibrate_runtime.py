@@ -1,0 +1,172 @@
+"""Fit a host profile's op-class efficiencies and per-op overhead to measured op times.
+
+`trainplan calibrate` measures the hardware (GEMM, copies, storage); the numpy runtime reaches
+only a fraction of that GEMM rate, a different fraction per op class, and pays a fixed Python
+dispatch cost per op. This module fits those to op times the runtime measured on calibration
+models (``runtime.measure`` gives them; experiments/ runs it, since the simulator does not
+import the runtime). The model is the simulator's own:
+``seconds = max(flops · a[class], bytes / memory bandwidth) + overhead`` with
+``a[class] = 1 / (GEMM FLOP/s × efficiency[class])``. Which ops sit on the memory roof depends
+on ``a``, so the fit alternates: with the roof sides fixed the model is linear in ``a`` and the
+overhead, solved by non-negative least squares; then every op's side is re-decided. Residuals
+are divided by their model's measured iteration time, so every calibration model weighs the same
+whatever its size.
+
+>>> from simulator.device import load_device
+>>> pi = load_device("raspberry-pi-4")
+>>> ops = pd.DataFrame({"op_class": ["gemm", "gemm", "conv", "elementwise"],
+...                     "flops": [8e9, 8e8, 4.8e9, 2e6], "bytes_touched": [0, 0, 0, 0],
+...                     "seconds": [1.001, 0.101, 2.001, 0.003]})  # 1 ms overhead each
+>>> fit = fit_runtime([ops], pi)
+>>> {c: round(v, 3) for c, v in fit.efficiency.items()}, round(fit.op_overhead_s * 1e3, 3)
+({'gemm': 1.0, 'conv': 0.3, 'elementwise': 0.125, 'optimizer': 0.25}, 1.0)
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+
+from planner.order import execution_order
+from simulator.device import OP_CLASSES, DeviceProfile, profile_from_dict
+from simulator.simulate import graph_steps
+from simulator.units import quantity
+
+# The flops a class needs in the data, as a fraction of all, before its efficiency is fitted.
+MIN_SHARE = 1e-4
+
+
+@dataclass(frozen=True)
+class RuntimeFit:
+    """Fitted efficiencies (all classes; unfitted ones keep the base profile's), the per-op
+    overhead in seconds, which classes the data determined, and how well the fit predicts each
+    calibration model's total (``model_errors``: predicted / measured − 1)."""
+
+    efficiency: dict[str, float]
+    op_overhead_s: float
+    fitted: tuple[str, ...]
+    rounds: int
+    model_errors: tuple[float, ...]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def op_times(graph: nx.DiGraph, measured: pd.DataFrame, order: str = "nntrainer") -> pd.DataFrame:
+    """Per op of ``graph``: class, flops, bytes touched and the median measured seconds over
+    the recorded iterations (stall excluded). ``measured`` has the event columns ``iteration``,
+    ``op``, ``start_s``, ``end_s`` (one op per row, as the nntrainer order gives)."""
+    steps = graph_steps(graph, execution_order(graph, order))
+    table = pd.DataFrame({"op": [s.name for s in steps], "eo": [s.eo for s in steps],
+                          "op_class": [s.op_class for s in steps],
+                          "flops": [s.flops for s in steps],
+                          "bytes_touched": [s.bytes_touched for s in steps]})
+    secs = (measured["end_s"] - measured["start_s"]).groupby(measured["op"]).median()
+    missing = set(table["op"]) - set(secs.index)
+    if missing:
+        raise ValueError(f"no measured time for {len(missing)} op(s), e.g. {sorted(missing)[0]!r}"
+                         " (several ops in one EO? measure in the nntrainer order)")
+    return table.assign(seconds=table["op"].map(secs).to_numpy(float))
+
+
+def _nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Non-negative least squares for a handful of unknowns: the best of every support."""
+    best, best_x = np.inf, np.zeros(a.shape[1])
+    for k in range(a.shape[1], 0, -1):
+        for support in itertools.combinations(range(a.shape[1]), k):
+            x_s = np.linalg.lstsq(a[:, support], b, rcond=None)[0]
+            if (x_s < 0).any():
+                continue
+            x = np.zeros(a.shape[1])
+            x[list(support)] = x_s
+            r = float(np.sum((a @ x - b) ** 2))
+            if r < best:
+                best, best_x = r, x
+    return best_x
+
+
+def _design(ops: pd.DataFrame, classes: Sequence[str], on_roof: np.ndarray, bandwidth: float,
+            overhead: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the linear model with the roof sides fixed: [flops by class, 1] -> seconds
+    (ops on the memory roof keep only the overhead; their roof time leaves the target)."""
+    cols = [np.where((ops["op_class"] == c).to_numpy() & ~on_roof, ops["flops"], 0.0)
+            for c in classes]
+    if overhead:
+        cols.append(np.ones(len(ops)))
+    roof = np.where(on_roof, ops["bytes_touched"].to_numpy(float) / bandwidth, 0.0)
+    return np.column_stack(cols), ops["seconds"].to_numpy(float) - roof
+
+
+def _rates(x: np.ndarray, classes: Sequence[str], base: DeviceProfile) -> dict[str, float]:
+    """Seconds per flop by class; a class the data leaves at 0 keeps the base efficiency."""
+    return {c: (x[i] if x[i] > 0 else 1 / (base.gemm_flops * base.efficiency[c]))
+            for i, c in enumerate(classes)}
+
+
+def fit_runtime(samples: Sequence[pd.DataFrame], base: DeviceProfile, *, overhead: bool = True,
+                max_rounds: int = 20) -> RuntimeFit:
+    """Fit efficiencies (relative to ``base``'s GEMM rate, on its memory bandwidth) and a
+    per-op overhead to ``samples``: one ``op_times`` table per calibration model."""
+    ops = pd.concat(samples, keys=range(len(samples)), names=["sample"]).reset_index(0)
+    totals = ops.groupby("sample")["seconds"].transform("sum").to_numpy(float)
+    weight = 1.0 / np.maximum(totals, 1e-12)
+    share = ops.groupby("op_class")["flops"].sum() / max(ops["flops"].sum(), 1.0)
+    classes = [c for c in OP_CLASSES if share.get(c, 0.0) > MIN_SHARE]
+    bw = base.memory_bandwidth
+    on_roof = np.zeros(len(ops), dtype=bool)
+    for rounds in range(1, max_rounds + 1):
+        a, b = _design(ops, classes, on_roof, bw, overhead)
+        x = _nnls(a * weight[:, None], b * weight)
+        rate = _rates(x, classes, base)
+        per_op = ops["op_class"].map(lambda c, r=rate: r.get(c, 0.0)).to_numpy(float)
+        roof_now = ops["bytes_touched"].to_numpy(float) / bw > ops["flops"].to_numpy() * per_op
+        if (roof_now == on_roof).all():
+            break
+        on_roof = roof_now
+    eff = dict(base.efficiency)
+    eff.update({c: float(1.0 / (base.gemm_flops * rate[c])) for c in classes})
+    fit = RuntimeFit(eff, float(x[-1]) if overhead else 0.0, tuple(classes), rounds, ())
+    return RuntimeFit(**{**fit.to_dict(), "model_errors": tuple(model_errors(samples, base, fit))})
+
+
+def predicted_seconds(ops: pd.DataFrame, device: DeviceProfile) -> np.ndarray:
+    """Each op's roofline seconds on ``device`` (the simulator's formula)."""
+    eff = ops["op_class"].map(device.efficiency).to_numpy(float)
+    roof = np.maximum(ops["flops"].to_numpy(float) / (device.gemm_flops * eff),
+                      ops["bytes_touched"].to_numpy(float) / device.memory_bandwidth)
+    return roof + device.op_overhead_s
+
+
+def model_errors(samples: Sequence[pd.DataFrame], base: DeviceProfile,
+                 fit: RuntimeFit) -> list[float]:
+    """Predicted / measured − 1 of each sample's total seconds under ``fit``."""
+    device = with_fit(base, fit)
+    return [float(predicted_seconds(s, device).sum() / s["seconds"].sum() - 1) for s in samples]
+
+
+def with_fit(base: DeviceProfile, fit: RuntimeFit, *, name: str | None = None,
+             source: str = "") -> DeviceProfile:
+    """``base`` with the fitted efficiencies and overhead, its document saying where they
+    came from."""
+    doc = _base_document(base)
+    compute = dict(doc["compute"])
+    compute["efficiency"] = {c: float(f"{v:.6g}") for c, v in fit.efficiency.items()}
+    compute["op_overhead"] = quantity(fit.op_overhead_s * 1e6, "us", source or None)
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    compute["efficiency_source"] = (
+        f"fitted to the numpy runtime's measured op times ({source or 'runtime'}, {when}): "
+        f"classes {', '.join(fit.fitted) or 'none'}; the others kept from the base profile")
+    doc = {**doc, "compute": compute, "name": name or doc["name"]}
+    return profile_from_dict(doc, f"{doc['name']} (runtime-calibrated)")
+
+
+def _base_document(base: DeviceProfile) -> dict:
+    from simulator.device import profile_document
+
+    return dict(base.document) if base.document else profile_document(base)
