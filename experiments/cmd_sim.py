@@ -44,6 +44,10 @@ def register(sub) -> None:
     p.add_argument("--x", default="time", choices=["time", "eo"],
                    help="x axis: simulated time, or execution order as NNTrainer counts it")
     p.add_argument("--out", required=True, help="figure file (.png, .svg or .pdf)")
+    p.add_argument("--measured", action="store_true", help="also run the numpy runtime on "
+                   "synthetic data and overlay predicted and measured time per EO (use a "
+                   "--device calibrated with `calibrate --runtime`)")
+    _measure_options(p, iterations=5)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run_timeline)
 
@@ -58,8 +62,27 @@ def register(sub) -> None:
     p.add_argument("--storage-mib", type=int, default=256, help="MiB written and read back "
                    "(default 256)")
     p.add_argument("--name", default="host", help="profile name (default host)")
+    p.add_argument("--runtime", action="store_true", help="then fit the op-class efficiencies "
+                   "and per-op overhead to the numpy runtime's op times on --models")
+    p.add_argument("--base", default=None, help="with --runtime: start from this profile "
+                   "instead of measuring the hardware")
+    p.add_argument("--models", default=None, help="with --runtime: calibration models "
+                   "(default mlp,vgg16_cifar,mobilenetv2_cifar; not lenet5 or resnet18_cifar, "
+                   "which are held out)")
+    p.add_argument("--batch", type=int, default=32, help="with --runtime: batch (default 32)")
+    _measure_options(p, iterations=3)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run_calibrate)
+
+
+def _measure_options(p: argparse.ArgumentParser, iterations: int) -> None:
+    """How the runtime is measured (`timeline --measured`, `calibrate --runtime`)."""
+    p.add_argument("--measure-iterations", type=int, default=iterations, metavar="N",
+                   help=f"recorded runtime iterations, after one warm-up (default {iterations}; "
+                   "the median counts)")
+    p.add_argument("--blas-threads", type=int, default=1, metavar="N",
+                   help="BLAS threads while measuring (default 1: on a shared machine more "
+                   "threads wait for each other; 0 leaves BLAS as configured)")
 
 
 def planned(args: argparse.Namespace, graph: nx.DiGraph):
@@ -111,15 +134,54 @@ def run_timeline(args: argparse.Namespace) -> dict:
 
     if os.path.splitext(args.out)[1].lower() not in (".png", ".svg", ".pdf"):
         raise TrainplanError(f"--out {args.out!r}: use a .png, .svg or .pdf file name")
+    if args.measured:
+        return run_measured(args)
     tl = timeline_from_args(args)
     plot_timeline(tl, args.out, x=args.x)
     return {**summary_record(tl), "figure": args.out}
 
 
+def run_measured(args: argparse.Namespace) -> dict:
+    """`timeline --measured`: the runtime on the same graph and plan, overlaid."""
+    from experiments.measured import overlay
+    from runtime.session import SessionOptions
+
+    device = load_device(args.device)
+    planner = args.planner or ("best" if args.budget else "nntrainer_v1")
+    options = SessionOptions(planner=planner, budget=args.budget, swap=args.swap,
+                             lookahead=args.lookahead, order=args.order)
+    rec = overlay(graph_from_args(args), options, device, args.out,
+                  iterations=args.measure_iterations, threads=args.blas_threads or None)
+    if "op_overhead" not in device.document.get("compute", {}):
+        rec["note"] = (f"{device.name} was not fitted to this host's runtime: make one with "
+                       "`trainplan calibrate --runtime --out host.json`")
+    return rec
+
+
 def run_calibrate(args: argparse.Namespace) -> dict:
     from simulator.calibrate import calibrate, profile_summary
 
-    profile = calibrate(args.dir, storage_bytes=args.storage_mib * 2**20, name=args.name)
+    if args.base and not args.runtime:
+        raise TrainplanError("--base goes with --runtime")
+    if args.base:
+        profile = load_device(args.base)
+    else:
+        profile = calibrate(args.dir, storage_bytes=args.storage_mib * 2**20, name=args.name)
+    extra = {}
+    if args.runtime:
+        profile, extra = _runtime_fit(args, profile)
     if args.out:
         atomic_write_text(args.out, profile.to_json())
-    return {**profile_summary(profile), **({"out": args.out} if args.out else {})}
+    return {**profile_summary(profile), **extra, **({"out": args.out} if args.out else {})}
+
+
+def _runtime_fit(args: argparse.Namespace, base):
+    from experiments.measured import CALIBRATION_MODELS, runtime_calibration
+
+    models = args.models.split(",") if args.models else list(CALIBRATION_MODELS)
+    profile, fit, records = runtime_calibration(
+        base, models, batch=args.batch, iterations=args.measure_iterations,
+        threads=args.blas_threads or None, name=args.name)
+    return profile, {"fitted_classes": ", ".join(fit.fitted),
+                     "calibration": {r["model"]: f"{r['measured_s']:.4g} s/it measured, fit "
+                                     f"{r['fitted_error_pct']:+.1f}%" for r in records}}

@@ -14,6 +14,7 @@ import networkx as nx
 from tqdm import tqdm
 
 from planner.build import build_training_graph
+from planner.errors import TrainplanError
 from planner.zoo import get_model
 from runtime.measure import Measurement, measure
 from runtime.session import SessionOptions
@@ -35,7 +36,7 @@ def build(model: str, batch: int = 32) -> nx.DiGraph:
 
 def measure_graph(graph: nx.DiGraph, options: SessionOptions | None = None, *,
                   warmup: int = 1, iterations: int = 3, min_seconds: float = 0.0,
-                  progress: bool = True) -> Measurement:
+                  threads: int | None = 1, progress: bool = True) -> Measurement:
     """``runtime.measure.measure`` with a progress bar naming the model."""
     name = graph.graph.get("model", "model")
     with tqdm(desc=f"measuring {name}", unit="it", disable=not progress, leave=False) as bar:
@@ -43,31 +44,37 @@ def measure_graph(graph: nx.DiGraph, options: SessionOptions | None = None, *,
             bar.set_postfix_str("warm-up" if i < 0 else f"{seconds:.3g} s")
             bar.update(1)
         return measure(graph, options, warmup=warmup, iterations=iterations,
-                       min_seconds=min_seconds, on_iteration=tick)
+                       min_seconds=min_seconds, threads=threads, on_iteration=tick)
 
 
 def runtime_calibration(base: DeviceProfile, models: Sequence[str] = CALIBRATION_MODELS, *,
                         batch: int = 32, warmup: int = 1, iterations: int = 3,
-                        min_seconds: float = 10.0, progress: bool = True,
+                        min_seconds: float = 10.0, threads: int | None = 1,
+                        name: str = "host", progress: bool = True,
                         ) -> tuple[DeviceProfile, RuntimeFit, list[dict]]:
     """Measure ``models`` and fit ``base``'s efficiencies and overhead to their op times;
-    returns the fitted profile, the fit and one record per calibration model."""
+    returns the fitted profile (called ``name``), the fit and one record per model."""
     held = sorted(set(models) & set(HELD_OUT_MODELS))
     if held:
-        raise ValueError(f"{', '.join(held)}: held out for the prediction test; calibrate on "
+        raise TrainplanError(f"{', '.join(held)}: held out for the prediction test; calibrate on "
                          "other models")
     samples, records = [], []
     for model in models:
         graph = build(model, batch)
         m = measure_graph(graph, warmup=warmup, iterations=iterations,
-                          min_seconds=min_seconds, progress=progress)
-        samples.append(op_times(graph, m.events))
+                          min_seconds=min_seconds, threads=threads, progress=progress)
+        # CPU time is what the ops cost when the machine is ours; with several BLAS threads
+        # it counts every thread, so then the wall clock it is
+        samples.append(op_times(graph, m.events, clock="cpu" if threads == 1 else "wall"))
         records.append({"model": model, "batch": batch, "iterations": m.summary.iterations,
                         "measured_s": m.summary.seconds_per_iteration,
+                        "cpu_s": m.summary.cpu_seconds, "other_cpus": m.summary.other_cpus,
                         "load_average": m.summary.load_average})
     fit = fit_runtime(samples, base)
-    source = f"{', '.join(models)} at batch {batch}"
-    profile = with_fit(base, fit, source=source)
+    source = (f"{', '.join(models)} at batch {batch}, "
+              + ("BLAS threads as configured, wall clock" if threads != 1
+                 else "1 BLAS thread, CPU time per op"))
+    profile = with_fit(base, fit, name=name, source=source)
     for rec, err in zip(records, fit.model_errors, strict=True):
         rec["fitted_error_pct"] = round(100 * err, 2)
     return profile, fit, records
@@ -77,16 +84,48 @@ def compare(graph: nx.DiGraph, measurement: Measurement, device: DeviceProfile,
             order: str = "nntrainer") -> tuple[Timeline, dict]:
     """Simulate the plan the runtime ran and line up predicted and measured seconds."""
     if measurement.plan is None:
-        raise ValueError("the measurement has no plan (a reference run): nothing to simulate")
+        raise TrainplanError("the measurement has no plan (a reference run): nothing to simulate")
     tl = simulate(graph, measurement.plan, device, order=order)
     s = measurement.summary
     predicted, measured = tl.summary.iteration_seconds, s.seconds_per_iteration
     return tl, {
         "model": s.model, "batch": s.batch, "device": device.name, "planner": s.planner,
         "predicted_s": round(predicted, 6), "measured_s": round(measured, 6),
+        "uninterrupted_s": round(s.uninterrupted_seconds, 6), "cpu_s": round(s.cpu_seconds, 6),
         "measured_min_s": round(min(s.iteration_seconds), 6),
         "measured_max_s": round(max(s.iteration_seconds), 6), "iterations": s.iterations,
         "error_pct": round(100 * (predicted / measured - 1), 2) if measured else math.nan,
-        "stall_s": round(s.stall_seconds, 6), "bytes_read": s.bytes_read,
-        "bytes_written": s.bytes_written, "peak_rss_bytes": s.peak_rss_bytes,
-        "arena_bytes": s.arena_bytes, "load_average": list(s.load_average)}
+        "error_uninterrupted_pct": round(100 * (predicted / s.uninterrupted_seconds - 1), 2)
+        if s.uninterrupted_seconds else math.nan,
+        "error_cpu_pct": round(100 * (predicted / s.cpu_seconds - 1), 2)
+        if s.cpu_seconds else math.nan,
+        "stall_s": round(s.stall_seconds, 6),
+        "predicted_stall_s": round(tl.summary.stall_seconds, 6), "bytes_read": s.bytes_read,
+        "predicted_bytes_read": tl.summary.bytes_read, "bytes_written": s.bytes_written,
+        "predicted_bytes_written": tl.summary.bytes_written, "peak_rss_bytes": s.peak_rss_bytes,
+        "arena_bytes": s.arena_bytes, "load_average": list(s.load_average),
+        "other_cpus": s.other_cpus,
+        "blas_threads": s.blas_threads}
+
+
+def overlay(graph: nx.DiGraph, options: SessionOptions, device: DeviceProfile, out: str, *,
+            warmup: int = 1, iterations: int = 5, min_seconds: float = 2.0,
+            threads: int | None = 1, progress: bool = True) -> dict:
+    """Run the runtime on synthetic data, simulate the plan it ran on ``device`` and draw the
+    overlay to ``out``; returns the comparison record."""
+    from experiments.plot_measured import plot_overlay
+
+    m = measure_graph(graph, options, warmup=warmup, iterations=iterations,
+                      min_seconds=min_seconds, threads=threads, progress=progress)
+    tl, rec = compare(graph, m, device, order=options.order)
+    plot_overlay(tl, m.events, out, measured_seconds=rec["measured_s"],
+                 note=load_note(m))
+    return {**rec, "figure": out}
+
+
+def load_note(m: Measurement) -> str:
+    """Where and how a measurement was taken, for figure titles."""
+    s = m.summary
+    threads = "BLAS as configured" if s.blas_threads is None else f"{s.blas_threads} BLAS thread"
+    return (f"median of {s.iterations} · {threads} · other processes busy on "
+            f"{s.other_cpus:.1f} of {s.cpu_count} CPUs (load average {s.load_average[0]:.1f})")

@@ -8,12 +8,16 @@ order every EO holds one op; when an EO holds several, its row names them joined
 
 Columns, as ``Timeline.events`` has them: ``iteration`` (0-based over the recorded ones),
 ``eo``, ``step``, ``layer``, ``op``, ``start_s``, ``end_s``, ``stall_s``, ``resident_bytes``,
-``bytes_read``, ``bytes_written``. Seconds count from the start of the first recorded
-iteration: an EO is ready when its ``before_eo`` hook is entered (``start_s - stall_s``; empty
-EOs before it count in), waits ``stall_s`` inside the swap controller, and ends when its
-``after_eo`` hook returns. ``resident_bytes`` is the process's RSS after the EO (read outside
-the timed span); ``bytes_read``/``bytes_written`` are what the swap file finished moving during
-the EO. The summary takes medians over the recorded iterations (the machine may be shared);
+``bytes_read``, ``bytes_written``, and ``cpu_s``. Seconds count from the start of the first
+recorded iteration. The rows tile each iteration: an EO is ready (``start_s - stall_s``) when
+the previous row ends (the first when ``step`` is called), waits ``stall_s`` inside the swap
+controller, and ends when its ``after_eo`` hook returns (the last when ``step`` returns); so
+empty EOs, the loop and the hooks (measuring included, a few µs per EO) count in the next row,
+and a preemption by another process lands in the row it interrupted. ``resident_bytes`` is the process's RSS after the EO (read
+outside the timed span, a few µs); ``bytes_read``/``bytes_written`` are what the swap file
+finished moving during the EO; ``cpu_s`` the process's CPU time over the row (all threads: with
+one BLAS thread, the op's own work, which preemption by other processes does not stretch as it
+stretches the wall clock). The summary takes medians over the recorded iterations (the machine may be shared);
 ``peak_rss_bytes`` is the largest RSS seen at an EO boundary of the recorded iterations,
 ``process_peak_rss_bytes`` the process's lifetime peak (getrusage), which also covers whatever
 ran before in the same process.
@@ -25,7 +29,7 @@ import contextlib
 import os
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import networkx as nx
@@ -33,16 +37,29 @@ import numpy as np
 import pandas as pd
 import psutil
 
+from planner.errors import TrainplanError
 from runtime.data import synthetic
 from runtime.session import Session, SessionOptions
 
 EVENT_COLUMNS = ["iteration", "eo", "step", "layer", "op", "start_s", "end_s", "stall_s",
-                 "resident_bytes", "bytes_read", "bytes_written"]
+                 "resident_bytes", "bytes_read", "bytes_written", "cpu_s"]
+
+
+class MeasureError(TrainplanError, ValueError):
+    """A measurement that cannot be taken as asked (counts, a missing threadpoolctl)."""
 
 
 @dataclass(frozen=True)
 class MeasuredSummary:
-    """Figures of a measured run; seconds are per iteration (median over the recorded ones)."""
+    """Figures of a measured run; seconds are per iteration, medians over the recorded ones.
+
+    ``seconds_per_iteration``: the median wall time. ``uninterrupted_seconds``: the sum over EOs
+    of each EO's median time plus the median time outside EOs, i.e. an iteration in which no op
+    was preempted (robust on a shared machine). ``cpu_seconds``: the median CPU time of the
+    whole process per iteration (every thread; with one BLAS thread, the work done).
+    ``load_average``: the 1-minute load average before and after; ``other_cpus``: the CPUs
+    other processes kept busy, on average, while the iterations were recorded (system busy
+    time less ours, over the wall time)."""
 
     model: str
     planner: str
@@ -51,6 +68,8 @@ class MeasuredSummary:
     iterations: int
     seconds_per_iteration: float
     iteration_seconds: tuple[float, ...]
+    uninterrupted_seconds: float
+    cpu_seconds: float
     stall_seconds: float
     bytes_read: int
     bytes_written: int
@@ -58,6 +77,7 @@ class MeasuredSummary:
     process_peak_rss_bytes: int
     arena_bytes: int
     load_average: tuple[float, float]
+    other_cpus: float
     cpu_count: int
     blas_threads: int | None
 
@@ -74,14 +94,27 @@ class Measurement:
     summary: MeasuredSummary
     plan: object = field(default=None, compare=False, repr=False)
 
-    def median_iteration(self) -> pd.DataFrame:
-        """The rows of the recorded iteration whose wall time is the median, times from 0."""
-        secs = np.asarray(self.summary.iteration_seconds)
-        it = int(np.argsort(secs)[(len(secs) - 1) // 2])
-        rows = self.events[self.events["iteration"] == it].reset_index(drop=True)
-        shift = rows["start_s"].iloc[0] - rows["stall_s"].iloc[0] if len(rows) else 0.0
-        rows[["start_s", "end_s"]] -= shift
-        return rows
+
+class ResidentSet:
+    """The process's resident set size, read from /proc/self/statm through a file kept open
+    (a few µs, so sampling it at every EO barely moves the wall clock); psutil elsewhere."""
+
+    def __init__(self):
+        try:
+            self.fd = os.open("/proc/self/statm", os.O_RDONLY)
+        except OSError:
+            self.fd = -1
+        self.page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+    def read(self) -> int:
+        if self.fd < 0:
+            return int(psutil.Process().memory_info().rss)
+        return int(os.pread(self.fd, 128, 0).split()[1]) * self.page
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class EOTimer:
@@ -92,11 +125,15 @@ class EOTimer:
         self.executor, self.controller, self.swapfile, self.clock = (
             executor, controller, swapfile, clock)
         self.inner_before, self.inner_after = executor.before_eo, executor.after_eo
-        self.rows: list[dict] = []
+        nodes = executor.graph.nodes
+        self.labels = {e: ("+".join(nodes[o]["step"] for o in ops),
+                           "+".join(dict.fromkeys(nodes[o]["layer"] for o in ops)),
+                           "+".join(ops))
+                       for e, ops in enumerate(executor.ops_at) if ops}
+        self.rows: list[tuple] = []
         self.iteration, self.origin = 0, 0.0
-        self.process = psutil.Process()
-        self._ready: float | None = None
-        self._stall = 0.0
+        self.rss = ResidentSet()
+        self._ready, self._cpu, self._stall = 0.0, 0.0, 0.0
         self._moved = self._swap_counters()
 
     def install(self) -> EOTimer:
@@ -105,6 +142,7 @@ class EOTimer:
 
     def uninstall(self) -> None:
         self.executor.before_eo, self.executor.after_eo = self.inner_before, self.inner_after
+        self.rss.close()
 
     def _swap_counters(self) -> tuple[int, int]:
         f = self.swapfile
@@ -114,9 +152,6 @@ class EOTimer:
         return self.controller.stall_seconds if self.controller is not None else 0.0
 
     def before_eo(self, e: int) -> None:
-        now = self.clock()
-        if self._ready is None:  # the first EO since the last row: empty EOs count in
-            self._ready = now
         stall0 = self._stall_total()
         if self.inner_before:
             self.inner_before(e)
@@ -125,41 +160,62 @@ class EOTimer:
     def after_eo(self, e: int) -> None:
         if self.inner_after:
             self.inner_after(e)
-        end = self.clock()
-        ops = self.executor.ops_at[e]
-        if not ops:
+        if e not in self.labels:  # an empty EO counts in the next row
             return
+        end, cpu = self.clock(), time.process_time()
         moved = self._swap_counters()
-        nodes = self.executor.graph.nodes
-        self.rows.append({
-            "iteration": self.iteration, "eo": e,
-            "step": "+".join(nodes[o]["step"] for o in ops),
-            "layer": "+".join(dict.fromkeys(nodes[o]["layer"] for o in ops)),
-            "op": "+".join(ops), "start_s": self._ready + self._stall - self.origin,
-            "end_s": end - self.origin, "stall_s": self._stall,
-            "resident_bytes": self.process.memory_info().rss,
-            "bytes_read": moved[0] - self._moved[0], "bytes_written": moved[1] - self._moved[1]})
-        self._moved, self._ready, self._stall = moved, None, 0.0
+        self.rows.append((self.iteration, e, *self.labels[e],
+                          self._ready + self._stall - self.origin, end - self.origin,
+                          self._stall, self.rss.read(), moved[0] - self._moved[0],
+                          moved[1] - self._moved[1], cpu - self._cpu))
+        self._moved, self._ready, self._cpu, self._stall = moved, end, cpu, 0.0
 
-    def start_iteration(self, iteration: int, origin: float) -> None:
-        self.iteration, self.origin, self._ready, self._stall = iteration, origin, None, 0.0
+    def start_iteration(self, iteration: int, origin: float, began: float, cpu: float) -> None:
+        """The next rows belong to ``iteration``, which started at ``began`` (CPU ``cpu``)."""
+        self.iteration, self.origin = iteration, origin
+        self._ready, self._cpu, self._stall = began, cpu, 0.0
         self._moved = self._swap_counters()
+
+    def finish_iteration(self, end: float, cpu: float) -> None:
+        """The time after the last row (trailing empty EOs, the return) joins that row."""
+        if self.rows and self.rows[-1][0] == self.iteration:
+            row = list(self.rows[-1])
+            row[EVENT_COLUMNS.index("cpu_s")] += cpu - self._cpu
+            row[EVENT_COLUMNS.index("end_s")] = end - self.origin
+            self.rows[-1] = tuple(row)
+
+
+def uninterrupted_seconds(events: pd.DataFrame, walls: Sequence[float]) -> float:
+    """Σ over EOs of the median EO time (stall included), plus the median time spent outside
+    EO rows (feeding the batch, the loop): an iteration no preemption hit."""
+    took = events["end_s"] - events["start_s"] + events["stall_s"]
+    per_eo = took.groupby(events["eo"]).median().sum()
+    inside = took.groupby(events["iteration"]).sum().reindex(range(len(walls)), fill_value=0.0)
+    return float(per_eo + np.median(np.asarray(walls) - inside.to_numpy()))
+
+
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all CPUs, every process)."""
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
 
 
 def _summary(graph: nx.DiGraph, session: Session, events: pd.DataFrame, walls: list[float],
-             warmup: int, load: tuple[float, float], threads: int | None) -> MeasuredSummary:
+             cpus: list[float], warmup: int, load: tuple[float, float], others: float,
+             threads: int | None) -> MeasuredSummary:
     per_it = events.groupby("iteration")[["stall_s", "bytes_read", "bytes_written"]].sum()
     return MeasuredSummary(
         model=str(graph.graph.get("model", "")),
         planner=session.options.planner or "reference", batch=graph.graph.get("batch"),
         warmup=warmup, iterations=len(walls), seconds_per_iteration=float(np.median(walls)),
-        iteration_seconds=tuple(walls), stall_seconds=float(per_it["stall_s"].median()),
+        iteration_seconds=tuple(walls), uninterrupted_seconds=uninterrupted_seconds(events, walls),
+        cpu_seconds=float(np.median(cpus)), stall_seconds=float(per_it["stall_s"].median()),
         bytes_read=int(per_it["bytes_read"].median()),
         bytes_written=int(per_it["bytes_written"].median()),
         peak_rss_bytes=int(events["resident_bytes"].max()) if len(events) else 0,
         process_peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        arena_bytes=int(session.arena_bytes), load_average=load, cpu_count=os.cpu_count() or 1,
-        blas_threads=threads)
+        arena_bytes=int(session.arena_bytes), load_average=load, other_cpus=others,
+        cpu_count=os.cpu_count() or 1, blas_threads=threads)
 
 
 def blas_threads(threads: int | None) -> contextlib.AbstractContextManager:
@@ -173,7 +229,7 @@ def blas_threads(threads: int | None) -> contextlib.AbstractContextManager:
     try:
         from threadpoolctl import threadpool_limits
     except ImportError as exc:
-        raise RuntimeError("limiting BLAS threads needs threadpoolctl (pip install "
+        raise MeasureError("limiting BLAS threads needs threadpoolctl (pip install "
                            "threadpoolctl; scikit-learn brings it)") from exc
     return threadpool_limits(limits=threads, user_api="blas")
 
@@ -187,8 +243,8 @@ def measure(graph: nx.DiGraph, options: SessionOptions | None = None, *, warmup:
     ``max_iterations``), timing every EO, with ``threads`` BLAS threads (None: as configured);
     ``on_iteration(i, seconds)`` reports progress (negative ``i`` for warm-up)."""
     if warmup < 0 or iterations < 1 or max_iterations < iterations:
-        raise ValueError(f"need warmup >= 0 and 1 <= iterations <= max_iterations, got "
-                         f"{warmup}, {iterations}, {max_iterations}")
+        raise MeasureError(f"need warmup >= 0 and 1 <= iterations <= max_iterations, got "
+                           f"{warmup}, {iterations}, {max_iterations}")
     options = options or SessionOptions()
     batch = synthetic(graph, graph.graph["batch"], seed=seed).arrays
     load0 = os.getloadavg()[0]
@@ -199,17 +255,26 @@ def measure(graph: nx.DiGraph, options: SessionOptions | None = None, *, warmup:
                 on_iteration(i - warmup, float("nan"))
         timer = EOTimer(session.executor, session.controller, session.swapfile).install()
         walls: list[float] = []
-        origin = time.perf_counter()
-        while len(walls) < iterations or (sum(walls) < min_seconds
-                                          and len(walls) < max_iterations):
-            began = time.perf_counter()
-            timer.start_iteration(len(walls), origin)
-            session.step(batch)
-            walls.append(time.perf_counter() - began)
-            if on_iteration:
-                on_iteration(len(walls) - 1, walls[-1])
-        timer.uninstall()
+        cpus: list[float] = []
+        origin, busy0, ours0 = time.perf_counter(), busy_seconds(), time.process_time()
+        try:
+            while len(walls) < iterations or (sum(walls) < min_seconds
+                                              and len(walls) < max_iterations):
+                began, cpu = time.perf_counter(), time.process_time()
+                timer.start_iteration(len(walls), origin, began, cpu)
+                session.step(batch)
+                end, cpu_end = time.perf_counter(), time.process_time()
+                timer.finish_iteration(end, cpu_end)
+                walls.append(end - began)
+                cpus.append(cpu_end - cpu)
+                if on_iteration:
+                    on_iteration(len(walls) - 1, walls[-1])
+        finally:
+            timer.uninstall()
+        others = (busy_seconds() - busy0 - (time.process_time() - ours0)) / (
+            time.perf_counter() - origin)
         events = pd.DataFrame(timer.rows, columns=EVENT_COLUMNS)
         load = (round(load0, 2), round(os.getloadavg()[0], 2))
-        summary = _summary(graph, session, events, walls, warmup, load, threads)
+        summary = _summary(graph, session, events, walls, cpus, warmup, load,
+                           round(max(0.0, others), 2), threads)
         return Measurement(events, summary, getattr(session, "plan", None))

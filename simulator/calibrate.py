@@ -229,6 +229,8 @@ def profile_summary(p: DeviceProfile) -> dict:
             "available_mib": round(p.available_bytes / 2**20),
             "gemm_gflops": round(p.gemm_flops / 1e9, 2),
             "elementwise_efficiency": p.efficiency["elementwise"],
+            "efficiency": {c: round(v, 4) for c, v in p.efficiency.items()},
+            "op_overhead_us": round(p.op_overhead_s * 1e6, 2),
             "memory_gb_s": round(p.memory_bandwidth / 1e9, 2),
             "storage": p.storage, "read_mb_s": round(p.read_bandwidth / 1e6, 1),
             "write_mb_s": round(p.write_bandwidth / 1e6, 1),

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from planner.order import execution_order
-from simulator.device import OP_CLASSES, DeviceProfile, profile_from_dict
+from simulator.device import OP_CLASSES, DeviceProfile, profile_document, profile_from_dict
 from simulator.simulate import graph_steps
 from simulator.units import quantity
 
@@ -58,19 +58,24 @@ class RuntimeFit:
         return asdict(self)
 
 
-def op_times(graph: nx.DiGraph, measured: pd.DataFrame, order: str = "nntrainer") -> pd.DataFrame:
+def op_times(graph: nx.DiGraph, measured: pd.DataFrame, order: str = "nntrainer", *,
+             clock: str = "wall") -> pd.DataFrame:
     """Per op of ``graph``: class, flops, bytes touched and the median measured seconds over
-    the recorded iterations (stall excluded). ``measured`` has the event columns ``iteration``,
-    ``op``, ``start_s``, ``end_s`` (one op per row, as the nntrainer order gives)."""
+    the recorded iterations, stall excluded: wall time (``end_s - start_s``) or, with
+    ``clock="cpu"``, the ``cpu_s`` column. ``measured`` has one op per row (as the nntrainer
+    order gives) and the columns ``op`` and those."""
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"clock is 'wall' or 'cpu', not {clock!r}")
     steps = graph_steps(graph, execution_order(graph, order))
     table = pd.DataFrame({"op": [s.name for s in steps], "eo": [s.eo for s in steps],
                           "op_class": [s.op_class for s in steps],
                           "flops": [s.flops for s in steps],
                           "bytes_touched": [s.bytes_touched for s in steps]})
-    secs = (measured["end_s"] - measured["start_s"]).groupby(measured["op"]).median()
+    took = measured["cpu_s"] if clock == "cpu" else measured["end_s"] - measured["start_s"]
+    secs = took.groupby(measured["op"]).median()
     missing = set(table["op"]) - set(secs.index)
     if missing:
-        raise ValueError(f"no measured time for {len(missing)} op(s), e.g. {sorted(missing)[0]!r}"
+        raise ValueError(f"no measured time for {len(missing)} op(s), e.g. {min(missing)!r}"
                          " (several ops in one EO? measure in the nntrainer order)")
     return table.assign(seconds=table["op"].map(secs).to_numpy(float))
 
@@ -103,10 +108,24 @@ def _design(ops: pd.DataFrame, classes: Sequence[str], on_roof: np.ndarray, band
     return np.column_stack(cols), ops["seconds"].to_numpy(float) - roof
 
 
-def _rates(x: np.ndarray, classes: Sequence[str], base: DeviceProfile) -> dict[str, float]:
-    """Seconds per flop by class; a class the data leaves at 0 keeps the base efficiency."""
-    return {c: (x[i] if x[i] > 0 else 1 / (base.gemm_flops * base.efficiency[c]))
-            for i, c in enumerate(classes)}
+def _rates(x: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
+    """Seconds per flop of each class the data gives a positive rate (the others keep the
+    base profile's efficiency: their ops cost only memory traffic and the overhead)."""
+    return {c: float(x[i]) for i, c in enumerate(classes) if x[i] > 0}
+
+
+def _solve(ops: pd.DataFrame, classes: Sequence[str], on_roof: np.ndarray, weight: np.ndarray,
+           base: DeviceProfile, overhead: bool) -> tuple[dict[str, float], float, float]:
+    """Seconds per flop by class, overhead and weighted squared error, roof sides fixed."""
+    bw = base.memory_bandwidth
+    a, b = _design(ops, classes, on_roof, bw, overhead)
+    x = _nnls(a * weight[:, None], b * weight)
+    rate = _rates(x, classes)
+    over = float(x[-1]) if overhead else 0.0
+    per_op = ops["op_class"].map(lambda c: rate.get(c, 0.0)).to_numpy(float)
+    pred = np.maximum(ops["flops"].to_numpy(float) * per_op,
+                      ops["bytes_touched"].to_numpy(float) / bw) + over
+    return rate, over, float(np.sum(((pred - ops["seconds"].to_numpy(float)) * weight) ** 2))
 
 
 def fit_runtime(samples: Sequence[pd.DataFrame], base: DeviceProfile, *, overhead: bool = True,
@@ -118,20 +137,22 @@ def fit_runtime(samples: Sequence[pd.DataFrame], base: DeviceProfile, *, overhea
     weight = 1.0 / np.maximum(totals, 1e-12)
     share = ops.groupby("op_class")["flops"].sum() / max(ops["flops"].sum(), 1.0)
     classes = [c for c in OP_CLASSES if share.get(c, 0.0) > MIN_SHARE]
-    bw = base.memory_bandwidth
-    on_roof = np.zeros(len(ops), dtype=bool)
+    flops, nbytes = ops["flops"].to_numpy(float), ops["bytes_touched"].to_numpy(float)
+    # alternate: solve with the roof sides fixed, re-decide them; keep the best round
+    on_roof, best, rounds = np.zeros(len(ops), dtype=bool), None, 0
     for rounds in range(1, max_rounds + 1):
-        a, b = _design(ops, classes, on_roof, bw, overhead)
-        x = _nnls(a * weight[:, None], b * weight)
-        rate = _rates(x, classes, base)
+        rate, over, err = _solve(ops, classes, on_roof, weight, base, overhead)
+        if best is None or err < best[2]:
+            best = (rate, over, err)
         per_op = ops["op_class"].map(lambda c, r=rate: r.get(c, 0.0)).to_numpy(float)
-        roof_now = ops["bytes_touched"].to_numpy(float) / bw > ops["flops"].to_numpy() * per_op
-        if (roof_now == on_roof).all():
+        now = nbytes / base.memory_bandwidth > flops * per_op
+        if (now == on_roof).all():
             break
-        on_roof = roof_now
+        on_roof = now
+    rate, over, _ = best
     eff = dict(base.efficiency)
-    eff.update({c: float(1.0 / (base.gemm_flops * rate[c])) for c in classes})
-    fit = RuntimeFit(eff, float(x[-1]) if overhead else 0.0, tuple(classes), rounds, ())
+    eff.update({c: 1.0 / (base.gemm_flops * r) for c, r in rate.items()})
+    fit = RuntimeFit(eff, over, tuple(c for c in OP_CLASSES if c in rate), rounds, ())
     return RuntimeFit(**{**fit.to_dict(), "model_errors": tuple(model_errors(samples, base, fit))})
 
 
@@ -154,7 +175,7 @@ def with_fit(base: DeviceProfile, fit: RuntimeFit, *, name: str | None = None,
              source: str = "") -> DeviceProfile:
     """``base`` with the fitted efficiencies and overhead, its document saying where they
     came from."""
-    doc = _base_document(base)
+    doc = dict(base.document) if base.document else profile_document(base)
     compute = dict(doc["compute"])
     compute["efficiency"] = {c: float(f"{v:.6g}") for c, v in fit.efficiency.items()}
     compute["op_overhead"] = quantity(fit.op_overhead_s * 1e6, "us", source or None)
@@ -162,11 +183,12 @@ def with_fit(base: DeviceProfile, fit: RuntimeFit, *, name: str | None = None,
     compute["efficiency_source"] = (
         f"fitted to the numpy runtime's measured op times ({source or 'runtime'}, {when}): "
         f"classes {', '.join(fit.fitted) or 'none'}; the others kept from the base profile")
-    doc = {**doc, "compute": compute, "name": name or doc["name"]}
+    notes = doc.get("notes", [])
+    notes = [n for n in ([notes] if isinstance(notes, str) else notes)
+             if not any(n.startswith(f"compute.efficiency.{c} ") for c in fit.fitted)]
+    notes.append(f"compute.efficiency ({', '.join(fit.fitted)}) and compute.op_overhead fitted "
+                 "to the numpy runtime's op times by `trainplan calibrate --runtime`; "
+                 "memory_bandwidth is the hardware's copy bandwidth")
+    doc = {**doc, "compute": compute, "name": name or doc["name"], "notes": notes}
     return profile_from_dict(doc, f"{doc['name']} (runtime-calibrated)")
 
-
-def _base_document(base: DeviceProfile) -> dict:
-    from simulator.device import profile_document
-
-    return dict(base.document) if base.document else profile_document(base)

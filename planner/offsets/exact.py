@@ -84,8 +84,8 @@ def _search(s: Scaled, hint: np.ndarray, deadline: float, stop: threading.Event)
     lay = build_layout(s.start, s.end)
     if s.capacity is not None:
         result, offsets = decide(lay, s.size, s.align, s.capacity, deadline=deadline, stop=stop)
-        return _Found(offsets, s.lower_bound, result == EXHAUSTED)
-    height = s.lower_bound
+        return _Found(offsets, s.bound, result == EXHAUSTED)
+    height = s.bound
     while height < s.height(hint):
         result, offsets = decide(lay, s.size, s.align, height, deadline=deadline, stop=stop)
         if result == FOUND:
@@ -116,7 +116,7 @@ class _CpsatRace:
                 self.result = solve_cpsat(
                     s, hint, time_limit=remaining, seed=seed, workers=workers, solver=self.solver
                 )
-        except BaseException as exc:  # handed to the main thread by ``finish``
+        except BaseException as exc:  # noqa: BLE001 -- re-raised in the main thread by finish
             self.error = exc
         finally:
             self.done.set()
@@ -137,7 +137,7 @@ def _combine(
     """Best plan and bound of greedy, search and CP-SAT, with the status they justify."""
     plans = [hint] + [p for p in (found.offsets, cpsat and cpsat[0]) if p is not None]
     best = min(plans, key=s.height)
-    bound = max(s.lower_bound, found.bound)
+    bound = max(s.bound, found.bound)
     cp_fields = cpsat[1] if cpsat else {}
     if s.capacity is None:
         bound = max(bound, cp_fields.get("best_bound") or 0)

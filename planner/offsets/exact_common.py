@@ -6,8 +6,8 @@ grid: no optimum is lost and both CP-SAT and the search work on numbers ``g`` ti
 
 >>> from planner.allocation import AllocationProblem, Buffer
 >>> s = scale(AllocationProblem((Buffer("a", 0, 2, 2048), Buffer("b", 1, 3, 1024, 4096))))
->>> s.unit, s.size.tolist(), s.align.tolist(), s.lower_bound
-(1024, [2, 1], [1, 4], 3)
+>>> s.unit, s.size.tolist(), s.align.tolist(), s.lower_bound, s.bound
+(1024, [2, 1], [1, 4], 3, 3)
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.allocation import AllocationProblem
+from planner.offsets.exact_layout import HEURISTICS, build_layout, preorder, section_bound
 from planner.plan import Plan
 
 
@@ -34,6 +35,7 @@ class Scaled:
     align: np.ndarray
     lower_bound: int
     capacity: int | None
+    bound: int  # max-live sharpened by alignment (``exact_layout.section_bound``)
 
     @property
     def n(self) -> int:
@@ -64,21 +66,22 @@ def scale(problem: AllocationProblem) -> Scaled:
     """Divide sizes, alignments, bound and capacity by the common unit (see module doc)."""
     bufs = problem.buffers
     g = common_unit([b.size for b in bufs], [b.alignment for b in bufs])
-    arr = lambda values: np.array(values, dtype=np.int64).reshape(-1)  # noqa: E731
-    align = arr([max(1, b.alignment // g) if b.alignment > g else 1 for b in bufs])
+    align = _ints([max(1, b.alignment // g) if b.alignment > g else 1 for b in bufs])
     cap = None if problem.capacity is None else problem.capacity // g
-    return Scaled(
-        problem, g, arr([b.start for b in bufs]), arr([b.end for b in bufs]),
-        arr([b.size // g for b in bufs]), align, problem.lower_bound() // g, cap,
-    )
+    start, end = _ints([b.start for b in bufs]), _ints([b.end for b in bufs])
+    size = _ints([b.size // g for b in bufs])
+    bound = max(problem.lower_bound() // g, section_bound(build_layout(start, end), size, align))
+    return Scaled(problem, g, start, end, size, align, problem.lower_bound() // g, cap, bound)
+
+
+def _ints(values: list[int]) -> np.ndarray:
+    return np.array(values, dtype=np.int64).reshape(-1)
 
 
 def compact(s: Scaled, offsets: dict[str, int]) -> np.ndarray:
     """Drop a valid byte plan onto the unit grid: in offset order, each buffer goes on top of
     the conflicting buffers already dropped (rounded up to its alignment). No buffer moves up,
     so the height never grows, and the result is canonical (see ``exact_search``)."""
-    from planner.offsets.exact_layout import build_layout  # local: keep this module light
-
     lay = build_layout(s.start, s.end)
     out = np.full(s.n, -1, dtype=np.int64)
     order = sorted(range(s.n), key=lambda i: offsets[s.problem.buffers[i].id])
@@ -93,7 +96,6 @@ def compact(s: Scaled, offsets: dict[str, int]) -> np.ndarray:
 def greedy_warm_start(s: Scaled) -> tuple[np.ndarray, str]:
     """The lowest plan among every registered greedy planner (compacted) and a quick descent."""
     from planner.offsets import PLANNERS  # local: the registry imports the exact planners
-    from planner.offsets.exact_search import descend
 
     best, name = descend(s), "descent"
     free = s.problem.with_capacity(None)
@@ -106,14 +108,36 @@ def greedy_warm_start(s: Scaled) -> tuple[np.ndarray, str]:
     return best, name
 
 
+def descend(s: Scaled) -> np.ndarray:
+    """A quick greedy plan: repeatedly place the buffer with the lowest minimum offset.
+
+    Each buffer goes on top of the placed buffers it conflicts with, so the plan is valid; it
+    serves as a warm start when no greedy planner is registered.
+    """
+    lay = build_layout(s.start, s.end)
+    n = s.n
+    off = np.full(n, -1, dtype=np.int64)
+    low = np.zeros(n, dtype=np.int64)
+    rank = preorder(lay, s.size, HEURISTICS[0]) if n else np.zeros(0, dtype=np.int64)
+    for _ in range(n):
+        free = np.flatnonzero(off < 0)
+        b = int(free[np.lexsort((rank[free], low[free]))[0]])
+        off[b] = low[b]
+        nbrs = lay.nbrs[b]
+        top = off[b] + s.size[b]
+        step = s.align[nbrs]
+        low[nbrs] = np.maximum(low[nbrs], -(-top // step) * step)
+    return off
+
+
 def settled(s: Scaled, hint: np.ndarray) -> dict | None:
     """Plan fields when no search is needed: hint at the bound, fits, or bound over capacity."""
-    if s.height(hint) <= s.lower_bound:
-        return {"optimal": True, "status": "OPTIMAL", "best_bound": s.lower_bound}
-    if s.capacity is not None and s.lower_bound > s.capacity:
-        return {"optimal": False, "status": "INFEASIBLE", "best_bound": s.lower_bound}
+    if s.height(hint) <= s.bound:
+        return {"optimal": True, "status": "OPTIMAL", "best_bound": s.bound}
+    if s.capacity is not None and s.bound > s.capacity:
+        return {"optimal": False, "status": "INFEASIBLE", "best_bound": s.bound}
     if s.capacity is not None and s.height(hint) <= s.capacity:
-        return {"optimal": False, "status": "FEASIBLE", "best_bound": s.lower_bound}
+        return {"optimal": False, "status": "FEASIBLE", "best_bound": s.bound}
     return None
 
 

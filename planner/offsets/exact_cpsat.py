@@ -5,7 +5,8 @@ Each buffer is a rectangle whose time side is fixed (``[start, end)``) and whose
 forbids two rectangles from sharing area; a redundant ``add_cumulative`` over the time intervals
 (demands = sizes, capacity = the peak variable) hands the max-live bound to propagation. All
 numbers are divided by their common unit, the best greedy plan is given as a hint, and the peak
-variable starts at the max-live lower bound, so reaching that bound proves optimality at once.
+variable starts at the max-live lower bound (sharpened by alignment padding, see
+``exact_layout.section_bound``), so reaching that bound proves optimality at once.
 Without ``problem.capacity`` the peak is minimised; with it the model is the decision problem
 "fit within capacity". Plain CP-SAT does not scale to tight problems of a few hundred buffers;
 ``plan_exact`` adds a MiniMalloc-style search for those.
@@ -79,7 +80,7 @@ def _build_model(
     # data
     length = (s.end - s.start).tolist()
     # variables: offset_<id> = alignment * slot_<id>, peak within [lower bound, limit]
-    peak = model.new_int_var(s.lower_bound, limit, "peak")
+    peak = model.new_int_var(s.bound, limit, "peak")
     slots = [
         model.new_int_var(0, max(0, (limit - int(sz)) // int(al)), f"slot_{i}")
         for i, sz, al in zip(ids, s.size, s.align)
@@ -111,15 +112,15 @@ def _extract(
     """Offsets and Plan fields from a finished solve (see ``solve_cpsat`` for statuses)."""
     if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         proven = code == cp_model.INFEASIBLE
-        bound = s.capacity + 1 if proven and s.capacity is not None else s.lower_bound
+        bound = s.capacity + 1 if proven and s.capacity is not None else s.bound
         status = "INFEASIBLE" if proven else "UNKNOWN"
         return hint, {"optimal": False, "status": status, "best_bound": bound}
     found = np.array([solver.value(v) for v in slots], dtype=np.int64) * s.align
     best = found if s.height(found) <= s.height(hint) else hint
     if s.capacity is None:
-        bound = max(s.lower_bound, int(np.ceil(solver.best_objective_bound - 1e-6)))
+        bound = max(s.bound, int(np.ceil(solver.best_objective_bound - 1e-6)))
     else:
-        best, bound = found, s.lower_bound
+        best, bound = found, s.bound
     optimal = s.height(best) <= bound
     return best, {"optimal": optimal, "status": "OPTIMAL" if optimal else "FEASIBLE",
                   "best_bound": bound}

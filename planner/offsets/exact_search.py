@@ -1,34 +1,45 @@
 """A MiniMalloc-style decision procedure: can every buffer be placed below a height ``H``?
 
-The ideas are those of MiniMalloc (Moffitt, ASPLOS 2023; google/minimalloc ``solver.cc`` and
-``sweeper.cc``), re-implemented here over numpy arrays:
+The ideas follow MiniMalloc (Moffitt, ASPLOS 2023; google/minimalloc ``solver.cc`` and
+``sweeper.cc``), re-implemented over numpy arrays, with a different branching rule:
 
-* **Sweep into sections.** The distinct start/end times cut time into *sections*: intervals on
-  which the set of live buffers is fixed. A buffer covers a contiguous run of sections, and two
-  buffers conflict exactly when their runs intersect.
-* **Canonical solutions only.** Any plan can be pushed down until each buffer rests on a buffer
-  below it (or on 0), rounded up to its alignment. Listing such a plan by (offset, preorder
-  rank) gives a sequence in which every buffer sits at its *minimum offset*: the highest top of
-  the already placed buffers it conflicts with. The search builds exactly these sequences: it
-  picks the next buffer among the unplaced ones, places it at its minimum offset, and only
-  accepts (offset, rank) pairs that do not decrease, so each canonical plan is met once.
-* **Cross-section inference.** In every section the unplaced buffers are all live together, so
-  they need their total size above the section's *floor*: the lowest minimum offset among them
-  (and never below the last placed offset, since offsets do not decrease). A partial placement
-  is pruned as soon as some section's floor plus its unplaced total exceeds ``H``.
-* **Dominance.** A buffer is never placed at or above the lowest possible top of an unplaced
-  buffer: that buffer would fit in the gap below, so a plan without the gap is not worse.
-* **Decomposition at cut points.** Between two sections that no unplaced buffer crosses, the two
-  sides no longer interact; they are solved one after the other, and a side that fails makes
-  the whole choice fail without re-searching the other side. Cut points present from the start
-  (common in training graphs) split the problem before any search.
-* **Restarts with static preorders.** Ties between buffers at the same minimum offset are
-  broken by a static preorder (MiniMalloc's ``WAT``, ``TAW``, ``TWA``: lifespan Width, Area,
-  section Total, all descending); the search round-robins these orders under a node limit that
-  doubles each round, so one unlucky order cannot stall it.
+* **Sweep into sections** (``exact_layout``): the distinct start/end times cut time into
+  *sections* on which the set of live buffers is fixed; a buffer covers a contiguous run of them
+  and two buffers conflict exactly when their runs intersect.
+* **Canonical solutions only.** Any plan can be pushed down until each buffer rests on a
+  conflicting buffer below it (or on 0), rounded up to its alignment. The search builds such
+  plans bottom-up: a buffer is only ever placed at its *minimum offset* (the highest top of the
+  placed buffers it conflicts with), and never below the *level*, the lowest minimum offset of
+  the buffers that may still go there.
+* **Branch on the tightest cell.** MiniMalloc branches on which buffer comes next; here, as in
+  Knuth's dancing links, the search picks one open *cell* (a section at the level) and branches
+  on what happens there: one of the buffers that can start there does, or none of them does
+  (they then *wait* until a later placement lifts them). A cell that cannot stay empty is
+  *forced* and has no "none" branch; forced cells, then cells with fewest candidates, go first.
+  The branches partition the canonical plans, so none is met twice. Candidates whose top would
+  be flush with a neighbouring section's top are tried first.
+* **Cross-section inference.** In a section the unplaced buffers are live together, so they
+  stack; each starts no lower than its *release* (its minimum offset, or above the level when
+  it waits). Jackson's rule gives the lowest possible stack top, max over u of (release_u +
+  sizes released at or after it), with sizes rounded up to the section's alignment grid for all
+  but the top buffer; a section where that exceeds ``H`` prunes the node. (MiniMalloc checks the
+  weaker lowest release + total.)
+* **Dominance.** A waiting buffer whose lowest slot lies wholly below the level could drop into
+  a gap that nothing will fill: a plan without that gap is not worse, so the node is pruned.
+* **Decomposition at cut points.** Between two sections that no unplaced buffer crosses, the
+  sides no longer interact; they are solved one after the other, and a side that fails makes the
+  whole choice fail without re-searching the other. Cut points present from the start (common
+  in training graphs) split the problem before any search.
+* **Memo and restarts.** A node's future depends only on its unplaced buffers, their minimum
+  offsets and which of them wait, so failed states are remembered (and skipped when met again
+  through another order). The search restarts round-robin over MiniMalloc's static preorders
+  (``WAT``, ``TAW``, ``TWA``: lifespan Width, Area, section Total, descending; they break ties
+  between candidates) under a node limit that doubles each round, keeping the memo.
 
-The search is complete: with no node or time limit it either finds a plan or proves none exists
-below ``H``.
+The search is complete: with no node or time limit it either finds a plan or proves that none
+exists below ``H``. It is fast on full packings (every section as full as ``H``), where the
+inference leaves few choices; proving that a loosely packed problem needs more than its bound
+can take exponential time, which is why ``exact`` races it against CP-SAT.
 
 >>> import numpy as np
 >>> lay = build_layout(np.array([0, 1, 2]), np.array([2, 3, 4]))
@@ -41,15 +52,15 @@ True
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
-from planner.offsets.exact_layout import HEURISTICS, Layout, build_layout, preorder
+from planner.offsets.exact_layout import HEURISTICS, Layout, build_layout, preorder, section_grid
 
-__all__ = ["FOUND", "EXHAUSTED", "ABORTED", "TIMEOUT", "build_layout", "decide", "descend"]
+__all__ = ["ABORTED", "EXHAUSTED", "FOUND", "TIMEOUT", "build_layout", "decide"]
 
 FOUND, EXHAUSTED, ABORTED, TIMEOUT = "found", "exhausted", "aborted", "timeout"
 _BIG = np.iinfo(np.int64).max // 4
@@ -65,6 +76,7 @@ class _Search:
         self.lay, self.size, self.align, self.pre = lay, size, align, pre
         self.height, self.deadline, self.limit, self.stop = height, deadline, limit, stop
         self.aligned = bool((align > 1).any())
+        self.grid = section_grid(lay, align)
         n, s = len(size), lay.n_sections
         self.off = np.full(n, -1, dtype=np.int64)
         self.solution = np.zeros(n, dtype=np.int64)
@@ -90,7 +102,7 @@ class _Search:
     def _split(self, part, p0: int, p1: int, cuts: list[int]) -> str:
         """Solve the independent sides of ``[p0, p1)`` cut at ``cuts``, one after the other."""
         lay, bounds = self.lay, [p0, *cuts, p1]
-        for a, z in zip(bounds, bounds[1:]):
+        for a, z in itertools.pairwise(bounds):
             sub = part[(self.off[part] < 0) & (lay.s0[part] < z) & (lay.s1[part] > a)]
             if sub.size:
                 result = self._search(sub, a, z)
@@ -193,15 +205,31 @@ class _Search:
         return int(open_secs[best]), bool(forced[best])
 
     def _stack_need(self, sections, rel, sizes) -> tuple[np.ndarray, np.ndarray] | None:
-        """Per section (ids, Jackson stacking height) for jobs (section, release, size)."""
+        """Per section (ids, Jackson stacking height) for jobs (section, release, size).
+
+        With alignments, every offset in a section is a multiple of the gcd ``g`` of its
+        buffers' alignments, so each stacked buffer but the top one takes its size rounded up
+        to ``g`` (``exact_layout.section_bound`` is the same bound with no releases).
+        """
         if not len(sections):
             return None
+        pad = None
+        if self.aligned:
+            grid = self.grid[sections]
+            rel = -(-rel // grid) * grid
+            rounded = -(-sizes // grid) * grid
+            pad, sizes = rounded - sizes, rounded
         order = np.argsort(sections * (self.height + 2) - rel, kind="stable")
         sections, rel, sizes = sections[order], rel[order], sizes[order]
         above = np.cumsum(sizes)
-        heads = np.flatnonzero(np.r_[True, sections[1:] != sections[:-1]])
+        is_head = np.r_[True, sections[1:] != sections[:-1]]
+        heads = np.flatnonzero(is_head)
         base = np.repeat(above[heads] - sizes[heads], np.diff(np.r_[heads, len(sizes)]))
-        return sections[heads], np.maximum.reduceat(rel + above - base, heads)
+        need = rel + above - base
+        if pad is not None:  # the top buffer needs no rounding: take back the largest pad
+            shift = (np.cumsum(is_head) - 1) * (int(pad.max()) + 1)
+            need -= np.maximum.accumulate(pad[order] + shift) - shift
+        return sections[heads], np.maximum.reduceat(need, heads)
 
     def _try(self, b: int, low: int, part, p0: int, p1: int) -> str:
         """Place ``b`` at ``low`` and recurse, splitting at the cut points this opens."""
@@ -277,25 +305,3 @@ def decide(
             limit *= 2
     finally:
         sys.setrecursionlimit(old_depth)
-
-
-def descend(s) -> np.ndarray:
-    """A quick greedy plan: repeatedly place the buffer with the lowest minimum offset.
-
-    Each buffer goes on top of the placed buffers it conflicts with, so the plan is valid; it
-    serves as a warm start when no greedy planner is registered.
-    """
-    lay = build_layout(s.start, s.end)
-    n = s.n
-    off = np.full(n, -1, dtype=np.int64)
-    low = np.zeros(n, dtype=np.int64)
-    rank = preorder(lay, s.size, HEURISTICS[0]) if n else np.zeros(0, dtype=np.int64)
-    for _ in range(n):
-        free = np.flatnonzero(off < 0)
-        b = int(free[np.lexsort((rank[free], low[free]))[0]])
-        off[b] = low[b]
-        nbrs = lay.nbrs[b]
-        top = off[b] + s.size[b]
-        step = s.align[nbrs]
-        low[nbrs] = np.maximum(low[nbrs], -(-top // step) * step)
-    return off

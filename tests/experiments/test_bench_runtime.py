@@ -69,6 +69,20 @@ def test_ratios_are_ours_over_pytorch_against_the_targets():
     assert [(r["memory ok"], r["time ok"]) for r in rows] == [(True, True), (False, True)]
 
 
+def test_best_rounds_keep_the_fastest_run_of_each_measurement():
+    slow, fast = fake("torch", "m", 100, 2.0), fake("torch", "m", 90, 1.0)
+    failed = {**fake("ours", "m", 1, 0.1, "basic"), "error": ["boom"]}
+    ours = fake("ours", "m", 50, 3.0, "basic")
+    assert bench.best_rounds([slow, failed, fast, ours]) == [fast, ours]
+
+
+def test_contention_counts_only_other_processes():
+    probe = bench.Contention()
+    sum(i * i for i in range(200_000))  # our own work is not contention
+    assert probe.cores() >= 0.0
+    assert bench.wait_quiet(0) == 0.0
+
+
 def test_mnist_rows_put_nntrainer_first():
     rows = bench.mnist_rows([fake("ours", "mnist", 3_000_000, 0.01, "nntrainer_v1")], 1_153_320)
     assert rows[0]["run"].startswith("NNTrainer") and rows[0]["arena / pools MB"] == 1.15332
