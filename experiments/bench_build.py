@@ -6,15 +6,13 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 
 import pandas as pd
 from tqdm import tqdm
 
 from planner.build import build_training_graph
-from planner.fileio import atomic_write_text
+from planner.fileio import write_json
 from planner.order import execution_order, lifespans, lower_bound, no_reuse_bytes
 from planner.zoo import MODELS, get_model
 
@@ -47,8 +45,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = parser.parse_args(argv)
     rows = [measure(m, args.batch, args.repeat) for m in tqdm(MODELS, desc="models")]
     frame = pd.DataFrame(rows).rename(columns={"ops": "nodes"})
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    atomic_write_text(args.out, json.dumps(rows, indent=1) + "\n")
+    write_json(args.out, rows)
     print(frame.to_markdown(index=False))
     return frame
 

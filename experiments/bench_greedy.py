@@ -10,15 +10,13 @@ invalid plan shows up in the table (``valid`` False, ``violations`` > 0), not as
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 
 import numpy as np
 import pandas as pd
 
 from planner.allocation import AllocationProblem, Buffer
-from planner.fileio import atomic_write_text
+from planner.fileio import write_json
 from planner.offsets import PLANNERS, run_planner
 from planner.validate import validate_plan
 
@@ -82,8 +80,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     began = time.perf_counter()
     records = bench(args.n, args.seed)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    atomic_write_text(args.out, json.dumps(records, indent=2) + "\n")
+    write_json(args.out, records)
     print(pd.DataFrame(records).to_string(index=False))
     print(f"wrote {args.out} ({time.perf_counter() - began:.1f} s in all)")
     return records

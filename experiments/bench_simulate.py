@@ -13,8 +13,6 @@ records written atomically; a table printed. It asserts nothing.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from collections.abc import Callable
 
@@ -22,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from planner.build import build_training_graph
-from planner.fileio import atomic_write_text
+from planner.fileio import write_json
 from planner.graph import ops
 from planner.plan_graph import plan_graph, plan_graph_swap
 from planner.spec import LayerDef, ModelSpec
@@ -122,8 +120,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     began = time.perf_counter()
     records = bench(args.ops, args.device, args.repeat, swap=not args.no_swap)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    atomic_write_text(args.out, json.dumps(records, indent=2) + "\n")
+    write_json(args.out, records)
     print(pd.DataFrame(records).to_string(index=False))
     print(f"wrote {args.out} ({time.perf_counter() - began:.1f} s in all)")
     return records

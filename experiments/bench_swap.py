@@ -13,8 +13,6 @@ Writes JSON rows, a Markdown table and a figure (``--plot``).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 
 import numpy as np
 import pandas as pd
@@ -24,7 +22,7 @@ from experiments.device_costs import swap_costs
 from experiments.plots import save_figure
 from planner.build import build_training_graph
 from planner.errors import Infeasible
-from planner.fileio import atomic_write_text
+from planner.fileio import write_json
 from planner.order import execution_order, lifespans, lower_bound, no_reuse_bytes
 from planner.plan_graph import plan_graph, plan_graph_swap
 from planner.swap import SWAP_PLANNERS, graph_buffers
@@ -119,8 +117,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     rows = []
     for name in tqdm(args.models.split(","), desc="models"):
         rows += sweep_model(name, args.batch, args.points, args.time_limit)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    atomic_write_text(args.out, json.dumps(rows, indent=1) + "\n")
+    write_json(args.out, rows)
     frame = pd.DataFrame(rows)
     print(frame.to_markdown(index=False))
     print()

@@ -31,3 +31,11 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def write_json(path: str, data) -> None:
+    """``data`` as indented JSON at ``path`` (its directory created), atomically."""
+    import json
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
