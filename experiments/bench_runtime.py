@@ -37,13 +37,13 @@ MNIST_INI = "tests/planner/data/ini/mnist.ini"
 TARGETS = {"memory_ratio": 0.5, "time_ratio": 1.5}
 # NNTrainer 0.6 on its MNIST INI (batch 32, adam), measured on this kind of machine
 NNTRAINER_MNIST = {"seconds_per_iteration": 0.016, "peak_rss_bytes": 13_400_000,
-                   "peak_rss_above_baseline": 2_400_000, "pool_bytes_measured": 1_153_320}
+                   "peak_rss_above_baseline": 2_400_000}
 
 
 # --- worker: one measurement in this process ------------------------------------------------
 
 def _status_kib(field: str) -> int | None:
-    """A ``Vm*`` field of /proc/self/status in KiB, or None off Linux."""
+    """A field of /proc/self/status (``VmHWM``, ``RssAnon``...) in KiB, or None off Linux."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
@@ -210,6 +210,8 @@ def worker(args: argparse.Namespace) -> dict:
 
 @dataclass(frozen=True)
 class Job:
+    """One measurement for one worker process."""
+
     framework: str  # "ours" or "torch"
     model: str  # a zoo name or an INI path
     planner: str | None = None
