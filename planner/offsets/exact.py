@@ -35,18 +35,22 @@ problems faster than the search's exhaustive proofs. ``plan_cpsat`` keeps CP-SAT
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
-from ortools.sat.python import cp_model
 
 from planner.allocation import AllocationProblem
 from planner.offsets.exact_common import Scaled, greedy_warm_start, make_plan, scale, settled
 from planner.offsets.exact_cpsat import solve_cpsat
 from planner.offsets.exact_search import EXHAUSTED, FOUND, build_layout, decide
 from planner.plan import Plan
+
+if TYPE_CHECKING:  # OR-Tools is heavy: loaded where a solve needs it
+    from ortools.sat.python import cp_model
 
 
 def plan_exact(
@@ -100,6 +104,8 @@ class _CpsatRace:
     """CP-SAT on the same question in a background thread; ``finish`` stops and joins it."""
 
     def __init__(self, s: Scaled, hint: np.ndarray, deadline: float, seed: int, workers: int):
+        from ortools.sat.python import cp_model
+
         self.solver = cp_model.CpSolver()
         self.done, self.cancel = threading.Event(), threading.Event()
         self.result: tuple[np.ndarray, dict] | None = None

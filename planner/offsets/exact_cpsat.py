@@ -20,14 +20,18 @@ Without ``problem.capacity`` the peak is minimised; with it the model is the dec
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import time
 
 import numpy as np
-from ortools.sat.python import cp_model
 
 from planner.allocation import AllocationProblem
 from planner.offsets.exact_common import Scaled, greedy_warm_start, make_plan, scale, settled
 from planner.plan import Plan
+
+if TYPE_CHECKING:  # OR-Tools is heavy: loaded where a solve needs it
+    from ortools.sat.python import cp_model
 
 
 def plan_cpsat(
@@ -62,6 +66,8 @@ def solve_cpsat(
     if s.capacity is None:
         model.minimize(peak)
     # solve
+    from ortools.sat.python import cp_model
+
     solver = cp_model.CpSolver() if solver is None else solver
     solver.parameters.max_time_in_seconds = time_limit
     solver.parameters.random_seed = seed
@@ -75,6 +81,8 @@ def _build_model(
     s: Scaled, limit: int, hint: np.ndarray
 ) -> tuple[cp_model.CpModel, list, cp_model.IntVar]:
     """Variables, constraints and hint of the NoOverlap2D model with peak <= ``limit`` units."""
+    from ortools.sat.python import cp_model
+
     model = cp_model.CpModel()
     ids = [b.id for b in s.problem.buffers]
     # data
@@ -110,6 +118,8 @@ def _extract(
     s: Scaled, solver: cp_model.CpSolver, code, slots: list, hint: np.ndarray
 ) -> tuple[np.ndarray, dict]:
     """Offsets and Plan fields from a finished solve (see ``solve_cpsat`` for statuses)."""
+    from ortools.sat.python import cp_model
+
     if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         proven = code == cp_model.INFEASIBLE
         bound = s.capacity + 1 if proven and s.capacity is not None else s.bound
