@@ -7,17 +7,18 @@ everything else. The record it returns is what ``trainplan plan`` and ``compare`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import networkx as nx
 
 from planner.offsets import run_planner
+from planner.order import execution_order, lifespans, lower_bound
 from planner.plan import Plan
 from planner.problems import graph_problems
+from planner.swap.arena import SwapArena, plan_swap_arena
+from planner.swap.uses import buffer_uses
+from planner.swap.working_set import min_budget
 from planner.validate import validate_plan
-
-if TYPE_CHECKING:
-    from planner.swap.arena import SwapArena
+from planner.validate_swap import validate_swap
 
 
 @dataclass(frozen=True)
@@ -104,17 +105,12 @@ def plan_graph_swap(graph: nx.DiGraph, budget: int, *, swap: str = "belady",
                     **options) -> GraphSwapPlan:
     """Plan ``graph`` to fit ``budget`` bytes of RAM with swapping; validate the schedule and
     the offsets of its pieces."""
-    from planner.order import execution_order, lifespans, lower_bound
-    from planner.swap import graph_buffers
-    from planner.swap.arena import plan_swap_arena
-    from planner.swap.working_set import min_budget
-    from planner.validate_swap import validate_swap
-
     eo = execution_order(graph, order)
-    buffers, n_eo = graph_buffers(graph, eo)
+    spans = lifespans(graph, eo)
+    buffers, n_eo = buffer_uses(graph, eo, spans), eo.n_eo
     window = options.get("lookahead", 1) if swap == "lookahead" else 0
     arena = plan_swap_arena(buffers, n_eo, budget, swap=swap, offsets=planner, **options)
     errors = arena.errors + tuple(validate_swap(buffers, arena.schedule))
     return GraphSwapPlan(graph.graph["model"], swap, arena,
-                         lower_bound(lifespans(graph, eo), n_eo),
+                         lower_bound(spans, n_eo),
                          min_budget(buffers, n_eo, window), not errors, errors)

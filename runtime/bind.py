@@ -38,8 +38,17 @@ class Binding:
     touched: set = field(default_factory=set)
 
 
-def bind(graph: nx.DiGraph, op: str, layer: dict, learned: list[str]) -> Binding:
-    """The binding of ``op`` (an op of ``layer``); ``learned``: the layer's learned weights."""
+def layer_tensors(graph: nx.DiGraph) -> dict[str, set[str]]:
+    """Each layer's own tensors (first versions only), gathered in one pass over the graph."""
+    out: dict[str, set[str]] = {}
+    for t, data in graph.nodes(data=True):
+        if data.get("kind") == "tensor" and "@" not in t:
+            out.setdefault(data["layer"], set()).add(t)
+    return out
+
+
+def bind(graph: nx.DiGraph, op: str, layer: dict, own: set[str]) -> Binding:
+    """The binding of ``op`` (an op of ``layer``, whose own tensors are ``own``)."""
     name = layer["name"]
     touched = {t.split("@")[0] for t in (*graph.predecessors(op), *graph.successors(op))}
     refs = [split_ref(r) for r in layer["inputs"]]
@@ -53,14 +62,12 @@ def bind(graph: nx.DiGraph, op: str, layer: dict, learned: list[str]) -> Binding
     b.in_derivs = ([grad_name(s, k) if grad_name(s, k) in graph else None for s, k in refs]
                    if not layer["placeholder"] else [None])
     claimed = set(input_names) | set(outputs) | set(b.out_grads) | set(b.in_derivs)
-    own = {t for t in graph.nodes if graph.nodes[t].get("kind") == "tensor" and "@" not in t
-           and graph.nodes[t]["layer"] == name}
     for t in (own | touched) - claimed:
-        _claim(b, graph, t, name, learned)
+        _claim(b, graph, t, name)
     return b
 
 
-def _claim(b: Binding, graph: nx.DiGraph, t: str, layer: str, learned: list[str]) -> None:
+def _claim(b: Binding, graph: nx.DiGraph, t: str, layer: str) -> None:
     data = graph.nodes[t]
     local = t[len(layer) + 1:] if t.startswith(layer + ":") else t
     role = data["role"]

@@ -16,7 +16,7 @@ import numpy as np
 
 from planner.graph import STEPS
 from planner.order import ExecutionOrder
-from runtime.bind import Binding, bind
+from runtime.bind import Binding, bind, layer_tensors
 from runtime.kernels import KERNELS
 from runtime.kernels.base import LayerCtx
 from runtime.optimizers import Hyper, apply_gradient
@@ -56,7 +56,9 @@ class Executor:
         self.training = True
         layers = {layer["name"]: layer for layer in graph.graph["layers"]}
         self.ops_at = _ordered_ops(graph, eo)
-        self.bindings = {op: bind(graph, op, layers[graph.nodes[op]["layer"]], [])
+        own = layer_tensors(graph)
+        self.bindings = {op: bind(graph, op, layers[graph.nodes[op]["layer"]],
+                                  own.get(graph.nodes[op]["layer"], set()))
                          for ops in self.ops_at for op in ops}
         self._static = not hasattr(layout, "pieces")
         self._ctx_cache: dict[str, LayerCtx] = {}

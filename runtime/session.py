@@ -53,7 +53,7 @@ class Session:
 
     def _setup(self) -> None:
         graph, options = self.graph, self.options
-        self.layout = self._layout()
+        self.layout = self._layout()  # opens the swap file when there is a budget
         hooks = {}
         if self.controller is not None:
             hooks = {"before_eo": self.controller.before_eo, "after_eo": self.controller.after_eo}

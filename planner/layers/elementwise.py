@@ -2,7 +2,7 @@
 
 from planner.errors import InvalidShape
 from planner.layers.base import (
-    CD, F, NON_RESTRICTING, NONE, RESTRICTING, Helper, LayerSpec, Realised, numel, positive,
+    CD, F, NON_RESTRICTING, RESTRICTING, Helper, LayerSpec, Realised, numel, positive,
     register,
 )
 
@@ -105,4 +105,3 @@ register(LayerSpec("multiout", realise_multiout,
                    description="one output to many consumers; sums their derivatives"))
 register(LayerSpec("identity", realise_identity, description="passes its input through"))
 
-__all__ = ["ACTIVATIONS", "NONE"]
