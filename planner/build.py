@@ -260,7 +260,8 @@ def _emit_ops(graph, p: LayerPlan, plans, states, optimizer) -> None:
     def op(step, reads, writes, flops):
         if reads or writes:
             add_op(graph, f"{name}:{step}", layer=name, step=step, op_type=p.d.type,
-                   flops=flops, reads=reads, writes=writes, inplace=p.inplace != "none")
+                   flops=flops, reads=reads, writes=writes, inplace=p.inplace != "none",
+                   gather_rows=real.gather_rows.get(step, 0) if flops else 0)
 
     op(F, inputs + weights + running + label + _helpers_at(p, F)[0],
        outputs + _helpers_at(p, F)[1] + [_updated(graph, w) for w in running],

@@ -58,13 +58,14 @@ def add_tensor(
 
 def add_op(
     graph: nx.DiGraph, name: str, *, layer: str, step: str, op_type: str, flops: int,
-    reads: Iterable[str], writes: Iterable[str], inplace: bool = False,
+    reads: Iterable[str], writes: Iterable[str], inplace: bool = False, gather_rows: int = 0,
 ) -> None:
-    """Add an op node with read edges from ``reads`` and write edges to ``writes``."""
+    """Add an op node with read edges from ``reads`` and write edges to ``writes``;
+    ``gather_rows``: the rows its strided window copies touch (planner/layers/base.py)."""
     if name in graph:
         raise InvalidGraph(f"op {name!r} defined twice", node=name)
     graph.add_node(name, kind="op", layer=layer, step=step, op_type=op_type,
-                   flops=int(flops), inplace=inplace)
+                   flops=int(flops), inplace=inplace, gather_rows=int(gather_rows))
     for t in dict.fromkeys(reads):
         graph.add_edge(t, name)
     for t in dict.fromkeys(writes):

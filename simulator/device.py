@@ -43,7 +43,11 @@ _QUANTITIES = (
 class DeviceProfile:
     """One device in SI units; ``document`` keeps the file as written (units, sources, notes).
     ``op_overhead_s``: a fixed cost every op pays on top of its roofline time (the optional
-    ``compute.op_overhead`` quantity, e.g. an interpreter's dispatch; 0 when absent)."""
+    ``compute.op_overhead`` quantity, e.g. an interpreter's dispatch; 0 when absent).
+    ``gather_row_s``: the cost of one contiguous row of a strided window copy (im2col,
+    col2im, pooling taps) on top of its bytes — a loop's per-row start-up, which short rows
+    (small feature maps) pay many times over (the optional ``compute.gather_row``; 0 when
+    absent)."""
 
     name: str
     ram_bytes: int
@@ -60,6 +64,7 @@ class DeviceProfile:
     storage: str = ""
     document: dict = field(default_factory=dict, compare=False, repr=False)
     op_overhead_s: float = 0.0
+    gather_row_s: float = 0.0
 
     @property
     def available_bytes(self) -> int:
@@ -74,11 +79,13 @@ class DeviceProfile:
         """Time of one write to storage: latency + bytes / bandwidth."""
         return self.write_latency_s + nbytes / self.write_bandwidth
 
-    def op_seconds(self, flops: float, nbytes: float, op_class: str) -> float:
+    def op_seconds(self, flops: float, nbytes: float, op_class: str,
+                   gather_rows: int = 0) -> float:
         """Roofline time of one op: the slower of its arithmetic and its memory traffic, plus
-        the device's fixed per-op overhead."""
+        its strided window rows and the device's fixed per-op overhead."""
         rate = self.gemm_flops * self.efficiency[op_class]
-        return max(flops / rate, nbytes / self.memory_bandwidth) + self.op_overhead_s
+        return (max(flops / rate, nbytes / self.memory_bandwidth)
+                + gather_rows * self.gather_row_s + self.op_overhead_s)
 
     def to_json(self) -> str:
         return json.dumps(self.document or profile_document(self), indent=2) + "\n"
@@ -114,6 +121,7 @@ def profile_from_dict(doc: dict, origin: str = "profile") -> DeviceProfile:
             raise InvalidProfile(f"{origin}: compute.efficiency.{c} must be a number > 0, got "
                                  f"{v!r}", f"compute.efficiency.{c}")
     overhead = _optional_quantity(doc, "compute.op_overhead", "time", origin)
+    gather_row = _optional_quantity(doc, "compute.gather_row", "time", origin)
     shared = _get(doc, "storage.shared_channel", origin)
     if not isinstance(shared, bool):
         raise InvalidProfile(f"{origin}: storage.shared_channel must be true or false",
@@ -132,7 +140,7 @@ def profile_from_dict(doc: dict, origin: str = "profile") -> DeviceProfile:
         read_latency_s=q["storage.read_latency"], write_latency_s=q["storage.write_latency"],
         shared_channel=shared, description=str(doc.get("description", "")),
         storage=str(doc.get("storage", {}).get("kind", "")), document=doc,
-        op_overhead_s=overhead,
+        op_overhead_s=overhead, gather_row_s=gather_row,
     )
 
 
@@ -156,7 +164,9 @@ def profile_document(p: DeviceProfile) -> dict:
                     "efficiency": dict(p.efficiency),
                     "memory_bandwidth": quantity(p.memory_bandwidth / 1e9, "GB/s"),
                     **({"op_overhead": quantity(p.op_overhead_s * 1e6, "us")}
-                       if p.op_overhead_s else {})},
+                       if p.op_overhead_s else {}),
+                    **({"gather_row": quantity(p.gather_row_s * 1e9, "ns")}
+                       if p.gather_row_s else {})},
         "storage": {"kind": p.storage,
                     "read_bandwidth": quantity(p.read_bandwidth / 1e6, "MB/s"),
                     "write_bandwidth": quantity(p.write_bandwidth / 1e6, "MB/s"),

@@ -48,6 +48,7 @@ class Step:
     op_class: str = "gemm"
     flops: float = 0.0
     bytes_touched: int = 0
+    gather_rows: int = 0
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
     name: str = ""
@@ -108,7 +109,8 @@ def check_schedule(steps: Sequence[Step], transfers: Sequence[Transfer], n_eo: i
 
 def step_seconds(steps: Sequence[Step], device: DeviceProfile) -> np.ndarray:
     """Roofline time of every step: max(flops / (GEMM rate x efficiency), bytes / bandwidth),
-    plus the device's fixed per-op overhead (0 for the shipped profiles)."""
+    plus its strided window rows at the device's cost per row and the device's fixed per-op
+    overhead (both 0 for the shipped profiles)."""
     unknown = {s.op_class for s in steps} - set(device.efficiency)
     if unknown:
         raise InvalidSchedule(f"op class(es) {', '.join(sorted(unknown))} have no efficiency in "
@@ -116,8 +118,9 @@ def step_seconds(steps: Sequence[Step], device: DeviceProfile) -> np.ndarray:
     flops = np.fromiter((s.flops for s in steps), float, len(steps))
     nbytes = np.fromiter((s.bytes_touched for s in steps), float, len(steps))
     eff = np.fromiter((device.efficiency[s.op_class] for s in steps), float, len(steps))
+    rows = np.fromiter((s.gather_rows for s in steps), float, len(steps))
     roof = np.maximum(flops / (device.gemm_flops * eff), nbytes / device.memory_bandwidth)
-    return roof + device.op_overhead_s
+    return roof + rows * device.gather_row_s + device.op_overhead_s
 
 
 class _Streams:

@@ -59,6 +59,7 @@ def graph_steps(graph: nx.DiGraph, eo: ExecutionOrder,
             eo=eo.op_eo[op], kind=d["step"], layer=d["layer"],
             op_class=op_class(d["op_type"], d["step"]), flops=float(d["flops"]),
             bytes_touched=sum(nodes[t]["nbytes"] for t in rd + wr),
+            gather_rows=int(d.get("gather_rows", 0)),
             reads=tuple(dict.fromkeys(root[t] for t in rd)),
             writes=tuple(dict.fromkeys(root[t] for t in wr)), name=op))
     return steps

@@ -51,6 +51,9 @@ class Realised:
     layer has trainable weights, and calc_derivative).
     ``derivative``: whether the layer can send a derivative to its inputs at all.
     ``weight_steps``: backward steps that read the weights (besides forward).
+    ``gather_rows``: per step, the contiguous rows its strided window gathers and scatters
+    touch (im2col, col2im, pooling taps): a lowering cost beyond flops and bytes, since each
+    row is a separate short copy (simulator/device.py ``gather_row_s``).
     """
 
     outputs: list[Shape]
@@ -63,6 +66,7 @@ class Realised:
     derivative: bool = True
     inplace: str = NONE
     weight_steps: frozenset = frozenset({CD})
+    gather_rows: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -63,11 +63,17 @@ def realise_conv2d(inputs, props, compat):
     if props.get("bias", True):
         weights["bias"] = Weight((filters,), read_at_derivative=False)
     mac = b * filters * oh * ow * (c // groups) * k[0] * k[1]
+    pointwise = (k, s, p) == ((1, 1), (1, 1), (0, 0))
     helpers = [] if compat else _conv_helpers(b, c * k[0] * k[1], oh * ow, weights["filter"],
-                                              pointwise=(k, s, p) == ((1, 1), (1, 1), (0, 0)))
+                                              pointwise=pointwise)
+    # im2col (forward, calc_gradient) and col2im (calc_derivative) copy one output row of
+    # every (sample, channel, tap) — unless the input itself is the column matrix
+    direct = pointwise and conv_chunk(b, c, oh * ow) == 1
+    rows = 0 if direct else b * c * k[0] * k[1] * oh
     return Realised(
         outputs=[(b, filters, oh, ow)], weights=weights, helpers=helpers,
         flops={F: 2 * mac, CG: 2 * mac, CD: 2 * mac}, input_steps=frozenset({F, CG}),
+        gather_rows={F: rows, CG: rows, CD: rows},
     )
 
 
@@ -122,7 +128,10 @@ def realise_pooling2d(inputs, props, compat):
     elif kind in ("max", "global_max"):
         helpers = [Helper("argmax", out, (F, CD), dtype="int32")]
     work = b * c * oh * ow * k[0] * k[1]
-    return Realised(outputs=[out], helpers=helpers, flops={F: work, CD: work})
+    # forward gathers and backward scatters one output row of every (sample, channel, tap)
+    rows = 0 if kind.startswith("global") else b * c * k[0] * k[1] * oh
+    return Realised(outputs=[out], helpers=helpers, flops={F: work, CD: work},
+                    gather_rows={F: rows, CD: rows})
 
 
 register(LayerSpec("conv2d", realise_conv2d,

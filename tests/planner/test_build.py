@@ -123,3 +123,21 @@ def test_check_graph_rejects_a_cycle_and_a_bad_role(mlp3_graph):
     bad.add_edge("fc1:forward", "fc2:forward")
     with pytest.raises(InvalidGraph, match="joins two op"):
         check_graph(bad)
+
+
+def test_window_layers_declare_the_rows_their_gathers_copy():
+    """One row per (sample, channel, tap, output row) in im2col, col2im and pooling taps;
+    none where the input itself is the column matrix, and none for global pooling."""
+    g = build_training_graph(get_model("lenet5", batch=4), batch=4)
+    rows = {op: d["gather_rows"] for op, d in g.nodes(data=True) if d.get("kind") == "op"}
+    conv1 = 4 * 1 * 5 * 5 * 28  # batch, channels, 5x5 taps, 28 output rows
+    assert rows["conv1:forward"] == rows["conv1:calc_gradient"] == conv1
+    assert rows["conv2:calc_derivative"] == 4 * 6 * 5 * 5 * 10
+    assert rows["pool1:forward"] == rows["pool1:calc_derivative"] == 4 * 6 * 2 * 2 * 14
+    assert rows["conv1:apply_gradient"] == rows["fc1:forward"] == 0
+    net = build_training_graph(get_model("mobilenetv2_cifar", batch=2), batch=2)
+    pointwise = [op for op, d in net.nodes(data=True) if d.get("op_type") == "conv2d"
+                 and d["step"] == "forward" and d["gather_rows"] == 0]
+    global_pool = [op for op, d in net.nodes(data=True) if d.get("op_type") == "pooling2d"]
+    assert pointwise and global_pool
+    assert all(net.nodes[op]["gather_rows"] == 0 for op in global_pool)

@@ -81,13 +81,17 @@ def _synthetic_ops(device: DeviceProfile, n: int, seed: int) -> pd.DataFrame:
     classes = rng.choice(["gemm", "conv", "elementwise", "optimizer"], n)
     flops = np.exp(rng.uniform(np.log(1e3), np.log(1e7), n))
     nbytes = flops * np.exp(rng.uniform(np.log(0.01), np.log(4.0), n))
-    ops = pd.DataFrame({"op_class": classes, "flops": flops, "bytes_touched": nbytes.astype(int)})
+    rows = np.where(np.isin(classes, ["conv", "elementwise"]) & (rng.random(n) < 0.5),
+                    (flops / rng.uniform(20, 200, n)).astype(int), 0)
+    ops = pd.DataFrame({"op_class": classes, "flops": flops, "bytes_touched": nbytes.astype(int),
+                        "gather_rows": rows})
     noise = 1 + 0.002 * rng.standard_normal(n)
     return ops.assign(seconds=predicted_seconds(ops, device) * noise)
 
 
-def test_the_fit_recovers_known_efficiencies_and_overhead():
+def test_the_fit_recovers_known_efficiencies_row_cost_and_overhead():
     truth = DeviceProfile(**{**make_device().__dict__, "op_overhead_s": 30e-6,
+                             "gather_row_s": 12e-9,
                              "efficiency": {"gemm": 0.8, "conv": 0.4, "elementwise": 0.05,
                                             "optimizer": 0.1}})
     samples = [_synthetic_ops(truth, 120, seed) for seed in range(3)]
@@ -96,6 +100,7 @@ def test_the_fit_recovers_known_efficiencies_and_overhead():
     for c, v in truth.efficiency.items():
         assert fit.efficiency[c] == pytest.approx(v, rel=0.03), c
     assert fit.op_overhead_s == pytest.approx(30e-6, rel=0.1)
+    assert fit.gather_row_s == pytest.approx(12e-9, rel=0.1)
     assert max(abs(e) for e in fit.model_errors) < 0.01
 
 
@@ -104,14 +109,17 @@ def test_a_fitted_profile_round_trips_and_the_simulator_adds_the_overhead():
     fitted = with_fit(load_device("raspberry-pi-4"), fit, name="pi-runtime", source="test")
     again = profile_from_dict(json.loads(fitted.to_json()))
     assert again.op_overhead_s == pytest.approx(fit.op_overhead_s, rel=1e-5)
+    assert again.gather_row_s == pytest.approx(fit.gather_row_s, rel=1e-5, abs=1e-15)
     assert again.document["compute"]["op_overhead"]["unit"] == "us"
-    one = Step(0, op_class="gemm", flops=1e9)
-    bare = DeviceProfile(**{**again.__dict__, "op_overhead_s": 0.0})
-    assert step_seconds([one], again)[0] == pytest.approx(
-        step_seconds([one], bare)[0] + again.op_overhead_s)
+    assert again.document["compute"]["gather_row"]["unit"] == "ns"
+    one = Step(0, op_class="gemm", flops=1e9, gather_rows=1000)
+    costly = DeviceProfile(**{**again.__dict__, "gather_row_s": 5e-9})
+    bare = DeviceProfile(**{**again.__dict__, "op_overhead_s": 0.0, "gather_row_s": 0.0})
+    assert step_seconds([one], costly)[0] == pytest.approx(
+        step_seconds([one], bare)[0] + again.op_overhead_s + 1000 * 5e-9)
     shipped = load_device("raspberry-pi-4")
-    assert shipped.op_overhead_s == 0.0 and "op_overhead" not in profile_document(shipped)[
-        "compute"]
+    assert shipped.op_overhead_s == 0.0 == shipped.gather_row_s
+    assert not {"op_overhead", "gather_row"} & set(profile_document(shipped)["compute"])
 
 
 def test_op_times_lines_up_measured_rows_with_the_graph(mlp3_graph):
