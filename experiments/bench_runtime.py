@@ -120,11 +120,14 @@ def _timing(times: list[float]) -> dict:
 
 
 def measure_ours(model: str, *, batch: int, planner: str, warmup: int, iterations: int,
-                 min_seconds: float, seed: int = 0) -> dict:
-    """Train ``model`` with the numpy runtime in the arena ``planner`` lays out; measure it."""
+                 min_seconds: float, seed: int = 0, swap: str | None = None) -> dict:
+    """Train ``model`` with the numpy runtime in the arena ``planner`` lays out; measure it.
+    ``swap`` ("FRACTION" or "FRACTION:through"): swap with belady under that fraction of the
+    graph's lower bound, the swap file through the page cache or through to storage."""
     import numpy as np
 
     from planner.build import build_training_graph
+    from planner.order import execution_order, lifespans, lower_bound
     from planner.zoo import get_model
     from runtime.data import synthetic
     from runtime.session import Session, SessionOptions
@@ -133,16 +136,28 @@ def measure_ours(model: str, *, batch: int, planner: str, warmup: int, iteration
     graph = build_training_graph(get_model(model, batch=batch))
     batches = list(synthetic(graph, 2 * batch, seed).batches(batch, None))
     losses: list[float] = []
-    with Session(graph, SessionOptions(planner=planner, seed=seed)) as session:
+    options, swapping = SessionOptions(planner=planner, seed=seed), {}
+    if swap:
+        fraction, _, mode = swap.partition(":")
+        eo = execution_order(graph)
+        budget = int(float(fraction) * lower_bound(lifespans(graph, eo), eo.n_eo))
+        options = SessionOptions(planner=planner, seed=seed, budget=budget, swap="belady",
+                                 swap_through=mode == "through")
+        swapping = {"budget_bytes": budget, "swap_through": mode == "through"}
+    with Session(graph, options) as session:
         times = timed(lambda i: losses.append(session.step(batches[i % 2]).loss),
                       warmup, iterations, min_seconds)
         memory = meter.read()
         arena, record = session.arena_bytes, session.plan.record()
+        if session.swapfile is not None:
+            runs = warmup + len(times)
+            swapping.update(bytes_written_per_iteration=session.swapfile.bytes_written // runs,
+                            bytes_read_per_iteration=session.swapfile.bytes_read // runs)
     return {"framework": "ours", "model": graph.graph["model"], "planner": planner,
             "batch": batch, "arena_bytes": arena,
             "lower_bound_bytes": record["lower_bound_bytes"], **memory, **_timing(times),
             "final_loss": losses[-1], "finite": bool(np.isfinite(losses).all()),
-            "numpy": np.__version__, "thread_pools": _blas_threads()}
+            "numpy": np.__version__, "thread_pools": _blas_threads(), **swapping}
 
 
 def _torch_batches(spec, batch: int, seed: int) -> list[tuple]:
@@ -199,7 +214,7 @@ def worker(args: argparse.Namespace) -> dict:
     common = {"batch": args.batch, "warmup": args.warmup, "iterations": args.iterations,
               "min_seconds": args.min_seconds}
     if args.worker == "ours":
-        record = measure_ours(args.models, planner=args.planners, **common)
+        record = measure_ours(args.models, planner=args.planners, swap=args.swap, **common)
     else:
         record = measure_torch(args.models, threads=int(args.threads), **common)
     print(json.dumps(record))
@@ -216,16 +231,22 @@ class Job:
     model: str  # a zoo name or an INI path
     planner: str | None = None
     threads: int = 1
+    swap: str | None = None  # "FRACTION[:through]" of the lower bound, swapping with belady
+
+
+SWAP_PLANNER = "greedy_size"
 
 
 def jobs(models: list[str], planners: list[str], threads: list[int], *, torch: bool,
-         mnist: bool) -> list[Job]:
-    """Per thread count and model, ours under every planner then PyTorch, side by side in
-    time; NNTrainer's MNIST INI (ours only) after the models."""
+         mnist: bool, swaps: list[str] = ()) -> list[Job]:
+    """Per thread count and model, ours under every planner (and swapping under every
+    ``swaps`` budget) then PyTorch, side by side in time; NNTrainer's MNIST INI (ours only)
+    after the models."""
     out = []
     for n in threads:
         for model in models:
             out += [Job("ours", model, p, n) for p in planners]
+            out += [Job("ours", model, SWAP_PLANNER, n, s) for s in swaps]
             out += [Job("torch", model, None, n)] if torch else []
         out += [Job("ours", MNIST_INI, p, n) for p in planners] if mnist else []
     return out
@@ -278,6 +299,7 @@ def run_job(job: Job, args: argparse.Namespace) -> dict:
            "--models", job.model, "--batch", str(args.batch), "--threads", str(job.threads),
            "--warmup", str(args.warmup), "--iterations", str(args.iterations),
            "--min-seconds", str(args.min_seconds), "--planners", job.planner or "-"]
+    cmd += ["--swap", job.swap] if job.swap else []
     # the same pool size for numpy's BLAS and torch's OpenMP; cwd=ROOT: -m finds this checkout
     env = dict(os.environ, **{v: str(job.threads) for v in (
         "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
@@ -300,7 +322,7 @@ def best_rounds(records: list[dict]) -> list[dict]:
     processes only ever slow a run down."""
     best: dict[tuple, dict] = {}
     for r in records:
-        key = (r["framework"], r["model"], r["planner"], r["threads"])
+        key = (r["framework"], r["model"], r["planner"], r["threads"], r.get("swap"))
         if "error" not in r and (key not in best or r["seconds_per_iteration"]
                                  < best[key]["seconds_per_iteration"]):
             best[key] = r
@@ -309,6 +331,15 @@ def best_rounds(records: list[dict]) -> list[dict]:
 
 def _label(model: str) -> str:
     return "mnist" if model == MNIST_INI else model
+
+
+def _run_label(r: dict) -> str:
+    """How ours ran: the offset planner, and the swap budget and file mode when swapping."""
+    if not r.get("swap"):
+        return r["planner"]
+    fraction, _, mode = r["swap"].partition(":")
+    return (f"{r['planner']} + belady, budget {float(fraction):g}x lower bound, "
+            f"{'through to disk' if mode == 'through' else 'page cache'}")
 
 
 def ratios(records: list[dict]) -> list[dict]:
@@ -322,7 +353,7 @@ def ratios(records: list[dict]) -> list[dict]:
             continue
         memory = r["peak_rss_above_baseline"] / t["peak_rss_above_baseline"]
         speed = r["seconds_per_iteration"] / t["seconds_per_iteration"]
-        rows.append({"model": r["model"], "threads": r["threads"], "planner": r["planner"],
+        rows.append({"model": r["model"], "threads": r["threads"], "planner": _run_label(r),
                      "arena MB": r["arena_bytes"] / 1e6,
                      "ours peak MB": r["peak_rss_above_baseline"] / 1e6,
                      "torch peak MB": t["peak_rss_above_baseline"] / 1e6,
@@ -375,6 +406,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "each (default: all cores)")
     p.add_argument("--planners", default="nntrainer_v1,greedy_size",
                    help="offset planners of our arena, comma-separated")
+    p.add_argument("--swap", default=None, help="also run ours swapping (belady) under "
+                   "these budgets, comma-separated FRACTION[:through] of the graph's lower "
+                   "bound (':through': the swap file keeps nothing in the page cache), e.g. "
+                   "0.6,0.6:through")
     p.add_argument("--no-torch", action="store_true", help="ours only")
     p.add_argument("--no-mnist", action="store_true", help="skip NNTrainer's MNIST model")
     p.add_argument("--rounds", type=int, default=1,
@@ -402,7 +437,7 @@ def main(argv: list[str] | None = None) -> dict:
         print("torch is not installed (pip install 'trainplan[torch]'): ours only")
     threads = [int(n) for n in args.threads.split(",")]
     todo = jobs(args.models.split(","), args.planners.split(","), threads, torch=has_torch,
-                mnist=not args.no_mnist)
+                mnist=not args.no_mnist, swaps=args.swap.split(",") if args.swap else [])
     rounds = [(k, j) for k in range(args.rounds) for j in todo]
     records = [{**run_job(j, args), "round": k}
                for k, j in tqdm(rounds, desc="workers", unit="run")]

@@ -28,6 +28,9 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", default=None, help="write a checkpoint after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--swap-dir", default=None, help="directory for the swap file")
+    p.add_argument("--swap-through", action="store_true",
+                   help="flush every swap write to storage and keep no swapped bytes in the "
+                   "page cache (as a device under memory pressure; slower)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run_train)
@@ -53,7 +56,8 @@ def run_train(args: argparse.Namespace) -> dict:
                                            ("best" if args.budget else "nntrainer_v1"))
     options = SessionOptions(planner=planner, budget=None if args.reference else args.budget,
                              swap=args.swap, lookahead=args.lookahead, seed=args.seed,
-                             learning_rate=lr, swap_dir=args.swap_dir, order=args.order)
+                             learning_rate=lr, swap_dir=args.swap_dir, order=args.order,
+                             swap_through=args.swap_through)
     with Session(graph, options) as session:
         report = train(session, data, batch=batch, epochs=args.epochs,
                        iterations=args.iterations, test=test, seed=args.seed,

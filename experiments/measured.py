@@ -58,20 +58,33 @@ def runtime_calibration(base: DeviceProfile, models: Sequence[str] = CALIBRATION
     if held:
         raise TrainplanError(f"{', '.join(held)}: held out for the prediction test; calibrate on "
                          "other models")
-    samples, records = [], []
+    runs = []
     for model in models:
         graph = build(model, batch)
-        m = measure_graph(graph, warmup=warmup, iterations=iterations,
-                          min_seconds=min_seconds, threads=threads, progress=progress)
+        runs.append((graph, measure_graph(graph, warmup=warmup, iterations=iterations,
+                                          min_seconds=min_seconds, threads=threads,
+                                          progress=progress)))
+    return fit_measured(base, runs, threads=threads, name=name)
+
+
+def fit_measured(base: DeviceProfile, runs: Sequence[tuple[nx.DiGraph, Measurement]], *,
+                 threads: int | None = 1, name: str = "host",
+                 ) -> tuple[DeviceProfile, RuntimeFit, list[dict]]:
+    """Fit ``base`` to measured runs of calibration models (several runs of one model, e.g.
+    rounds interleaved with other measurements, each count as a sample)."""
+    samples, records = [], []
+    for graph, m in runs:
         # CPU time is what the ops cost when the machine is ours; with several BLAS threads
         # it counts every thread, so then the wall clock it is
         samples.append(op_times(graph, m.events, clock="cpu" if threads == 1 else "wall"))
-        records.append({"model": model, "batch": batch, "iterations": m.summary.iterations,
+        records.append({"model": m.summary.model, "batch": m.summary.batch,
+                        "iterations": m.summary.iterations,
                         "measured_s": m.summary.seconds_per_iteration,
                         "cpu_s": m.summary.cpu_seconds, "other_cpus": m.summary.other_cpus,
                         "load_average": m.summary.load_average})
     fit = fit_runtime(samples, base)
-    source = (f"{', '.join(models)} at batch {batch}, "
+    models = list(dict.fromkeys(r["model"] for r in records))
+    source = (f"{', '.join(models)} at batch {records[0]['batch']}, "
               + ("BLAS threads as configured, wall clock" if threads != 1
                  else "1 BLAS thread, CPU time per op"))
     profile = with_fit(base, fit, name=name, source=source)

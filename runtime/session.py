@@ -34,6 +34,7 @@ class SessionOptions:
     learning_rate: float = 1e-3
     swap_dir: str | None = None
     order: str = "nntrainer"
+    swap_through: bool = False  # swapped bytes leave the page cache too (runtime/swapio.py)
 
 
 class Session:
@@ -81,7 +82,7 @@ class Session:
         self.plan = swap
         layout = SwapLayout(g, swap.arena.schedule, swap.arena.plan.offsets,
                             swap.arena.plan.arena_bytes)
-        self.swapfile = SwapFile(0, o.swap_dir)
+        self.swapfile = SwapFile(0, o.swap_dir, through=o.swap_through)
         self.controller = SwapController(layout, self.swapfile)
         return layout
 

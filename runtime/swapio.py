@@ -5,6 +5,12 @@ the SwapFile closes, at interpreter exit, and after an exception or Ctrl-C unwin
 ``with`` block. Transfers run in submission order (FIFO) on one thread, so a read into bytes an
 earlier eviction is still writing out cannot overtake that write. A failed transfer (a full disk,
 a read-only directory, a short read) is raised, with its cause, by whoever waits on it.
+
+By default the file goes through the page cache: a write returns once the kernel holds the
+bytes, which stay in RAM (outside the process's RSS) until the kernel writes them back. With
+``through=True`` swapped bytes leave RAM as they would on a device under memory pressure: each
+write is flushed to storage (``fdatasync``) and its pages dropped from the cache, and so are the
+pages each read brought in, so every read comes from storage.
 """
 
 from __future__ import annotations
@@ -55,10 +61,11 @@ def _bytes(view: np.ndarray) -> memoryview:
 
 
 class SwapFile:
-    """A private swap file of ``nbytes`` with a FIFO transfer thread."""
+    """A private swap file of ``nbytes`` with a FIFO transfer thread; ``through``: every
+    transfer goes to storage, none stays in the page cache (see the module docstring)."""
 
-    def __init__(self, nbytes: int, directory: str | None = None):
-        self.directory, self.fd = "", -1
+    def __init__(self, nbytes: int, directory: str | None = None, *, through: bool = False):
+        self.directory, self.fd, self.through = "", -1, through
         self.bytes_read = self.bytes_written = 0
         self._queue: queue.Queue = queue.Queue()
         try:
@@ -100,6 +107,8 @@ class SwapFile:
                     done = os.pwrite(self.fd, data, offset)
                     if done != len(data):
                         raise OSError(f"short write: {done} of {len(data)} bytes")
+                    if self.through:
+                        os.fdatasync(self.fd)
                     self.bytes_written += done
                 else:
                     target = memoryview(view.reshape(-1).view(np.uint8))
@@ -107,6 +116,8 @@ class SwapFile:
                     if done != len(target):
                         raise OSError(f"short read: {done} of {len(target)} bytes at {offset}")
                     self.bytes_read += done
+                if self.through:
+                    os.posix_fadvise(self.fd, offset, done, os.POSIX_FADV_DONTNEED)
                 ticket.finish()
             except BaseException as exc:  # handed to the waiter
                 ticket.finish(exc)

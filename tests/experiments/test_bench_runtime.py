@@ -120,3 +120,21 @@ def test_torch_worker_runs_one_tiny_iteration():
     assert record["parameters"] == 61_706 and record["finite"]
     assert {"api": "torch intra-op", "threads": 1} in record["thread_pools"]
     assert record["peak_rss_above_baseline"] > 0 and record["seconds_per_iteration"] > 0
+
+
+def test_ours_swapping_under_a_fraction_of_the_lower_bound(tmp_path):
+    """A swap job trains under its fraction of the lower bound, through to storage, and the
+    table labels it apart from the plain runs."""
+    result = bench.main(["--models", "lenet5", "--planners", "greedy_size", "--no-torch",
+                         "--no-mnist", "--swap", "0.9:through", "--out",
+                         str(tmp_path / "b.json"), *TINY])
+    plain, swapped = result["records"]
+    assert "error" not in swapped, swapped
+    assert swapped["swap"] == "0.9:through" and swapped["swap_through"]
+    assert swapped["budget_bytes"] == int(0.9 * swapped["lower_bound_bytes"])
+    assert swapped["arena_bytes"] <= swapped["budget_bytes"] < plain["arena_bytes"]
+    assert swapped["bytes_written_per_iteration"] > 0 < swapped["bytes_read_per_iteration"]
+    label = bench._run_label(swapped)
+    assert "0.9x lower bound" in label and "through to disk" in label
+    assert bench._run_label(plain) == "greedy_size"
+    assert len(bench.best_rounds(result["records"])) == 2

@@ -105,3 +105,31 @@ def test_swap_faults_keep_the_checkpoint_and_leave_no_files(tmp_path, monkeypatc
     assert all(np.array_equal(saved[k], after[k]) for k in saved)
     assert not os.path.exists(swap_dir)
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".ckpt-")]
+
+
+def test_swapping_through_to_storage_flushes_and_drops_every_transfer(tmp_path, monkeypatch):
+    """``swap_through``: each write is flushed and each transferred range dropped from the page
+    cache; the bits are those of swapping through the cache."""
+    graph, budget = swap_graph()
+    data = list(synthetic(graph, 16, seed=2).batches(8, None))
+    synced, dropped = [], []
+    real_sync, real_advise = os.fdatasync, os.posix_fadvise
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(fd), real_sync(fd)))
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, off, n, how: (
+        dropped.append((off, n, how)), real_advise(fd, off, n, how)))
+    shas = {}
+    for through in (False, True):
+        opts = SessionOptions(planner="best", budget=budget, seed=5, swap_through=through,
+                              swap_dir=str(tmp_path))
+        with Session(graph, opts) as s:
+            for b in data:
+                s.step(b)
+            shas[through] = s.weights_sha256()
+            moved = s.swapfile.bytes_written, s.swapfile.bytes_read
+        assert not os.listdir(tmp_path)  # the swap file is gone either way
+        if not through:
+            assert synced == dropped == []  # through the page cache: no flush, no drop
+    assert shas[True] == shas[False]
+    assert moved[0] > 0 and moved[1] > 0
+    assert len(synced) > 0 and sum(n for _, n, _ in dropped) >= moved[0] + moved[1]
+    assert {how for _, _, how in dropped} == {os.POSIX_FADV_DONTNEED}
