@@ -8,7 +8,7 @@ runtime's seconds per iteration on models it was not calibrated on?
 Without ``--profile`` it first calibrates the hardware (`trainplan calibrate`). Then, in
 ``--rounds`` rounds, the runtime runs every calibration model and every held-out model in turn,
 each its nntrainer_v1 plan on synthetic data (one warm-up iteration, then at least
-``--iterations`` and ``--min-seconds``): interleaved, so a machine whose speed drifts over the
+``--iterations`` and ``--min-seconds``, however small the model): interleaved, so a machine whose speed drifts over the
 minutes (a virtual machine's CPU does, by ±10%) drifts for both sides alike. The op-class
 efficiencies, the cost per strided window row and the per-op overhead are fitted to the
 calibration models' op times (the profile is written to ``--profile-out``); the simulator runs
@@ -64,6 +64,7 @@ def measure_rounds(models: list[str], args: argparse.Namespace,
         for graph, measured in runs.values():
             measured.append(measure_graph(graph, iterations=args.iterations,
                                           min_seconds=args.min_seconds,
+                                          max_iterations=args.max_iterations,
                                           threads=args.blas_threads or None))
     return runs
 
@@ -90,10 +91,12 @@ def _pct(predicted: float, measured: float) -> float:
 def predict(model: str, graph: nx.DiGraph, rounds: list[Measurement], profile: DeviceProfile,
             args: argparse.Namespace) -> dict:
     """Simulate a held-out model's plan on ``profile`` against its measured rounds; draw the
-    overlay of the last round."""
-    tl, rec = compare(graph, rounds[-1], profile)
+    overlay of the round nearest the median of all."""
     pooled = [t for m in rounds for t in m.summary.iteration_seconds]
-    rec.update(measured_s=round(statistics.median(pooled), 6), iterations=len(pooled),
+    median = statistics.median(pooled)
+    shown = min(rounds, key=lambda m: abs(m.summary.seconds_per_iteration - median))
+    tl, rec = compare(graph, shown, profile)
+    rec.update(measured_s=round(median, 6), iterations=len(pooled),
                uninterrupted_s=round(statistics.median(
                    m.summary.uninterrupted_seconds for m in rounds), 6),
                cpu_s=round(statistics.median(m.summary.cpu_seconds for m in rounds), 6),
@@ -103,8 +106,9 @@ def predict(model: str, graph: nx.DiGraph, rounds: list[Measurement], profile: D
         suffix = "" if key == "measured" else f"_{key}"
         rec[f"error{suffix}_pct"] = _pct(rec["predicted_s"], rec[f"{key}_s"])
     figure = os.path.join(args.figures, f"predict_{model}.png")
-    rows = plot_overlay(tl, rounds[-1].events, figure, measured_seconds=rec["measured_s"],
-                        note=load_note(rounds[-1]))
+    rows = plot_overlay(tl, shown.events, figure, measured_seconds=rec["measured_s"],
+                        note=f"{load_note(shown)} · the round nearest the median of "
+                             f"{len(rounds)}")
     by_class = rows.groupby("op_class")[["predicted_s", "measured_s"]].sum().round(6)
     within = abs(rec["error_pct"]) <= TOLERANCE_PCT
     return {**rec, f"within_{TOLERANCE_PCT:g}pct": within, "figure": figure,
@@ -125,8 +129,11 @@ def main(argv: list[str] | None = None) -> dict:
                         "many times, the models in turn (default 3)")
     parser.add_argument("--iterations", type=int, default=3, help="recorded iterations per "
                         "model and round, at least (default 3)")
-    parser.add_argument("--min-seconds", type=float, default=6.0, help="keep recording up to "
-                        "50 iterations until this many seconds (default 6, per round)")
+    parser.add_argument("--min-seconds", type=float, default=6.0, help="keep recording until "
+                        "this many seconds (default 6, per model and round): a millisecond "
+                        "iteration needs thousands to average over the machine's drift")
+    parser.add_argument("--max-iterations", type=int, default=5000,
+                        help="but no more iterations than this per model and round")
     parser.add_argument("--blas-threads", type=int, default=1, help="0: as configured")
     parser.add_argument("--out", default="results/bench_predict.json", help="JSON output")
     parser.add_argument("--figures", default="docs/figures", help="figure directory")

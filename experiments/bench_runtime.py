@@ -451,9 +451,10 @@ def main(argv: list[str] | None = None) -> dict:
     for key in ("ratios", "mnist"):
         if result.get(key):
             print(pd.DataFrame(result[key]).to_string(index=False, float_format="{:.4g}".format))
-    for r in records:
-        if "error" in r:
-            print(f"{r['framework']} {r['model']} {r['planner'] or ''} failed: {r['error']}")
+    failed = {(r["framework"], r["model"], _run_label(r), str(r["error"])): r["error"]
+              for r in records if "error" in r}
+    for (framework, model, label, _), error in failed.items():
+        print(f"{framework} {model} {label or ''} failed: {error}")
     print(f"wrote {args.out}")
     return result
 

@@ -36,7 +36,8 @@ def build(model: str, batch: int = 32) -> nx.DiGraph:
 
 def measure_graph(graph: nx.DiGraph, options: SessionOptions | None = None, *,
                   warmup: int = 1, iterations: int = 3, min_seconds: float = 0.0,
-                  threads: int | None = 1, progress: bool = True) -> Measurement:
+                  max_iterations: int = 50, threads: int | None = 1,
+                  progress: bool = True) -> Measurement:
     """``runtime.measure.measure`` with a progress bar naming the model."""
     name = graph.graph.get("model", "model")
     with tqdm(desc=f"measuring {name}", unit="it", disable=not progress, leave=False) as bar:
@@ -44,7 +45,8 @@ def measure_graph(graph: nx.DiGraph, options: SessionOptions | None = None, *,
             bar.set_postfix_str("warm-up" if i < 0 else f"{seconds:.3g} s")
             bar.update(1)
         return measure(graph, options, warmup=warmup, iterations=iterations,
-                       min_seconds=min_seconds, threads=threads, on_iteration=tick)
+                       min_seconds=min_seconds, max_iterations=max_iterations,
+                       threads=threads, on_iteration=tick)
 
 
 def runtime_calibration(base: DeviceProfile, models: Sequence[str] = CALIBRATION_MODELS, *,

@@ -37,13 +37,15 @@ _COMMAS = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 
 
 
 def save_figure(fig, path: str) -> None:
-    """Render ``fig`` in the format its suffix names and write it atomically; close it."""
+    """Render ``fig`` in the format its suffix names and write it atomically (its directory
+    created when missing); close it."""
     fmt = os.path.splitext(path)[1].lstrip(".").lower()
     try:
         if fmt not in FORMATS:
             raise TrainplanError(f"figure {path!r}: use a .png, .svg or .pdf file name")
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt, dpi=130, bbox_inches="tight")
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         atomic_write_bytes(path, buf.getvalue())
     finally:
         plt.close(fig)
