@@ -65,6 +65,9 @@ class SwapFile:
     transfer goes to storage, none stays in the page cache (see the module docstring)."""
 
     def __init__(self, nbytes: int, directory: str | None = None, *, through: bool = False):
+        if through and not (hasattr(os, "posix_fadvise") and hasattr(os, "fdatasync")):
+            raise SwapIOError("swapping through to storage needs fdatasync and posix_fadvise, "
+                              "which this system lacks; swap through the page cache instead")
         self.directory, self.fd, self.through = "", -1, through
         self.bytes_read = self.bytes_written = 0
         self._queue: queue.Queue = queue.Queue()
