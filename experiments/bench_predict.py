@@ -8,8 +8,9 @@ runtime's seconds per iteration on models it was not calibrated on?
 Without ``--profile`` it first calibrates the hardware (`trainplan calibrate`). Then, in
 ``--rounds`` rounds, the runtime runs every calibration model and every held-out model in turn,
 each its nntrainer_v1 plan on synthetic data (one warm-up iteration, then at least
-``--iterations`` and ``--min-seconds``, however small the model): interleaved, so a machine whose speed drifts over the
-minutes (a virtual machine's CPU does, by ±10%) drifts for both sides alike. The op-class
+``--iterations`` and ``--min-seconds``, however small the model): interleaved, so a machine
+whose speed drifts over the minutes (a virtual machine's CPU does, by ±10%) drifts for both
+sides alike. The op-class
 efficiencies, the cost per strided window row and the per-op overhead are fitted to the
 calibration models' op times (the profile is written to ``--profile-out``); the simulator runs
 each held-out model's plan on that profile, and the overlay figure goes to
@@ -41,13 +42,14 @@ from experiments.measured import (
     HELD_OUT_MODELS,
     build,
     compare,
+    error_pct,
     fit_measured,
     load_note,
     measure_graph,
 )
-from runtime.measure import Measurement
 from experiments.plot_measured import plot_overlay
 from planner.fileio import atomic_write_text
+from runtime.measure import Measurement
 from simulator.calibrate import calibrate
 from simulator.device import DeviceProfile, load_device
 
@@ -84,10 +86,6 @@ def host_profile(args: argparse.Namespace, runs: dict) -> tuple[DeviceProfile, d
                      "calibration": records}
 
 
-def _pct(predicted: float, measured: float) -> float:
-    return round(100 * (predicted / measured - 1), 2)
-
-
 def predict(model: str, graph: nx.DiGraph, rounds: list[Measurement], profile: DeviceProfile,
             args: argparse.Namespace) -> dict:
     """Simulate a held-out model's plan on ``profile`` against its measured rounds; draw the
@@ -104,7 +102,7 @@ def predict(model: str, graph: nx.DiGraph, rounds: list[Measurement], profile: D
                rounds_measured_s=[round(m.summary.seconds_per_iteration, 6) for m in rounds])
     for key in ("measured", "uninterrupted", "cpu"):
         suffix = "" if key == "measured" else f"_{key}"
-        rec[f"error{suffix}_pct"] = _pct(rec["predicted_s"], rec[f"{key}_s"])
+        rec[f"error{suffix}_pct"] = error_pct(rec["predicted_s"], rec[f"{key}_s"])
     figure = os.path.join(args.figures, f"predict_{model}.png")
     rows = plot_overlay(tl, shown.events, figure, measured_seconds=rec["measured_s"],
                         note=f"{load_note(shown)} · the round nearest the median of "

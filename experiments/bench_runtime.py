@@ -138,12 +138,12 @@ def measure_ours(model: str, *, batch: int, planner: str, warmup: int, iteration
     losses: list[float] = []
     options, swapping = SessionOptions(planner=planner, seed=seed), {}
     if swap:
-        fraction, _, mode = swap.partition(":")
+        fraction, through = parse_swap(swap)
         eo = execution_order(graph)
-        budget = int(float(fraction) * lower_bound(lifespans(graph, eo), eo.n_eo))
+        budget = int(fraction * lower_bound(lifespans(graph, eo), eo.n_eo))
         options = SessionOptions(planner=planner, seed=seed, budget=budget, swap="belady",
-                                 swap_through=mode == "through")
-        swapping = {"budget_bytes": budget, "swap_through": mode == "through"}
+                                 swap_through=through)
+        swapping = {"budget_bytes": budget, "swap_through": through}
     with Session(graph, options) as session:
         times = timed(lambda i: losses.append(session.step(batches[i % 2]).loss),
                       warmup, iterations, min_seconds)
@@ -333,13 +333,26 @@ def _label(model: str) -> str:
     return "mnist" if model == MNIST_INI else model
 
 
+def parse_swap(spec: str) -> tuple[float, bool]:
+    """A ``--swap`` budget, "FRACTION" or "FRACTION:through", as (fraction, through)."""
+    fraction, _, mode = spec.partition(":")
+    try:
+        value = float(fraction)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or mode not in ("", "through"):
+        raise ValueError(f"--swap {spec!r}: give FRACTION[:through], a fraction of the lower "
+                         "bound above 0, e.g. 0.6 or 0.6:through")
+    return value, mode == "through"
+
+
 def _run_label(r: dict) -> str:
     """How ours ran: the offset planner, and the swap budget and file mode when swapping."""
     if not r.get("swap"):
         return r["planner"]
-    fraction, _, mode = r["swap"].partition(":")
-    return (f"{r['planner']} + belady, budget {float(fraction):g}x lower bound, "
-            f"{'through to disk' if mode == 'through' else 'page cache'}")
+    fraction, through = parse_swap(r["swap"])
+    return (f"{r['planner']} + belady, budget {fraction:g}x lower bound, "
+            f"{'through to disk' if through else 'page cache'}")
 
 
 def ratios(records: list[dict]) -> list[dict]:
@@ -420,7 +433,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=3600, help="seconds per worker")
     p.add_argument("--out", default="results/bench_runtime.json", help="JSON output")
     p.add_argument("--worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for spec in args.swap.split(",") if args.swap else []:
+        try:
+            parse_swap(spec)
+        except ValueError as exc:
+            p.error(str(exc))
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict:

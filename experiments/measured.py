@@ -95,6 +95,11 @@ def fit_measured(base: DeviceProfile, runs: Sequence[tuple[nx.DiGraph, Measureme
     return profile, fit, records
 
 
+def error_pct(predicted: float, measured: float) -> float:
+    """Predicted / measured − 1, in percent to two decimals (NaN when nothing was measured)."""
+    return round(100 * (predicted / measured - 1), 2) if measured else math.nan
+
+
 def compare(graph: nx.DiGraph, measurement: Measurement, device: DeviceProfile,
             order: str = "nntrainer") -> tuple[Timeline, dict]:
     """Simulate the plan the runtime ran and line up predicted and measured seconds."""
@@ -109,11 +114,9 @@ def compare(graph: nx.DiGraph, measurement: Measurement, device: DeviceProfile,
         "uninterrupted_s": round(s.uninterrupted_seconds, 6), "cpu_s": round(s.cpu_seconds, 6),
         "measured_min_s": round(min(s.iteration_seconds), 6),
         "measured_max_s": round(max(s.iteration_seconds), 6), "iterations": s.iterations,
-        "error_pct": round(100 * (predicted / measured - 1), 2) if measured else math.nan,
-        "error_uninterrupted_pct": round(100 * (predicted / s.uninterrupted_seconds - 1), 2)
-        if s.uninterrupted_seconds else math.nan,
-        "error_cpu_pct": round(100 * (predicted / s.cpu_seconds - 1), 2)
-        if s.cpu_seconds else math.nan,
+        "error_pct": error_pct(predicted, measured),
+        "error_uninterrupted_pct": error_pct(predicted, s.uninterrupted_seconds),
+        "error_cpu_pct": error_pct(predicted, s.cpu_seconds),
         "stall_s": round(s.stall_seconds, 6),
         "predicted_stall_s": round(tl.summary.stall_seconds, 6), "bytes_read": s.bytes_read,
         "predicted_bytes_read": tl.summary.bytes_read, "bytes_written": s.bytes_written,

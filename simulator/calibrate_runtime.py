@@ -38,7 +38,13 @@ import numpy as np
 import pandas as pd
 
 from planner.order import execution_order
-from simulator.device import OP_CLASSES, DeviceProfile, profile_document, profile_from_dict
+from simulator.device import (
+    OP_CLASSES,
+    DeviceProfile,
+    profile_document,
+    profile_from_dict,
+    roofline_seconds,
+)
 from simulator.simulate import graph_steps
 from simulator.units import quantity
 
@@ -134,9 +140,8 @@ def _solve(ops: pd.DataFrame, classes: Sequence[str], on_roof: np.ndarray, weigh
     row = float(x[len(classes)])
     over = float(x[-1]) if overhead else 0.0
     per_op = ops["op_class"].map(lambda c: rate.get(c, 0.0)).to_numpy(float)
-    pred = (np.maximum(ops["flops"].to_numpy(float) * per_op,
-                       ops["bytes_touched"].to_numpy(float) / bw)
-            + ops["gather_rows"].to_numpy(float) * row + over)
+    pred = roofline_seconds(ops["flops"].to_numpy(float), ops["bytes_touched"].to_numpy(float),
+                            ops["gather_rows"].to_numpy(float), per_op, bw, row, over)
     err = float(np.sum(((pred - ops["seconds"].to_numpy(float)) * weight) ** 2))
     return rate, row, over, err
 
@@ -174,11 +179,10 @@ def fit_runtime(samples: Sequence[pd.DataFrame], base: DeviceProfile, *, overhea
 
 def predicted_seconds(ops: pd.DataFrame, device: DeviceProfile) -> np.ndarray:
     """Each op's seconds on ``device`` (the simulator's formula)."""
-    eff = ops["op_class"].map(device.efficiency).to_numpy(float)
-    roof = np.maximum(ops["flops"].to_numpy(float) / (device.gemm_flops * eff),
-                      ops["bytes_touched"].to_numpy(float) / device.memory_bandwidth)
     rows = ops["gather_rows"].to_numpy(float) if "gather_rows" in ops else 0.0
-    return roof + rows * device.gather_row_s + device.op_overhead_s
+    return roofline_seconds(ops["flops"].to_numpy(float), ops["bytes_touched"].to_numpy(float),
+                            rows, ops["op_class"].map(device.seconds_per_flop).to_numpy(float),
+                            device.memory_bandwidth, device.gather_row_s, device.op_overhead_s)
 
 
 def model_errors(samples: Sequence[pd.DataFrame], base: DeviceProfile,

@@ -22,6 +22,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from planner.errors import UnknownName
 from simulator.errors import InvalidProfile
 from simulator.units import parse_quantity, quantity
@@ -37,6 +39,16 @@ _QUANTITIES = (
     ("storage.read_bandwidth", "bandwidth"), ("storage.write_bandwidth", "bandwidth"),
     ("storage.read_latency", "time"), ("storage.write_latency", "time"),
 )
+
+
+def roofline_seconds(flops, nbytes, gather_rows, seconds_per_flop, bandwidth, row_s,
+                     overhead_s):
+    """The simulator's time of ops, scalars or numpy arrays alike: the slower of arithmetic
+    (``flops × seconds_per_flop``) and memory traffic (``nbytes / bandwidth``), plus strided
+    window rows at ``row_s`` each and a fixed per-op overhead. The one formula the engine, the
+    runtime calibration and its fit share."""
+    return (np.maximum(flops * seconds_per_flop, nbytes / bandwidth)
+            + gather_rows * row_s + overhead_s)
 
 
 @dataclass(frozen=True)
@@ -79,13 +91,16 @@ class DeviceProfile:
         """Time of one write to storage: latency + bytes / bandwidth."""
         return self.write_latency_s + nbytes / self.write_bandwidth
 
+    def seconds_per_flop(self, op_class: str) -> float:
+        """The arithmetic time of one flop of ``op_class``: 1 / (GEMM rate × efficiency)."""
+        return 1.0 / (self.gemm_flops * self.efficiency[op_class])
+
     def op_seconds(self, flops: float, nbytes: float, op_class: str,
                    gather_rows: int = 0) -> float:
-        """Roofline time of one op: the slower of its arithmetic and its memory traffic, plus
-        its strided window rows and the device's fixed per-op overhead."""
-        rate = self.gemm_flops * self.efficiency[op_class]
-        return (max(flops / rate, nbytes / self.memory_bandwidth)
-                + gather_rows * self.gather_row_s + self.op_overhead_s)
+        """Time of one op (``roofline_seconds`` on this device)."""
+        return float(roofline_seconds(flops, nbytes, gather_rows, self.seconds_per_flop(op_class),
+                                      self.memory_bandwidth, self.gather_row_s,
+                                      self.op_overhead_s))
 
     def to_json(self) -> str:
         return json.dumps(self.document or profile_document(self), indent=2) + "\n"

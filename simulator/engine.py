@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.device import DeviceProfile
+from simulator.device import DeviceProfile, roofline_seconds
 from simulator.errors import InvalidSchedule
 
 KINDS = ("read", "write")
@@ -115,12 +115,14 @@ def step_seconds(steps: Sequence[Step], device: DeviceProfile) -> np.ndarray:
     if unknown:
         raise InvalidSchedule(f"op class(es) {', '.join(sorted(unknown))} have no efficiency in "
                               f"device {device.name!r}; valid: {', '.join(device.efficiency)}")
-    flops = np.fromiter((s.flops for s in steps), float, len(steps))
-    nbytes = np.fromiter((s.bytes_touched for s in steps), float, len(steps))
-    eff = np.fromiter((device.efficiency[s.op_class] for s in steps), float, len(steps))
-    rows = np.fromiter((s.gather_rows for s in steps), float, len(steps))
-    roof = np.maximum(flops / (device.gemm_flops * eff), nbytes / device.memory_bandwidth)
-    return roof + rows * device.gather_row_s + device.op_overhead_s
+    def column(values) -> np.ndarray:
+        return np.fromiter(values, float, len(steps))
+
+    return roofline_seconds(column(s.flops for s in steps),
+                            column(s.bytes_touched for s in steps),
+                            column(s.gather_rows for s in steps),
+                            column(device.seconds_per_flop(s.op_class) for s in steps),
+                            device.memory_bandwidth, device.gather_row_s, device.op_overhead_s)
 
 
 class _Streams:

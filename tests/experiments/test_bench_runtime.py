@@ -138,3 +138,10 @@ def test_ours_swapping_under_a_fraction_of_the_lower_bound(tmp_path):
     assert "0.9x lower bound" in label and "through to disk" in label
     assert bench._run_label(plain) == "greedy_size"
     assert len(bench.best_rounds(result["records"])) == 2
+
+
+@pytest.mark.parametrize("spec", ["abc", "0", "-0.5", "0.6:disk"])
+def test_a_malformed_swap_budget_is_refused_before_any_worker_runs(capsys, spec):
+    with pytest.raises(SystemExit):
+        bench.main(["--swap", spec, "--no-torch", "--no-mnist"])
+    assert "FRACTION[:through]" in capsys.readouterr().err
