@@ -43,6 +43,9 @@ def run_train(args: argparse.Namespace) -> dict:
 
     if args.resume and not args.checkpoint:
         raise TrainplanError("--resume needs --checkpoint PATH")
+    if args.swap_through and (args.budget is None or args.reference):
+        raise TrainplanError("--swap-through needs --budget BYTES (and no --reference): "
+                             "without a budget nothing is swapped")
     graph = graph_from_args(args)
     batch = graph.graph["batch"]
     if args.dataset == "digits":

@@ -9,8 +9,6 @@ import pytest
 
 from experiments.cli import main
 
-pytest.importorskip("sklearn", reason="the digits come with scikit-learn: pip install '.[data]'")
-
 TEN_EPOCHS = ["train", "--model", "lenet5", "--dataset", "digits", "--epochs", "10",
               "--seed", "0", "--no-progress", "--json"]
 
@@ -22,6 +20,8 @@ def train(capsys, *extra: str) -> dict:
 
 def test_lenet5_learns_the_digits_and_swapping_under_half_the_arena_changes_no_bit(
         capsys, tmp_path):
+    pytest.importorskip("sklearn", reason="the digits come with scikit-learn: "
+                        "pip install '.[data]'")
     plain = train(capsys)
     assert plain["test_accuracy"] >= 0.95 and plain["iterations"] == 440
     budget = plain["arena_bytes"] // 2
@@ -31,3 +31,10 @@ def test_lenet5_learns_the_digits_and_swapping_under_half_the_arena_changes_no_b
     assert swapped["test_accuracy"] == plain["test_accuracy"]
     reference = train(capsys, "--reference")
     assert reference["weights_sha256"] == plain["weights_sha256"]
+
+
+@pytest.mark.parametrize("extra", [[], ["--budget", "1MiB", "--reference"]])
+def test_swapping_through_without_a_budget_is_refused(capsys, extra):
+    assert main(["train", "--model", "mlp", "--dataset", "synthetic", "--iterations", "1",
+                 "--swap-through", *extra]) == 2
+    assert "--swap-through needs --budget" in capsys.readouterr().err
