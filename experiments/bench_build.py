@@ -1,6 +1,6 @@
 """Benchmark: build + execution order + lifespans for every zoo model at batch 32.
 
-    python -m experiments.bench_build [--batch 32] [--repeat 3] [--out results/bench_build.json]
+    python -m trainplan.experiments.bench_build [--batch 32] [--repeat 3] [--out results/bench_build.json]
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import time
 import pandas as pd
 from tqdm import tqdm
 
-from planner.build import build_training_graph
-from planner.fileio import write_json
-from planner.order import execution_order, lifespans, lower_bound, no_reuse_bytes
-from planner.zoo import MODELS, get_model
+from trainplan.planner.build import build_training_graph
+from trainplan.planner.fileio import write_json
+from trainplan.planner.order import execution_order, lifespans, lower_bound, no_reuse_bytes
+from trainplan.planner.zoo import MODELS, get_model
 
 
 def measure(name: str, batch: int, repeat: int) -> dict:

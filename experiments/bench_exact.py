@@ -1,6 +1,6 @@
 """Benchmark: how many tight problems (perfect packings) each planner fits in the time limit.
 
-    python -m experiments.bench_exact [--instances 50] [--time-limit 20]
+    python -m trainplan.experiments.bench_exact [--instances 50] [--time-limit 20]
         [--out results/bench_exact.json]
 
 Instance ``i`` is ``perfect_packing(n_i, seed=i)`` with ``n_i`` spread evenly over 150..450
@@ -22,10 +22,10 @@ import os
 import pandas as pd
 from tqdm import tqdm
 
-from planner.fileio import atomic_write_text
-from planner.offsets import run_planner
-from planner.perfect_packing import perfect_packing
-from planner.validate import validate_plan
+from trainplan.planner.fileio import atomic_write_text
+from trainplan.planner.offsets import run_planner
+from trainplan.planner.perfect_packing import perfect_packing
+from trainplan.planner.validate import validate_plan
 
 PLANNERS = ("exact", "cpsat", "greedy_size")
 

@@ -1,6 +1,6 @@
 """Time every greedy offset planner on large random problems and check each plan.
 
-    python -m experiments.bench_greedy [--n 10000] [--seed 0] [--out results/bench_greedy.json]
+    python -m trainplan.experiments.bench_greedy [--n 10000] [--seed 0] [--out results/bench_greedy.json]
 
 Writes one JSON record per planner (planner, n, seconds, arena, lower_bound, ratio, valid,
 violations) atomically and prints them as a table. It asserts nothing: a slow planner or an
@@ -15,10 +15,10 @@ import time
 import numpy as np
 import pandas as pd
 
-from planner.allocation import AllocationProblem, Buffer
-from planner.fileio import write_json
-from planner.offsets import PLANNERS, run_planner
-from planner.validate import validate_plan
+from trainplan.planner.allocation import AllocationProblem, Buffer
+from trainplan.planner.fileio import write_json
+from trainplan.planner.offsets import PLANNERS, run_planner
+from trainplan.planner.validate import validate_plan
 
 
 def random_problem(

@@ -1,6 +1,6 @@
 """Benchmark: every offset planner on every zoo model (batch 32), arena / lower bound.
 
-    python -m experiments.bench_planners [--batch 32] [--time-limit 60]
+    python -m trainplan.experiments.bench_planners [--batch 32] [--time-limit 60]
         [--out results/bench_planners.json]
 
 Writes one row per (model, planner) as JSON, and a pivot table (arena / lower bound, with
@@ -14,9 +14,9 @@ import os
 
 import pandas as pd
 
-from experiments.cmd_plan import compare_frame, save_frame
-from planner.offsets import PLANNERS
-from planner.zoo import MODELS
+from trainplan.experiments.cmd_plan import compare_frame, save_frame
+from trainplan.planner.offsets import PLANNERS
+from trainplan.planner.zoo import MODELS
 
 
 def pivot(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """Benchmark: does the simulator, on this host's runtime-calibrated profile, predict the numpy
 runtime's seconds per iteration on models it was not calibrated on?
 
-    python -m experiments.bench_predict [--profile host.json] [--models lenet5,resnet18_cifar]
+    python -m trainplan.experiments.bench_predict [--profile host.json] [--models lenet5,resnet18_cifar]
         [--calibration-models mlp,vgg16_cifar,mobilenetv2_cifar] [--batch 32] [--rounds 3]
         [--out results/bench_predict.json] [--figures docs/figures]
 
@@ -37,7 +37,7 @@ import time
 import networkx as nx
 import pandas as pd
 
-from experiments.measured import (
+from trainplan.experiments.measured import (
     CALIBRATION_MODELS,
     HELD_OUT_MODELS,
     build,
@@ -47,11 +47,11 @@ from experiments.measured import (
     load_note,
     measure_graph,
 )
-from experiments.plot_measured import plot_overlay
-from planner.fileio import atomic_write_text
-from runtime.measure import Measurement
-from simulator.calibrate import calibrate
-from simulator.device import DeviceProfile, load_device
+from trainplan.experiments.plot_measured import plot_overlay
+from trainplan.planner.fileio import atomic_write_text
+from trainplan.runtime.measure import Measurement
+from trainplan.simulator.calibrate import calibrate
+from trainplan.simulator.device import DeviceProfile, load_device
 
 TOLERANCE_PCT = 15.0
 TABLE = ["model", "predicted_s", "measured_s", "error_pct", "uninterrupted_s",

@@ -1,6 +1,6 @@
 """The numpy runtime side by side with PyTorch (CPU) and beside NNTrainer's own MNIST figures.
 
-    python -m experiments.bench_runtime [--models lenet5,resnet18_cifar,transformer]
+    python -m trainplan.experiments.bench_runtime [--models lenet5,resnet18_cifar,transformer]
                                         [--iterations N] [--out results/bench_runtime.json]
 
 Every measurement runs in a fresh worker process (``--worker ours|torch``), one at a time, so
@@ -126,11 +126,11 @@ def measure_ours(model: str, *, batch: int, planner: str, warmup: int, iteration
     graph's lower bound, the swap file through the page cache or through to storage."""
     import numpy as np
 
-    from planner.build import build_training_graph
-    from planner.order import execution_order, lifespans, lower_bound
-    from planner.zoo import get_model
-    from runtime.data import synthetic
-    from runtime.session import Session, SessionOptions
+    from trainplan.planner.build import build_training_graph
+    from trainplan.planner.order import execution_order, lifespans, lower_bound
+    from trainplan.planner.zoo import get_model
+    from trainplan.runtime.data import synthetic
+    from trainplan.runtime.session import Session, SessionOptions
 
     meter = PeakMeter()
     graph = build_training_graph(get_model(model, batch=batch))
@@ -178,10 +178,10 @@ def _torch_batches(spec, batch: int, seed: int) -> list[tuple]:
 
 def measure_torch(model: str, *, batch: int, threads: int, warmup: int, iterations: int,
                   min_seconds: float, seed: int = 0) -> dict:
-    """Train the PyTorch twin of ``model`` (experiments.torch_models), adam lr 1e-3."""
+    """Train the PyTorch twin of ``model`` (trainplan.experiments.torch_models), adam lr 1e-3."""
     import torch
 
-    from experiments.torch_models import TORCH_MODELS, adam, parameter_count
+    from trainplan.experiments.torch_models import TORCH_MODELS, adam, parameter_count
 
     torch.set_num_threads(threads)
     meter = PeakMeter()
@@ -295,7 +295,7 @@ def wait_quiet(max_seconds: float, threshold: float = 0.25, window: float = 2.0)
 def run_job(job: Job, args: argparse.Namespace) -> dict:
     """``job`` in a fresh interpreter; its record (with the cores other processes used
     meanwhile), or one that carries the error."""
-    cmd = [sys.executable, "-m", "experiments.bench_runtime", "--worker", job.framework,
+    cmd = [sys.executable, "-m", "trainplan.experiments.bench_runtime", "--worker", job.framework,
            "--models", job.model, "--batch", str(args.batch), "--threads", str(job.threads),
            "--warmup", str(args.warmup), "--iterations", str(args.iterations),
            "--min-seconds", str(args.min_seconds), "--planners", job.planner or "-"]
@@ -382,9 +382,9 @@ def ratios(records: list[dict]) -> list[dict]:
 def nntrainer_pool_bytes() -> int:
     """What ``trainplan plan --model MNIST_INI --nntrainer-compat --planner nntrainer_v1``
     prints as arena bytes: NNTrainer's weight pool plus tensor pool."""
-    from planner.build import build_training_graph
-    from planner.plan_graph import plan_graph
-    from planner.zoo import get_model
+    from trainplan.planner.build import build_training_graph
+    from trainplan.planner.plan_graph import plan_graph
+    from trainplan.planner.zoo import get_model
 
     graph = build_training_graph(get_model(os.path.join(ROOT, MNIST_INI)), compat=True)
     return plan_graph(graph, "nntrainer_v1").record()["arena_bytes"]
@@ -449,7 +449,7 @@ def main(argv: list[str] | None = None) -> dict:
     import pandas as pd
     from tqdm import tqdm
 
-    from planner.fileio import atomic_write_text
+    from trainplan.planner.fileio import atomic_write_text
 
     has_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
     if not args.no_torch and not has_torch:

@@ -1,6 +1,6 @@
 """Time the device simulator on 10,000-op iterations (target: under 1 s each).
 
-    python -m experiments.bench_simulate [--ops 10000] [--device raspberry-pi-4]
+    python -m trainplan.experiments.bench_simulate [--ops 10000] [--device raspberry-pi-4]
                                          [--out results/bench_simulate.json]
 
 Cases: the event engine alone on synthetic steps, without and with transfers (one eviction and
@@ -19,15 +19,15 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from planner.build import build_training_graph
-from planner.fileio import write_json
-from planner.graph import ops
-from planner.plan_graph import plan_graph, plan_graph_swap
-from planner.spec import LayerDef, ModelSpec
-from simulator.device import load_device
-from simulator.engine import Step, Transfer
-from simulator.simulate import simulate
-from simulator.timeline import simulate_events
+from trainplan.planner.build import build_training_graph
+from trainplan.planner.fileio import write_json
+from trainplan.planner.graph import ops
+from trainplan.planner.plan_graph import plan_graph, plan_graph_swap
+from trainplan.planner.spec import LayerDef, ModelSpec
+from trainplan.simulator.device import load_device
+from trainplan.simulator.engine import Step, Transfer
+from trainplan.simulator.simulate import simulate
+from trainplan.simulator.timeline import simulate_events
 
 
 def synthetic_steps(n: int, seed: int = 0) -> list[Step]:

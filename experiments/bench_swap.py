@@ -1,6 +1,6 @@
 """Benchmark: swap planners swept over RAM budgets, simulated on a UFS phone and a Raspberry Pi.
 
-    python -m experiments.bench_swap [--models resnet18,mobilenetv2,transformer] [--points 6]
+    python -m trainplan.experiments.bench_swap [--models resnet18,mobilenetv2,transformer] [--points 6]
         [--time-limit 10] [--out results/bench_swap.json]
 
 For every model (batch 32) the budget runs from the no-swap lower bound down to the minimum
@@ -18,17 +18,17 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from experiments.device_costs import swap_costs
-from experiments.plots import save_figure
-from planner.build import build_training_graph
-from planner.errors import Infeasible
-from planner.fileio import write_json
-from planner.order import execution_order, lifespans, lower_bound, no_reuse_bytes
-from planner.plan_graph import plan_graph, plan_graph_swap
-from planner.swap import SWAP_PLANNERS, graph_buffers
-from planner.swap.working_set import min_budget
-from planner.zoo import get_model
-from simulator.simulate import simulate
+from trainplan.experiments.device_costs import swap_costs
+from trainplan.experiments.plots import save_figure
+from trainplan.planner.build import build_training_graph
+from trainplan.planner.errors import Infeasible
+from trainplan.planner.fileio import write_json
+from trainplan.planner.order import execution_order, lifespans, lower_bound, no_reuse_bytes
+from trainplan.planner.plan_graph import plan_graph, plan_graph_swap
+from trainplan.planner.swap import SWAP_PLANNERS, graph_buffers
+from trainplan.planner.swap.working_set import min_budget
+from trainplan.planner.zoo import get_model
+from trainplan.simulator.simulate import simulate
 
 DEVICES = ("phone-ufs31", "raspberry-pi-4")
 

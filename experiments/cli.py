@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from experiments import cmd_graph, cmd_plan, cmd_sim, cmd_train
-from experiments.output import emit
-from planner.errors import TrainplanError
+from trainplan.experiments import cmd_graph, cmd_plan, cmd_sim, cmd_train
+from trainplan.experiments.output import emit
+from trainplan.planner.errors import TrainplanError
 
 COMMAND_MODULES = [cmd_graph, cmd_plan, cmd_sim, cmd_train]
 

@@ -6,11 +6,11 @@ import argparse
 
 import networkx as nx
 
-from experiments.graph_options import add_graph_options, graph_from_args
-from planner.errors import TrainplanError
-from planner.fileio import atomic_write_text
-from planner.summary import graph_summary
-from planner.zoo import MODELS
+from trainplan.experiments.graph_options import add_graph_options, graph_from_args
+from trainplan.planner.errors import TrainplanError
+from trainplan.planner.fileio import atomic_write_text
+from trainplan.planner.summary import graph_summary
+from trainplan.planner.zoo import MODELS
 
 
 def register(sub) -> None:

@@ -7,15 +7,15 @@ import argparse
 import pandas as pd
 from tqdm import tqdm
 
-from experiments.graph_options import add_graph_options, add_swap_options, graph_from_args
-from experiments.output import write_frame
-from planner.allocation import AllocationProblem
-from planner.build import build_training_graph
-from planner.errors import TrainplanError, UnknownName
-from planner.offsets import PLANNERS, run_planner
-from planner.plan_graph import plan_graph, plan_graph_swap
-from planner.validate import validate_plan
-from planner.zoo import get_model
+from trainplan.experiments.graph_options import add_graph_options, add_swap_options, graph_from_args
+from trainplan.experiments.output import write_frame
+from trainplan.planner.allocation import AllocationProblem
+from trainplan.planner.build import build_training_graph
+from trainplan.planner.errors import TrainplanError, UnknownName
+from trainplan.planner.offsets import PLANNERS, run_planner
+from trainplan.planner.plan_graph import plan_graph, plan_graph_swap
+from trainplan.planner.validate import validate_plan
+from trainplan.planner.zoo import get_model
 
 
 def _search_options(p: argparse.ArgumentParser) -> None:
@@ -70,14 +70,14 @@ def run_plan(args: argparse.Namespace) -> dict:
     if args.time_limit is not None:
         options["time_limit"] = args.time_limit
     if args.device:
-        from experiments.device_costs import swap_costs
+        from trainplan.experiments.device_costs import swap_costs
         options.update(swap_costs(graph, args.device, args.order))
     plan = plan_graph_swap(graph, args.budget, swap=args.swap, planner=args.planner or "best",
                            order=args.order, **options)
     record = plan.record()
     record["estimated_stall_seconds"] = None
     if args.device:
-        from simulator.simulate import simulate
+        from trainplan.simulator.simulate import simulate
         summary = simulate(graph, plan, args.device, order=args.order).summary
         record["device"] = args.device
         record["estimated_stall_seconds"] = round(summary.stall_seconds, 6)
@@ -143,13 +143,13 @@ def run_compare(args: argparse.Namespace) -> None:
     if args.out:
         save_frame(frame, args.out)
     if args.plot:
-        from experiments.plot_compare import planner_curves, plot_compare
+        from trainplan.experiments.plot_compare import planner_curves, plot_compare
         plot_compare(planner_curves(pairs, args.order), args.plot)
 
 
 def save_frame(frame: pd.DataFrame, path: str) -> None:
     """Write a DataFrame atomically as CSV, Markdown or JSON, by the file's suffix."""
-    from planner.fileio import atomic_write_text
+    from trainplan.planner.fileio import atomic_write_text
     if path.endswith(".md"):
         text = frame.to_markdown(index=False) + "\n"
     elif path.endswith(".json"):

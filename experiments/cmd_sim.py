@@ -7,13 +7,13 @@ import os
 
 import networkx as nx
 
-from experiments.graph_options import add_graph_options, add_swap_options, graph_from_args
-from planner.errors import TrainplanError
-from planner.fileio import atomic_write_text
-from planner.plan_graph import plan_graph, plan_graph_swap
-from simulator.device import device_names, device_table, load_device
-from simulator.simulate import simulate
-from simulator.timeline import Timeline
+from trainplan.experiments.graph_options import add_graph_options, add_swap_options, graph_from_args
+from trainplan.planner.errors import TrainplanError
+from trainplan.planner.fileio import atomic_write_text
+from trainplan.planner.plan_graph import plan_graph, plan_graph_swap
+from trainplan.simulator.device import device_names, device_table, load_device
+from trainplan.simulator.simulate import simulate
+from trainplan.simulator.timeline import Timeline
 
 
 def _plan_options(p: argparse.ArgumentParser) -> None:
@@ -130,7 +130,7 @@ def run_simulate(args: argparse.Namespace) -> dict:
 
 
 def run_timeline(args: argparse.Namespace) -> dict:
-    from experiments.plots import plot_timeline
+    from trainplan.experiments.plots import plot_timeline
 
     if os.path.splitext(args.out)[1].lower() not in (".png", ".svg", ".pdf"):
         raise TrainplanError(f"--out {args.out!r}: use a .png, .svg or .pdf file name")
@@ -143,8 +143,8 @@ def run_timeline(args: argparse.Namespace) -> dict:
 
 def run_measured(args: argparse.Namespace) -> dict:
     """`timeline --measured`: the runtime on the same graph and plan, overlaid."""
-    from experiments.measured import overlay
-    from runtime.session import SessionOptions
+    from trainplan.experiments.measured import overlay
+    from trainplan.runtime.session import SessionOptions
 
     device = load_device(args.device)
     planner = args.planner or ("best" if args.budget else "nntrainer_v1")
@@ -159,7 +159,7 @@ def run_measured(args: argparse.Namespace) -> dict:
 
 
 def run_calibrate(args: argparse.Namespace) -> dict:
-    from simulator.calibrate import calibrate, profile_summary
+    from trainplan.simulator.calibrate import calibrate, profile_summary
 
     if args.base and not args.runtime:
         raise TrainplanError("--base goes with --runtime")
@@ -176,7 +176,7 @@ def run_calibrate(args: argparse.Namespace) -> dict:
 
 
 def _runtime_fit(args: argparse.Namespace, base):
-    from experiments.measured import CALIBRATION_MODELS, runtime_calibration
+    from trainplan.experiments.measured import CALIBRATION_MODELS, runtime_calibration
 
     models = args.models.split(",") if args.models else list(CALIBRATION_MODELS)
     profile, fit, records = runtime_calibration(

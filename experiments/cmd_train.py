@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from experiments.graph_options import add_graph_options, add_swap_options, graph_from_args
-from planner.errors import TrainplanError
+from trainplan.experiments.graph_options import add_graph_options, add_swap_options, graph_from_args
+from trainplan.planner.errors import TrainplanError
 
 
 def register(sub) -> None:
@@ -37,9 +37,9 @@ def register(sub) -> None:
 
 
 def run_train(args: argparse.Namespace) -> dict:
-    from runtime.data import digits, synthetic
-    from runtime.session import Session, SessionOptions
-    from runtime.train import train
+    from trainplan.runtime.data import digits, synthetic
+    from trainplan.runtime.session import Session, SessionOptions
+    from trainplan.runtime.train import train
 
     if args.resume and not args.checkpoint:
         raise TrainplanError("--resume needs --checkpoint PATH")

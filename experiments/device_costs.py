@@ -5,11 +5,11 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from planner.order import execution_order
-from planner.swap.stall_model import StorageModel
-from simulator.device import DeviceProfile, load_device
-from simulator.engine import step_seconds
-from simulator.simulate import graph_steps
+from trainplan.planner.order import execution_order
+from trainplan.planner.swap.stall_model import StorageModel
+from trainplan.simulator.device import DeviceProfile, load_device
+from trainplan.simulator.engine import step_seconds
+from trainplan.simulator.simulate import graph_steps
 
 
 def storage_model(device: DeviceProfile) -> StorageModel:

@@ -6,10 +6,10 @@ import argparse
 
 import networkx as nx
 
-from planner.build import build_training_graph
-from planner.errors import InvalidShape
-from planner.order import ORDERS
-from planner.zoo import get_model
+from trainplan.planner.build import build_training_graph
+from trainplan.planner.errors import InvalidShape
+from trainplan.planner.order import ORDERS
+from trainplan.planner.zoo import get_model
 
 
 def add_graph_options(parser: argparse.ArgumentParser, model_required: bool = True) -> None:

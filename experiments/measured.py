@@ -13,15 +13,15 @@ from collections.abc import Sequence
 import networkx as nx
 from tqdm import tqdm
 
-from planner.build import build_training_graph
-from planner.errors import TrainplanError
-from planner.zoo import get_model
-from runtime.measure import Measurement, measure
-from runtime.session import SessionOptions
-from simulator.calibrate_runtime import RuntimeFit, fit_runtime, op_times, with_fit
-from simulator.device import DeviceProfile
-from simulator.simulate import simulate
-from simulator.timeline import Timeline
+from trainplan.planner.build import build_training_graph
+from trainplan.planner.errors import TrainplanError
+from trainplan.planner.zoo import get_model
+from trainplan.runtime.measure import Measurement, measure
+from trainplan.runtime.session import SessionOptions
+from trainplan.simulator.calibrate_runtime import RuntimeFit, fit_runtime, op_times, with_fit
+from trainplan.simulator.device import DeviceProfile
+from trainplan.simulator.simulate import simulate
+from trainplan.simulator.timeline import Timeline
 
 # Calibration models cover the op classes of the held-out ones (dense and 3x3 convolutions,
 # fully connected layers, batch norm, activations, pooling, additions) without being them.
@@ -38,7 +38,7 @@ def measure_graph(graph: nx.DiGraph, options: SessionOptions | None = None, *,
                   warmup: int = 1, iterations: int = 3, min_seconds: float = 0.0,
                   max_iterations: int = 50, threads: int | None = 1,
                   progress: bool = True) -> Measurement:
-    """``runtime.measure.measure`` with a progress bar naming the model."""
+    """``trainplan.runtime.measure.measure`` with a progress bar naming the model."""
     name = graph.graph.get("model", "model")
     with tqdm(desc=f"measuring {name}", unit="it", disable=not progress, leave=False) as bar:
         def tick(i: int, seconds: float) -> None:
@@ -131,7 +131,7 @@ def overlay(graph: nx.DiGraph, options: SessionOptions, device: DeviceProfile, o
             threads: int | None = 1, progress: bool = True) -> dict:
     """Run the runtime on synthetic data, simulate the plan it ran on ``device`` and draw the
     overlay to ``out``; returns the comparison record."""
-    from experiments.plot_measured import plot_overlay
+    from trainplan.experiments.plot_measured import plot_overlay
 
     m = measure_graph(graph, options, warmup=warmup, iterations=iterations,
                       min_seconds=min_seconds, threads=threads, progress=progress)

@@ -16,9 +16,9 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from experiments.plots import _COMMAS, MIB, save_figure
-from planner.order import execution_order, lifespans, live_bytes
-from planner.plan_graph import GraphPlan
+from trainplan.experiments.plots import _COMMAS, MIB, save_figure
+from trainplan.planner.order import execution_order, lifespans, live_bytes
+from trainplan.planner.plan_graph import GraphPlan
 
 
 def planner_curves(pairs: Iterable[tuple[nx.DiGraph, GraphPlan]],

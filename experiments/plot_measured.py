@@ -1,7 +1,7 @@
 """Predicted against measured: one figure overlaying a simulated iteration and a measured one.
 
 Drawn from a Timeline (the prediction) and a DataFrame of measured events with the simulator's
-columns and an ``iteration`` column (``runtime.measure``: every recorded iteration). Left, per
+columns and an ``iteration`` column (``trainplan.runtime.measure``: every recorded iteration). Left, per
 EO: the time of each op, predicted (bars, coloured by step) and measured (dots: the median over
 the recorded iterations; whiskers: their fastest and slowest), on a log scale; under it the
 cumulative time over the iteration, predicted, measured (per-EO medians) and the measured
@@ -18,8 +18,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from experiments.plots import STEP_COLORS, save_figure
-from simulator.timeline import Timeline
+from trainplan.experiments.plots import STEP_COLORS, save_figure
+from trainplan.simulator.timeline import Timeline
 
 PREDICTED, MEASURED = "#4c72b0", "#111111"
 

@@ -19,10 +19,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from planner.errors import TrainplanError
-from planner.fileio import atomic_write_bytes
-from planner.graph import ROLES, STEPS
-from simulator.timeline import LIVE, Timeline
+from trainplan.planner.errors import TrainplanError
+from trainplan.planner.fileio import atomic_write_bytes
+from trainplan.planner.graph import ROLES, STEPS
+from trainplan.simulator.timeline import LIVE, Timeline
 
 MIB = 2**20
 FORMATS = ("png", "svg", "pdf")

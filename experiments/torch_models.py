@@ -1,6 +1,6 @@
 """The zoo's lenet5, resnet18_cifar and transformer written in PyTorch, layer for layer.
 
-Used by ``experiments.bench_runtime`` to train the same model side by side with the numpy
+Used by ``trainplan.experiments.bench_runtime`` to train the same model side by side with the numpy
 runtime. Each builder mirrors planner/zoo: the same layer sizes, activations (ReLU, GELU in its
 tanh form as runtime/kernels/elementwise.py computes it), max pooling, conv bias flags, batch
 and layer norm with NNTrainer's epsilon 1e-3 and running-statistics momentum (0.99 there, 0.01

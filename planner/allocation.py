@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from planner.errors import InvalidProblem
-from planner.fileio import atomic_write_text
+from trainplan.planner.errors import InvalidProblem
+from trainplan.planner.fileio import atomic_write_text
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from planner.build_inplace import decide_inplace
-from planner.errors import UnknownName
-from planner.graph import add_op, add_tensor, check_graph, new_graph
-from planner.layers import LAYERS
-from planner.layers.base import AG, CD, CG, F, LayerSpec, Realised
-from planner.optimizers import OPTIMIZER_FLOPS, optimizer_states
-from planner.spec import LayerDef, ModelSpec, check_batch, is_graph_input, resolve, split_ref
+from trainplan.planner.build_inplace import decide_inplace
+from trainplan.planner.errors import UnknownName
+from trainplan.planner.graph import add_op, add_tensor, check_graph, new_graph
+from trainplan.planner.layers import LAYERS
+from trainplan.planner.layers.base import AG, CD, CG, F, LayerSpec, Realised
+from trainplan.planner.optimizers import OPTIMIZER_FLOPS, optimizer_states
+from trainplan.planner.spec import LayerDef, ModelSpec, check_batch, is_graph_input, resolve, split_ref
 
 # Layer types whose inputs NNTrainer keeps for forward only.
 _COMPAT_FORWARD_ONLY_INPUTS = {"activation", "multiout", "batch_normalization",

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 
 import networkx as nx
 
-from planner.errors import InvalidGraph
+from trainplan.planner.errors import InvalidGraph
 
 STEPS = ("forward", "calc_gradient", "calc_derivative", "apply_gradient")
 ROLES = (

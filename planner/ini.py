@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from planner.errors import InvalidModelFile
-from planner.spec import LayerDef, ModelSpec
+from trainplan.planner.errors import InvalidModelFile
+from trainplan.planner.spec import LayerDef, ModelSpec
 
 MODEL_KEYS = {
     "type", "loss", "batch_size", "epochs", "save_path", "memory_optimization",

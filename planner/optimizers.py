@@ -1,6 +1,6 @@
 """Optimizers and the state tensors each keeps per trainable weight."""
 
-from planner.errors import UnknownName
+from trainplan.planner.errors import UnknownName
 
 OPTIMIZER_STATES: dict[str, tuple[str, ...]] = {
     "sgd": (),

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from planner.errors import UnknownName
-from planner.graph import alias_root, ops, tensors
-from planner.layers.base import AG, CD, CG, F
+from trainplan.planner.errors import UnknownName
+from trainplan.planner.graph import alias_root, ops, tensors
+from trainplan.planner.layers.base import AG, CD, CG, F
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ Every time step has exactly ``capacity`` bytes live, so ``lower_bound() == capac
 simulated offsets (kept in ``problem.meta["offsets"]``) are a plan of height ``capacity``: the
 optimum is known. With the defaults (150-450 buffers, 128 granules, about n/5 live at once)
 greedy_size lands 5-16 % above it and plain CP-SAT rarely closes the gap in 20 s
-(``experiments.bench_exact``). Fewer buffers live at once (``live`` of 8-16 with 300 buffers)
+(``trainplan.experiments.bench_exact``). Fewer buffers live at once (``live`` of 8-16 with 300 buffers)
 make much harder instances: greedy lands 10-45 % above, and the exact search too fails on most.
 
 >>> p = perfect_packing(40, capacity=4096, seed=1)
@@ -28,8 +28,8 @@ import itertools
 
 import numpy as np
 
-from planner.allocation import AllocationProblem, Buffer
-from planner.errors import InvalidProblem
+from trainplan.planner.allocation import AllocationProblem, Buffer
+from trainplan.planner.errors import InvalidProblem
 
 _Live = tuple[int, int, int]  # (offset, size, start time) of a live simulated buffer
 

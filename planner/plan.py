@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from planner.fileio import atomic_write_text
+from trainplan.planner.fileio import atomic_write_text
 
 
 @dataclass(frozen=True)

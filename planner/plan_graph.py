@@ -10,15 +10,15 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from planner.offsets import run_planner
-from planner.order import execution_order, lifespans, lower_bound
-from planner.plan import Plan
-from planner.problems import graph_problems
-from planner.swap.arena import SwapArena, plan_swap_arena
-from planner.swap.uses import buffer_uses
-from planner.swap.working_set import min_budget
-from planner.validate import validate_plan
-from planner.validate_swap import validate_swap
+from trainplan.planner.offsets import run_planner
+from trainplan.planner.order import execution_order, lifespans, lower_bound
+from trainplan.planner.plan import Plan
+from trainplan.planner.problems import graph_problems
+from trainplan.planner.swap.arena import SwapArena, plan_swap_arena
+from trainplan.planner.swap.uses import buffer_uses
+from trainplan.planner.swap.working_set import min_budget
+from trainplan.planner.validate import validate_plan
+from trainplan.planner.validate_swap import validate_swap
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import networkx as nx
 
-from planner.allocation import AllocationProblem, Buffer
-from planner.order import ExecutionOrder, Lifespan, execution_order, lifespans
+from trainplan.planner.allocation import AllocationProblem, Buffer
+from trainplan.planner.order import ExecutionOrder, Lifespan, execution_order, lifespans
 
 
 def problem_from_lifespans(spans: dict[str, Lifespan], pool: str = "tensor",

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, replace
 
 import networkx as nx
 
-from planner.errors import InvalidGraph, InvalidShape, UnknownName
-from planner.layers import LAYERS
+from trainplan.planner.errors import InvalidGraph, InvalidShape, UnknownName
+from trainplan.planner.layers import LAYERS
 
 
 @dataclass(frozen=True)

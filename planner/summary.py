@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import networkx as nx
 
-from planner.graph import ops, tensors
-from planner.order import ExecutionOrder, execution_order, lifespans, lower_bound, no_reuse_bytes
+from trainplan.planner.graph import ops, tensors
+from trainplan.planner.order import ExecutionOrder, execution_order, lifespans, lower_bound, no_reuse_bytes
 
 
 def parameter_count(graph: nx.DiGraph) -> int:

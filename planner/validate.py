@@ -9,8 +9,8 @@ alignment, ``offset + size <= plan.arena_bytes``, ``arena_bytes`` is exactly the
 use (0 for an empty problem), at most the capacity when there is one and at least the lower
 bound, and no two buffers whose ``[start, end)`` intervals overlap share a byte.
 
->>> from planner.allocation import AllocationProblem, Buffer
->>> from planner.plan import Plan
+>>> from trainplan.planner.allocation import AllocationProblem, Buffer
+>>> from trainplan.planner.plan import Plan
 >>> p = AllocationProblem((Buffer("a", 0, 2, 4), Buffer("b", 1, 3, 4), Buffer("c", 2, 4, 4)))
 >>> validate_plan(p, Plan("hand", {"a": 0, "b": 4, "c": 0}, 8, p.lower_bound()))
 []
@@ -26,9 +26,9 @@ from __future__ import annotations
 import bisect
 import numbers
 
-from planner.allocation import AllocationProblem, Buffer
-from planner.errors import PlanError
-from planner.plan import Plan
+from trainplan.planner.allocation import AllocationProblem, Buffer
+from trainplan.planner.errors import PlanError
+from trainplan.planner.plan import Plan
 
 MAX_OVERLAPS = 100  # overlapping pairs listed before the list is cut short
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from planner.swap.schedule import SwapSchedule
-from planner.swap.uses import BufferUses
+from trainplan.planner.swap.schedule import SwapSchedule
+from trainplan.planner.swap.uses import BufferUses
 
 
 def validate_swap(buffers: dict[str, BufferUses], schedule: SwapSchedule) -> list[str]:

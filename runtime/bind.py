@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from planner.build import grad_name, out_name
-from planner.spec import split_ref
+from trainplan.planner.build import grad_name, out_name
+from trainplan.planner.spec import split_ref
 
 
 @dataclass

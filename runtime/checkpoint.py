@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 
-from planner.errors import TrainplanError
-from planner.fileio import atomic_write_bytes
+from trainplan.planner.errors import TrainplanError
+from trainplan.planner.fileio import atomic_write_bytes
 
 
 class CheckpointError(TrainplanError):

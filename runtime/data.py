@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from planner.errors import TrainplanError
+from trainplan.planner.errors import TrainplanError
 
 
 class DataError(TrainplanError):

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from planner.graph import STEPS
-from planner.order import ExecutionOrder
-from runtime.bind import Binding, bind, layer_tensors
-from runtime.kernels import KERNELS
-from runtime.kernels.base import LayerCtx
-from runtime.optimizers import Hyper, apply_gradient
+from trainplan.planner.graph import STEPS
+from trainplan.planner.order import ExecutionOrder
+from trainplan.runtime.bind import Binding, bind, layer_tensors
+from trainplan.runtime.kernels import KERNELS
+from trainplan.runtime.kernels.base import LayerCtx
+from trainplan.runtime.optimizers import Hyper, apply_gradient
 
 
 class RuntimeFailure(RuntimeError):

@@ -14,7 +14,7 @@ import math
 import networkx as nx
 import numpy as np
 
-from planner.graph import DTYPE_BYTES, alias_root, tensors
+from trainplan.planner.graph import DTYPE_BYTES, alias_root, tensors
 
 ALIGN = 64
 

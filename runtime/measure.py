@@ -37,9 +37,9 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from planner.errors import TrainplanError
-from runtime.data import synthetic
-from runtime.session import Session, SessionOptions
+from trainplan.planner.errors import TrainplanError
+from trainplan.runtime.data import synthetic
+from trainplan.runtime.session import Session, SessionOptions
 
 EVENT_COLUMNS = ["iteration", "eo", "step", "layer", "op", "start_s", "end_s", "stall_s",
                  "resident_bytes", "bytes_read", "bytes_written", "cpu_s"]

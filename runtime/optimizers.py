@@ -1,7 +1,7 @@
 """Optimizers updating a weight and its state tensors in place (the apply_gradient step).
 
 One registry ``OPTIMIZERS[name] -> update(weight, grad, states, hyper, step)``; the state names
-are planner.optimizers.OPTIMIZER_STATES'. Updates run over bounded slices (runtime.kernels.base
+are trainplan.planner.optimizers.OPTIMIZER_STATES'. Updates run over bounded slices (trainplan.runtime.kernels.base
 ``chunks``), so temporaries stay small whatever the weight's size; ``step`` counts from 1.
 
 - sgd: w -= lr · g
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.optimizers import optimizer_states
-from runtime.kernels.base import chunks, flat
+from trainplan.planner.optimizers import optimizer_states
+from trainplan.runtime.kernels.base import chunks, flat
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from planner.order import execution_order, lifespans
-from planner.plan_graph import plan_graph, plan_graph_swap
-from runtime.engine import Executor, StepResult
-from runtime.init import initial_value
-from runtime.layout import ALIGN, planned_layout, reference_layout
-from runtime.optimizers import Hyper
-from runtime.swap_layout import SwapController, SwapLayout
-from runtime.swapio import SwapFile
+from trainplan.planner.order import execution_order, lifespans
+from trainplan.planner.plan_graph import plan_graph, plan_graph_swap
+from trainplan.runtime.engine import Executor, StepResult
+from trainplan.runtime.init import initial_value
+from trainplan.runtime.layout import ALIGN, planned_layout, reference_layout
+from trainplan.runtime.optimizers import Hyper
+from trainplan.runtime.swap_layout import SwapController, SwapLayout
+from trainplan.runtime.swapio import SwapFile
 
 
 @dataclass(frozen=True)

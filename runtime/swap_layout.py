@@ -12,11 +12,11 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from planner.graph import alias_root, tensors
-from planner.swap.arena import piece_id
-from planner.swap.schedule import SwapSchedule
-from runtime.layout import ALIGN, aligned_bytes, tensor_view
-from runtime.swapio import SwapFile, Ticket
+from trainplan.planner.graph import alias_root, tensors
+from trainplan.planner.swap.arena import piece_id
+from trainplan.planner.swap.schedule import SwapSchedule
+from trainplan.runtime.layout import ALIGN, aligned_bytes, tensor_view
+from trainplan.runtime.swapio import SwapFile, Ticket
 
 
 class SwapLayout:

@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from planner.errors import TrainplanError
+from trainplan.planner.errors import TrainplanError
 
 
 class SwapIOError(TrainplanError):

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from runtime.data import Dataset
-from runtime.session import Session
+from trainplan.runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from trainplan.runtime.data import Dataset
+from trainplan.runtime.session import Session
 
 
 @dataclass

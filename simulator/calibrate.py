@@ -22,8 +22,8 @@ import numpy as np
 import psutil
 from tqdm import tqdm
 
-from simulator.device import SCHEMA, DeviceProfile, profile_from_dict
-from simulator.units import quantity
+from trainplan.simulator.device import SCHEMA, DeviceProfile, profile_from_dict
+from trainplan.simulator.units import quantity
 
 CHUNK = 8 * 2**20
 PAGE = 4096

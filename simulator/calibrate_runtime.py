@@ -4,7 +4,7 @@
 only a fraction of that GEMM rate, a different fraction per op class, pays a start-up per row of
 its strided window copies (im2col, col2im, pooling taps: short rows on small feature maps) and
 a fixed Python dispatch cost per op. This module fits those to op times the runtime measured on
-calibration models (``runtime.measure`` gives them; experiments/ runs it, since the simulator
+calibration models (``trainplan.runtime.measure`` gives them; experiments/ runs it, since the simulator
 does not import the runtime). The model is the simulator's own:
 ``seconds = max(flops · a[class], bytes / memory bandwidth) + rows · row + overhead`` with
 ``a[class] = 1 / (GEMM FLOP/s × efficiency[class])``. Which ops sit on the memory roof depends
@@ -13,7 +13,7 @@ row cost and the overhead, solved by non-negative least squares; then every op's
 re-decided. Residuals are divided by their model's measured iteration time, so every
 calibration model weighs the same whatever its size.
 
->>> from simulator.device import load_device
+>>> from trainplan.simulator.device import load_device
 >>> pi = load_device("raspberry-pi-4")
 >>> ops = pd.DataFrame({"op_class": ["gemm", "gemm", "conv", "conv", "elementwise"],
 ...                     "flops": [8e9, 8e8, 4.8e9, 4.8e9, 2e6], "bytes_touched": [0] * 5,
@@ -37,16 +37,16 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from planner.order import execution_order
-from simulator.device import (
+from trainplan.planner.order import execution_order
+from trainplan.simulator.device import (
     OP_CLASSES,
     DeviceProfile,
     profile_document,
     profile_from_dict,
     roofline_seconds,
 )
-from simulator.simulate import graph_steps
-from simulator.units import quantity
+from trainplan.simulator.simulate import graph_steps
+from trainplan.simulator.units import quantity
 
 # The flops a class needs in the data, as a fraction of all, before its efficiency is fitted.
 MIN_SHARE = 1e-4

@@ -13,7 +13,7 @@ error naming the field. Adding a device is adding a file; no code changes.
 >>> load_device("pi5")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-planner.errors.UnknownName: unknown device 'pi5'; valid: emmc51-tv-board, jetson-tx2, ...
+trainplan.planner.errors.UnknownName: unknown device 'pi5'; valid: emmc51-tv-board, jetson-tx2, ...
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from planner.errors import UnknownName
-from simulator.errors import InvalidProfile
-from simulator.units import parse_quantity, quantity
+from trainplan.planner.errors import UnknownName
+from trainplan.simulator.errors import InvalidProfile
+from trainplan.simulator.units import parse_quantity, quantity
 
 PROFILE_DIR = os.path.join(os.path.dirname(__file__), "profiles")
 SCHEMA = "trainplan-device/1"

@@ -17,7 +17,7 @@ channel when the device says reads and writes share it (SD, eMMC), a read and a 
 otherwise (UFS). State (channels, valid copies) carries over between iterations; a read may be
 issued in the previous iteration with a negative ``issue_eo``.
 
->>> from simulator.device import load_device
+>>> from trainplan.simulator.device import load_device
 >>> pi = load_device("raspberry-pi-4")
 >>> run = run_engine([Step(0, flops=8e9), Step(1, reads=("w",))],
 ...                  [Transfer("w", "read", 91_000_000, issue_eo=0, deadline_eo=1)], pi)
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.device import DeviceProfile, roofline_seconds
-from simulator.errors import InvalidSchedule
+from trainplan.simulator.device import DeviceProfile, roofline_seconds
+from trainplan.simulator.errors import InvalidSchedule
 
 KINDS = ("read", "write")
 

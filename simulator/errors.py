@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from planner.errors import TrainplanError
+from trainplan.planner.errors import TrainplanError
 
 
 class InvalidProfile(TrainplanError):

@@ -9,9 +9,9 @@ no transfers. A plan made under a budget (``plan_graph_swap``) brings its own: i
 and prefetches become transfers, its one arena the resident curve (simulator/swap.py); other
 schedules plug in as ``transfers`` (and ``resident_intervals`` for the live-bytes curves).
 
->>> from planner.build import build_training_graph
->>> from planner.plan_graph import plan_graph
->>> from planner.zoo import get_model
+>>> from trainplan.planner.build import build_training_graph
+>>> from trainplan.planner.plan_graph import plan_graph
+>>> from trainplan.planner.zoo import get_model
 >>> g = build_training_graph(get_model("mlp", batch=4))
 >>> plan = plan_graph(g, "nntrainer_v1")
 >>> tl = simulate(g, plan, "raspberry-pi-4")
@@ -26,13 +26,13 @@ from collections.abc import Mapping, Sequence
 import networkx as nx
 import numpy as np
 
-from planner.layers.base import AG
-from planner.order import ExecutionOrder, Lifespan, execution_order, lifespans
-from simulator.device import DeviceProfile, load_device
-from simulator.engine import Step, Transfer
-from simulator.errors import InvalidPlan
-from simulator.swap import is_swap_plan, swap_inputs
-from simulator.timeline import Timeline, simulate_events
+from trainplan.planner.layers.base import AG
+from trainplan.planner.order import ExecutionOrder, Lifespan, execution_order, lifespans
+from trainplan.simulator.device import DeviceProfile, load_device
+from trainplan.simulator.engine import Step, Transfer
+from trainplan.simulator.errors import InvalidPlan
+from trainplan.simulator.swap import is_swap_plan, swap_inputs
+from trainplan.simulator.timeline import Timeline, simulate_events
 
 # op type -> op class of the device's efficiency table; apply_gradient steps are "optimizer"
 OP_TYPE_CLASS = {"fully_connected": "gemm", "multi_head_attention": "gemm", "lstm": "gemm",

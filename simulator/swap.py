@@ -1,6 +1,6 @@
 """Swap plans -> the engine's inputs: transfers, the resident curve and resident intervals.
 
-A plan made under a RAM budget (``planner.plan_graph.plan_graph_swap``) holds a swap schedule
+A plan made under a RAM budget (``trainplan.planner.plan_graph.plan_graph_swap``) holds a swap schedule
 (resident pieces per buffer, evictions, prefetches) and the offsets of every piece in one
 arena. An eviction that writes becomes a write transfer whose ``deadline_eo`` is the first EO
 at which another piece takes any of its bytes (next iteration's EOs count on past ``n_eo``), so
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.engine import Transfer
+from trainplan.simulator.engine import Transfer
 
 
 def is_swap_plan(plan) -> bool:

@@ -1,13 +1,13 @@
 """A Timeline: one row per simulated event (op), the transfers, bytes per EO, and a summary.
 
 ``simulate_events`` runs the engine on plain steps and transfers and assembles the Timeline;
-``simulator.simulate.simulate`` derives those steps from a training graph and its plan. Memory
+``trainplan.simulator.simulate.simulate`` derives those steps from a training graph and its plan. Memory
 columns come from the caller, per EO: ``resident`` (bytes the process holds; pages, once
 touched, stay resident) and ``live`` (bytes of live tensors per role or layer, for stacked
 plots). Plots and reports read only a Timeline.
 
->>> from simulator.device import load_device
->>> from simulator.engine import Step
+>>> from trainplan.simulator.device import load_device
+>>> from trainplan.simulator.engine import Step
 >>> tl = simulate_events([Step(0, flops=4e9), Step(1, flops=4e9)], [],
 ...                      load_device("raspberry-pi-4"), resident=[100, 300])
 >>> tl.summary.iteration_seconds, tl.summary.peak_resident_bytes, tl.summary.fits
@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from simulator.device import DeviceProfile
-from simulator.engine import EngineRun, Step, Transfer, run_engine
-from simulator.errors import InvalidSchedule
+from trainplan.simulator.device import DeviceProfile
+from trainplan.simulator.engine import EngineRun, Step, Transfer, run_engine
+from trainplan.simulator.errors import InvalidSchedule
 
 LIVE = "live:"  # prefix of the live-bytes columns (live:activation, live:weight, ...)
 TRANSFER_COLUMNS = ["iteration", "transfer", "tensor", "kind", "nbytes", "issue_eo",

@@ -12,14 +12,14 @@ of 1000 and binary ones (KiB, MiB, GiB) powers of 1024, as storage vendors and R
 ... # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-simulator.errors.InvalidProfile: storage.read_bandwidth: unknown unit 'MB/sec'; valid: B/s, ...
+trainplan.simulator.errors.InvalidProfile: storage.read_bandwidth: unknown unit 'MB/sec'; valid: B/s, ...
 """
 
 from __future__ import annotations
 
 import math
 
-from simulator.errors import InvalidProfile
+from trainplan.simulator.errors import InvalidProfile
 
 _SIZES = {"B": 1, "kB": 1e3, "KiB": 2**10, "MB": 1e6, "MiB": 2**20, "GB": 1e9, "GiB": 2**30,
           "TB": 1e12}

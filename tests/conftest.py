@@ -2,8 +2,8 @@
 
 import pytest
 
-from planner.build import build_training_graph
-from planner.spec import LayerDef, ModelSpec
+from trainplan.planner.build import build_training_graph
+from trainplan.planner.spec import LayerDef, ModelSpec
 
 
 def three_layer_mlp(optimizer: str = "sgd") -> ModelSpec:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from planner.errors import InvalidShape
+from trainplan.planner.errors import InvalidShape
 
 F, CG, CD, AG = "forward", "calc_gradient", "calc_derivative", "apply_gradient"
 

@@ -1,7 +1,7 @@
 """Convolution (grouped, dilated, so depthwise too) and pooling."""
 
-from planner.errors import InvalidShape
-from planner.layers.base import (
+from trainplan.planner.errors import InvalidShape
+from trainplan.planner.layers.base import (
     AG, CD, CG, F, Helper, LayerSpec, Realised, Weight, pair, positive, register,
 )
 

@@ -1,7 +1,7 @@
 """Input, fully-connected and embedding layers."""
 
-from planner.errors import InvalidShape
-from planner.layers.base import (
+from trainplan.planner.errors import InvalidShape
+from trainplan.planner.layers.base import (
     CD, CG, F, NON_RESTRICTING, LayerSpec, Realised, Weight, numel, positive, register,
 )
 

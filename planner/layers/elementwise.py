@@ -1,7 +1,7 @@
 """Activations, dropout, addition, concat, reshape/flatten, multiout and identity."""
 
-from planner.errors import InvalidShape
-from planner.layers.base import (
+from trainplan.planner.errors import InvalidShape
+from trainplan.planner.layers.base import (
     CD, F, NON_RESTRICTING, RESTRICTING, Helper, LayerSpec, Realised, numel, positive,
     register,
 )

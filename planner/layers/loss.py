@@ -4,7 +4,7 @@ A loss layer reads the label at forward (for the loss value) and at calc_derivat
 derivative needs either the softmax output (cross-entropy) or the prediction (mse).
 """
 
-from planner.layers.base import CD, F, LayerSpec, Realised, numel, register
+from trainplan.planner.layers.base import CD, F, LayerSpec, Realised, numel, register
 
 
 def realise_cross_softmax(inputs, props, compat):

@@ -4,7 +4,7 @@ The backward pass uses the normalised input and the inverse standard deviation s
 forward, not the input itself, which is what lets the output overwrite the input.
 """
 
-from planner.layers.base import (
+from trainplan.planner.layers.base import (
     CD, CG, F, NON_RESTRICTING, Helper, LayerSpec, Realised, Weight, numel, register,
 )
 

@@ -1,7 +1,7 @@
 """Multi-head attention and LSTM: the layers with the most saved state per step."""
 
-from planner.errors import InvalidShape
-from planner.layers.base import CD, CG, F, Helper, LayerSpec, Realised, Weight, positive, register
+from trainplan.planner.errors import InvalidShape
+from trainplan.planner.layers.base import CD, CG, F, Helper, LayerSpec, Realised, Weight, positive, register
 
 
 def realise_multi_head_attention(inputs, props, compat):

@@ -6,18 +6,18 @@ worker count) says so with ``searches=True`` and then receives those options fro
 ``run_planner``, which also rejects unknown names and impossible capacities at the door and
 times the call.
 
->>> from planner.allocation import AllocationProblem, Buffer
+>>> from trainplan.planner.allocation import AllocationProblem, Buffer
 >>> p = AllocationProblem((Buffer("a", 0, 2, 4), Buffer("b", 1, 3, 4), Buffer("c", 2, 4, 4)))
 >>> [run_planner(name, p).arena_bytes for name in ("basic", "greedy_size")]
 [12, 8]
 >>> run_planner("nope", p)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-planner.errors.UnknownName: unknown planner 'nope'; valid names: basic, best_fit, ...
+trainplan.planner.errors.UnknownName: unknown planner 'nope'; valid names: basic, best_fit, ...
 >>> run_planner("greedy_size", p.with_capacity(6))
 Traceback (most recent call last):
 ...
-planner.errors.Infeasible: infeasible: needs at least 8 bytes (the lower bound); capacity is 6
+trainplan.planner.errors.Infeasible: infeasible: needs at least 8 bytes (the lower bound); capacity is 6
 """
 
 from __future__ import annotations
@@ -27,15 +27,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from planner.allocation import AllocationProblem
-from planner.errors import Infeasible, UnknownName
-from planner.offsets.basic import plan_basic
-from planner.offsets.best_fit import plan_best_fit
-from planner.offsets.exact import plan_exact
-from planner.offsets.exact_cpsat import plan_cpsat
-from planner.offsets.greedy import plan_greedy_breadth, plan_greedy_size
-from planner.offsets.nntrainer import plan_nntrainer_v1, plan_nntrainer_v2, plan_nntrainer_v3
-from planner.plan import Plan
+from trainplan.planner.allocation import AllocationProblem
+from trainplan.planner.errors import Infeasible, UnknownName
+from trainplan.planner.offsets.basic import plan_basic
+from trainplan.planner.offsets.best_fit import plan_best_fit
+from trainplan.planner.offsets.exact import plan_exact
+from trainplan.planner.offsets.exact_cpsat import plan_cpsat
+from trainplan.planner.offsets.greedy import plan_greedy_breadth, plan_greedy_size
+from trainplan.planner.offsets.nntrainer import plan_nntrainer_v1, plan_nntrainer_v2, plan_nntrainer_v3
+from trainplan.planner.plan import Plan
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from planner.allocation import AllocationProblem
-from planner.plan import Plan
+from trainplan.planner.allocation import AllocationProblem
+from trainplan.planner.plan import Plan
 
 
 def align_up(offset: int, alignment: int) -> int:

@@ -10,7 +10,7 @@ from the end of the bytes below it, before alignment.
 Speed: placed buffers live in numpy arrays, so finding the overlapping ones is one vectorised
 mask over what is placed (O(n) in C per buffer) and the hole search is vectorised over them.
 
->>> from planner.allocation import Buffer
+>>> from trainplan.planner.allocation import Buffer
 >>> bufs = [Buffer("a", 0, 4, 4), Buffer("b", 0, 4, 4), Buffer("c", 0, 4, 8), Buffer("d", 1, 2, 4)]
 >>> place_best_fit(bufs, [2, 0, 1, 3])  # c at 0, a on top (8), b on top (12), d on top (16)
 [8, 12, 0, 16]
@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from planner.allocation import Buffer
+from trainplan.planner.allocation import Buffer
 
 _NO_FIT = np.iinfo(np.int64).max
 

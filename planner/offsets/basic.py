@@ -8,7 +8,7 @@ the sum of all sizes. It is the "no sharing" baseline every other planner is mea
 Our only addition is alignment, which NNTrainer does not have: an offset is rounded up to the
 buffer's alignment (the skipped bytes are padding). With alignment 1 the offsets are NNTrainer's.
 
->>> from planner.allocation import AllocationProblem, Buffer
+>>> from trainplan.planner.allocation import AllocationProblem, Buffer
 >>> p = AllocationProblem((Buffer("a", 0, 2, 5), Buffer("b", 1, 3, 4, alignment=4),
 ...                        Buffer("c", 2, 4, 3)))
 >>> plan = plan_basic(p)
@@ -18,9 +18,9 @@ buffer's alignment (the skipped bytes are padding). With alignment 1 the offsets
 
 from __future__ import annotations
 
-from planner.allocation import AllocationProblem
-from planner.offsets._common import align_up, greedy_plan
-from planner.plan import Plan
+from trainplan.planner.allocation import AllocationProblem
+from trainplan.planner.offsets._common import align_up, greedy_plan
+from trainplan.planner.plan import Plan
 
 
 def plan_basic(problem: AllocationProblem) -> Plan:

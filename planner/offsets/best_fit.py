@@ -7,7 +7,7 @@ already-placed buffers still alive at its start (lowest offset on a tie), else o
 buffers that start later, so it shows what planning ahead (greedy_size, exact) buys over a
 good run-time allocator; unlike NNTrainer's V3 it picks the best hole, not the first.
 
->>> from planner.allocation import AllocationProblem, Buffer
+>>> from trainplan.planner.allocation import AllocationProblem, Buffer
 >>> p = AllocationProblem((Buffer("h1", 0, 2, 8), Buffer("k1", 0, 6, 2), Buffer("h2", 1, 2, 4),
 ...                        Buffer("k2", 1, 6, 2), Buffer("x", 2, 6, 4)))
 >>> plan_best_fit(p).offsets  # at time 2, x takes the 4-byte hole at 10, not the 8 at 0
@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from planner.allocation import AllocationProblem
-from planner.offsets._common import greedy_plan
-from planner.offsets._place import place_best_fit
-from planner.plan import Plan
+from trainplan.planner.allocation import AllocationProblem
+from trainplan.planner.offsets._common import greedy_plan
+from trainplan.planner.offsets._place import place_best_fit
+from trainplan.planner.plan import Plan
 
 
 def plan_best_fit(problem: AllocationProblem) -> Plan:

@@ -23,10 +23,10 @@ How it works:
    only for proven-minimal plans.
 
 The search finds full packings (every time step exactly as full as the height, such as
-``planner.perfect_packing``) that CP-SAT misses; CP-SAT proves lower bounds on loosely packed
+``trainplan.planner.perfect_packing``) that CP-SAT misses; CP-SAT proves lower bounds on loosely packed
 problems faster than the search's exhaustive proofs. ``plan_cpsat`` keeps CP-SAT alone.
 
->>> from planner.allocation import AllocationProblem, Buffer
+>>> from trainplan.planner.allocation import AllocationProblem, Buffer
 >>> p = AllocationProblem((Buffer("a", 0, 2, 4), Buffer("b", 1, 3, 4), Buffer("c", 2, 4, 8)))
 >>> plan = plan_exact(p, time_limit=5)
 >>> plan.arena_bytes, plan.optimal, plan.status
@@ -43,11 +43,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.allocation import AllocationProblem
-from planner.offsets.exact_common import Scaled, greedy_warm_start, make_plan, scale, settled
-from planner.offsets.exact_cpsat import solve_cpsat
-from planner.offsets.exact_search import EXHAUSTED, FOUND, build_layout, decide
-from planner.plan import Plan
+from trainplan.planner.allocation import AllocationProblem
+from trainplan.planner.offsets.exact_common import Scaled, greedy_warm_start, make_plan, scale, settled
+from trainplan.planner.offsets.exact_cpsat import solve_cpsat
+from trainplan.planner.offsets.exact_search import EXHAUSTED, FOUND, build_layout, decide
+from trainplan.planner.plan import Plan
 
 if TYPE_CHECKING:  # OR-Tools is heavy: loaded where a solve needs it
     from ortools.sat.python import cp_model

@@ -4,7 +4,7 @@ Sizes and alignments are divided by a common unit ``g`` so that every canonical 
 buffer dropped onto the buffers below it, then rounded up to its alignment) stays on the ``g``
 grid: no optimum is lost and both CP-SAT and the search work on numbers ``g`` times smaller.
 
->>> from planner.allocation import AllocationProblem, Buffer
+>>> from trainplan.planner.allocation import AllocationProblem, Buffer
 >>> s = scale(AllocationProblem((Buffer("a", 0, 2, 2048), Buffer("b", 1, 3, 1024, 4096))))
 >>> s.unit, s.size.tolist(), s.align.tolist(), s.lower_bound, s.bound
 (1024, [2, 1], [1, 4], 3, 3)
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.allocation import AllocationProblem
-from planner.offsets.exact_layout import HEURISTICS, build_layout, preorder, section_bound
-from planner.plan import Plan
+from trainplan.planner.allocation import AllocationProblem
+from trainplan.planner.offsets.exact_layout import HEURISTICS, build_layout, preorder, section_bound
+from trainplan.planner.plan import Plan
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def compact(s: Scaled, offsets: dict[str, int]) -> np.ndarray:
 
 def greedy_warm_start(s: Scaled) -> tuple[np.ndarray, str]:
     """The lowest plan among every registered greedy planner (compacted) and a quick descent."""
-    from planner.offsets import PLANNERS  # local: the registry imports the exact planners
+    from trainplan.planner.offsets import PLANNERS  # local: the registry imports the exact planners
 
     best, name = descend(s), "descent"
     free = s.problem.with_capacity(None)

@@ -11,7 +11,7 @@ Without ``problem.capacity`` the peak is minimised; with it the model is the dec
 "fit within capacity". Plain CP-SAT does not scale to tight problems of a few hundred buffers;
 ``plan_exact`` adds a MiniMalloc-style search for those.
 
->>> from planner.allocation import AllocationProblem, Buffer
+>>> from trainplan.planner.allocation import AllocationProblem, Buffer
 >>> p = AllocationProblem((Buffer("a", 0, 2, 4), Buffer("b", 1, 3, 4), Buffer("c", 2, 4, 8)))
 >>> plan = plan_cpsat(p, time_limit=5)
 >>> plan.arena_bytes, plan.optimal, plan.status
@@ -26,9 +26,9 @@ import time
 
 import numpy as np
 
-from planner.allocation import AllocationProblem
-from planner.offsets.exact_common import Scaled, greedy_warm_start, make_plan, scale, settled
-from planner.plan import Plan
+from trainplan.planner.allocation import AllocationProblem
+from trainplan.planner.offsets.exact_common import Scaled, greedy_warm_start, make_plan, scale, settled
+from trainplan.planner.plan import Plan
 
 if TYPE_CHECKING:  # OR-Tools is heavy: loaded where a solve needs it
     from ortools.sat.python import cp_model

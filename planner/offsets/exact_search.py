@@ -58,7 +58,7 @@ import time
 
 import numpy as np
 
-from planner.offsets.exact_layout import HEURISTICS, Layout, build_layout, preorder, section_grid
+from trainplan.planner.offsets.exact_layout import HEURISTICS, Layout, build_layout, preorder, section_grid
 
 __all__ = ["ABORTED", "EXHAUSTED", "FOUND", "TIMEOUT", "build_layout", "decide"]
 

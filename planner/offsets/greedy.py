@@ -20,7 +20,7 @@ the smallest gap that holds the buffer, else go above all of them.
 Our time steps are the intervals between consecutive start/end times (the live set is constant
 on each), TFLite's are operator indices; with integer times the visiting order is the same.
 
->>> from planner.allocation import AllocationProblem, Buffer
+>>> from trainplan.planner.allocation import AllocationProblem, Buffer
 >>> p = AllocationProblem((Buffer("a", 0, 2, 4), Buffer("b", 1, 3, 8), Buffer("c", 2, 4, 4),
 ...                        Buffer("d", 3, 5, 8)))
 >>> plan_greedy_size(p).offsets, plan_greedy_size(p).arena_bytes
@@ -33,10 +33,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from planner.allocation import AllocationProblem
-from planner.offsets._common import greedy_plan
-from planner.offsets._place import place_best_fit
-from planner.plan import Plan
+from trainplan.planner.allocation import AllocationProblem
+from trainplan.planner.offsets._common import greedy_plan
+from trainplan.planner.offsets._place import place_best_fit
+from trainplan.planner.plan import Plan
 
 
 def plan_greedy_size(problem: AllocationProblem) -> Plan:

@@ -36,7 +36,7 @@ Differences, all of which vanish for NNTrainer's own inputs:
   valid layout ours returns the same one. ``nntrainer_clash_test=True`` replays NNTrainer's test.
 - A buffer is a weight gradient when ``kind`` is ``"gradient"`` or ``"wgrad"``.
 
->>> from planner.allocation import AllocationProblem, Buffer
+>>> from trainplan.planner.allocation import AllocationProblem, Buffer
 >>> p = AllocationProblem((Buffer("x", 0, 2, 8), Buffer("y", 1, 4, 4), Buffer("z", 2, 5, 6)))
 >>> plan_nntrainer_v1(p).offsets  # x expired under live y: not popped, and z is not x's size
 {'x': 0, 'y': 8, 'z': 12}
@@ -49,10 +49,10 @@ from __future__ import annotations
 import bisect
 import heapq
 
-from planner.allocation import AllocationProblem, Buffer
-from planner.offsets._common import align_up, greedy_plan
-from planner.offsets._stdsort import std_sort_order
-from planner.plan import Plan
+from trainplan.planner.allocation import AllocationProblem, Buffer
+from trainplan.planner.offsets._common import align_up, greedy_plan
+from trainplan.planner.offsets._stdsort import std_sort_order
+from trainplan.planner.plan import Plan
 
 WGRAD_KINDS = frozenset({"gradient", "wgrad"})
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass, replace
 
 import networkx as nx
 
-from planner.errors import Infeasible, UnknownName
-from planner.order import ExecutionOrder, execution_order, lifespans
-from planner.swap.belady import belady_gaps
-from planner.swap.lookahead import lookahead_gaps
-from planner.swap.schedule import SwapSchedule, build_schedule
-from planner.swap.uses import BufferUses, buffer_uses
-from planner.swap.working_set import min_budget
+from trainplan.planner.errors import Infeasible, UnknownName
+from trainplan.planner.order import ExecutionOrder, execution_order, lifespans
+from trainplan.planner.swap.belady import belady_gaps
+from trainplan.planner.swap.lookahead import lookahead_gaps
+from trainplan.planner.swap.schedule import SwapSchedule, build_schedule
+from trainplan.planner.swap.uses import BufferUses, buffer_uses
+from trainplan.planner.swap.working_set import min_budget
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def _belady(buffers, n_eo, budget, *, evict_all=False, early=True, **_):
 
 def _optimal(buffers, n_eo, budget, *, step_seconds=None, storage=None, time_limit=10.0, seed=0,
              workers=2, **_):
-    from planner.swap.optimal import SolvedGaps, optimal_gaps  # OR-Tools: loaded on first use
+    from trainplan.planner.swap.optimal import SolvedGaps, optimal_gaps  # OR-Tools: loaded on first use
     return SolvedGaps(*optimal_gaps(buffers, n_eo, budget, step_seconds=step_seconds,
                                     storage=storage, time_limit=time_limit, seed=seed,
                                     workers=workers))

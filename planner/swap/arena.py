@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from planner.allocation import AllocationProblem, Buffer
-from planner.errors import Infeasible
-from planner.offsets import run_planner
-from planner.plan import Plan
-from planner.swap import SwapSchedule, plan_swap
-from planner.swap.stall_model import estimate_stall
-from planner.swap.uses import BufferUses
-from planner.swap.working_set import min_budget
-from planner.validate import validate_plan
+from trainplan.planner.allocation import AllocationProblem, Buffer
+from trainplan.planner.errors import Infeasible
+from trainplan.planner.offsets import run_planner
+from trainplan.planner.plan import Plan
+from trainplan.planner.swap import SwapSchedule, plan_swap
+from trainplan.planner.swap.stall_model import estimate_stall
+from trainplan.planner.swap.uses import BufferUses
+from trainplan.planner.swap.working_set import min_budget
+from trainplan.planner.validate import validate_plan
 
 
 def piece_id(tensor: str, i: int) -> str:

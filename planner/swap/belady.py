@@ -14,11 +14,11 @@ import heapq
 
 import numpy as np
 
-from planner.errors import Infeasible
-from planner.swap.lookahead import lookahead_gaps
-from planner.swap.schedule import Gap
-from planner.swap.uses import BufferUses
-from planner.swap.working_set import min_budget
+from trainplan.planner.errors import Infeasible
+from trainplan.planner.swap.lookahead import lookahead_gaps
+from trainplan.planner.swap.schedule import Gap
+from trainplan.planner.swap.uses import BufferUses
+from trainplan.planner.swap.working_set import min_budget
 
 
 def belady_gaps(buffers: dict[str, BufferUses], n_eo: int, budget: int, *,
@@ -108,7 +108,7 @@ def _pop_victim(buffers, resident, heap, gaps, e: int, n_eo: int, busy: list) ->
 
 
 def _curve(buffers, gaps, n_eo) -> np.ndarray:
-    from planner.swap.schedule import build_schedule
+    from trainplan.planner.swap.schedule import build_schedule
     return build_schedule("belady", buffers, gaps, n_eo, 0).resident_curve()
 
 

@@ -9,8 +9,8 @@ infeasible and the error gives the peak (the minimum budget for that lookahead).
 
 from __future__ import annotations
 
-from planner.swap.schedule import Gap
-from planner.swap.uses import BufferUses
+from trainplan.planner.swap.schedule import Gap
+from trainplan.planner.swap.uses import BufferUses
 
 
 def lookahead_gaps(buffers: dict[str, BufferUses], n_eo: int, k: int = 1) -> list[Gap]:

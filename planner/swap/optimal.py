@@ -17,7 +17,7 @@ times the read, at most 24 EOs; writes of long gaps done before the window) and 
 large neighbourhoods only, without presolve; its bound is then the restricted model's
 (``bound_scope``), not one of the problem: a stall of 0 is the only proof there.
 
->>> from planner.swap.uses import BufferUses, Use
+>>> from trainplan.planner.swap.uses import BufferUses, Use
 >>> bufs = {"a": BufferUses("a", 100, "activation", 0, 4, (Use(0, False, True), Use(3, True, False)),
 ...                         False),
 ...         "b": BufferUses("b", 100, "activation", 1, 3, (Use(1, False, True), Use(2, True, False)),
@@ -36,10 +36,10 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from planner.errors import Infeasible, TrainplanError
-from planner.swap.belady import belady_gaps
-from planner.swap.lookahead import lookahead_gaps
-from planner.swap.optimal_data import (
+from trainplan.planner.errors import Infeasible, TrainplanError
+from trainplan.planner.swap.belady import belady_gaps
+from trainplan.planner.swap.lookahead import lookahead_gaps
+from trainplan.planner.swap.optimal_data import (
     Candidate,
     Units,
     candidates,
@@ -48,11 +48,11 @@ from planner.swap.optimal_data import (
     make_units,
     set_windows,
 )
-from planner.swap.optimal_model import SwapModel, add_hint, build_model, extract
-from planner.swap.schedule import Gap, SwapSchedule, build_schedule
-from planner.swap.stall_model import UFS_PHONE, StorageModel, default_steps, estimate_stall
-from planner.swap.uses import BufferUses
-from planner.swap.working_set import min_budget
+from trainplan.planner.swap.optimal_model import SwapModel, add_hint, build_model, extract
+from trainplan.planner.swap.schedule import Gap, SwapSchedule, build_schedule
+from trainplan.planner.swap.stall_model import UFS_PHONE, StorageModel, default_steps, estimate_stall
+from trainplan.planner.swap.uses import BufferUses
+from trainplan.planner.swap.working_set import min_budget
 
 _TOL = 1e-9  # seconds: float noise when comparing stalls
 _WIDEN = 8  # EOs a restricted window may grow to keep a warm start's earlier prefetch

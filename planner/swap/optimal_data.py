@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.swap.stall_model import Job, StorageModel, boundary_phase, compute_phase
-from planner.swap.uses import BufferUses
+from trainplan.planner.swap.stall_model import Job, StorageModel, boundary_phase, compute_phase
+from trainplan.planner.swap.uses import BufferUses
 
 
 @dataclass

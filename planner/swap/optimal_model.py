@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from ortools.sat.python import cp_model
 
-from planner.swap.optimal_data import Candidate, Units, model_jobs
-from planner.swap.schedule import Gap
-from planner.swap.stall_model import boundary_phase, compute_phase, edf
+from trainplan.planner.swap.optimal_data import Candidate, Units, model_jobs
+from trainplan.planner.swap.schedule import Gap
+from trainplan.planner.swap.stall_model import boundary_phase, compute_phase, edf
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from planner.swap.uses import BufferUses
+from trainplan.planner.swap.uses import BufferUses
 
 
 @dataclass(frozen=True)

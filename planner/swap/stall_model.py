@@ -35,7 +35,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-from planner.swap.schedule import SwapSchedule
+from trainplan.planner.swap.schedule import SwapSchedule
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from planner.order import ExecutionOrder, Lifespan
+from trainplan.planner.order import ExecutionOrder, Lifespan
 
 
 @dataclass(frozen=True)

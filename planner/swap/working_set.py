@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from planner.swap.uses import BufferUses
+from trainplan.planner.swap.uses import BufferUses
 
 
 def working_set_curve(buffers: dict[str, BufferUses], n_eo: int, window: int = 0) -> np.ndarray:

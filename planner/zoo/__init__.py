@@ -6,10 +6,10 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from planner.errors import UnknownModel
-from planner.spec import ModelSpec
-from planner.zoo.sequence import lstm_classifier, mlp, tacotron2_decoder, transformer
-from planner.zoo.vision import lenet5, mobilenetv2, resnet18, vgg16
+from trainplan.planner.errors import UnknownModel
+from trainplan.planner.spec import ModelSpec
+from trainplan.planner.zoo.sequence import lstm_classifier, mlp, tacotron2_decoder, transformer
+from trainplan.planner.zoo.vision import lenet5, mobilenetv2, resnet18, vgg16
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def get_model(name: str, *, batch: int | None = None, input_shape: tuple[int, ..
     if name.lower().endswith(".ini") or os.path.sep in name:
         if not os.path.exists(name):
             raise UnknownModel(f"model file {name!r} does not exist")
-        from planner.ini import load_ini
+        from trainplan.planner.ini import load_ini
         return load_ini(name, batch=batch)
     if name not in MODELS:
         raise UnknownModel(f"unknown model {name!r}; valid: {', '.join(MODELS)} "

@@ -3,7 +3,7 @@ the previous layer."""
 
 from __future__ import annotations
 
-from planner.spec import LayerDef, ModelSpec
+from trainplan.planner.spec import LayerDef, ModelSpec
 
 
 class Net:

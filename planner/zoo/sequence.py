@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from planner.spec import ModelSpec
-from planner.zoo.net import Net
+from trainplan.planner.spec import ModelSpec
+from trainplan.planner.zoo.net import Net
 
 
 def mlp(batch=32, input_shape=(784,), classes=10, hidden=(256, 128)) -> ModelSpec:

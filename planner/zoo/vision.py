@@ -6,8 +6,8 @@ MobileNetV2), so trainable parameter counts match the published ones exactly.
 
 from __future__ import annotations
 
-from planner.spec import ModelSpec
-from planner.zoo.net import Net
+from trainplan.planner.spec import ModelSpec
+from trainplan.planner.zoo.net import Net
 
 
 def lenet5(batch=32, input_shape=(1, 32, 32), classes=10) -> ModelSpec:

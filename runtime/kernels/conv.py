@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.layers.base import pair
-from planner.layers.conv import padding
-from runtime.kernels.base import KernelSpec, LayerCtx, chunks, flat, register, view
-from runtime.kernels.windows import Tap, col2im, im2col, taps
+from trainplan.planner.layers.base import pair
+from trainplan.planner.layers.conv import padding
+from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, chunks, flat, register, view
+from trainplan.runtime.kernels.windows import Tap, col2im, im2col, taps
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from runtime.kernels.base import (
+from trainplan.runtime.kernels.base import (
     KernelSpec, LayerCtx, chunks, copy_into, flat, register, rows, same_memory,
 )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.kernels.base import KernelSpec, LayerCtx, chunks, copy_into, register, rows
+from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, chunks, copy_into, register, rows
 
 
 def cross_softmax_forward(ctx: LayerCtx) -> float | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.kernels.base import KernelSpec, LayerCtx, chunks, flat, register, rows, view
+from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, chunks, flat, register, rows, view
 
 EPSILON = 1e-3
 MOMENTUM = 0.99

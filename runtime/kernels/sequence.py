@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.kernels.base import (
+from trainplan.runtime.kernels.base import (
     KernelError, KernelSpec, LayerCtx, matmul_acc, register, rows, view,
 )
-from runtime.kernels.elementwise import sigmoid
+from trainplan.runtime.kernels.elementwise import sigmoid
 
 
 def _needs_gradient_step(ctx: LayerCtx) -> None:

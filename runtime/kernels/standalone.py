@@ -4,7 +4,7 @@ Arrays nothing has written yet are filled with NaN (floats) or -7 (integers), so
 reads memory it should have written first shows it at once.
 
 >>> ctx = standalone_ctx("fully_connected", [(2, 3)], {"unit": 4})
->>> from runtime.kernels import KERNELS
+>>> from trainplan.runtime.kernels import KERNELS
 >>> KERNELS["fully_connected"].forward(ctx)
 >>> ctx.outputs[0].shape
 (2, 4)
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from planner.layers import LAYERS, Realised
-from runtime.kernels.base import LayerCtx, view
+from trainplan.planner.layers import LAYERS, Realised
+from trainplan.runtime.kernels.base import LayerCtx, view
 
 
 def _unwritten(shape, dtype) -> np.ndarray:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from experiments import bench_predict as bench
+from trainplan.experiments import bench_predict as bench
 
 
 def test_rounds_pool_every_iteration_against_one_prediction(tmp_path):

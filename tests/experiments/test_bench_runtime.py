@@ -10,10 +10,10 @@ import json
 
 import pytest
 
-from experiments import bench_runtime as bench
-from planner.build import build_training_graph
-from planner.summary import parameter_count
-from planner.zoo import get_model
+from trainplan.experiments import bench_runtime as bench
+from trainplan.planner.build import build_training_graph
+from trainplan.planner.summary import parameter_count
+from trainplan.planner.zoo import get_model
 
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                                  reason="torch is an optional extra: pip install 'trainplan[torch]'")
@@ -99,8 +99,8 @@ def test_nntrainer_pool_bytes_is_what_plan_prints():
 def test_torch_twin_has_our_parameter_count_and_output(model):
     import torch
 
-    from experiments.torch_models import TORCH_MODELS
-    from experiments.torch_models import parameter_count as torch_count
+    from trainplan.experiments.torch_models import TORCH_MODELS
+    from trainplan.experiments.torch_models import parameter_count as torch_count
 
     spec = TORCH_MODELS[model]()
     ours = build_training_graph(get_model(model, batch=1))

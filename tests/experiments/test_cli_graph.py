@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from experiments.cli import main
+from trainplan.experiments.cli import main
 
 
 def test_models_json(capsys):
@@ -30,7 +30,7 @@ def test_graph_export(tmp_path, capsys):
 
 
 def test_bad_input_exits_nonzero_without_traceback():
-    proc = subprocess.run([sys.executable, "-m", "experiments.cli", "graph", "--model",
+    proc = subprocess.run([sys.executable, "-m", "trainplan.experiments.cli", "graph", "--model",
                            "nosuch"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "unknown model 'nosuch'" in proc.stderr and "Traceback" not in proc.stderr

@@ -5,8 +5,8 @@ import os
 
 import pandas as pd
 
-from experiments.cli import main
-from planner.allocation import AllocationProblem
+from trainplan.experiments.cli import main
+from trainplan.planner.allocation import AllocationProblem
 
 MNIST = os.path.join(os.path.dirname(__file__), "..", "planner", "data", "ini", "mnist.ini")
 
@@ -74,10 +74,10 @@ def test_compare_unknown_planner_lists_valid_names(capsys):
 
 
 def test_plan_under_a_budget_swaps_to_fit(capsys):
-    from planner.build import build_training_graph
-    from planner.swap import graph_buffers
-    from planner.swap.working_set import min_budget
-    from planner.zoo import get_model
+    from trainplan.planner.build import build_training_graph
+    from trainplan.planner.swap import graph_buffers
+    from trainplan.planner.swap.working_set import min_budget
+    from trainplan.planner.zoo import get_model
     budget = int(1.1 * min_budget(*graph_buffers(build_training_graph(get_model("lenet5",
                                                                                   batch=8)))))
     code, out = run_json(capsys, ["plan", "--model", "lenet5", "--batch", "8", "--budget",
@@ -96,7 +96,7 @@ def test_budget_below_the_minimum_gives_the_minimum(capsys):
 
 
 def test_budget_units():
-    from experiments.graph_options import parse_bytes
+    from trainplan.experiments.graph_options import parse_bytes
     assert parse_bytes("64MiB") == 64 * 2**20
     assert parse_bytes("1.5GB") == 1_500_000_000
     assert parse_bytes("1000000") == 1_000_000

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from experiments.cli import main
-from simulator.device import PROFILE_DIR, device_names
+from trainplan.experiments.cli import main
+from trainplan.simulator.device import PROFILE_DIR, device_names
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from experiments.cli import main
+from trainplan.experiments.cli import main
 
 TEN_EPOCHS = ["train", "--model", "lenet5", "--dataset", "digits", "--epochs", "10",
               "--seed", "0", "--no-progress", "--json"]

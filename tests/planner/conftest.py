@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from planner.allocation import AllocationProblem, Buffer
+from trainplan.planner.allocation import AllocationProblem, Buffer
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 

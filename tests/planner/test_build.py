@@ -3,11 +3,11 @@
 import networkx as nx
 import pytest
 
-from planner.build import build_training_graph
-from planner.errors import InvalidGraph, InvalidShape, UnknownName
-from planner.graph import check_graph, tensors
-from planner.spec import LayerDef, ModelSpec
-from planner.zoo import get_model
+from trainplan.planner.build import build_training_graph
+from trainplan.planner.errors import InvalidGraph, InvalidShape, UnknownName
+from trainplan.planner.graph import check_graph, tensors
+from trainplan.planner.spec import LayerDef, ModelSpec
+from trainplan.planner.zoo import get_model
 
 
 def roles(graph, role):

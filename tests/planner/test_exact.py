@@ -10,15 +10,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planner.allocation import AllocationProblem, Buffer
-from planner.offsets import PLANNERS, run_planner
-from planner.offsets.exact import plan_exact
-from planner.offsets.exact_common import scale
-from planner.offsets.exact_cpsat import plan_cpsat
-from planner.offsets.exact_layout import build_layout, section_bound
-from planner.offsets.exact_search import EXHAUSTED, FOUND, decide
-from planner.perfect_packing import perfect_packing
-from planner.validate import validate_plan
+from trainplan.planner.allocation import AllocationProblem, Buffer
+from trainplan.planner.offsets import PLANNERS, run_planner
+from trainplan.planner.offsets.exact import plan_exact
+from trainplan.planner.offsets.exact_common import scale
+from trainplan.planner.offsets.exact_cpsat import plan_cpsat
+from trainplan.planner.offsets.exact_layout import build_layout, section_bound
+from trainplan.planner.offsets.exact_search import EXHAUSTED, FOUND, decide
+from trainplan.planner.perfect_packing import perfect_packing
+from trainplan.planner.validate import validate_plan
 
 GREEDY = [name for name, spec in PLANNERS.items() if not spec.searches]
 

@@ -9,15 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from experiments.bench_greedy import main as bench_main
-from experiments.bench_greedy import random_problem
-from planner.allocation import AllocationProblem, Buffer
-from planner.offsets import PLANNERS, run_planner
-from planner.offsets._common import align_up
-from planner.offsets._place import place_best_fit
-from planner.offsets.best_fit import plan_best_fit
-from planner.offsets.greedy import _range_min, plan_greedy_breadth, plan_greedy_size
-from planner.validate import check_plan
+from trainplan.experiments.bench_greedy import main as bench_main
+from trainplan.experiments.bench_greedy import random_problem
+from trainplan.planner.allocation import AllocationProblem, Buffer
+from trainplan.planner.offsets import PLANNERS, run_planner
+from trainplan.planner.offsets._common import align_up
+from trainplan.planner.offsets._place import place_best_fit
+from trainplan.planner.offsets.best_fit import plan_best_fit
+from trainplan.planner.offsets.greedy import _range_min, plan_greedy_breadth, plan_greedy_size
+from trainplan.planner.validate import check_plan
 
 
 def _problem(*rows) -> AllocationProblem:

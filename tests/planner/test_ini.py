@@ -1,13 +1,14 @@
 """NNTrainer INI model files: loading, bad input, and parity with NNTrainer's own requests."""
 
+import importlib
 import os
 
 import pytest
 
-from planner.build import build_training_graph
-from planner.errors import InvalidGraph, InvalidModelFile
-from planner.ini import parse_ini
-from planner.order import execution_order, lifespans
+from trainplan.planner.build import build_training_graph
+from trainplan.planner.errors import InvalidGraph, InvalidModelFile
+from trainplan.planner.ini import parse_ini
+from trainplan.planner.order import execution_order, lifespans
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "ini")
 
@@ -101,7 +102,7 @@ def _same_graph(a, b) -> bool:
     """Isomorphic training graphs (names aside) with the same buffers and lifespans."""
     import networkx as nx
 
-    from planner.order import execution_order as order
+    from trainplan.planner.order import execution_order as order
 
     def match(x, y):
         keys = ("kind", "role", "shape", "step", "op_type", "pool", "dtype")
@@ -115,12 +116,12 @@ def _same_graph(a, b) -> bool:
 
 
 @pytest.mark.parametrize("filename,builder", [
-    ("lenet5.ini", lambda: __import__("planner.zoo").zoo.get_model("lenet5")),
-    ("resnet_small.ini", lambda: __import__("planner.zoo.vision").zoo.vision.resnet18(
+    ("lenet5.ini", lambda: importlib.import_module("trainplan.planner.zoo").get_model("lenet5")),
+    ("resnet_small.ini", lambda: importlib.import_module("trainplan.planner.zoo.vision").resnet18(
         input_shape=(3, 32, 32), classes=10, blocks=(1, 1), widths=(64, 128))),
 ])
 def test_ini_gives_the_zoo_graph(filename, builder):
-    from planner.ini import load_ini
+    from trainplan.planner.ini import load_ini
     from_file = build_training_graph(load_ini(os.path.join(DATA, filename)))
     from_zoo = build_training_graph(builder())
     assert _same_graph(from_file, from_zoo)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
-from planner.allocation import AllocationProblem, Buffer
-from planner.offsets import run_planner
-from planner.offsets.basic import plan_basic
-from planner.offsets.nntrainer import plan_nntrainer_v1, plan_nntrainer_v2, plan_nntrainer_v3
-from planner.validate import check_plan, validate_plan
+from trainplan.planner.allocation import AllocationProblem, Buffer
+from trainplan.planner.offsets import run_planner
+from trainplan.planner.offsets.basic import plan_basic
+from trainplan.planner.offsets.nntrainer import plan_nntrainer_v1, plan_nntrainer_v2, plan_nntrainer_v3
+from trainplan.planner.validate import check_plan, validate_plan
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 

@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner.errors import InvalidProblem
-from planner.offsets import run_planner
-from planner.perfect_packing import perfect_packing
-from planner.plan import Plan
-from planner.validate import validate_plan
+from trainplan.planner.errors import InvalidProblem
+from trainplan.planner.offsets import run_planner
+from trainplan.planner.perfect_packing import perfect_packing
+from trainplan.planner.plan import Plan
+from trainplan.planner.validate import validate_plan
 
 
 def _generating_plan(problem) -> Plan:

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planner.allocation import AllocationProblem, Buffer
-from planner.offsets import PLANNERS, run_planner
-from planner.offsets.nntrainer import plan_nntrainer_v2
-from planner.validate import validate_plan
+from trainplan.planner.allocation import AllocationProblem, Buffer
+from trainplan.planner.offsets import PLANNERS, run_planner
+from trainplan.planner.offsets.nntrainer import plan_nntrainer_v2
+from trainplan.planner.validate import validate_plan
 
 GREEDY = [name for name, spec in PLANNERS.items() if not spec.searches]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from planner.allocation import AllocationProblem, Buffer
-from planner.errors import Infeasible, UnknownName
-from planner.offsets import PLANNERS, PlannerSpec, planner_names, run_planner
-from planner.offsets._common import greedy_plan
+from trainplan.planner.allocation import AllocationProblem, Buffer
+from trainplan.planner.errors import Infeasible, UnknownName
+from trainplan.planner.offsets import PLANNERS, PlannerSpec, planner_names, run_planner
+from trainplan.planner.offsets._common import greedy_plan
 
 P = AllocationProblem((Buffer("a", 0, 2, 4), Buffer("b", 1, 3, 4), Buffer("c", 2, 4, 4)))
 
@@ -26,7 +26,7 @@ def test_registry_lists_the_planners_with_descriptions():
     for name, spec in PLANNERS.items():
         assert spec.description and "\n" not in spec.description, name
         assert spec.function.__name__.startswith("plan_"), name
-        assert spec.function.__module__.startswith("planner.offsets.")
+        assert spec.function.__module__.startswith("trainplan.planner.offsets.")
 
 
 def test_unknown_name_lists_the_valid_ones():

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from planner.offsets import _stdsort
-from planner.offsets._stdsort import std_sort_order
+from trainplan.planner.offsets import _stdsort
+from trainplan.planner.offsets._stdsort import std_sort_order
 
 CPP = r"""
 #include <algorithm>

@@ -4,13 +4,13 @@ from dataclasses import replace
 
 import pytest
 
-from planner.build import build_training_graph
-from planner.errors import Infeasible, UnknownName
-from planner.order import execution_order, lifespans, lower_bound
-from planner.swap import graph_buffers, plan_swap
-from planner.swap.working_set import min_budget
-from planner.validate_swap import validate_swap
-from planner.zoo import get_model
+from trainplan.planner.build import build_training_graph
+from trainplan.planner.errors import Infeasible, UnknownName
+from trainplan.planner.order import execution_order, lifespans, lower_bound
+from trainplan.planner.swap import graph_buffers, plan_swap
+from trainplan.planner.swap.working_set import min_budget
+from trainplan.planner.validate_swap import validate_swap
+from trainplan.planner.zoo import get_model
 
 
 @pytest.fixture(scope="module", params=["lenet5", "resnet18_cifar", "transformer", "lstm"])

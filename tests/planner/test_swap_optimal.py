@@ -14,14 +14,14 @@ from dataclasses import replace
 import pytest
 from ortools.sat.python import cp_model
 
-from planner.build import build_training_graph
-from planner.errors import TrainplanError
-from planner.swap import graph_buffers, plan_swap
-from planner.swap.belady import belady_gaps
-from planner.swap.lookahead import lookahead_gaps
-from planner.swap.optimal import plan_optimal
-from planner.swap.schedule import Gap, build_schedule
-from planner.swap.stall_model import (
+from trainplan.planner.build import build_training_graph
+from trainplan.planner.errors import TrainplanError
+from trainplan.planner.swap import graph_buffers, plan_swap
+from trainplan.planner.swap.belady import belady_gaps
+from trainplan.planner.swap.lookahead import lookahead_gaps
+from trainplan.planner.swap.optimal import plan_optimal
+from trainplan.planner.swap.schedule import Gap, build_schedule
+from trainplan.planner.swap.stall_model import (
     UFS_PHONE,
     Job,
     StorageModel,
@@ -32,10 +32,10 @@ from planner.swap.stall_model import (
     min_stall,
     phase_capacities,
 )
-from planner.swap.uses import BufferUses, Use
-from planner.swap.working_set import min_budget
-from planner.validate_swap import validate_swap
-from planner.zoo import get_model
+from trainplan.planner.swap.uses import BufferUses, Use
+from trainplan.planner.swap.working_set import min_budget
+from trainplan.planner.validate_swap import validate_swap
+from trainplan.planner.zoo import get_model
 
 # 1 byte per microsecond, no latency: every transfer a whole number of microseconds, so the
 # model's integer time is exact and its optimum can be compared with brute force exactly

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner.allocation import AllocationProblem, Buffer
-from planner.errors import PlanError
-from planner.plan import Plan
-from planner.validate import check_plan, validate_plan
+from trainplan.planner.allocation import AllocationProblem, Buffer
+from trainplan.planner.errors import PlanError
+from trainplan.planner.plan import Plan
+from trainplan.planner.validate import check_plan, validate_plan
 
 P = AllocationProblem((Buffer("a", 0, 2, 4), Buffer("b", 1, 3, 4, 4), Buffer("c", 2, 4, 4)))
 

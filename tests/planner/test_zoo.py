@@ -2,12 +2,12 @@
 
 import pytest
 
-from planner.build import build_training_graph
-from planner.errors import UnknownModel
-from planner.graph import check_graph
-from planner.order import execution_order, lifespans, lower_bound, no_reuse_bytes
-from planner.summary import parameter_count
-from planner.zoo import MODELS, get_model
+from trainplan.planner.build import build_training_graph
+from trainplan.planner.errors import UnknownModel
+from trainplan.planner.graph import check_graph
+from trainplan.planner.order import execution_order, lifespans, lower_bound, no_reuse_bytes
+from trainplan.planner.summary import parameter_count
+from trainplan.planner.zoo import MODELS, get_model
 
 PUBLISHED = {
     "resnet18": 11_689_512,

@@ -5,8 +5,8 @@ Conventions checked too: batch norm's running statistics and inference, dropout'
 import numpy as np
 import pytest
 
-from runtime.kernels import KERNELS
-from runtime.kernels.standalone import standalone_ctx
+from trainplan.runtime.kernels import KERNELS
+from trainplan.runtime.kernels.standalone import standalone_ctx
 
 pytestmark = pytest.mark.usefixtures("one_blas_thread")
 

@@ -9,9 +9,9 @@ are perturbed by ±H. Tolerance: |numeric − analytic| <= ATOL + RTOL · |analy
 import numpy as np
 import pytest
 
-from planner.layers import LAYERS
-from runtime.kernels import KERNELS
-from runtime.kernels.standalone import standalone_ctx
+from trainplan.planner.layers import LAYERS
+from trainplan.runtime.kernels import KERNELS
+from trainplan.runtime.kernels.standalone import standalone_ctx
 
 pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
@@ -157,8 +157,8 @@ def test_backward_matches_finite_differences(case):
 @pytest.mark.parametrize("case", CHUNKED, ids=[c[0] for c in CHUNKED])
 def test_conv_chunks_match_finite_differences(case, monkeypatch):
     _, shapes, props, columns = case
-    monkeypatch.setattr("planner.layers.conv.COL_MIN_COLUMNS", columns)
-    monkeypatch.setattr("planner.layers.conv.COL_BUDGET_BYTES", 0)
+    monkeypatch.setattr("trainplan.planner.layers.conv.COL_MIN_COLUMNS", columns)
+    monkeypatch.setattr("trainplan.planner.layers.conv.COL_BUDGET_BYTES", 0)
     ctx = standalone_ctx(CONV, shapes, props, dtype=np.float64)
     assert _check(ctx, CONV, props) > 0
 

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from planner.errors import UnknownName
-from runtime.optimizers import Hyper, apply_gradient
+from trainplan.planner.errors import UnknownName
+from trainplan.runtime.optimizers import Hyper, apply_gradient
 
 HYPER = Hyper(learning_rate=0.1, momentum=0.9, beta1=0.9, beta2=0.999, epsilon=1e-7)
 

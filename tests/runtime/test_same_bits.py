@@ -3,12 +3,12 @@ give exactly the reference run's weights."""
 
 import pytest
 
-from planner.build import build_training_graph
-from planner.swap import graph_buffers
-from planner.swap.working_set import min_budget
-from planner.zoo import get_model
-from runtime.data import synthetic
-from runtime.session import Session, SessionOptions
+from trainplan.planner.build import build_training_graph
+from trainplan.planner.swap import graph_buffers
+from trainplan.planner.swap.working_set import min_budget
+from trainplan.planner.zoo import get_model
+from trainplan.runtime.data import synthetic
+from trainplan.runtime.session import Session, SessionOptions
 
 MODELS = {
     "mlp": dict(batch=4),

@@ -6,15 +6,15 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from planner.build import build_training_graph
-from planner.swap import graph_buffers
-from planner.swap.working_set import min_budget
-from planner.zoo import get_model
-from runtime.checkpoint import load_checkpoint
-from runtime.data import synthetic
-from runtime.session import Session, SessionOptions
-from runtime.swapio import SwapIOError
-from runtime.train import train
+from trainplan.planner.build import build_training_graph
+from trainplan.planner.swap import graph_buffers
+from trainplan.planner.swap.working_set import min_budget
+from trainplan.planner.zoo import get_model
+from trainplan.runtime.checkpoint import load_checkpoint
+from trainplan.runtime.data import synthetic
+from trainplan.runtime.session import Session, SessionOptions
+from trainplan.runtime.swapio import SwapIOError
+from trainplan.runtime.train import train
 
 SCRATCH_LIMIT = 1 << 20  # kernels' bounded scratch: independent of tensor sizes
 

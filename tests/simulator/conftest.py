@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.device import DeviceProfile
+from trainplan.simulator.device import DeviceProfile
 
 
 def make_device(*, shared: bool = True, gflops: float = 1.0, mem_gbs: float = 1.0,

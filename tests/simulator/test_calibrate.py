@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from simulator import calibrate as cal
-from simulator.device import load_device
+from trainplan.simulator import calibrate as cal
+from trainplan.simulator.device import load_device
 
 
 def _quick(directory, **kw):

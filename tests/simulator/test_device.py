@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from planner.errors import TrainplanError, UnknownName
-from simulator.device import (
+from trainplan.planner.errors import TrainplanError, UnknownName
+from trainplan.simulator.device import (
     OP_CLASSES,
     PROFILE_DIR,
     DeviceProfile,
@@ -18,7 +18,7 @@ from simulator.device import (
     load_device,
     profile_from_dict,
 )
-from simulator.errors import InvalidProfile
+from trainplan.simulator.errors import InvalidProfile
 
 REQUIRED = {"raspberry-pi-4", "jetson-tx2", "phone-ufs31", "phone-ufs40", "smartwatch",
             "emmc51-tv-board"}

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.engine import Step, Transfer, run_engine
-from simulator.errors import InvalidSchedule
+from trainplan.simulator.engine import Step, Transfer, run_engine
+from trainplan.simulator.errors import InvalidSchedule
 from tests.simulator.conftest import make_device
 
 

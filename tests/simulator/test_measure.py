@@ -1,4 +1,4 @@
-"""The measured timeline (runtime.measure), the runtime calibration fit and the overlay.
+"""The measured timeline (trainplan.runtime.measure), the runtime calibration fit and the overlay.
 
 Fast: tiny graphs, a few iterations. The fit is checked on synthetic timings made by the
 simulator's own formula from known efficiencies, which it must recover.
@@ -12,17 +12,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.cli import main
-from experiments.plot_measured import plot_overlay
-from planner.build import build_training_graph
-from planner.order import execution_order
-from planner.zoo import get_model
-from runtime.measure import EVENT_COLUMNS, measure
-from runtime.session import SessionOptions
-from simulator.calibrate_runtime import fit_runtime, op_times, predicted_seconds, with_fit
-from simulator.device import DeviceProfile, load_device, profile_document, profile_from_dict
-from simulator.engine import Step, step_seconds
-from simulator.simulate import simulate
+from trainplan.experiments.cli import main
+from trainplan.experiments.plot_measured import plot_overlay
+from trainplan.planner.build import build_training_graph
+from trainplan.planner.order import execution_order
+from trainplan.planner.zoo import get_model
+from trainplan.runtime.measure import EVENT_COLUMNS, measure
+from trainplan.runtime.session import SessionOptions
+from trainplan.simulator.calibrate_runtime import fit_runtime, op_times, predicted_seconds, with_fit
+from trainplan.simulator.device import DeviceProfile, load_device, profile_document, profile_from_dict
+from trainplan.simulator.engine import Step, step_seconds
+from trainplan.simulator.simulate import simulate
 from tests.simulator.conftest import make_device
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -35,7 +35,7 @@ def lenet4():
 
 def _budget(graph) -> int:
     """Halfway between the smallest feasible swap budget and the lower bound."""
-    from planner.plan_graph import plan_graph, plan_graph_swap
+    from trainplan.planner.plan_graph import plan_graph, plan_graph_swap
 
     low = plan_graph(graph, "nntrainer_v1").record()["lower_bound_bytes"]
     least = plan_graph_swap(graph, low).record()["min_budget_bytes"]
@@ -162,7 +162,7 @@ def test_timeline_measured_and_calibrate_runtime_commands(capsys, tmp_path):
 def test_the_calibration_doctest():
     import doctest
 
-    import simulator.calibrate_runtime as module
+    import trainplan.simulator.calibrate_runtime as module
 
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

@@ -8,16 +8,16 @@ import dataclasses
 import numpy as np
 import pytest
 
-from planner.build import build_training_graph
-from planner.order import execution_order, lifespans, live_bytes
-from planner.plan_graph import plan_graph, plan_graph_swap
-from planner.swap import graph_buffers
-from planner.swap.working_set import min_budget
-from planner.zoo import MODELS, get_model
-from simulator.device import load_device
-from simulator.errors import InvalidPlan
-from simulator.simulate import graph_steps, simulate
-from simulator.timeline import Timeline
+from trainplan.planner.build import build_training_graph
+from trainplan.planner.order import execution_order, lifespans, live_bytes
+from trainplan.planner.plan_graph import plan_graph, plan_graph_swap
+from trainplan.planner.swap import graph_buffers
+from trainplan.planner.swap.working_set import min_budget
+from trainplan.planner.zoo import MODELS, get_model
+from trainplan.simulator.device import load_device
+from trainplan.simulator.errors import InvalidPlan
+from trainplan.simulator.simulate import graph_steps, simulate
+from trainplan.simulator.timeline import Timeline
 
 PI = "raspberry-pi-4"
 

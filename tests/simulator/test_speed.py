@@ -1,6 +1,6 @@
 """The simulator is fast enough for sweeps: a 10,000-op iteration in well under a second.
 
-The full benchmark (graphs, swap) is ``python -m experiments.bench_simulate``; these are its
+The full benchmark (graphs, swap) is ``python -m trainplan.experiments.bench_simulate``; these are its
 quick versions.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 
-from experiments import bench_simulate
-from simulator.device import load_device
-from simulator.timeline import simulate_events
+from trainplan.experiments import bench_simulate
+from trainplan.simulator.device import load_device
+from trainplan.simulator.timeline import simulate_events
 
 
 def test_ten_thousand_ops_with_transfers_simulate_in_under_a_second():
