@@ -31,9 +31,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ("lenet5", "resnet18_cifar", "transformer")
-MNIST_INI = "tests/planner/data/ini/mnist.ini"
+MNIST_INI = "mnist.ini"  # NNTrainer's MNIST example, shipped with the package
 TARGETS = {"memory_ratio": 0.5, "time_ratio": 1.5}
 # NNTrainer 0.6 on its MNIST INI (batch 32, adam), measured on this kind of machine
 NNTRAINER_MNIST = {"seconds_per_iteration": 0.016, "peak_rss_bytes": 13_400_000,
@@ -300,13 +299,13 @@ def run_job(job: Job, args: argparse.Namespace) -> dict:
            "--warmup", str(args.warmup), "--iterations", str(args.iterations),
            "--min-seconds", str(args.min_seconds), "--planners", job.planner or "-"]
     cmd += ["--swap", job.swap] if job.swap else []
-    # the same pool size for numpy's BLAS and torch's OpenMP; cwd=ROOT: -m finds this checkout
+    # the same pool size for numpy's BLAS and torch's OpenMP
     env = dict(os.environ, **{v: str(job.threads) for v in (
         "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
     waited = wait_quiet(args.wait_quiet)
     load, contention, began = os.getloadavg()[0], Contention(), time.perf_counter()
     try:
-        done = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=ROOT,
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True,
                               env=env, timeout=args.timeout)
         record = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 \
             else {"error": done.stderr.strip().splitlines()[-1:]}
@@ -386,7 +385,7 @@ def nntrainer_pool_bytes() -> int:
     from trainplan.planner.plan_graph import plan_graph
     from trainplan.planner.zoo import get_model
 
-    graph = build_training_graph(get_model(os.path.join(ROOT, MNIST_INI)), compat=True)
+    graph = build_training_graph(get_model(MNIST_INI), compat=True)
     return plan_graph(graph, "nntrainer_v1").record()["arena_bytes"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from trainplan import __version__
 from trainplan.experiments import cmd_graph, cmd_plan, cmd_sim, cmd_train
 from trainplan.experiments.output import emit
 from trainplan.planner.errors import TrainplanError
@@ -16,6 +17,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trainplan",
         description="Memory planning for neural-network training on small devices.")
+    parser.add_argument("--version", action="version", version=f"trainplan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
         module.register(sub)

@@ -198,11 +198,11 @@ def add_hint(sm: SwapModel, units: Units, n_eo: int, starts: dict[int, int],
     m = sm.model
     m.clear_hints()
     for key, out in sm.out.items():
-        m.add_hint(out, key in starts)
+        m.add_hint(out, int(key in starts))  # ints: protobuf 5+ refuses bools
         for e, v in sm.r[key].items():
-            m.add_hint(v, key not in starts or e >= starts[key])
+            m.add_hint(v, int(key not in starts or e >= starts[key]))
     for key, w in sm.write.items():
-        m.add_hint(w, key in writes)
+        m.add_hint(w, int(key in writes))
     jobs, owners = model_jobs(sm.cands, units, n_eo, starts, writes)
     total, alloc, stall = edf(jobs, units.caps_us, sm.shared)
     placed = dict(zip(owners, alloc))

@@ -40,21 +40,41 @@ MODELS: dict[str, ZooEntry] = {
 }
 
 
+EXAMPLES_DIR = os.path.join(os.path.dirname(__file__), "examples")
+
+
+def example_files() -> list[str]:
+    """The NNTrainer INI files shipped with the package, reachable by file name
+    (``--model mnist.ini``)."""
+    return sorted(f for f in os.listdir(EXAMPLES_DIR) if f.endswith(".ini"))
+
+
 def model_names() -> list[str]:
     return list(MODELS)
 
 
+def _model_file(name: str) -> str:
+    """A path as given, else a shipped example of that name; UnknownModel naming both."""
+    if os.path.exists(name):
+        return name
+    shipped = os.path.join(EXAMPLES_DIR, name)
+    if os.path.sep not in name and os.path.exists(shipped):
+        return shipped
+    raise UnknownModel(f"model file {name!r} does not exist (the shipped examples: "
+                       f"{', '.join(example_files())})")
+
+
 def get_model(name: str, *, batch: int | None = None, input_shape: tuple[int, ...] | None = None,
               classes: int | None = None) -> ModelSpec:
-    """Build a zoo model, or load an NNTrainer INI file when ``name`` is a path."""
+    """Build a zoo model, or load an NNTrainer INI file when ``name`` is a path or the name of
+    a shipped example."""
     if name.lower().endswith(".ini") or os.path.sep in name:
-        if not os.path.exists(name):
-            raise UnknownModel(f"model file {name!r} does not exist")
         from trainplan.planner.ini import load_ini
-        return load_ini(name, batch=batch)
+        return load_ini(_model_file(name), batch=batch)
     if name not in MODELS:
         raise UnknownModel(f"unknown model {name!r}; valid: {', '.join(MODELS)} "
-                           "(or a path to an NNTrainer .ini file)")
+                           "(or a path to an NNTrainer .ini file, or a shipped example: "
+                           f"{', '.join(example_files())})")
     entry = MODELS[name]
     kwargs = dict(entry.defaults)
     if input_shape is not None:

@@ -8,7 +8,7 @@ import pandas as pd
 from trainplan.experiments.cli import main
 from trainplan.planner.allocation import AllocationProblem
 
-MNIST = os.path.join(os.path.dirname(__file__), "..", "planner", "data", "ini", "mnist.ini")
+MNIST = "mnist.ini"  # a shipped example, by name
 
 
 def run_json(capsys, argv):

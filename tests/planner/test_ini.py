@@ -9,8 +9,9 @@ from trainplan.planner.build import build_training_graph
 from trainplan.planner.errors import InvalidGraph, InvalidModelFile
 from trainplan.planner.ini import parse_ini
 from trainplan.planner.order import execution_order, lifespans
+from trainplan.planner.zoo import EXAMPLES_DIR
 
-DATA = os.path.join(os.path.dirname(__file__), "data", "ini")
+DATA = EXAMPLES_DIR
 
 # NNTrainer 0.6 on its own MNIST model (shared reference, measured): per tensor-pool request
 # in request order, (bytes, valid_start, valid_end_exclusive).
