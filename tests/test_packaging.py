@@ -4,6 +4,7 @@ directory shadows it."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,8 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.skipif(not (ROOT / "pyproject.toml").exists(), reason="needs the source checkout")
 def test_the_wheel_installs_only_trainplan(tmp_path):
+    source = tmp_path / "source"  # a copy: building in place would leave build/ in the checkout
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", "build", "dist", "results", "__pycache__", "*.egg-info", ".hypothesis"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
-                    str(tmp_path), str(ROOT)], check=True, capture_output=True, timeout=600)
+                    str(tmp_path), str(source)], check=True, capture_output=True, timeout=600)
     (wheel,) = tmp_path.glob("trainplan-*.whl")
     with zipfile.ZipFile(wheel) as z:
         record = next(n for n in z.namelist() if n.endswith(".dist-info/RECORD"))
