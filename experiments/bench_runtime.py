@@ -126,7 +126,7 @@ def measure_ours(model: str, *, batch: int, planner: str, warmup: int, iteration
     import numpy as np
 
     from trainplan.planner.build import build_training_graph
-    from trainplan.planner.order import execution_order, lifespans, lower_bound
+    from trainplan.planner.plan_training import plan_training
     from trainplan.planner.zoo import get_model
     from trainplan.runtime.data import synthetic
     from trainplan.runtime.session import Session, SessionOptions
@@ -135,19 +135,19 @@ def measure_ours(model: str, *, batch: int, planner: str, warmup: int, iteration
     graph = build_training_graph(get_model(model, batch=batch))
     batches = list(synthetic(graph, 2 * batch, seed).batches(batch, None))
     losses: list[float] = []
-    options, swapping = SessionOptions(planner=planner, seed=seed), {}
+    plan = plan_training(graph, offsets=planner, seed=seed)
+    options, swapping = SessionOptions(seed=seed), {}
     if swap:
         fraction, through = parse_swap(swap)
-        eo = execution_order(graph)
-        budget = int(fraction * lower_bound(lifespans(graph, eo), eo.n_eo))
-        options = SessionOptions(planner=planner, seed=seed, budget=budget, swap="belady",
-                                 swap_through=through)
+        budget = int(fraction * plan.bounds.lower_bound_bytes)
+        plan = plan_training(graph, offsets=planner, budget=budget, swap="belady", seed=seed)
+        options = SessionOptions(seed=seed, swap_through=through)
         swapping = {"budget_bytes": budget, "swap_through": through}
-    with Session(graph, options) as session:
+    with Session(graph, plan, options) as session:
         times = timed(lambda i: losses.append(session.step(batches[i % 2]).loss),
                       warmup, iterations, min_seconds)
         memory = meter.read()
-        arena, record = session.arena_bytes, session.plan.record()
+        arena, record = session.arena_bytes, plan.record()
         if session.swapfile is not None:
             runs = warmup + len(times)
             swapping.update(bytes_written_per_iteration=session.swapfile.bytes_written // runs,
@@ -379,14 +379,15 @@ def ratios(records: list[dict]) -> list[dict]:
 
 
 def nntrainer_pool_bytes() -> int:
-    """What ``trainplan plan --model MNIST_INI --nntrainer-compat --planner nntrainer_v1``
-    prints as arena bytes: NNTrainer's weight pool plus tensor pool."""
+    """NNTrainer's weight pool plus tensor pool as ``trainplan plan --model mnist.ini
+    --nntrainer-compat --planner nntrainer_v1 --alignment 1`` prints them."""
     from trainplan.planner.build import build_training_graph
-    from trainplan.planner.plan_graph import plan_graph
+    from trainplan.planner.plan_training import plan_training
     from trainplan.planner.zoo import get_model
 
     graph = build_training_graph(get_model(MNIST_INI), compat=True)
-    return plan_graph(graph, "nntrainer_v1").record()["arena_bytes"]
+    record = plan_training(graph, offsets="nntrainer_v1", alignment=1).record()
+    return record["weight_pool_bytes"] + record["tensor_pool_bytes"]
 
 
 def mnist_rows(records: list[dict], pool_bytes: int) -> list[dict]:

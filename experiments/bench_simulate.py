@@ -22,7 +22,7 @@ import pandas as pd
 from trainplan.planner.build import build_training_graph
 from trainplan.planner.fileio import write_json
 from trainplan.planner.graph import ops
-from trainplan.planner.plan_graph import plan_graph, plan_graph_swap
+from trainplan.planner.plan_training import plan_training
 from trainplan.planner.spec import LayerDef, ModelSpec
 from trainplan.simulator.device import load_device
 from trainplan.simulator.engine import Step, Transfer
@@ -95,13 +95,13 @@ def bench(n_ops: int = 10_000, device: str = "raspberry-pi-4", repeat: int = 3,
     began = time.perf_counter()
     graph = build_training_graph(deep_mlp(n_ops))
     build_s = time.perf_counter() - began
-    plan = plan_graph(graph, "nntrainer_v1")
+    plan = plan_training(graph)
     sec, tl = _best(lambda: simulate(graph, plan, dev), repeat)
     records.append(_record("simulate(graph)", tl, sec, build_s=round(build_s, 3),
-                           plan_s=round(plan.weight.solve_seconds + plan.tensor.solve_seconds, 3)))
+                           plan_s=round(plan.provenance.solve_seconds, 3)))
     if swap:
         began = time.perf_counter()
-        swapped = plan_graph_swap(graph, plan.record()["lower_bound_bytes"] // 2)
+        swapped = plan_training(graph, budget=plan.bounds.lower_bound_bytes // 2)
         plan_s = time.perf_counter() - began
         sec, tl = _best(lambda: simulate(graph, swapped, dev), repeat)
         records.append(_record("simulate(graph, swap)", tl, sec, build_s=round(build_s, 3),

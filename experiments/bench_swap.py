@@ -18,15 +18,13 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from trainplan.experiments.device_costs import swap_costs
+from trainplan.experiments.device_costs import device_costs
 from trainplan.experiments.plots import save_figure
 from trainplan.planner.build import build_training_graph
 from trainplan.planner.errors import Infeasible
 from trainplan.planner.fileio import write_json
-from trainplan.planner.order import execution_order, lifespans, lower_bound, no_reuse_bytes
-from trainplan.planner.plan_graph import plan_graph, plan_graph_swap
-from trainplan.planner.swap import SWAP_PLANNERS, graph_buffers
-from trainplan.planner.swap.working_set import min_budget
+from trainplan.planner.plan_training import plan_training
+from trainplan.planner.swap import SWAP_PLANNERS
 from trainplan.planner.zoo import get_model
 from trainplan.simulator.simulate import simulate
 
@@ -40,18 +38,17 @@ def budgets(high: int, low: int, points: int) -> list[int]:
 
 def sweep_model(name: str, batch: int, points: int, time_limit: float) -> list[dict]:
     graph = build_training_graph(get_model(name, batch=batch))
-    eo = execution_order(graph)
-    spans = lifespans(graph, eo)
-    bound, basic = lower_bound(spans, eo.n_eo), no_reuse_bytes(spans)
-    low = min_budget(*graph_buffers(graph, eo))
-    base = {d: simulate(graph, plan_graph(graph, "greedy_size"), d).summary for d in DEVICES}
-    costs = swap_costs(graph, DEVICES[0])  # optimal plans for the phone's storage and compute
+    unswapped = plan_training(graph, offsets="greedy_size")
+    bounds = unswapped.bounds
+    bound, basic, low = bounds.lower_bound_bytes, bounds.no_reuse_bytes, bounds.min_budget_bytes
+    base = {d: simulate(graph, unswapped, d).summary for d in DEVICES}
+    costs = device_costs(DEVICES[0])  # optimal plans for the phone's storage and compute
     rows = []
     for budget in budgets(bound, low, points):
         for swap in SWAP_PLANNERS:
             try:
-                plan = plan_graph_swap(graph, budget, swap=swap, time_limit=time_limit,
-                                       **costs)
+                plan = plan_training(graph, budget=budget, swap=swap, time_limit=time_limit,
+                                     costs=costs)
             except Infeasible:
                 continue
             rec = plan.record()

@@ -6,7 +6,7 @@ import argparse
 
 import networkx as nx
 
-from trainplan.experiments.graph_options import add_graph_options, graph_from_args
+from trainplan.experiments.graph_options import DEFAULT_ORDER, add_graph_options, graph_from_args
 from trainplan.planner.errors import TrainplanError
 from trainplan.planner.fileio import atomic_write_text
 from trainplan.planner.summary import graph_summary
@@ -33,7 +33,7 @@ def run_models(args: argparse.Namespace) -> dict | list:
 
 def run_graph(args: argparse.Namespace) -> dict:
     graph = graph_from_args(args)
-    result = graph_summary(graph, args.order)
+    result = graph_summary(graph, args.order or DEFAULT_ORDER)
     if args.export:
         fmt, path = args.export
         export_graph(graph, fmt, path)

@@ -7,13 +7,18 @@ import argparse
 import pandas as pd
 from tqdm import tqdm
 
-from trainplan.experiments.graph_options import add_graph_options, add_swap_options, graph_from_args
+from trainplan.experiments.graph_options import (
+    add_graph_options,
+    add_plan_options,
+    planned_graph,
+    planner_list,
+)
 from trainplan.experiments.output import write_frame
 from trainplan.planner.allocation import AllocationProblem
 from trainplan.planner.build import build_training_graph
-from trainplan.planner.errors import TrainplanError, UnknownName
-from trainplan.planner.offsets import PLANNERS, run_planner
-from trainplan.planner.plan_graph import plan_graph, plan_graph_swap
+from trainplan.planner.errors import TrainplanError
+from trainplan.planner.offsets import run_planner
+from trainplan.planner.plan_training import plan_training
 from trainplan.planner.validate import validate_plan
 from trainplan.planner.zoo import get_model
 
@@ -24,16 +29,23 @@ def _search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of searching planners")
 
 
+# what tells offset planners apart, in the order ``compare`` prints it
+COMPARE_COLUMNS = ("model", "planner", "arena_bytes", "lower_bound_bytes", "ratio", "status",
+                   "optimal", "best_bound_bytes", "gap", "solve_seconds", "weight_pool_bytes",
+                   "tensor_pool_bytes", "valid")
+
+
 def register(sub) -> None:
-    p = sub.add_parser("plan", help="plan one model with one offset planner")
+    p = sub.add_parser("plan", help="plan one model: offsets, and under a budget a swap "
+                       "schedule; print the plan's figures and optionally save it")
     add_graph_options(p)
-    p.add_argument("--planner", default=None, help="offset planner (see compare; default "
-                   "nntrainer_v1, or with --budget the best greedy one)")
-    add_swap_options(p)
-    p.add_argument("--device", default=None, help="device profile (see `trainplan devices`): "
-                   "its storage and compute guide the optimal swap planner and give the "
-                   "simulated stall")
-    _search_options(p)
+    add_plan_options(p, saved_plan=False)
+    p.add_argument("--device", default=None, help="with --budget: a device profile (see "
+                   "`trainplan devices`) whose storage and compute guide the optimal swap "
+                   "planner and give the simulated stall")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="also save the TrainingPlan as JSON, for `simulate|timeline|train "
+                   "--plan FILE`")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run_plan)
 
@@ -62,25 +74,23 @@ def register(sub) -> None:
 
 
 def run_plan(args: argparse.Namespace) -> dict:
-    graph = graph_from_args(args)
-    if args.budget is None:
-        return plan_graph(graph, args.planner or "nntrainer_v1", order=args.order,
-                          time_limit=args.time_limit, seed=args.seed).record()
-    options = {"lookahead": args.lookahead, "seed": args.seed}
-    if args.time_limit is not None:
-        options["time_limit"] = args.time_limit
+    if args.device and args.budget is None:
+        raise TrainplanError("--device guides swapping under a budget; give --budget BYTES "
+                             "(or simulate the plan with `trainplan simulate --device`)")
+    costs = None
     if args.device:
-        from trainplan.experiments.device_costs import swap_costs
-        options.update(swap_costs(graph, args.device, args.order))
-    plan = plan_graph_swap(graph, args.budget, swap=args.swap, planner=args.planner or "best",
-                           order=args.order, **options)
+        from trainplan.experiments.device_costs import device_costs
+        costs = device_costs(args.device)
+    graph, plan = planned_graph(args, costs)
     record = plan.record()
-    record["estimated_stall_seconds"] = None
     if args.device:
         from trainplan.simulator.simulate import simulate
-        summary = simulate(graph, plan, args.device, order=args.order).summary
+        summary = simulate(graph, plan, args.device).summary
         record["device"] = args.device
-        record["estimated_stall_seconds"] = round(summary.stall_seconds, 6)
+        record["simulated_stall_seconds"] = round(summary.stall_seconds, 6)
+    if args.out:
+        plan.save(args.out)
+        record["out"] = args.out
     return record
 
 
@@ -103,28 +113,19 @@ def run_alloc(args: argparse.Namespace) -> dict:
     return result
 
 
-def planner_list(text: str) -> list[str]:
-    if text == "all":
-        return list(PLANNERS)
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in PLANNERS]
-    if unknown:
-        raise UnknownName(f"unknown planner(s) {', '.join(unknown)}; valid: "
-                          + ", ".join(PLANNERS))
-    return names
-
-
 def compare_frame(models: list[str], planners: list[str], *, batch: int | None = None,
                   order: str = "nntrainer", time_limit: float | None = None,
                   seed: int = 0, progress: bool = True, keep: list | None = None) -> pd.DataFrame:
     """One row per (model, planner): the plan record, as a DataFrame; ``keep`` (a list)
-    collects the (graph, GraphPlan) pairs."""
+    collects the (graph, TrainingPlan) pairs."""
     rows = []
     graphs = {m: build_training_graph(get_model(m, batch=batch)) for m in models}
     pairs = [(m, p) for m in models for p in planners]
     for model, planner in tqdm(pairs, desc="planning", disable=not progress, leave=False):
-        plan = plan_graph(graphs[model], planner, order=order, time_limit=time_limit, seed=seed)
-        rows.append(plan.record())
+        plan = plan_training(graphs[model], order=order, offsets=planner,
+                             time_limit=time_limit, seed=seed)
+        record = plan.record()
+        rows.append({k: record[k] for k in COMPARE_COLUMNS})
         if keep is not None:
             keep.append((graphs[model], plan))
     return pd.DataFrame(rows)
@@ -144,7 +145,7 @@ def run_compare(args: argparse.Namespace) -> None:
         save_frame(frame, args.out)
     if args.plot:
         from trainplan.experiments.plot_compare import planner_curves, plot_compare
-        plot_compare(planner_curves(pairs, args.order), args.plot)
+        plot_compare(planner_curves(pairs), args.plot)
 
 
 def save_frame(frame: pd.DataFrame, path: str) -> None:

@@ -5,22 +5,18 @@ from __future__ import annotations
 import argparse
 import os
 
-import networkx as nx
-
-from trainplan.experiments.graph_options import add_graph_options, add_swap_options, graph_from_args
+from trainplan.experiments.graph_options import add_graph_options, add_plan_options, planned_graph
 from trainplan.planner.errors import TrainplanError
 from trainplan.planner.fileio import atomic_write_text
-from trainplan.planner.plan_graph import plan_graph, plan_graph_swap
+from trainplan.planner.verify import verify_plan
 from trainplan.simulator.device import device_names, device_table, load_device
 from trainplan.simulator.simulate import simulate
 from trainplan.simulator.timeline import Timeline
 
 
 def _plan_options(p: argparse.ArgumentParser) -> None:
-    add_graph_options(p)
-    p.add_argument("--planner", default=None, help="offset planner (default nntrainer_v1, or "
-                   "with --budget the best greedy one)")
-    add_swap_options(p)
+    add_graph_options(p, model_required=False)
+    add_plan_options(p)
     p.add_argument("--iterations", type=int, default=1, help="iterations to simulate "
                    "(swap state carries over; default 1)")
     p.add_argument("--stack", default="role", choices=["role", "layer"],
@@ -85,12 +81,18 @@ def _measure_options(p: argparse.ArgumentParser, iterations: int) -> None:
                    "threads wait for each other; 0 leaves BLAS as configured)")
 
 
-def planned(args: argparse.Namespace, graph: nx.DiGraph):
-    """The plan the options ask for: offsets only, or swap under ``--budget``."""
-    if args.budget is None:
-        return plan_graph(graph, args.planner or "nntrainer_v1", order=args.order)
-    return plan_graph_swap(graph, args.budget, swap=args.swap, planner=args.planner or "best",
-                           order=args.order, lookahead=args.lookahead)
+def checked_plan(args: argparse.Namespace, device=None):
+    """The graph and the plan the options describe (the device's costs guide the optimal
+    swap planner), refused when the independent validator rejects the plan."""
+    from trainplan.experiments.device_costs import device_costs
+
+    if args.model is None and not args.plan:
+        raise TrainplanError("give --model NAME (or --plan FILE)")
+    graph, plan = planned_graph(args, device_costs(device) if device else None)
+    errors = list(plan.errors) if not args.plan else verify_plan(graph, plan)
+    if errors:
+        raise TrainplanError("the plan failed validation: " + "; ".join(errors[:3]))
+    return graph, plan
 
 
 def timeline_from_args(args: argparse.Namespace) -> Timeline:
@@ -98,12 +100,8 @@ def timeline_from_args(args: argparse.Namespace) -> Timeline:
     device = load_device(args.device)
     if args.iterations < 1:
         raise TrainplanError(f"--iterations {args.iterations}: simulate at least one")
-    graph = graph_from_args(args)
-    plan = planned(args, graph)
-    if not plan.valid:
-        raise TrainplanError("the plan failed validation: " + "; ".join(plan.errors[:3]))
-    return simulate(graph, plan, device, order=args.order, iterations=args.iterations,
-                    live_by=args.stack)
+    graph, plan = checked_plan(args, device)
+    return simulate(graph, plan, device, iterations=args.iterations, by=args.stack)
 
 
 def summary_record(tl: Timeline) -> dict:
@@ -144,14 +142,11 @@ def run_timeline(args: argparse.Namespace) -> dict:
 def run_measured(args: argparse.Namespace) -> dict:
     """`timeline --measured`: the runtime on the same graph and plan, overlaid."""
     from trainplan.experiments.measured import overlay
-    from trainplan.runtime.session import SessionOptions
 
     device = load_device(args.device)
-    planner = args.planner or ("best" if args.budget else "nntrainer_v1")
-    options = SessionOptions(planner=planner, budget=args.budget, swap=args.swap,
-                             lookahead=args.lookahead, order=args.order)
-    rec = overlay(graph_from_args(args), options, device, args.out,
-                  iterations=args.measure_iterations, threads=args.blas_threads or None)
+    graph, plan = checked_plan(args, device)
+    rec = overlay(graph, plan, device, args.out, iterations=args.measure_iterations,
+                  threads=args.blas_threads or None)
     if "op_overhead" not in device.document.get("compute", {}):
         rec["note"] = (f"{device.name} was not fitted to this host's runtime: make one with "
                        "`trainplan calibrate --runtime --out host.json`")

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import argparse
 
-from trainplan.experiments.graph_options import add_graph_options, add_swap_options, graph_from_args
+from trainplan.experiments.graph_options import (
+    add_graph_options,
+    add_plan_options,
+    graph_from_args,
+    planned_graph,
+)
 from trainplan.planner.errors import TrainplanError
 
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a model with the numpy runtime inside one arena")
-    add_graph_options(p)
+    add_graph_options(p, model_required=False)
     p.add_argument("--dataset", default="synthetic", choices=["digits", "synthetic"])
     group = p.add_mutually_exclusive_group()
     group.add_argument("--epochs", type=int, default=None)
     group.add_argument("--iterations", type=int, default=None)
-    p.add_argument("--planner", default=None, help="offset planner (default nntrainer_v1; with "
-                   "--budget the best greedy one)")
-    add_swap_options(p)
+    add_plan_options(p)
     p.add_argument("--reference", action="store_true",
                    help="train without a plan: every buffer its own array")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--learning-rate", type=float, default=None,
                    help="default 1e-3 (adam), 1e-2 otherwise")
     p.add_argument("--samples", type=int, default=None,
@@ -43,10 +45,19 @@ def run_train(args: argparse.Namespace) -> dict:
 
     if args.resume and not args.checkpoint:
         raise TrainplanError("--resume needs --checkpoint PATH")
-    if args.swap_through and (args.budget is None or args.reference):
-        raise TrainplanError("--swap-through needs --budget BYTES (and no --reference): "
-                             "without a budget nothing is swapped")
-    graph = graph_from_args(args)
+    if args.model is None and not args.plan:
+        raise TrainplanError("give --model NAME (or --plan FILE)")
+    if args.reference and (args.plan or args.budget is not None or args.planner):
+        raise TrainplanError("--reference trains without a plan; drop --plan, --planner and "
+                             "--budget")
+    if args.reference:
+        graph, plan = graph_from_args(args), None
+    else:
+        graph, plan = planned_graph(args)
+    if args.swap_through and (plan is None or not plan.swapped):
+        raise TrainplanError("--swap-through needs a plan that swaps (--budget BYTES below "
+                             "what the model needs, or a --plan that swaps): otherwise nothing "
+                             "is swapped")
     batch = graph.graph["batch"]
     if args.dataset == "digits":
         data, test = digits(graph, seed=args.seed)
@@ -55,17 +66,18 @@ def run_train(args: argparse.Namespace) -> dict:
     if args.epochs is None and args.iterations is None:
         args.epochs = 1
     lr = args.learning_rate or (1e-3 if graph.graph["optimizer"] == "adam" else 1e-2)
-    planner = None if args.reference else (args.planner or
-                                           ("best" if args.budget else "nntrainer_v1"))
-    options = SessionOptions(planner=planner, budget=None if args.reference else args.budget,
-                             swap=args.swap, lookahead=args.lookahead, seed=args.seed,
-                             learning_rate=lr, swap_dir=args.swap_dir, order=args.order,
+    options = SessionOptions(seed=args.seed, learning_rate=lr, swap_dir=args.swap_dir,
                              swap_through=args.swap_through)
-    with Session(graph, options) as session:
+    session = Session(graph, plan, options) if plan is not None else Session.reference(
+        graph, options, order=args.order or "nntrainer")
+    with session:
         report = train(session, data, batch=batch, epochs=args.epochs,
                        iterations=args.iterations, test=test, seed=args.seed,
                        checkpoint=args.checkpoint, resume=args.resume,
                        progress=not args.no_progress)
-    return {"model": graph.graph["model"], "planner": planner or "reference",
-            "swap": args.swap if args.budget and not args.reference else None,
+    figures = plan.record() if plan is not None else {}
+    return {"model": graph.graph["model"],
+            "planner": figures.get("planner", "reference"), "swap": figures.get("swap"),
+            **{k: figures.get(k) for k in ("budget_bytes", "peak_resident_bytes",
+                                           "peak_live_bytes")},
             **report.record()}

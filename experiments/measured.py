@@ -15,9 +15,10 @@ from tqdm import tqdm
 
 from trainplan.planner.build import build_training_graph
 from trainplan.planner.errors import TrainplanError
+from trainplan.planner.plan_training import plan_training
+from trainplan.planner.training_plan import TrainingPlan
 from trainplan.planner.zoo import get_model
 from trainplan.runtime.measure import Measurement, measure
-from trainplan.runtime.session import SessionOptions
 from trainplan.simulator.calibrate_runtime import RuntimeFit, fit_runtime, op_times, with_fit
 from trainplan.simulator.device import DeviceProfile
 from trainplan.simulator.simulate import simulate
@@ -34,17 +35,19 @@ def build(model: str, batch: int = 32) -> nx.DiGraph:
     return build_training_graph(get_model(model, batch=batch), batch=batch)
 
 
-def measure_graph(graph: nx.DiGraph, options: SessionOptions | None = None, *,
+def measure_graph(graph: nx.DiGraph, plan: TrainingPlan | None = None, *,
                   warmup: int = 1, iterations: int = 3, min_seconds: float = 0.0,
                   max_iterations: int = 50, threads: int | None = 1,
                   progress: bool = True) -> Measurement:
-    """``trainplan.runtime.measure.measure`` with a progress bar naming the model."""
+    """``trainplan.runtime.measure.measure`` of ``plan`` (default: ``plan_training(graph)``)
+    with a progress bar naming the model."""
+    plan = plan_training(graph) if plan is None else plan
     name = graph.graph.get("model", "model")
     with tqdm(desc=f"measuring {name}", unit="it", disable=not progress, leave=False) as bar:
         def tick(i: int, seconds: float) -> None:
             bar.set_postfix_str("warm-up" if i < 0 else f"{seconds:.3g} s")
             bar.update(1)
-        return measure(graph, options, warmup=warmup, iterations=iterations,
+        return measure(graph, plan, warmup=warmup, iterations=iterations,
                        min_seconds=min_seconds, max_iterations=max_iterations,
                        threads=threads, on_iteration=tick)
 
@@ -100,12 +103,12 @@ def error_pct(predicted: float, measured: float) -> float:
     return round(100 * (predicted / measured - 1), 2) if measured else math.nan
 
 
-def compare(graph: nx.DiGraph, measurement: Measurement, device: DeviceProfile,
-            order: str = "nntrainer") -> tuple[Timeline, dict]:
+def compare(graph: nx.DiGraph, measurement: Measurement, device: DeviceProfile
+            ) -> tuple[Timeline, dict]:
     """Simulate the plan the runtime ran and line up predicted and measured seconds."""
     if measurement.plan is None:
         raise TrainplanError("the measurement has no plan (a reference run): nothing to simulate")
-    tl = simulate(graph, measurement.plan, device, order=order)
+    tl = simulate(graph, measurement.plan, device)
     s = measurement.summary
     predicted, measured = tl.summary.iteration_seconds, s.seconds_per_iteration
     return tl, {
@@ -126,16 +129,16 @@ def compare(graph: nx.DiGraph, measurement: Measurement, device: DeviceProfile,
         "blas_threads": s.blas_threads}
 
 
-def overlay(graph: nx.DiGraph, options: SessionOptions, device: DeviceProfile, out: str, *,
+def overlay(graph: nx.DiGraph, plan: TrainingPlan, device: DeviceProfile, out: str, *,
             warmup: int = 1, iterations: int = 5, min_seconds: float = 2.0,
             threads: int | None = 1, progress: bool = True) -> dict:
     """Run the runtime on synthetic data, simulate the plan it ran on ``device`` and draw the
     overlay to ``out``; returns the comparison record."""
     from trainplan.experiments.plot_measured import plot_overlay
 
-    m = measure_graph(graph, options, warmup=warmup, iterations=iterations,
+    m = measure_graph(graph, plan, warmup=warmup, iterations=iterations,
                       min_seconds=min_seconds, threads=threads, progress=progress)
-    tl, rec = compare(graph, m, device, order=options.order)
+    tl, rec = compare(graph, m, device)
     plot_overlay(tl, m.events, out, measured_seconds=rec["measured_s"],
                  note=load_note(m))
     return {**rec, "figure": out}

@@ -1,8 +1,8 @@
 """Planners side by side: bytes in use over EO per planner against the lower bound.
 
-``planner_curves`` turns planned graphs into one DataFrame (one row per model, planner and EO);
+``planner_curves`` turns TrainingPlans into one DataFrame (one row per model, planner and EO);
 ``plot_compare`` draws only from that DataFrame: per model, each planner's footprint over EO
-(weight pool + the highest tensor-pool byte in use at that EO, whose maximum is the arena) over
+(the highest arena byte in use at that EO, whose maximum is the arena) over
 the live-bytes curve (whose maximum is the lower bound), and a bar per planner of arena over
 lower bound.
 """
@@ -17,30 +17,23 @@ import numpy as np
 import pandas as pd
 
 from trainplan.experiments.plots import _COMMAS, MIB, save_figure
-from trainplan.planner.order import execution_order, lifespans, live_bytes
-from trainplan.planner.plan_graph import GraphPlan
+from trainplan.planner.training_plan import TrainingPlan
 
 
-def planner_curves(pairs: Iterable[tuple[nx.DiGraph, GraphPlan]],
-                   order: str = "nntrainer") -> pd.DataFrame:
-    """Rows (model, planner, eo, in_use_bytes, live_bytes, arena_bytes, lower_bound_bytes)."""
-    frames, cache = [], {}
-    for graph, plan in pairs:
-        if id(graph) not in cache:
-            eo = execution_order(graph, order)
-            spans = lifespans(graph, eo)
-            cache[id(graph)] = (eo.n_eo, spans, live_bytes(spans, eo.n_eo))
-        n_eo, spans, live = cache[id(graph)]
-        top = np.zeros(n_eo + 1, dtype=np.int64)
-        for s in spans.values():
-            if s.pool == "tensor":
-                end = plan.tensor.offsets[s.tensor] + s.nbytes
-                top[s.start:s.end] = np.maximum(top[s.start:s.end], end)
-        rec = plan.record()
+def planner_curves(pairs: Iterable[tuple[nx.DiGraph, TrainingPlan]]) -> pd.DataFrame:
+    """Rows (model, planner, eo, in_use_bytes, live_bytes, arena_bytes, lower_bound_bytes):
+    ``in_use_bytes`` is the highest byte of the arena in use at each EO."""
+    frames = []
+    for _, plan in pairs:
+        top = np.zeros(plan.n_eo + 1, dtype=np.int64)
+        for b in plan.buffers:
+            for p in b.pieces:
+                top[p.start:p.end] = np.maximum(top[p.start:p.end], p.offset + b.nbytes)
         frames.append(pd.DataFrame({
-            "model": rec["model"], "planner": plan.planner, "eo": np.arange(n_eo),
-            "in_use_bytes": plan.weight.arena_bytes + top[:n_eo], "live_bytes": live,
-            "arena_bytes": rec["arena_bytes"], "lower_bound_bytes": rec["lower_bound_bytes"]}))
+            "model": plan.graph.model, "planner": plan.provenance.offsets,
+            "eo": np.arange(plan.n_eo), "in_use_bytes": top[:plan.n_eo],
+            "live_bytes": plan.live_curve(), "arena_bytes": plan.arena_bytes,
+            "lower_bound_bytes": plan.bounds.lower_bound_bytes}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

@@ -1,7 +1,7 @@
 """Memory-timeline figures (matplotlib, Agg) drawn from a Timeline alone, written atomically.
 
-The upper panel stacks live bytes by tensor role (or layer) over time or over execution order,
-with the resident bytes, the budget and the device's RAM as lines, prefetches (▲) and
+The upper panel stacks resident bytes (buffers in RAM) by tensor role (or layer) over time or
+over execution order, with the arena bytes held, the budget and the device's RAM as lines, prefetches (▲) and
 evictions (▼) marked and stalls shaded; the strip under it is a Gantt chart of the compute and
 storage streams.
 """
@@ -22,7 +22,7 @@ import pandas as pd
 from trainplan.planner.errors import TrainplanError
 from trainplan.planner.fileio import atomic_write_bytes
 from trainplan.planner.graph import ROLES, STEPS
-from trainplan.simulator.timeline import LIVE, Timeline
+from trainplan.simulator.timeline import RESIDENT, Timeline
 
 MIB = 2**20
 FORMATS = ("png", "svg", "pdf")
@@ -56,17 +56,18 @@ def _time_unit(seconds: float) -> tuple[str, float]:
 
 
 def _stack(frame: pd.DataFrame, top: int) -> dict[str, np.ndarray]:
-    """Live-bytes columns in MiB; beyond ``top`` groups the smallest peaks join 'other'."""
-    cols = [c for c in frame.columns if c.startswith(LIVE)]
+    """Resident-bytes columns in MiB; beyond ``top`` groups the smallest peaks join 'other'."""
+    n = len(RESIDENT)
+    cols = [c for c in frame.columns if c.startswith(RESIDENT)]
     order = {r: i for i, r in enumerate(STACK_ORDER)}
-    cols.sort(key=lambda c: (order.get(c[len(LIVE):], len(order)), -frame[c].max()))
+    cols.sort(key=lambda c: (order.get(c[n:], len(order)), -frame[c].max()))
     if len(cols) > top + 1:
         cols.sort(key=lambda c: -frame[c].max())
         rest = frame[cols[top:]].sum(axis=1)
-        out = {c[len(LIVE):]: frame[c].to_numpy() / MIB for c in cols[:top]}
+        out = {c[n:]: frame[c].to_numpy() / MIB for c in cols[:top]}
         out["other"] = rest.to_numpy() / MIB
         return out
-    return {c[len(LIVE):]: frame[c].to_numpy() / MIB for c in cols}
+    return {c[n:]: frame[c].to_numpy() / MIB for c in cols}
 
 
 def _axis(tl: Timeline, x: str):
@@ -95,10 +96,10 @@ def _memory_panel(ax, tl: Timeline, mem: pd.DataFrame, mem_x, to_x, stack_top: i
         colors = list(plt.get_cmap("tab20").colors[: len(layers)])
     ys = [np.append(v, v[-1] if len(v) else 0) for v in layers.values()]
     ax.stackplot(mem_x, *ys, labels=list(layers), colors=colors, step="post", alpha=0.85)
-    res = mem["resident_bytes"].to_numpy() / MIB
-    ax.step(mem_x, np.append(res, res[-1] if len(res) else 0), where="post", color="black",
-            lw=1.4, label="resident (arena pages touched)")
-    top = max(s.peak_resident_bytes, s.peak_live_bytes, s.budget_bytes or 0) / MIB * 1.18
+    held = mem["held_bytes"].to_numpy() / MIB
+    ax.step(mem_x, np.append(held, held[-1] if len(held) else 0), where="post", color="black",
+            lw=1.4, label="arena held (pages touched)")
+    top = max(s.arena_bytes, s.peak_resident_bytes, s.budget_bytes or 0) / MIB * 1.18
     top = max(top, 1e-3)
     if s.budget_bytes is not None:
         ax.axhline(s.budget_bytes / MIB, color="#ff7f0e", ls="--", lw=1.3,
@@ -219,9 +220,10 @@ def plot_timeline(tl: Timeline, path: str, *, x: str = "time", stack_top: int = 
                  fontsize=12, y=0.985)
     verdict = "fits" if s.fits else "DOES NOT FIT"
     ax.set_title(f"iteration {s.iteration_seconds * k:,.1f} {unit} (stalls "
-                 f"{s.stall_seconds * k / s.iterations:,.1f} {unit}) · peak resident "
-                 f"{s.peak_resident_bytes / MIB:,.1f} MiB of {s.available_bytes / MIB:,.0f} MiB "
-                 f"available: {verdict} · order {s.order}"
+                 f"{s.stall_seconds * k / s.iterations:,.1f} {unit}) · arena "
+                 f"{s.arena_bytes / MIB:,.1f} MiB of {s.available_bytes / MIB:,.0f} MiB "
+                 f"available: {verdict} · peak resident {s.peak_resident_bytes / MIB:,.1f} MiB "
+                 f"· order {s.order}"
                  + (f" · {s.iterations} iterations" if s.iterations > 1 else ""), fontsize=9)
     ax.set_xlim(left=0)
     save_figure(fig, path)

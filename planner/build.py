@@ -152,12 +152,15 @@ def grad_name(layer: str, k: int) -> str:
 
 
 def _emit(graph, plans, states, optimizer, compat) -> None:
-    """Create tensor nodes, then one op per active step of every layer."""
+    """Create tensor nodes, then one op per active step of every layer. In NNTrainer-compatible
+    mode the layers before the tensor pool's end layer run their forward step only: NNTrainer
+    requests their backward tensors but does no backward work there at run time."""
     consumers = _consumers(plans)
     for p in plans.values():
         _emit_tensors(graph, p, plans, consumers, states, compat)
+    end = plans[graph.graph["tensor_pool_end"]].index if compat else 0
     for p in plans.values():
-        _emit_ops(graph, p, plans, states, optimizer)
+        _emit_ops(graph, p, plans, states, optimizer, forward_only=p.index < end)
 
 
 def _consumers(plans) -> dict[tuple[str, int], list[LayerPlan]]:
@@ -239,7 +242,7 @@ def _helpers_at(p: LayerPlan, step: str) -> tuple[list[str], list[str]]:
     return read, written
 
 
-def _emit_ops(graph, p: LayerPlan, plans, states, optimizer) -> None:
+def _emit_ops(graph, p: LayerPlan, plans, states, optimizer, forward_only: bool = False) -> None:
     name, real = p.d.name, p.real
     inputs = _input_names(p)
     outputs = [out_name(name, k) for k in range(len(real.outputs))]
@@ -266,6 +269,8 @@ def _emit_ops(graph, p: LayerPlan, plans, states, optimizer) -> None:
     op(F, inputs + weights + running + label + _helpers_at(p, F)[0],
        outputs + _helpers_at(p, F)[1] + [_updated(graph, w) for w in running],
        real.flops.get(F, 0))
+    if forward_only:
+        return
     if CG in p.active:
         cg_weights = backward_weights if CG in real.weight_steps and p.learns else []
         op(CG, reads_at(CG) + cg_weights, [f"{w}:grad" for w in learned]

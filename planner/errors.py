@@ -47,3 +47,11 @@ class PlanError(TrainplanError):
     def __init__(self, message: str, violations: list[str] | None = None):
         super().__init__(message)
         self.violations = list(violations or [])
+
+
+class InvalidPlanFile(TrainplanError):
+    """A saved plan that cannot be read, or was made for another graph or order."""
+
+
+class UnreadableFile(TrainplanError):
+    """A file that is missing, a directory, empty, binary or not UTF-8 text."""

@@ -103,15 +103,11 @@ def lifespans(graph: nx.DiGraph, eo: ExecutionOrder) -> dict[str, Lifespan]:
     classes: dict[str, list[str]] = {}
     for t in tensors(graph):
         classes.setdefault(alias_root(graph, t), []).append(t)
-    end_layer = graph.graph.get("tensor_pool_end")
-    pool_end = eo.layer_eos[end_layer][AG] if end_layer else None
     out = {}
     for root, members in classes.items():
         data = graph.nodes[root]
         touched = sorted({eo.op_eo[o] for t in members
                           for o in (*graph.predecessors(t), *graph.successors(t))})
-        if pool_end is not None and data["pool"] == "tensor":
-            touched = [e for e in touched if e <= pool_end]  # NNTrainer drops EOs past its end
         if not touched:
             continue
         start, end = touched[0], touched[-1] + 1

@@ -60,7 +60,7 @@ class Executor:
         self.bindings = {op: bind(graph, op, layers[graph.nodes[op]["layer"]],
                                   own.get(graph.nodes[op]["layer"], set()))
                          for ops in self.ops_at for op in ops}
-        self._static = not hasattr(layout, "pieces")
+        self._static = layout.static
         self._ctx_cache: dict[str, LayerCtx] = {}
         self.feeds: dict[int, list[tuple[str, np.ndarray]]] = {}
 

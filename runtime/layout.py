@@ -1,10 +1,11 @@
-"""Where every tensor lives: one preallocated arena at planned offsets, or (the unplanned
-reference) one array per buffer.
+"""Where every tensor lives: one preallocated arena laid out by a TrainingPlan, or (the
+unplanned reference) one array per buffer.
 
 Both layouts hand out numpy views; tensors of one alias class (views, in-place results) share
-their root's bytes in both, so a planned run and the reference run execute the same kernels on
-the same values. Every buffer starts on a 64-byte boundary in both, so SIMD code takes the same
-path and the two runs give the same bits.
+their buffer's bytes in both, so a planned run and the reference run execute the same kernels
+on the same values. In the arena a tensor lives at the offset of its buffer's piece covering
+the EO asked for (a swapped buffer moves between pieces). Every buffer starts on a 64-byte
+boundary in both, so SIMD code takes the same path and the two runs give the same bits.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import math
 import networkx as nx
 import numpy as np
 
-from trainplan.planner.graph import DTYPE_BYTES, alias_root, tensors
+from trainplan.planner.graph import DTYPE_BYTES
+from trainplan.planner.training_plan import Piece, TrainingPlan
 
 ALIGN = 64
 
@@ -32,36 +34,56 @@ def tensor_view(memory: np.ndarray, offset: int, shape: tuple[int, ...], dtype: 
     return memory[offset:offset + n].view(np.dtype(dtype)).reshape(shape)
 
 
-class StaticLayout:
-    """Every tensor at a fixed place for the whole iteration (no swapping)."""
+class ArenaLayout:
+    """Every planned tensor a view into one arena at its buffer's piece offset.
 
-    def __init__(self, graph: nx.DiGraph, memory: dict[str, tuple[np.ndarray, int]],
-                 arena_bytes: int):
-        self.graph = graph
-        self.arena_bytes = arena_bytes
-        self._views = {}
-        for t in tensors(graph):
-            root = alias_root(graph, t)
-            if root in memory:
-                mem, off = memory[root]
-                data = graph.nodes[t]
-                self._views[t] = tensor_view(mem, off, data["shape"], data["dtype"])
+    ``static`` is True when no buffer has more than one piece: views do not depend on the EO
+    and can be built once.
+    """
 
-    def view(self, tensor: str, eo: int | None = None) -> np.ndarray:
-        return self._views[tensor]
+    def __init__(self, graph: nx.DiGraph, plan: TrainingPlan):
+        self.graph, self.plan = graph, plan
+        self.arena_bytes = plan.arena_bytes
+        self.arena = aligned_bytes(plan.arena_bytes)
+        self.buffer_of = plan.member_buffer()
+        self.pieces = {b.id: b.pieces for b in plan.buffers}
+        self.nbytes = {b.id: b.nbytes for b in plan.buffers}
+        self.static = all(len(p) == 1 for p in self.pieces.values())
+
+    def piece_at(self, buffer: str, eo: int) -> Piece:
+        for piece in self.pieces[buffer]:
+            if piece.start <= eo < piece.end:
+                return piece
+        raise KeyError(f"buffer {buffer!r} is not resident at EO {eo}")
+
+    def view(self, tensor: str, eo: int) -> np.ndarray:
+        piece = self.piece_at(self.buffer_of[tensor], eo)
+        data = self.graph.nodes[tensor]
+        return tensor_view(self.arena, piece.offset, data["shape"], data["dtype"])
 
     def has(self, tensor: str) -> bool:
-        return tensor in self._views
+        return tensor in self.buffer_of
+
+    def bytes_of(self, buffer: str, piece: Piece) -> np.ndarray:
+        """The raw bytes of ``buffer`` in ``piece``."""
+        return self.arena[piece.offset:piece.offset + self.nbytes[buffer]]
 
 
-def planned_layout(graph: nx.DiGraph, offsets: dict[str, int], arena_bytes: int) -> StaticLayout:
-    """One arena of ``arena_bytes``; buffer roots at ``offsets`` (weights and tensors alike)."""
-    arena = aligned_bytes(arena_bytes)
-    return StaticLayout(graph, {root: (arena, off) for root, off in offsets.items()},
-                        arena_bytes)
+class ReferenceLayout:
+    """Each buffer its own aligned array, for the whole iteration: the unplanned run."""
 
+    static = True
 
-def reference_layout(graph: nx.DiGraph, roots: dict[str, int]) -> StaticLayout:
-    """Each buffer (root -> nbytes) its own aligned array: the unplanned run."""
-    memory = {root: (aligned_bytes(n), 0) for root, n in roots.items()}
-    return StaticLayout(graph, memory, sum(roots.values()))
+    def __init__(self, graph: nx.DiGraph, buffer_of: dict[str, str], sizes: dict[str, int]):
+        self.graph = graph
+        self.buffer_of = buffer_of
+        self.memory = {b: aligned_bytes(n) for b, n in sizes.items()}
+        self.arena_bytes = sum(sizes.values())
+
+    def view(self, tensor: str, eo: int | None = None) -> np.ndarray:
+        data = self.graph.nodes[tensor]
+        return tensor_view(self.memory[self.buffer_of[tensor]], 0, data["shape"],
+                           data["dtype"])
+
+    def has(self, tensor: str) -> bool:
+        return tensor in self.buffer_of

@@ -7,13 +7,13 @@ recorded iteration, timed by hooks chained around the executor's own ``before_eo
 order every EO holds one op; when an EO holds several, its row names them joined with ``+``.
 
 Columns, as ``Timeline.events`` has them: ``iteration`` (0-based over the recorded ones),
-``eo``, ``step``, ``layer``, ``op``, ``start_s``, ``end_s``, ``stall_s``, ``resident_bytes``,
+``eo``, ``step``, ``layer``, ``op``, ``start_s``, ``end_s``, ``stall_s``, ``rss_bytes``,
 ``bytes_read``, ``bytes_written``, and ``cpu_s``. Seconds count from the start of the first
 recorded iteration. The rows tile each iteration: an EO is ready (``start_s - stall_s``) when
 the previous row ends (the first when ``step`` is called), waits ``stall_s`` inside the swap
 controller, and ends when its ``after_eo`` hook returns (the last when ``step`` returns); so
 empty EOs, the loop and the hooks (measuring included, a few µs per EO) count in the next row,
-and a preemption by another process lands in the row it interrupted. ``resident_bytes`` is the process's RSS after the EO (read
+and a preemption by another process lands in the row it interrupted. ``rss_bytes`` is the process's RSS after the EO (read
 outside the timed span, a few µs); ``bytes_read``/``bytes_written`` are what the swap file
 finished moving during the EO; ``cpu_s`` the process's CPU time over the row (all threads: with
 one BLAS thread, the op's own work, which preemption by other processes does not stretch as it
@@ -38,11 +38,12 @@ import pandas as pd
 import psutil
 
 from trainplan.planner.errors import TrainplanError
+from trainplan.planner.training_plan import TrainingPlan
 from trainplan.runtime.data import synthetic
 from trainplan.runtime.session import Session, SessionOptions
 
 EVENT_COLUMNS = ["iteration", "eo", "step", "layer", "op", "start_s", "end_s", "stall_s",
-                 "resident_bytes", "bytes_read", "bytes_written", "cpu_s"]
+                 "rss_bytes", "bytes_read", "bytes_written", "cpu_s"]
 
 
 class MeasureError(TrainplanError, ValueError):
@@ -92,7 +93,7 @@ class Measurement:
 
     events: pd.DataFrame
     summary: MeasuredSummary
-    plan: object = field(default=None, compare=False, repr=False)
+    plan: TrainingPlan | None = field(default=None, compare=False, repr=False)
 
 
 class ResidentSet:
@@ -206,13 +207,14 @@ def _summary(graph: nx.DiGraph, session: Session, events: pd.DataFrame, walls: l
     per_it = events.groupby("iteration")[["stall_s", "bytes_read", "bytes_written"]].sum()
     return MeasuredSummary(
         model=str(graph.graph.get("model", "")),
-        planner=session.options.planner or "reference", batch=graph.graph.get("batch"),
+        planner=session.plan.provenance.offsets if session.plan else "reference",
+        batch=graph.graph.get("batch"),
         warmup=warmup, iterations=len(walls), seconds_per_iteration=float(np.median(walls)),
         iteration_seconds=tuple(walls), uninterrupted_seconds=uninterrupted_seconds(events, walls),
         cpu_seconds=float(np.median(cpus)), stall_seconds=float(per_it["stall_s"].median()),
         bytes_read=int(per_it["bytes_read"].median()),
         bytes_written=int(per_it["bytes_written"].median()),
-        peak_rss_bytes=int(events["resident_bytes"].max()) if len(events) else 0,
+        peak_rss_bytes=int(events["rss_bytes"].max()) if len(events) else 0,
         process_peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         arena_bytes=int(session.arena_bytes), load_average=load, other_cpus=others,
         cpu_count=os.cpu_count() or 1, blas_threads=threads)
@@ -234,7 +236,8 @@ def blas_threads(threads: int | None) -> contextlib.AbstractContextManager:
     return threadpool_limits(limits=threads, user_api="blas")
 
 
-def measure(graph: nx.DiGraph, options: SessionOptions | None = None, *, warmup: int = 1,
+def measure(graph: nx.DiGraph, plan: TrainingPlan | None,
+            options: SessionOptions = SessionOptions(), *, warmup: int = 1,
             iterations: int = 3, min_seconds: float = 0.0, max_iterations: int = 50,
             threads: int | None = None, seed: int = 0,
             on_iteration: Callable[[int, float], None] | None = None) -> Measurement:
@@ -245,10 +248,11 @@ def measure(graph: nx.DiGraph, options: SessionOptions | None = None, *, warmup:
     if warmup < 0 or iterations < 1 or max_iterations < iterations:
         raise MeasureError(f"need warmup >= 0 and 1 <= iterations <= max_iterations, got "
                            f"{warmup}, {iterations}, {max_iterations}")
-    options = options or SessionOptions()
     batch = synthetic(graph, graph.graph["batch"], seed=seed).arrays
     load0 = os.getloadavg()[0]
-    with blas_threads(threads), Session(graph, options) as session:
+    session = Session(graph, plan, options) if plan is not None else Session.reference(graph,
+                                                                                      options)
+    with blas_threads(threads), session:
         for i in range(warmup):
             session.step(batch)
             if on_iteration:
@@ -277,4 +281,4 @@ def measure(graph: nx.DiGraph, options: SessionOptions | None = None, *, warmup:
         load = (round(load0, 2), round(os.getloadavg()[0], 2))
         summary = _summary(graph, session, events, walls, cpus, warmup, load,
                            round(max(0.0, others), 2), threads)
-        return Measurement(events, summary, getattr(session, "plan", None))
+        return Measurement(events, summary, plan)

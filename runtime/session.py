@@ -1,9 +1,11 @@
-"""A training session: graph, plan, layout, executor, optional swap file, all set up once.
+"""A training session: a graph, its TrainingPlan, the arena, the executor and (when the plan
+moves buffers to storage) a swap file, all set up once.
 
-``Session.planned`` trains inside one arena laid out by an offset planner, optionally swapping
-to a real file under a RAM budget; ``Session.reference`` gives every buffer its own array (the
-unplanned run every planned run is checked against). Both initialise the same weights from the
-seed and run the same kernels, so they produce the same bits.
+``Session(graph, plan)`` trains inside one arena laid out by the plan, swapping to a real file
+as its transfers say; it refuses a plan made for another graph or one the independent
+validator rejects. ``Session.reference(graph)`` gives every buffer its own array (the unplanned
+run every planned run is checked against). Both initialise the same weights from the seed and
+run the same kernels, so they produce the same bits.
 """
 
 from __future__ import annotations
@@ -14,77 +16,103 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from trainplan.planner.order import execution_order, lifespans
-from trainplan.planner.plan_graph import plan_graph, plan_graph_swap
+from trainplan.planner.errors import TrainplanError
+from trainplan.planner.order import ExecutionOrder, execution_order, lifespans
+from trainplan.planner.training_plan import TrainingPlan
+from trainplan.planner.verify import verify_plan
 from trainplan.runtime.engine import Executor, StepResult
 from trainplan.runtime.init import initial_value
-from trainplan.runtime.layout import ALIGN, planned_layout, reference_layout
+from trainplan.runtime.layout import ALIGN, ArenaLayout, ReferenceLayout
 from trainplan.runtime.optimizers import Hyper
-from trainplan.runtime.swap_layout import SwapController, SwapLayout
+from trainplan.runtime.swap_layout import SwapController
 from trainplan.runtime.swapio import SwapFile
+
+
+class RefusedPlan(TrainplanError):
+    """A plan the runtime will not run: for another graph, invalid, or misaligned."""
 
 
 @dataclass(frozen=True)
 class SessionOptions:
-    planner: str | None = "nntrainer_v1"  # None: the unplanned reference
-    budget: int | None = None
-    swap: str = "belady"
-    lookahead: int = 1
+    """How to run (the plan says where everything lives)."""
+
     seed: int = 0
     learning_rate: float = 1e-3
     swap_dir: str | None = None
-    order: str = "nntrainer"
     swap_through: bool = False  # swapped bytes leave the page cache too (runtime/swapio.py)
+
+
+@dataclass(frozen=True)
+class _Buffers:
+    """What the session needs of the buffers: tensor -> buffer, sizes, first EOs, and the
+    persistent ones (weights, running statistics, optimizer state)."""
+
+    buffer_of: dict[str, str]
+    nbytes: dict[str, int]
+    start: dict[str, int]
+    persistent: list[str]
+
+
+def _from_plan(plan: TrainingPlan) -> _Buffers:
+    return _Buffers(plan.member_buffer(), {b.id: b.nbytes for b in plan.buffers},
+                    {b.id: b.start for b in plan.buffers},
+                    sorted(b.id for b in plan.buffers if b.persistent))
+
+
+def _unplanned(graph: nx.DiGraph, eo: ExecutionOrder) -> _Buffers:
+    spans = {r: s for r, s in lifespans(graph, eo).items() if s.pool != "external"}
+    return _Buffers({m: r for r, s in spans.items() for m in s.members},
+                    {r: s.nbytes for r, s in spans.items()}, {r: s.start for r, s in spans.items()},
+                    sorted(r for r, s in spans.items() if s.pool == "weight"))
 
 
 class Session:
     """Everything one training run needs; use as a context manager (closes the swap file)."""
 
-    def __init__(self, graph: nx.DiGraph, options: SessionOptions):
-        self.graph, self.options = graph, options
-        self.eo = execution_order(graph, options.order)
-        self.spans = lifespans(graph, self.eo)
-        self.persistent = sorted(r for r, s in self.spans.items() if s.pool == "weight")
+    def __init__(self, graph: nx.DiGraph, plan: TrainingPlan,
+                 options: SessionOptions = SessionOptions()):
+        self.graph, self.options, self.plan = graph, options, plan
         self.swapfile = self.controller = None
+        _refuse_unrunnable(graph, plan)
+        self.eo = plan.order
+        self.buffers = _from_plan(plan)
         try:
-            self._setup()
+            self.layout = ArenaLayout(graph, plan)
+            if plan.swapped:
+                self.swapfile = SwapFile(0, options.swap_dir, through=options.swap_through)
+                self.controller = SwapController(self.layout, self.swapfile)
+            self._start()
         except BaseException:
             self.close()  # a failed set-up leaves no swap file behind
             raise
 
-    def _setup(self) -> None:
-        graph, options = self.graph, self.options
-        self.layout = self._layout()  # opens the swap file when there is a budget
+    @classmethod
+    def reference(cls, graph: nx.DiGraph, options: SessionOptions = SessionOptions(), *,
+                  order: str | ExecutionOrder = "nntrainer") -> Session:
+        """The unplanned run: every buffer its own array, ops in ``order``."""
+        self = cls.__new__(cls)
+        self.graph, self.options, self.plan = graph, options, None
+        self.swapfile = self.controller = None
+        self.eo = order if isinstance(order, ExecutionOrder) else execution_order(graph, order)
+        self.buffers = _unplanned(graph, self.eo)
+        self.layout = ReferenceLayout(graph, self.buffers.buffer_of, self.buffers.nbytes)
+        self._start()
+        return self
+
+    def _start(self) -> None:
         hooks = {}
         if self.controller is not None:
             hooks = {"before_eo": self.controller.before_eo, "after_eo": self.controller.after_eo}
-        self.executor = Executor(graph, self.eo, self.layout, optimizer=graph.graph["optimizer"],
-                                 hyper=Hyper(learning_rate=options.learning_rate),
-                                 seed=options.seed, full_context=options.planner is None,
-                                 **hooks)
-        for root in self.persistent:
-            self.store(root, initial_value(graph, root, options.seed))
+        self.executor = Executor(self.graph, self.eo, self.layout,
+                                 optimizer=self.graph.graph["optimizer"],
+                                 hyper=Hyper(learning_rate=self.options.learning_rate),
+                                 seed=self.options.seed, full_context=self.plan is None, **hooks)
+        for buffer in self.persistent:
+            self.store(buffer, initial_value(self.graph, buffer, self.options.seed))
 
-    def _layout(self):
-        o, g = self.options, self.graph
-        if o.planner is None:
-            roots = {r: s.nbytes for r, s in self.spans.items() if s.pool != "external"}
-            return reference_layout(g, roots)
-        if o.budget is None:
-            plan = plan_graph(g, o.planner, order=o.order, alignment=ALIGN, seed=o.seed)
-            self.plan = plan
-            base = -(-plan.weight.arena_bytes // ALIGN) * ALIGN
-            offsets = dict(plan.weight.offsets)
-            offsets.update({k: base + v for k, v in plan.tensor.offsets.items()})
-            return planned_layout(g, offsets, base + plan.tensor.arena_bytes)
-        swap = plan_graph_swap(g, o.budget, swap=o.swap, planner=o.planner, order=o.order,
-                               lookahead=o.lookahead, seed=o.seed)
-        self.plan = swap
-        layout = SwapLayout(g, swap.arena.schedule, swap.arena.plan.offsets,
-                            swap.arena.plan.arena_bytes)
-        self.swapfile = SwapFile(0, o.swap_dir, through=o.swap_through)
-        self.controller = SwapController(layout, self.swapfile)
-        return layout
+    @property
+    def persistent(self) -> list[str]:
+        return self.buffers.persistent
 
     @property
     def arena_bytes(self) -> int:
@@ -92,29 +120,29 @@ class Session:
 
     # --- persistent state -----------------------------------------------------------------
 
-    def store(self, root: str, values: np.ndarray) -> None:
+    def store(self, buffer: str, values: np.ndarray) -> None:
         if self.controller is not None:
-            self.controller.store(root, np.ascontiguousarray(values))
+            self.controller.store(buffer, np.ascontiguousarray(values))
         else:
-            self.layout.view(root)[...] = values.reshape(self.graph.nodes[root]["shape"])
+            self.layout.view(buffer, 0)[...] = values.reshape(self.graph.nodes[buffer]["shape"])
 
-    def load(self, root: str) -> np.ndarray:
-        data = self.graph.nodes[root]
+    def load(self, buffer: str) -> np.ndarray:
+        data = self.graph.nodes[buffer]
         if self.controller is not None:
-            raw = self.controller.load(root)
+            raw = self.controller.load(buffer)
             return raw.view(np.dtype(data["dtype"])).reshape(data["shape"])
-        return self.layout.view(root).copy()
+        return self.layout.view(buffer, 0).copy()
 
     def state(self) -> dict[str, np.ndarray]:
         """Every persistent buffer (weights, running statistics, optimizer state)."""
-        return {root: self.load(root) for root in self.persistent}
+        return {buffer: self.load(buffer) for buffer in self.persistent}
 
     def weights_sha256(self) -> str:
         h = hashlib.sha256()
-        for root in self.persistent:
-            if self.graph.nodes[root]["role"] == "weight":
-                h.update(root.encode())
-                h.update(np.ascontiguousarray(self.load(root)).tobytes())
+        for buffer in self.persistent:
+            if self.graph.nodes[buffer]["role"] == "weight":
+                h.update(buffer.encode())
+                h.update(np.ascontiguousarray(self.load(buffer)).tobytes())
         return h.hexdigest()
 
     # --- running --------------------------------------------------------------------------
@@ -123,8 +151,8 @@ class Session:
         """Hand a batch to the executor: each tensor is filled at the EO its bytes become its."""
         feeds: dict[int, list] = {}
         for t, values in batch.items():
-            root = next(r for r, s in self.spans.items() if t in s.members)
-            feeds.setdefault(self.spans[root].start, []).append((t, values))
+            feeds.setdefault(self.buffers.start[self.buffers.buffer_of[t]], []).append(
+                (t, values))
         self.executor.feed_at(feeds)
 
     def step(self, batch: dict[str, np.ndarray]) -> StepResult:
@@ -152,3 +180,18 @@ class Session:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _refuse_unrunnable(graph: nx.DiGraph, plan: TrainingPlan) -> None:
+    """The runtime runs only a plan for this graph, that validates, with 64-byte alignment."""
+    if not isinstance(plan, TrainingPlan):
+        raise RefusedPlan(f"expected a TrainingPlan (planner.plan_training), got "
+                          f"{type(plan).__name__}")
+    if plan.alignment % ALIGN:
+        raise RefusedPlan(f"the plan aligns buffers to {plan.alignment} bytes; the runtime "
+                          f"needs multiples of {ALIGN}: plan with alignment={ALIGN}")
+    errors = verify_plan(graph, plan)
+    if errors:
+        shown = "; ".join(errors[:3]) + (f"; and {len(errors) - 3} more" if len(errors) > 3
+                                         else "")
+        raise RefusedPlan(f"the plan does not validate, so it is not run: {shown}")

@@ -1,43 +1,42 @@
-"""Simulate a planned training graph on a device: graph + plan -> steps -> Timeline.
+"""Simulate a TrainingPlan on a device: graph + plan -> steps and transfers -> Timeline.
 
-Every op becomes one ``Step`` at its EO (flops from the graph, bytes touched = the tensors it
-reads and writes). Memory follows the plan: the weight pool (weights, optimizer state) is
-resident from the start, and the tensor pool's arena is allocated once and becomes resident as
-tensors first touch it (its high-water mark), so the peak is exactly the plan's figure and a
-plan that does not fit says at which op the device ran out. Without a swap schedule there are
-no transfers. A plan made under a budget (``plan_graph_swap``) brings its own: its evictions
-and prefetches become transfers, its one arena the resident curve (simulator/swap.py); other
-schedules plug in as ``transfers`` (and ``resident_intervals`` for the live-bytes curves).
+Every op becomes one ``Step`` at the EO the plan's order gives it (flops from the graph, bytes
+touched = the tensors it reads and writes, buffers named by the plan). Memory follows the
+plan's pieces: the arena becomes held as pieces first touch it (its high-water mark), so the
+peak held is exactly the plan's arena and a plan that does not fit says at which op the device
+ran out; bytes resident per role (or layer) are the pieces in RAM. The plan's evictions that
+write and prefetches that read become the storage transfers. Nothing is planned or derived
+again here: a plan made for another graph is refused.
 
 >>> from trainplan.planner.build import build_training_graph
->>> from trainplan.planner.plan_graph import plan_graph
+>>> from trainplan.planner.plan_training import plan_training
 >>> from trainplan.planner.zoo import get_model
 >>> g = build_training_graph(get_model("mlp", batch=4))
->>> plan = plan_graph(g, "nntrainer_v1")
+>>> plan = plan_training(g)
 >>> tl = simulate(g, plan, "raspberry-pi-4")
->>> tl.summary.peak_resident_bytes == plan.record()["arena_bytes"], tl.summary.fits
+>>> tl.summary.arena_bytes == plan.arena_bytes, tl.summary.fits
 (True, True)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import networkx as nx
 import numpy as np
 
+from trainplan.planner.identity import graph_identity, mismatch
 from trainplan.planner.layers.base import AG
-from trainplan.planner.order import ExecutionOrder, Lifespan, execution_order, lifespans
+from trainplan.planner.order import ExecutionOrder
+from trainplan.planner.training_plan import TrainingPlan
 from trainplan.simulator.device import DeviceProfile, load_device
 from trainplan.simulator.engine import Step, Transfer
 from trainplan.simulator.errors import InvalidPlan
-from trainplan.simulator.swap import is_swap_plan, swap_inputs
 from trainplan.simulator.timeline import Timeline, simulate_events
 
 # op type -> op class of the device's efficiency table; apply_gradient steps are "optimizer"
 OP_TYPE_CLASS = {"fully_connected": "gemm", "multi_head_attention": "gemm", "lstm": "gemm",
                  "conv2d": "conv"}
-PLANNED_POOLS = ("weight", "tensor")
 
 
 def op_class(op_type: str, step: str) -> str:
@@ -45,11 +44,21 @@ def op_class(op_type: str, step: str) -> str:
     return "optimizer" if step == AG else OP_TYPE_CLASS.get(op_type, "elementwise")
 
 
+def check_plan_for(graph: nx.DiGraph, plan: TrainingPlan) -> None:
+    """Raise InvalidPlan naming both graphs when ``plan`` was made for another graph."""
+    if not isinstance(plan, TrainingPlan):
+        raise InvalidPlan(f"expected a TrainingPlan (planner.plan_training), got "
+                          f"{type(plan).__name__}")
+    wrong = mismatch(plan.graph, graph_identity(graph))
+    if wrong:
+        raise InvalidPlan(f"the plan was made for {wrong}; plan this graph again")
+
+
 def graph_steps(graph: nx.DiGraph, eo: ExecutionOrder,
-                spans: Mapping[str, Lifespan] | None = None) -> list[Step]:
-    """One Step per op in EO order; reads/writes name buffers (alias roots)."""
-    spans = lifespans(graph, eo) if spans is None else spans
-    root = {m: s.tensor for s in spans.values() for m in s.members}
+                buffer_of: Mapping[str, str] | None = None) -> list[Step]:
+    """One Step per op in EO order; reads and writes name buffers by ``buffer_of`` (tensor ->
+    buffer, a plan's ``member_buffer()``; without it the steps name no buffers)."""
+    root = buffer_of or {}
     nodes, pred, succ = graph.nodes, graph.pred, graph.succ
     steps = []
     for op in sorted(eo.op_eo, key=eo.op_eo.__getitem__):
@@ -60,74 +69,96 @@ def graph_steps(graph: nx.DiGraph, eo: ExecutionOrder,
             op_class=op_class(d["op_type"], d["step"]), flops=float(d["flops"]),
             bytes_touched=sum(nodes[t]["nbytes"] for t in rd + wr),
             gather_rows=int(d.get("gather_rows", 0)),
-            reads=tuple(dict.fromkeys(root[t] for t in rd)),
-            writes=tuple(dict.fromkeys(root[t] for t in wr)), name=op))
+            reads=tuple(dict.fromkeys(root[t] for t in rd if t in root)),
+            writes=tuple(dict.fromkeys(root[t] for t in wr if t in root)), name=op))
     return steps
 
 
-def resident_curve(spans: Mapping[str, Lifespan], plan, n_eo: int) -> np.ndarray:
-    """Bytes resident at each EO: the weight pool from the start plus the tensor pool's
-    high-water mark (highest byte touched so far). Raises InvalidPlan for an unplanned buffer."""
-    tops = np.zeros(n_eo, dtype=np.int64)
-    for s in spans.values():
-        if s.pool not in PLANNED_POOLS:
-            continue
-        offsets = getattr(plan, s.pool).offsets
-        if s.tensor not in offsets:
-            raise InvalidPlan(f"the plan has no offset for {s.pool}-pool buffer {s.tensor!r}; "
-                              "was it planned for this graph, batch and order?")
-        if s.pool == "tensor":
-            tops[s.start] = max(tops[s.start], offsets[s.tensor] + s.nbytes)
-    return plan.weight.arena_bytes + np.maximum.accumulate(tops)
+def plan_transfers(plan: TrainingPlan) -> list[Transfer]:
+    """Evictions that write and prefetches that read, as engine transfers. A write's deadline
+    is the first EO at which another piece takes any of its bytes (next iteration's EOs count
+    on past ``n_eo``), so the engine delays that reuse until the write is done."""
+    cols = _piece_columns(plan)
+    transfers = []
+    for e in plan.evictions:
+        if e.write:
+            off = plan.buffer(e.buffer).pieces[e.piece].offset
+            transfers.append(Transfer(e.buffer, "write", e.nbytes, e.after_eo,
+                                      _reuse_eo(cols, e.after_eo, off, off + e.nbytes,
+                                                plan.n_eo)))
+    transfers += [Transfer(p.buffer, "read", p.nbytes, p.start_eo, p.use_eo)
+                  for p in plan.prefetches if p.read]
+    return transfers
 
 
-def live_curves(graph: nx.DiGraph, spans: Mapping[str, Lifespan], n_eo: int, by: str = "role",
-                resident_intervals: Mapping[str, Sequence[tuple[int, int]]] | None = None,
+def _piece_columns(plan: TrainingPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every piece's start EO, offset and end byte, sorted by start."""
+    flat = np.array([(p.start, p.offset, p.offset + b.nbytes) for b in plan.buffers
+                     for p in b.pieces], dtype=np.int64).reshape(-1, 3)
+    flat = flat[np.argsort(flat[:, 0], kind="stable")]
+    return flat[:, 0].copy(), flat[:, 1].copy(), flat[:, 2].copy()
+
+
+def _reuse_eo(cols: tuple[np.ndarray, ...], after: int, lo: int, hi: int,
+              n_eo: int) -> int | None:
+    """First EO after ``after`` at which a piece takes bytes of [lo, hi): this iteration's
+    first, else the next iteration's (+ n_eo). Scans blocks of doubling size: reuse is usually
+    close."""
+    starts, offs, ends = cols
+    first = int(np.searchsorted(starts, after + 1))
+    for begin, stop, shift in ((first, len(starts), 0), (0, first, n_eo)):
+        b, width = begin, 64
+        while b < stop:
+            e = min(b + width, stop)
+            hit = (offs[b:e] < hi) & (ends[b:e] > lo)
+            i = int(hit.argmax())
+            if hit[i]:
+                return int(starts[b + i]) + shift
+            b, width = e, width * 2
+    return None
+
+
+def held_curve(plan: TrainingPlan) -> np.ndarray:
+    """Bytes of the arena held at each EO: the highest byte any piece has touched so far."""
+    tops = np.zeros(plan.n_eo, dtype=np.int64)
+    starts, _, ends = _piece_columns(plan)
+    if len(starts):
+        np.maximum.at(tops, starts.clip(0, plan.n_eo - 1), ends)
+    return np.maximum.accumulate(tops)
+
+
+def resident_by(graph: nx.DiGraph, plan: TrainingPlan, by: str = "role"
                 ) -> dict[str, np.ndarray]:
-    """Live bytes at each EO grouped by tensor ``role`` or owning ``layer``; a swapped tensor
-    counts only over its ``resident_intervals`` ([start, end) EOs) when given."""
+    """Bytes resident (pieces in RAM) at each EO grouped by buffer ``role`` or owning
+    ``layer``."""
     if by not in ("role", "layer"):
-        raise ValueError(f"live bytes group by 'role' or 'layer', not {by!r}")
+        raise ValueError(f"resident bytes group by 'role' or 'layer', not {by!r}")
     delta: dict[str, np.ndarray] = {}
-    for s in spans.values():
-        if s.pool not in PLANNED_POOLS:
-            continue
-        key = s.role if by == "role" else str(graph.nodes[s.tensor].get("layer") or "(none)")
-        row = delta.setdefault(key, np.zeros(n_eo + 1, dtype=np.int64))
-        for a, b in (resident_intervals or {}).get(s.tensor, [(s.start, s.end)]):
-            row[a] += s.nbytes
-            row[b] -= s.nbytes
-    return {k: np.cumsum(v)[:n_eo] for k, v in delta.items()}
+    for b in plan.buffers:
+        key = b.role if by == "role" else str(graph.nodes[b.id].get("layer") or "(none)")
+        row = delta.setdefault(key, np.zeros(plan.n_eo + 1, dtype=np.int64))
+        for p in b.pieces:
+            row[p.start] += b.nbytes
+            row[p.end] -= b.nbytes
+    return {k: np.cumsum(v)[:plan.n_eo] for k, v in delta.items()}
 
 
-def simulate(graph: nx.DiGraph, plan, device: DeviceProfile | str, *,
-             order: str | ExecutionOrder = "nntrainer", iterations: int = 1,
-             transfers: Sequence[Transfer] = (), budget_bytes: int | None = None,
-             live_by: str = "role",
-             resident_intervals: Mapping[str, Sequence[tuple[int, int]]] | None = None,
-             ) -> Timeline:
-    """Discrete-event simulation of ``iterations`` training iterations of a planned graph
-    (a GraphPlan, or a GraphSwapPlan whose schedule supplies transfers and the budget)."""
+def simulate(graph: nx.DiGraph, plan: TrainingPlan, device: DeviceProfile | str, *,
+             iterations: int = 1, by: str = "role") -> Timeline:
+    """Discrete-event simulation of ``iterations`` training iterations of ``graph`` under
+    ``plan`` on ``device``; resident bytes grouped ``by`` role or layer."""
     device = load_device(device)
-    eo = order if isinstance(order, ExecutionOrder) else execution_order(graph, order)
-    spans = lifespans(graph, eo)
-    meta = {"model": graph.graph.get("model", ""), "planner": getattr(plan, "planner", ""),
-            "order": eo.name, "batch": graph.graph.get("batch")}
-    transfers = list(transfers)
-    if is_swap_plan(plan):
-        arena = plan.arena
-        if arena.schedule.n_eo != eo.n_eo:
-            raise InvalidPlan(f"the swap plan has {arena.schedule.n_eo} EOs, the graph under "
-                              f"order {eo.name!r} has {eo.n_eo}: planned for another graph?")
-        moves, resident, intervals = swap_inputs(arena, eo.n_eo)
-        transfers += moves
-        resident_intervals = resident_intervals or intervals
-        budget_bytes = arena.schedule.budget_bytes if budget_bytes is None else budget_bytes
-        meta["planner"] = f"{arena.plan.planner} + {plan.swap} swap"
-    else:
-        resident = resident_curve(spans, plan, eo.n_eo)
-    return simulate_events(
-        graph_steps(graph, eo, spans), transfers, device, iterations=iterations, n_eo=eo.n_eo,
-        resident=resident,
-        live=live_curves(graph, spans, eo.n_eo, live_by, resident_intervals),
-        budget_bytes=budget_bytes, meta=meta)
+    check_plan_for(graph, plan)
+    meta: Mapping = {"model": plan.graph.model, "planner": _label(plan),
+                     "order": plan.order.name, "batch": plan.graph.batch,
+                     "peak_live_bytes": plan.peak_live_bytes}
+    steps = graph_steps(graph, plan.order, plan.member_buffer())
+    return simulate_events(steps, plan_transfers(plan), device,
+                           iterations=iterations, n_eo=plan.n_eo, held=held_curve(plan),
+                           resident=resident_by(graph, plan, by),
+                           budget_bytes=plan.budget_bytes, meta=meta)
+
+
+def _label(plan: TrainingPlan) -> str:
+    p = plan.provenance
+    return f"{p.offsets} + {p.swap} swap" if p.swap else p.offsets

@@ -1,17 +1,20 @@
 """A Timeline: one row per simulated event (op), the transfers, bytes per EO, and a summary.
 
 ``simulate_events`` runs the engine on plain steps and transfers and assembles the Timeline;
-``trainplan.simulator.simulate.simulate`` derives those steps from a training graph and its plan. Memory
-columns come from the caller, per EO: ``resident`` (bytes the process holds; pages, once
-touched, stay resident) and ``live`` (bytes of live tensors per role or layer, for stacked
-plots). Plots and reports read only a Timeline.
+``trainplan.simulator.simulate.simulate`` derives those steps from a training graph and its
+plan. Memory columns come from the caller, per EO: ``held`` (bytes of the arena the process
+holds; pages, once touched, stay held) and ``resident`` (bytes of buffers in RAM per role or
+layer, for stacked plots). The words follow docs/glossary.md. Plots and reports read only a
+Timeline.
 
 >>> from trainplan.simulator.device import load_device
 >>> from trainplan.simulator.engine import Step
 >>> tl = simulate_events([Step(0, flops=4e9), Step(1, flops=4e9)], [],
-...                      load_device("raspberry-pi-4"), resident=[100, 300])
->>> tl.summary.iteration_seconds, tl.summary.peak_resident_bytes, tl.summary.fits
-(1.0, 300, True)
+...                      load_device("raspberry-pi-4"), held=[100, 300],
+...                      resident={"activation": [100, 200]})
+>>> s = tl.summary
+>>> s.iteration_seconds, s.arena_bytes, s.peak_resident_bytes, s.fits
+(1.0, 300, 200, True)
 """
 
 from __future__ import annotations
@@ -28,16 +31,19 @@ from trainplan.simulator.device import DeviceProfile
 from trainplan.simulator.engine import EngineRun, Step, Transfer, run_engine
 from trainplan.simulator.errors import InvalidSchedule
 
-LIVE = "live:"  # prefix of the live-bytes columns (live:activation, live:weight, ...)
+RESIDENT = "resident:"  # prefix of the resident-bytes columns (resident:activation, ...)
 TRANSFER_COLUMNS = ["iteration", "transfer", "tensor", "kind", "nbytes", "issue_eo",
                     "deadline_eo", "channel", "ready_s", "start_s", "end_s", "skipped"]
 
 
 @dataclass(frozen=True)
 class Summary:
-    """Figures of a whole run. Seconds and bytes cover all ``iterations``; ``iteration_seconds``
-    is the compute stream's time per iteration. ``out_of_ram`` says where resident bytes first
-    exceeded the device's available RAM (None when the run fits)."""
+    """Figures of a whole run. ``*_seconds`` other than ``iteration_seconds`` (the compute
+    stream's time per iteration) and bytes moved cover all ``iterations``. ``arena_bytes`` is
+    the most arena bytes held (the plan's arena), ``peak_resident_bytes`` the most bytes of
+    buffers in RAM at once, ``peak_live_bytes`` the most bytes of live buffers at once (in RAM
+    or in storage). ``out_of_ram`` says where held bytes first exceeded the device's available
+    RAM (None when the run fits)."""
 
     model: str
     planner: str
@@ -51,6 +57,7 @@ class Summary:
     compute_seconds: float
     stall_seconds: float
     total_seconds: float
+    arena_bytes: int
     peak_resident_bytes: int
     peak_live_bytes: int
     ram_bytes: int
@@ -83,8 +90,8 @@ class Timeline:
     by_eo: pd.DataFrame
     summary: Summary
 
-    def live_columns(self) -> list[str]:
-        return [c for c in self.events.columns if c.startswith(LIVE)]
+    def resident_columns(self) -> list[str]:
+        return [c for c in self.events.columns if c.startswith(RESIDENT)]
 
     def to_json(self) -> str:
         frames = {k: json.loads(getattr(self, k).to_json(orient="split", index=False))
@@ -110,16 +117,16 @@ def _per_eo(values, n_eo: int) -> np.ndarray:
     return arr
 
 
-def _memory_frames(run: EngineRun, resident: np.ndarray, live: dict[str, np.ndarray]):
+def _memory_frames(run: EngineRun, held: np.ndarray, resident: dict[str, np.ndarray]):
     """Per-event and per-EO memory columns; after iteration 0 every touched page stays."""
     n, iters = run.n_eo, run.iterations
-    held = np.concatenate([resident] + [np.full(n, resident.max(initial=0))] * (iters - 1))
+    held = np.concatenate([held] + [np.full(n, held.max(initial=0))] * (iters - 1))
     by_eo = pd.DataFrame({"iteration": np.repeat(np.arange(iters), n),
                           "eo": np.tile(np.arange(n), iters),
-                          "resident_bytes": held})
+                          "held_bytes": held})
     by_eo["g_eo"] = by_eo["iteration"] * n + by_eo["eo"]
-    for key, curve in live.items():
-        by_eo[LIVE + key] = np.tile(curve, iters)
+    for key, curve in resident.items():
+        by_eo[RESIDENT + key] = np.tile(curve, iters)
     eos = np.fromiter((s.eo for s in run.steps), np.int64, len(run.steps))
     rows = np.concatenate([eos + it * n for it in range(iters)]) if len(eos) else eos
     return by_eo, by_eo.iloc[rows].reset_index(drop=True)
@@ -138,7 +145,7 @@ def _events(run: EngineRun, memory: pd.DataFrame, transfers: pd.DataFrame) -> pd
         "bytes_touched": np.tile([int(s.bytes_touched) for s in steps], iters),
         "start_s": run.start, "end_s": run.end, "stall_s": run.stall,
     })
-    ev["resident_bytes"] = memory["resident_bytes"].to_numpy()
+    ev["held_bytes"] = memory["held_bytes"].to_numpy()
     for kind, col in (("read", "bytes_read"), ("write", "bytes_written")):
         counts = np.zeros(len(ev), dtype=np.int64)
         sel = transfers[transfers["kind"] == kind]
@@ -148,13 +155,13 @@ def _events(run: EngineRun, memory: pd.DataFrame, transfers: pd.DataFrame) -> pd
             np.add.at(counts, at.clip(0), sel["nbytes"].to_numpy(dtype=np.int64))
         ev[col] = counts
     for c in memory.columns:
-        if c.startswith(LIVE):
+        if c.startswith(RESIDENT):
             ev[c] = memory[c].to_numpy()
     return ev
 
 
 def _out_of_ram(by_eo: pd.DataFrame, events: pd.DataFrame, available: int) -> dict | None:
-    over = by_eo.index[by_eo["resident_bytes"].to_numpy() > available]
+    over = by_eo.index[by_eo["held_bytes"].to_numpy() > available]
     if not len(over):
         return None
     row = by_eo.loc[over[0]]
@@ -163,24 +170,27 @@ def _out_of_ram(by_eo: pd.DataFrame, events: pd.DataFrame, available: int) -> di
     return {"iteration": it, "eo": eo,
             "layer": str(hit["layer"].iloc[0]) if len(hit) else "",
             "step": str(hit["step"].iloc[0]) if len(hit) else "",
-            "resident_bytes": int(row["resident_bytes"]), "available_bytes": int(available),
-            "short_bytes": int(row["resident_bytes"]) - int(available)}
+            "held_bytes": int(row["held_bytes"]), "available_bytes": int(available),
+            "short_bytes": int(row["held_bytes"]) - int(available)}
 
 
 def simulate_events(steps: Sequence[Step], transfers: Sequence[Transfer], device: DeviceProfile,
-                    *, iterations: int = 1, n_eo: int | None = None, resident=None,
-                    live: Mapping[str, Sequence[int]] | None = None,
+                    *, iterations: int = 1, n_eo: int | None = None, held=None,
+                    resident: Mapping[str, Sequence[int]] | None = None,
                     budget_bytes: int | None = None, meta: Mapping | None = None) -> Timeline:
-    """Run the engine and assemble the Timeline; ``resident``/``live`` are per EO (or a number)."""
+    """Run the engine and assemble the Timeline; ``held`` (a number or one per EO) and
+    ``resident`` (per group, one per EO) as in the module docstring; ``meta`` may name the
+    model, planner, order, batch and ``peak_live_bytes`` (else the peak resident)."""
     run = run_engine(steps, transfers, device, n_eo=n_eo, iterations=iterations)
-    resident = _per_eo(resident, run.n_eo)
-    live = {k: _per_eo(v, run.n_eo) for k, v in (live or {}).items()}
-    by_eo, memory = _memory_frames(run, resident, live)
+    held = _per_eo(held, run.n_eo)
+    resident = {k: _per_eo(v, run.n_eo) for k, v in (resident or {}).items()}
+    by_eo, memory = _memory_frames(run, held, resident)
     transfers_df = pd.DataFrame(run.transfers, columns=TRANSFER_COLUMNS)
     events = _events(run, memory, transfers_df)
     meta = dict(meta or {})
-    peak = int(by_eo["resident_bytes"].max()) if len(by_eo) else 0
-    live_total = sum(live.values()) if live else np.zeros(1, dtype=np.int64)
+    peak = int(by_eo["held_bytes"].max()) if len(by_eo) else 0
+    total = sum(resident.values()) if resident else np.zeros(1, dtype=np.int64)
+    peak_resident = int(np.max(total))
     ends = [float(run.end[-1]) if len(run.end) else 0.0]
     ends += [float(transfers_df["end_s"].max())] if len(transfers_df) else []
     summary = Summary(
@@ -190,7 +200,8 @@ def simulate_events(steps: Sequence[Step], transfers: Sequence[Transfer], device
         iteration_seconds=ends[0] / iterations,
         compute_seconds=float((run.end - run.start).sum()),
         stall_seconds=float(run.stall.sum()), total_seconds=max(ends),
-        peak_resident_bytes=peak, peak_live_bytes=int(np.max(live_total)),
+        arena_bytes=peak, peak_resident_bytes=peak_resident,
+        peak_live_bytes=int(meta.get("peak_live_bytes", peak_resident)),
         ram_bytes=device.ram_bytes, available_bytes=device.available_bytes,
         budget_bytes=budget_bytes, bytes_read=int(events["bytes_read"].sum()),
         bytes_written=int(events["bytes_written"].sum()),

@@ -32,16 +32,16 @@ def _lookahead(buffers, n_eo, budget, *, lookahead=1, **_):
     return lookahead_gaps(buffers, n_eo, lookahead)
 
 
-def _belady(buffers, n_eo, budget, *, evict_all=False, early=True, **_):
-    return belady_gaps(buffers, n_eo, budget, evict_all=evict_all, early=early)
+def _belady(buffers, n_eo, budget, *, evict_all=False, early=True, floor=None, **_):
+    return belady_gaps(buffers, n_eo, budget, evict_all=evict_all, early=early, floor=floor)
 
 
 def _optimal(buffers, n_eo, budget, *, step_seconds=None, storage=None, time_limit=10.0, seed=0,
-             workers=2, **_):
-    from trainplan.planner.swap.optimal import SolvedGaps, optimal_gaps  # OR-Tools: loaded on first use
+             workers=2, floor=None, **_):
+    from trainplan.planner.swap.optimal import SolvedGaps, optimal_gaps  # loads OR-Tools
     return SolvedGaps(*optimal_gaps(buffers, n_eo, budget, step_seconds=step_seconds,
                                     storage=storage, time_limit=time_limit, seed=seed,
-                                    workers=workers))
+                                    workers=workers, floor=floor))
 
 
 SWAP_PLANNERS: dict[str, SwapPlannerSpec] = {
@@ -68,7 +68,7 @@ def plan_swap(buffers: dict[str, BufferUses], n_eo: int, budget: int, planner: s
                           + ", ".join(SWAP_PLANNERS))
     began = time.perf_counter()
     gaps = SWAP_PLANNERS[planner].function(buffers, n_eo, budget, **options)
-    kept = {k: v for k, v in options.items() if k not in ("storage", "step_seconds")}
+    kept = {k: v for k, v in options.items() if k not in ("storage", "step_seconds", "floor")}
     schedule = build_schedule(planner, buffers, gaps, n_eo, budget,
                               {**kept, **getattr(gaps, "info", {})})
     if schedule.peak_resident_bytes > budget:

@@ -3,7 +3,8 @@ problem, so any offset planner places the arena under swapping.
 
 A piece keeps the buffer's bytes at one offset from the EO it arrives (created or prefetched)
 to the EO it leaves; two pieces of one buffer may sit at different offsets since the bytes
-went through storage in between.
+went through storage in between. Pieces are identified by ``(buffer, index)``; the allocation
+problem's string ids are made once here and mapped back through a table, never parsed.
 """
 
 from __future__ import annotations
@@ -20,64 +21,86 @@ from trainplan.planner.swap.uses import BufferUses
 from trainplan.planner.swap.working_set import min_budget
 from trainplan.planner.validate import validate_plan
 
-
-def piece_id(tensor: str, i: int) -> str:
-    return f"{tensor}#{i}"
+PieceKey = tuple[str, int]  # (buffer, index of its resident piece)
 
 
-def swap_problem(schedule: SwapSchedule, buffers: dict[str, BufferUses]) -> AllocationProblem:
-    """One buffer per resident piece, kind = the buffer's role."""
-    out = []
+def swap_problem(schedule: SwapSchedule, buffers: dict[str, BufferUses], alignment: int = 1
+                 ) -> tuple[AllocationProblem, dict[str, PieceKey]]:
+    """One allocation buffer per resident piece (kind = the buffer's role, every offset a
+    multiple of ``alignment``), and the table from its id back to ``(buffer, index)``."""
+    out, keys = [], {}
     for t, pieces in schedule.resident.items():
         for i, (a, z) in enumerate(pieces):
-            out.append(Buffer(piece_id(t, i), a, z, schedule.sizes[t], 1, buffers[t].role))
-    return AllocationProblem(tuple(out), name="swap-arena")
+            ident = f"{len(out)}"
+            keys[ident] = (t, i)
+            out.append(Buffer(ident, a, z, schedule.sizes[t], alignment, buffers[t].role))
+    return AllocationProblem(tuple(out), name="swap-arena"), keys
 
 
 @dataclass(frozen=True)
 class SwapArena:
-    """A swap schedule and the offsets of its pieces, the arena within the budget."""
+    """A swap schedule and the offsets of its pieces, the arena within the budget.
+
+    ``offsets[(buffer, i)]`` is piece i's offset; ``fallbacks`` says which schedules were
+    tried before this one and why.
+    """
 
     schedule: SwapSchedule
     problem: AllocationProblem
     plan: Plan
+    offsets: dict[PieceKey, int]
     errors: tuple[str, ...]
     attempts: int
+    fallbacks: tuple[str, ...] = ()
 
 
 GREEDY = ("greedy_size", "best_fit", "greedy_breadth")
 
 
 def plan_swap_arena(buffers: dict[str, BufferUses], n_eo: int, budget: int, *,
-                    swap: str = "belady", offsets: str = "best", **options) -> SwapArena:
+                    swap: str = "belady", offsets: str = "best", alignment: int = 1,
+                    floor: int | None = None, **options) -> SwapArena:
     """Plan the swap under ``budget`` and place its pieces (``offsets="best"``: the smallest
     arena of the greedy planners). Fragmentation can push the arena over the budget; then the
     swap is planned again for a smaller budget (twice the excess less each time), and finally
     (belady, and optimal falling back on it) with every gap left — short pieces that pack —
-    prefetching early only within what still packs."""
-    floor = min_budget(buffers, n_eo)
+    prefetching early only within what still packs. ``floor``: the minimum budget, when the
+    caller knows it."""
+    floor = min_budget(buffers, n_eo) if floor is None else floor
     tries = [(budget, swap, options)]
-    attempt, last = 0, None
+    attempt, last, fallbacks = 0, None, []
     while tries:
         target, planner, opts = tries.pop(0)
         attempt += 1
-        schedule = plan_swap(buffers, n_eo, target, planner, **opts)
-        problem = swap_problem(schedule, buffers)
+        schedule = plan_swap(buffers, n_eo, target, planner, floor=floor, **opts)
+        problem, keys = swap_problem(schedule, buffers, alignment)
         plan = _place(problem, offsets, options)
         if plan.arena_bytes <= budget or swap == "lookahead":
             errors = tuple(validate_plan(problem, plan))
             if plan.arena_bytes > budget:
                 errors += (f"arena {plan.arena_bytes} bytes exceeds the budget {budget}",)
-            return SwapArena(replace(schedule, budget_bytes=budget), problem, plan, errors,
-                             attempt)
+            return SwapArena(replace(schedule, budget_bytes=budget), problem, plan,
+                             {keys[k]: v for k, v in plan.offsets.items()}, errors, attempt,
+                             tuple(fallbacks))
         last = plan.arena_bytes
+        fallbacks.append(f"{_label(planner, opts)} for {target:,} B: pieces pack into "
+                         f"{plan.arena_bytes:,} B, over the budget")
         if not tries and swap == "optimal" and planner == "optimal":
-            return _best_fallback(buffers, n_eo, budget, offsets, options, attempt)
+            best = _best_fallback(buffers, n_eo, budget, offsets, alignment, floor, options,
+                                  attempt)
+            return replace(best, fallbacks=tuple(fallbacks) + best.fallbacks)
         if not tries:
             tries = _next_tries(planner, budget, target, plan.arena_bytes, floor, opts,
                                 options)
     raise Infeasible(f"offsets for the swap schedule need {last} bytes, over the budget "
                      f"{budget}; raise the budget", last)
+
+
+def _label(planner: str, opts: dict) -> str:
+    if opts.get("evict_all"):
+        return f"{planner} evicting in every gap" + ("" if opts.get("early", True)
+                                                      else ", prefetching just in time")
+    return planner
 
 
 def _next_tries(swap, budget, target, arena, floor, opts, options) -> list:
@@ -91,22 +114,19 @@ def _next_tries(swap, budget, target, arena, floor, opts, options) -> list:
     return []
 
 
-def _best_fallback(buffers, n_eo: int, budget: int, offsets: str, options: dict,
-                   attempt: int) -> SwapArena:
+def _best_fallback(buffers, n_eo: int, budget: int, offsets: str, alignment: int, floor: int,
+                   options: dict, attempt: int) -> SwapArena:
     """When optimal's schedules do not pack into the budget: the least-stall (by the same
     stall model) of the heuristics' schedules that do."""
     found = []
-    for k in (1, 2, 0):
+    for swap, extra in (("lookahead", {"lookahead": 1}), ("lookahead", {"lookahead": 2}),
+                        ("lookahead", {"lookahead": 0}), ("belady", {})):
         try:
-            found.append(plan_swap_arena(buffers, n_eo, budget, swap="lookahead",
-                                         offsets=offsets, **{**options, "lookahead": k}))
+            found.append(plan_swap_arena(buffers, n_eo, budget, swap=swap, offsets=offsets,
+                                         alignment=alignment, floor=floor,
+                                         **{**options, **extra}))
         except Infeasible:
             pass
-    try:
-        found.append(plan_swap_arena(buffers, n_eo, budget, swap="belady", offsets=offsets,
-                                     **options))
-    except Infeasible:
-        pass
     found = [f for f in found if f.plan.arena_bytes <= budget]
     if not found:
         raise Infeasible(f"no swap schedule packs into the budget {budget}; raise it", budget)
@@ -116,7 +136,10 @@ def _best_fallback(buffers, n_eo: int, budget: int, offsets: str, options: dict,
     info = {"source": best.schedule.planner, "proven": False}
     schedule = replace(best.schedule, planner="optimal",
                        options={**best.schedule.options, **info})
-    return replace(best, schedule=schedule, attempts=attempt + best.attempts)
+    note = f"optimal's schedules do not pack; the least-stall heuristic that does: " \
+           f"{best.schedule.planner}"
+    return replace(best, schedule=schedule, attempts=attempt + best.attempts,
+                   fallbacks=best.fallbacks + (note,))
 
 
 def _place(problem: AllocationProblem, offsets: str, options: dict) -> Plan:

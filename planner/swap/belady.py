@@ -22,14 +22,16 @@ from trainplan.planner.swap.working_set import min_budget
 
 
 def belady_gaps(buffers: dict[str, BufferUses], n_eo: int, budget: int, *,
-                evict_all: bool = False, early: bool = True) -> list[Gap]:
+                evict_all: bool = False, early: bool = True,
+                floor: int | None = None) -> list[Gap]:
     """Gap choices that keep RAM within ``budget`` at every EO.
 
     ``evict_all`` replaces pass 1 by leaving RAM in every gap (NNTrainer's lookahead 0): more
     I/O, but short resident pieces that pack into the budget without fragmentation;
     ``early=False`` then also skips passes 2 and 3 (no pinning, every prefetch just in time).
+    ``floor``: the minimum budget when the caller knows it already.
     """
-    need = min_budget(buffers, n_eo)
+    need = min_budget(buffers, n_eo) if floor is None else floor
     if budget < need:
         raise Infeasible(f"budget {budget} bytes is below the minimum feasible budget: needs "
                          f"at least {need} bytes (the largest working set of one EO)", need)

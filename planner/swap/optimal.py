@@ -50,7 +50,12 @@ from trainplan.planner.swap.optimal_data import (
 )
 from trainplan.planner.swap.optimal_model import SwapModel, add_hint, build_model, extract
 from trainplan.planner.swap.schedule import Gap, SwapSchedule, build_schedule
-from trainplan.planner.swap.stall_model import UFS_PHONE, StorageModel, default_steps, estimate_stall
+from trainplan.planner.swap.stall_model import (
+    UFS_PHONE,
+    StorageModel,
+    default_steps,
+    estimate_stall,
+)
 from trainplan.planner.swap.uses import BufferUses
 from trainplan.planner.swap.working_set import min_budget
 
@@ -101,23 +106,25 @@ def plan_optimal(buffers: dict[str, BufferUses], n_eo: int, budget: int, *,
 def optimal_gaps(buffers: dict[str, BufferUses], n_eo: int, budget: int, *,
                  step_seconds: list[float] | None = None, storage: StorageModel | None = None,
                  time_limit: float = 10.0, seed: int = 0, workers: int = 2,
-                 max_cells: int = 4_000, cover: float = 3.0) -> tuple[list[Gap], dict]:
+                 max_cells: int = 4_000, cover: float = 3.0,
+                 floor: int | None = None) -> tuple[list[Gap], dict]:
     """Gap choices and a report: ``status`` (CP-SAT's, of the stall solve), ``proven`` (least
     stall proven: no stall, or OPTIMAL on the full model), ``source`` (``cpsat`` or the warm start returned),
     ``estimated_stall_seconds``, ``bytes_moved``, ``best_bound_seconds``, ``gap`` (estimate vs
     bound, relative), ``restricted``, the model's size and the warm starts' stalls.
 
     ``max_cells``: EO-gap cells past which windows are restricted; ``cover``: a restricted
-    prefetch window's compute over its read time (planner/swap/optimal_data.py).
+    prefetch window's compute over its read time (planner/swap/optimal_data.py); ``floor``:
+    the minimum budget when the caller knows it already.
     """
     began = time.perf_counter()
-    need = min_budget(buffers, n_eo)
+    need = min_budget(buffers, n_eo) if floor is None else floor
     if budget < need:
         raise Infeasible(f"budget {budget} bytes is below the minimum feasible budget: needs "
                          f"at least {need} bytes (the largest working set of one EO)", need)
     setup = _Setup(buffers, n_eo, budget, default_steps(n_eo, step_seconds),
                    storage or UFS_PHONE, seed, workers, max_cells, cover)
-    warm = warm_starts(buffers, n_eo, budget, setup.score)
+    warm = warm_starts(buffers, n_eo, budget, setup.score, need)
     source = min(warm, key=lambda name: warm[name][1], default=None)
     best_gaps, best = warm[source] if source is not None else (None, None)
     found, info = _solve(setup, warm, time_limit - (time.perf_counter() - began))
@@ -137,12 +144,13 @@ def _better(a: tuple[float, int], b: tuple[float, int]) -> bool:
     return a[0] < b[0] - _TOL or (a[0] <= b[0] + _TOL and a[1] < b[1])
 
 
-def warm_starts(buffers: dict[str, BufferUses], n_eo: int, budget: int, score
-                ) -> dict[str, tuple[list[Gap], tuple[float, int]]]:
+def warm_starts(buffers: dict[str, BufferUses], n_eo: int, budget: int, score,
+                floor: int | None = None) -> dict[str, tuple[list[Gap], tuple[float, int]]]:
     """The heuristics' gaps that fit ``budget``, each with its (stall, bytes moved)."""
     makers = {f"lookahead{k}": (lambda k=k: lookahead_gaps(buffers, n_eo, k)) for k in (1, 0, 2)}
-    makers["belady"] = lambda: belady_gaps(buffers, n_eo, budget)
-    makers["belady_evict_all"] = lambda: belady_gaps(buffers, n_eo, budget, evict_all=True)
+    makers["belady"] = lambda: belady_gaps(buffers, n_eo, budget, floor=floor)
+    makers["belady_evict_all"] = lambda: belady_gaps(buffers, n_eo, budget, evict_all=True,
+                                                     floor=floor)
     out = {}
     for name, make in makers.items():
         try:

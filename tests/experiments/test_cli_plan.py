@@ -64,7 +64,7 @@ def test_compare_formats(capsys, tmp_path):
     assert {r["planner"] for r in rows} == {"basic", "greedy_size"}
     assert all(r["valid"] for r in rows)
     assert main(argv + ["--format", "csv", "--out", str(tmp_path / "c.md")]) == 0
-    assert capsys.readouterr().out.startswith("model,planner,arena_bytes")
+    assert capsys.readouterr().out.startswith("model,planner,arena_bytes,lower_bound_bytes")
     assert (tmp_path / "c.md").read_text().startswith("| model")
 
 

@@ -46,7 +46,9 @@ def test_simulate_prints_the_summary(capsys):
                 "bytes_read", "bytes_written"):
         assert key in out
     _, plan = run_json(capsys, ["plan", "--model", "lenet5", "--batch", "4"])
-    assert out["peak_resident_bytes"] == plan["arena_bytes"]
+    assert out["arena_bytes"] == plan["arena_bytes"]
+    assert out["peak_resident_bytes"] == plan["peak_resident_bytes"]
+    assert out["peak_live_bytes"] == plan["peak_live_bytes"]
     assert main(["simulate", "--model", "lenet5", "--batch", "4", "--device",
                  "raspberry-pi-4"]) == 0
     assert "iteration_seconds" in capsys.readouterr().out

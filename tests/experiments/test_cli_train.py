@@ -33,8 +33,12 @@ def test_lenet5_learns_the_digits_and_swapping_under_half_the_arena_changes_no_b
     assert reference["weights_sha256"] == plain["weights_sha256"]
 
 
-@pytest.mark.parametrize("extra", [[], ["--budget", "1MiB", "--reference"]])
-def test_swapping_through_without_a_budget_is_refused(capsys, extra):
+@pytest.mark.parametrize("extra,says", [
+    ([], "--swap-through needs a plan that swaps"),
+    (["--budget", "1TiB"], "--swap-through needs a plan that swaps"),
+    (["--budget", "1MiB", "--reference"], "--reference trains without a plan"),
+])
+def test_swapping_through_without_swapping_is_refused(capsys, extra, says):
     assert main(["train", "--model", "mlp", "--dataset", "synthetic", "--iterations", "1",
                  "--swap-through", *extra]) == 2
-    assert "--swap-through needs --budget" in capsys.readouterr().err
+    assert says in capsys.readouterr().err

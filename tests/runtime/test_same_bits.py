@@ -4,8 +4,7 @@ give exactly the reference run's weights."""
 import pytest
 
 from trainplan.planner.build import build_training_graph
-from trainplan.planner.swap import graph_buffers
-from trainplan.planner.swap.working_set import min_budget
+from trainplan.planner.plan_training import plan_training
 from trainplan.planner.zoo import get_model
 from trainplan.runtime.data import synthetic
 from trainplan.runtime.session import Session, SessionOptions
@@ -20,9 +19,12 @@ MODELS = {
 ITERATIONS = 2
 
 
-def train(graph, options: SessionOptions, batch: int) -> tuple[str, list[float]]:
+def train(graph, plan, batch: int) -> tuple[str, list[float]]:
+    """Weights and losses after two iterations under ``plan`` (None: the reference run)."""
     data = synthetic(graph, batch * ITERATIONS, seed=3)
-    with Session(graph, options) as session:
+    options = SessionOptions(seed=7)
+    session = Session(graph, plan, options) if plan else Session.reference(graph, options)
+    with session:
         losses = [session.step(b).loss for b in data.batches(batch, None)]
         return session.weights_sha256(), losses
 
@@ -31,17 +33,16 @@ def train(graph, options: SessionOptions, batch: int) -> tuple[str, list[float]]
 def test_planned_and_swapped_runs_match_the_reference(name):
     kw = MODELS[name]
     graph = build_training_graph(get_model(name, **kw))
-    reference, ref_losses = train(graph, SessionOptions(planner=None, seed=7), kw["batch"])
-    low = min_budget(*graph_buffers(graph))
+    reference, ref_losses = train(graph, None, kw["batch"])
+    low = plan_training(graph).bounds.min_budget_bytes
     runs = {
-        "nntrainer_v1": SessionOptions(planner="nntrainer_v1", seed=7),
-        "greedy_size": SessionOptions(planner="greedy_size", seed=7),
-        "belady": SessionOptions(planner="best", budget=int(low * 1.25), swap="belady",
-                                 seed=7),
-        "lookahead": SessionOptions(planner="best", budget=10**12, swap="lookahead",
-                                    lookahead=1, seed=7),
+        "nntrainer_v1": plan_training(graph),
+        "greedy_size": plan_training(graph, offsets="greedy_size"),
+        "belady": plan_training(graph, budget=int(low * 1.25), swap="belady"),
+        "lookahead": plan_training(graph, budget=10**12, swap="lookahead", lookahead=1),
     }
-    for label, options in runs.items():
-        sha, losses = train(graph, options, kw["batch"])
+    for label, plan in runs.items():
+        assert plan.valid and plan.alignment == 64
+        sha, losses = train(graph, plan, kw["batch"])
         assert sha == reference, f"{name}: {label} differs from the reference"
         assert losses == ref_losses

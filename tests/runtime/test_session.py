@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from trainplan.planner.build import build_training_graph
-from trainplan.planner.swap import graph_buffers
-from trainplan.planner.swap.working_set import min_budget
+from trainplan.planner.plan_training import plan_training
 from trainplan.planner.zoo import get_model
 from trainplan.runtime.checkpoint import load_checkpoint
 from trainplan.runtime.data import synthetic
@@ -22,7 +21,7 @@ SCRATCH_LIMIT = 1 << 20  # kernels' bounded scratch: independent of tensor sizes
 def traced_peak(model: str, batch: int) -> tuple[int, int]:
     graph = build_training_graph(get_model(model, batch=batch))
     batches = list(synthetic(graph, 2 * batch, seed=1).batches(batch, None))
-    with Session(graph, SessionOptions(planner="greedy_size")) as session:
+    with Session(graph, plan_training(graph, offsets="greedy_size")) as session:
         session.step(batches[0])  # warm-up: contexts and views are built once
         tracemalloc.start()
         session.step(batches[1])
@@ -39,27 +38,29 @@ def test_an_iteration_allocates_nothing_tensor_sized():
 
 
 def swap_graph():
+    """lenet5 at batch 8 and a plan swapping under 1.2x its minimum budget."""
     graph = build_training_graph(get_model("lenet5", batch=8))
-    return graph, int(1.2 * min_budget(*graph_buffers(graph)))
+    budget = int(1.2 * plan_training(graph).bounds.min_budget_bytes)
+    return graph, plan_training(graph, budget=budget)
 
 
 def test_resumed_training_gives_the_same_bits(tmp_path):
-    graph, budget = swap_graph()
+    graph, plan = swap_graph()
     data = synthetic(graph, 32, seed=2)
-    opts = SessionOptions(planner="best", budget=budget, seed=5)
-    with Session(graph, opts) as s:
+    opts = SessionOptions(seed=5)
+    with Session(graph, plan, opts) as s:
         straight = train(s, data, batch=8, epochs=2, seed=9, progress=False).weights_sha256
     ckpt = str(tmp_path / "ckpt.npz")
-    with Session(graph, opts) as s:
+    with Session(graph, plan, opts) as s:
         train(s, data, batch=8, epochs=1, seed=9, checkpoint=ckpt, progress=False)
-    with Session(graph, opts) as s:
+    with Session(graph, plan, opts) as s:
         resumed = train(s, data, batch=8, epochs=2, seed=9, checkpoint=ckpt, resume=True,
                         progress=False)
     assert resumed.weights_sha256 == straight and resumed.iterations == 8
 
 
 def test_read_only_swap_directory_is_a_clear_error(tmp_path):
-    graph, budget = swap_graph()
+    graph, plan = swap_graph()
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
@@ -67,27 +68,27 @@ def test_read_only_swap_directory_is_a_clear_error(tmp_path):
         if os.access(locked, os.W_OK):
             pytest.skip("running as a user who can write anywhere")
         with pytest.raises(SwapIOError, match="cannot create the swap file"):
-            Session(graph, SessionOptions(planner="best", budget=budget, swap_dir=str(locked)))
+            Session(graph, plan, SessionOptions(swap_dir=str(locked)))
     finally:
         locked.chmod(0o700)
     assert os.listdir(locked) == []
 
 
 def test_unusable_swap_directory_is_a_clear_error(tmp_path):
-    graph, budget = swap_graph()
+    graph, plan = swap_graph()
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")
     with pytest.raises(SwapIOError, match="cannot create the swap file"):
-        Session(graph, SessionOptions(planner="best", budget=budget, swap_dir=str(not_a_dir)))
+        Session(graph, plan, SessionOptions(swap_dir=str(not_a_dir)))
     assert os.listdir(tmp_path) == ["file"]
 
 
 @pytest.mark.parametrize("fault", ["full_disk", "short_read"])
 def test_swap_faults_keep_the_checkpoint_and_leave_no_files(tmp_path, monkeypatch, fault):
-    graph, budget = swap_graph()
+    graph, plan = swap_graph()
     data = synthetic(graph, 16, seed=2)
     ckpt = str(tmp_path / "ckpt.npz")
-    with Session(graph, SessionOptions(planner="best", budget=budget)) as s:
+    with Session(graph, plan) as s:
         swap_dir = s.swapfile.directory
         train(s, data, batch=8, epochs=1, checkpoint=ckpt, progress=False)
         saved, _ = load_checkpoint(ckpt)
@@ -110,7 +111,7 @@ def test_swap_faults_keep_the_checkpoint_and_leave_no_files(tmp_path, monkeypatc
 def test_swapping_through_to_storage_flushes_and_drops_every_transfer(tmp_path, monkeypatch):
     """``swap_through``: each write is flushed and each transferred range dropped from the page
     cache; the bits are those of swapping through the cache."""
-    graph, budget = swap_graph()
+    graph, plan = swap_graph()
     data = list(synthetic(graph, 16, seed=2).batches(8, None))
     synced, dropped = [], []
     real_sync, real_advise = os.fdatasync, os.posix_fadvise
@@ -119,9 +120,8 @@ def test_swapping_through_to_storage_flushes_and_drops_every_transfer(tmp_path, 
         dropped.append((off, n, how)), real_advise(fd, off, n, how)))
     shas = {}
     for through in (False, True):
-        opts = SessionOptions(planner="best", budget=budget, seed=5, swap_through=through,
-                              swap_dir=str(tmp_path))
-        with Session(graph, opts) as s:
+        opts = SessionOptions(seed=5, swap_through=through, swap_dir=str(tmp_path))
+        with Session(graph, plan, opts) as s:
             for b in data:
                 s.step(b)
             shas[through] = s.weights_sha256()
@@ -133,3 +133,23 @@ def test_swapping_through_to_storage_flushes_and_drops_every_transfer(tmp_path, 
     assert moved[0] > 0 and moved[1] > 0
     assert len(synced) > 0 and sum(n for _, n, _ in dropped) >= moved[0] + moved[1]
     assert {how for _, _, how in dropped} == {os.POSIX_FADV_DONTNEED}
+
+
+def test_the_runtime_refuses_a_plan_it_cannot_run(tmp_path):
+    from dataclasses import replace
+
+    from trainplan.runtime.session import RefusedPlan
+
+    graph, plan = swap_graph()
+    other = build_training_graph(get_model("lenet5", batch=4))
+    with pytest.raises(RefusedPlan, match="another graph"):
+        Session(other, plan)
+    with pytest.raises(RefusedPlan, match="needs multiples of 64"):
+        Session(graph, plan_training(graph, alignment=16))
+    b = plan.buffers[0]
+    shifted = replace(b, pieces=(replace(b.pieces[0], offset=b.pieces[0].offset + 8),)
+                      + b.pieces[1:])
+    bad = replace(plan, buffers=(shifted,) + plan.buffers[1:])
+    with pytest.raises(RefusedPlan, match="does not validate"):
+        Session(graph, bad, SessionOptions(swap_dir=str(tmp_path)))
+    assert os.listdir(tmp_path) == []  # refused before a swap file exists

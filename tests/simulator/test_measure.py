@@ -16,6 +16,7 @@ from trainplan.experiments.cli import main
 from trainplan.experiments.plot_measured import plot_overlay
 from trainplan.planner.build import build_training_graph
 from trainplan.planner.order import execution_order
+from trainplan.planner.plan_training import plan_training
 from trainplan.planner.zoo import get_model
 from trainplan.runtime.measure import EVENT_COLUMNS, measure
 from trainplan.runtime.session import SessionOptions
@@ -35,17 +36,14 @@ def lenet4():
 
 def _budget(graph) -> int:
     """Halfway between the smallest feasible swap budget and the lower bound."""
-    from trainplan.planner.plan_graph import plan_graph, plan_graph_swap
-
-    low = plan_graph(graph, "nntrainer_v1").record()["lower_bound_bytes"]
-    least = plan_graph_swap(graph, low).record()["min_budget_bytes"]
-    return (least + low) // 2
+    bounds = plan_training(graph).bounds
+    return (bounds.min_budget_bytes + bounds.lower_bound_bytes) // 2
 
 
 def test_the_measured_timeline_has_the_simulator_columns_and_sums_to_the_wall(lenet4):
-    m = measure(lenet4, warmup=1, iterations=5)
+    m = measure(lenet4, plan_training(lenet4), warmup=1, iterations=5)
     ev, s = m.events, m.summary
-    assert list(ev.columns) == EVENT_COLUMNS and set(EVENT_COLUMNS) - {"cpu_s"} <= set(
+    assert list(ev.columns) == EVENT_COLUMNS and set(EVENT_COLUMNS) - {"cpu_s", "rss_bytes"} <= set(
         simulate(lenet4, m.plan, "raspberry-pi-4").events.columns)
     assert (ev["cpu_s"] >= 0).all() and ev["cpu_s"].sum() > 0
     eo = execution_order(lenet4, "nntrainer")
@@ -56,14 +54,14 @@ def test_the_measured_timeline_has_the_simulator_columns_and_sums_to_the_wall(le
         assert took == pytest.approx(wall, rel=1e-9)  # the rows tile the iteration
         ready = (rows["start_s"] - rows["stall_s"]).to_numpy()
         assert np.allclose(ready[1:], rows["end_s"].to_numpy()[:-1])
-    assert (ev["resident_bytes"] > 0).all() and s.peak_rss_bytes >= s.arena_bytes > 0
+    assert (ev["rss_bytes"] > 0).all() and s.peak_rss_bytes >= s.arena_bytes > 0
     assert s.seconds_per_iteration == np.median(s.iteration_seconds)
     assert 0 < s.uninterrupted_seconds and s.stall_seconds == 0 == ev["bytes_read"].sum()
 
 
 def test_a_swapped_run_measures_its_bytes_and_stalls(lenet4, tmp_path):
-    options = SessionOptions(planner="best", budget=_budget(lenet4), swap_dir=str(tmp_path))
-    m = measure(lenet4, options, warmup=1, iterations=2)
+    plan = plan_training(lenet4, budget=_budget(lenet4))
+    m = measure(lenet4, plan, SessionOptions(swap_dir=str(tmp_path)), warmup=1, iterations=2)
     per_it = m.events.groupby("iteration")[["bytes_read", "bytes_written", "stall_s"]].sum()
     assert (per_it["bytes_read"] > 0).all() and (per_it["bytes_written"] >= 0).all()
     assert (m.events["stall_s"] >= 0).all()
@@ -72,7 +70,7 @@ def test_a_swapped_run_measures_its_bytes_and_stalls(lenet4, tmp_path):
 
 def test_the_warm_up_and_iteration_counts_are_checked(lenet4):
     with pytest.raises(ValueError, match="iterations"):
-        measure(lenet4, iterations=0)
+        measure(lenet4, plan_training(lenet4), iterations=0)
 
 
 def _synthetic_ops(device: DeviceProfile, n: int, seed: int) -> pd.DataFrame:
@@ -123,7 +121,7 @@ def test_a_fitted_profile_round_trips_and_the_simulator_adds_the_overhead():
 
 
 def test_op_times_lines_up_measured_rows_with_the_graph(mlp3_graph):
-    m = measure(mlp3_graph, warmup=0, iterations=2)
+    m = measure(mlp3_graph, plan_training(mlp3_graph), warmup=0, iterations=2)
     table = op_times(mlp3_graph, m.events)
     assert len(table) == len(m.events) // 2 and (table["seconds"] > 0).all()
     cpu = op_times(mlp3_graph, m.events, clock="cpu")
@@ -133,7 +131,7 @@ def test_op_times_lines_up_measured_rows_with_the_graph(mlp3_graph):
 
 
 def test_the_overlay_figure(lenet4, tmp_path):
-    m = measure(lenet4, warmup=1, iterations=2)
+    m = measure(lenet4, plan_training(lenet4), warmup=1, iterations=2)
     tl = simulate(lenet4, m.plan, "raspberry-pi-4")
     out = tmp_path / "overlay.png"
     rows = plot_overlay(tl, m.events, str(out), measured_seconds=m.summary.seconds_per_iteration)
