@@ -16,7 +16,7 @@ import networkx as nx
 
 from trainplan.planner.build_inplace import decide_inplace
 from trainplan.planner.errors import UnknownName
-from trainplan.planner.graph import add_op, add_tensor, check_graph, new_graph
+from trainplan.planner.graph import Slot, add_op, add_tensor, check_graph, new_graph
 from trainplan.planner.layers import LAYERS
 from trainplan.planner.layers.base import AG, CD, CG, F, LayerSpec, Realised
 from trainplan.planner.optimizers import OPTIMIZER_FLOPS, optimizer_states
@@ -137,7 +137,7 @@ def _pool_end(plans: dict[str, LayerPlan], inplace: bool) -> str:
 def _layer_record(p: LayerPlan) -> dict:
     return {"name": p.d.name, "type": p.d.type, "index": p.index, "slots": p.slots,
             "trainable": p.trainable, "learns": p.learns, "derivative": p.derivative,
-            "inplace": p.inplace, "inputs": [f"{s}({k})" for s, k in p.inputs],
+            "inplace": p.inplace, "inputs": [(s, k) for s, k in p.inputs],
             "placeholder": p.placeholder, "is_loss": p.spec.is_loss,
             "outputs": [list(shape) for shape in p.real.outputs],
             "props": {**p.d.props, "name": p.d.name, "batch": p.real.outputs[0][0]}}
@@ -189,31 +189,35 @@ def _emit_tensors(graph, p, plans, consumers, states, compat) -> None:
         shape = p.real.outputs[0] if p.spec.is_input else (graph.graph["batch"],
                                                             *p.d.props["input_shape"])
         add_tensor(graph, f"{name}:input", shape, "input", layer=name,
-                   pool="external" if compat else "tensor")
+                   pool="external" if compat else "tensor", slot=Slot("input"))
     if p.spec.is_loss:
         add_tensor(graph, f"{name}:label", p.real.outputs[0] if compat else
                    plans[p.inputs[0][0]].real.outputs[p.inputs[0][1]], "label", layer=name,
-                   pool="external" if compat else "tensor")
+                   pool="external" if compat else "tensor", slot=Slot("label"))
     source = _input_names(p)[0] if (p.placeholder or p.inputs) else None
     for k, shape in enumerate(p.real.outputs):
         alias = source if p.inplace != "none" else None
-        add_tensor(graph, out_name(name, k), shape, "activation", alias=alias, layer=name)
+        add_tensor(graph, out_name(name, k), shape, "activation", alias=alias, layer=name,
+                   slot=Slot("output", k))
     for k, shape in enumerate(p.real.outputs):
         if any(c.derivative for c in consumers.get((name, k), [])):
             add_tensor(graph, grad_name(name, k), shape, "derivative", layer=name,
-                       alias=_grad_alias(graph, p, compat))
+                       alias=_grad_alias(graph, p, compat), slot=Slot("output_grad", k))
     for w, spec in p.real.weights.items():
         if p.learns and spec.trainable:
-            add_tensor(graph, f"{name}:{w}:grad", spec.shape, "gradient", layer=name)
+            add_tensor(graph, f"{name}:{w}:grad", spec.shape, "gradient", layer=name,
+                       slot=Slot("weight_grad", w))
     for h in p.real.helpers:
         if any(s in p.active for s in h.steps):
-            add_tensor(graph, f"{name}:{h.name}", h.shape, h.role, dtype=h.dtype, layer=name)
+            add_tensor(graph, f"{name}:{h.name}", h.shape, h.role, dtype=h.dtype, layer=name,
+                       slot=Slot("helper", h.name))
     for w, spec in p.real.weights.items():
         add_tensor(graph, f"{name}:{w}", spec.shape, "weight", layer=name,
-                   learnable=spec.trainable)
+                   learnable=spec.trainable, slot=Slot("weight", w))
         if p.learns and spec.trainable:
             for s in states:
-                add_tensor(graph, f"{name}:{w}:{s}", spec.shape, "optimizer_state", layer=name)
+                add_tensor(graph, f"{name}:{w}:{s}", spec.shape, "optimizer_state", layer=name,
+                           slot=Slot("state", s, weight=w))
 
 
 def _grad_alias(graph, p: LayerPlan, compat: bool) -> str | None:
@@ -226,7 +230,7 @@ def _grad_alias(graph, p: LayerPlan, compat: bool) -> str | None:
         ghost = f"{p.d.name}:input:grad"
         if ghost not in graph:
             add_tensor(graph, ghost, p.real.outputs[0], "derivative", layer=p.d.name,
-                       pool="external")
+                       pool="external", slot=Slot("input_grad"))
         return ghost
     src = grad_name(*p.inputs[0])
     return src if src in graph and p.derivative else None
@@ -293,5 +297,5 @@ def _updated(graph, tensor: str) -> str:
     data = graph.nodes[tensor]
     new = f"{tensor}@updated"
     add_tensor(graph, new, data["shape"], data["role"], dtype=data["dtype"], alias=tensor,
-               layer=data["layer"], pool=data["pool"])
+               layer=data["layer"], pool=data["pool"], slot=data["slot"], version_of=tensor)
     return new

@@ -3,7 +3,10 @@
 An edge tensor→op is a read, op→tensor a write. A tensor that an op updates in place (a weight
 at apply_gradient, an activation computed in place) is written as a *new* tensor node whose
 ``alias`` names the tensor whose bytes it reuses, so the graph stays acyclic; lifespans merge
-every alias class into one buffer.
+every alias class into one buffer. Identities are fields set once at build time, never parsed
+back from names: a tensor's ``layer`` and ``slot`` (what it is to that layer: an output, a
+weight, its gradient, an optimizer state of a weight, a helper...) and, for a new version
+written in place, ``version_of`` (the first version).
 
 >>> g = new_graph(model="tiny", batch=2)
 >>> add_tensor(g, "x", (2, 3), "input")
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import networkx as nx
 
@@ -33,6 +37,21 @@ POOLS = ("weight", "tensor", "external")
 DTYPE_BYTES = {"float32": 4, "float16": 2, "int32": 4, "int64": 8, "uint8": 1}
 
 
+SLOT_KINDS = ("input", "label", "output", "output_grad", "input_grad", "weight", "weight_grad",
+              "state", "helper")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What a tensor is to its layer: ``kind`` (one of SLOT_KINDS), ``key`` (the output index,
+    or the weight's or helper's name) and, for an optimizer state, the ``weight`` it belongs to
+    (``key`` is then the state's name, e.g. ``m``)."""
+
+    kind: str
+    key: int | str = 0
+    weight: str | None = None
+
+
 def new_graph(**attrs) -> nx.DiGraph:
     """An empty training graph; ``attrs`` become graph attributes (model, batch, layers...)."""
     graph = nx.DiGraph()
@@ -43,7 +62,8 @@ def new_graph(**attrs) -> nx.DiGraph:
 def add_tensor(
     graph: nx.DiGraph, name: str, shape: tuple[int, ...], role: str, *,
     dtype: str = "float32", alias: str | None = None, layer: str | None = None,
-    pool: str | None = None, **extra,
+    pool: str | None = None, slot: Slot | None = None, version_of: str | None = None,
+    **extra,
 ) -> None:
     """Add a tensor node; ``pool`` defaults to ``weight`` for weights and optimizer state."""
     if name in graph:
@@ -53,7 +73,8 @@ def add_tensor(
     if pool is None:
         pool = "weight" if role in ("weight", "optimizer_state") else "tensor"
     graph.add_node(name, kind="tensor", shape=shape, dtype=dtype, nbytes=nbytes, role=role,
-                   alias=alias, layer=layer, pool=pool, **extra)
+                   alias=alias, layer=layer, pool=pool, slot=slot, version_of=version_of,
+                   **extra)
 
 
 def add_op(
@@ -86,6 +107,11 @@ def reads(graph: nx.DiGraph, op: str) -> list[str]:
 
 def writes(graph: nx.DiGraph, op: str) -> list[str]:
     return list(graph.successors(op))
+
+
+def first_version(graph: nx.DiGraph, tensor: str) -> str:
+    """The tensor's first version (itself unless it was written in place as a new version)."""
+    return graph.nodes[tensor].get("version_of") or tensor
 
 
 def alias_root(graph: nx.DiGraph, tensor: str) -> str:

@@ -10,6 +10,7 @@ import networkx as nx
 import numpy as np
 
 from trainplan.planner.errors import TrainplanError
+from trainplan.planner.graph import Slot
 
 
 class DataError(TrainplanError):
@@ -36,16 +37,20 @@ class Dataset:
 
 def data_tensors(graph: nx.DiGraph) -> tuple[list[str], list[str]]:
     """(input placeholders, labels) of the graph, in layer order."""
-    inputs = [f"{x['name']}:input" for x in graph.graph["layers"] if x["placeholder"]]
-    labels = [f"{x['name']}:label" for x in graph.graph["layers"] if x["is_loss"]]
-    return inputs, labels
+    rank = {x["name"]: i for i, x in enumerate(graph.graph["layers"])}
+    found: dict[Slot, list[tuple[int, str]]] = {Slot("input"): [], Slot("label"): []}
+    for t, d in graph.nodes(data=True):
+        if d.get("kind") == "tensor" and d["slot"] in found:
+            found[d["slot"]].append((rank[d["layer"]], t))
+    inputs, labels = (found[Slot(kind)] for kind in ("input", "label"))
+    return [t for _, t in sorted(inputs)], [t for _, t in sorted(labels)]
 
 
 def _token_vocab(graph: nx.DiGraph, placeholder: str) -> int | None:
     """The vocabulary size when the placeholder feeds an embedding, else None."""
-    layer = placeholder.split(":")[0]
+    layer = graph.nodes[placeholder]["layer"]
     for x in graph.graph["layers"]:
-        if x["type"] == "embedding" and any(r.split("(")[0] == layer for r in x["inputs"]):
+        if x["type"] == "embedding" and any(src == layer for src, _ in x["inputs"]):
             return int(x["props"]["in_dim"])
     return None
 
@@ -63,7 +68,7 @@ def synthetic(graph: nx.DiGraph, samples: int, seed: int = 0) -> Dataset:
                      else rng.standard_normal(shape).astype(np.float32))
     for t in labels:
         shape = (samples, *graph.nodes[t]["shape"][1:])
-        if graph.nodes[t.replace(":label", ":out0")]["shape"][1:] == shape[1:] and \
+        if graph.nodes[_loss_output(graph, t)]["shape"][1:] == shape[1:] and \
                 _is_classifier(graph, t):
             classes = rng.integers(0, shape[-1], size=shape[:-1])
             arrays[t] = np.eye(shape[-1], dtype=np.float32)[classes]
@@ -72,8 +77,15 @@ def synthetic(graph: nx.DiGraph, samples: int, seed: int = 0) -> Dataset:
     return Dataset(arrays)
 
 
+def _loss_output(graph: nx.DiGraph, label: str) -> str:
+    """The output of the loss layer that reads ``label``."""
+    layer = graph.nodes[label]["layer"]
+    return next(t for t, d in graph.nodes(data=True) if d.get("kind") == "tensor"
+                and d["layer"] == layer and d["slot"] == Slot("output", 0))
+
+
 def _is_classifier(graph: nx.DiGraph, label: str) -> bool:
-    layer = label.split(":")[0]
+    layer = graph.nodes[label]["layer"]
     return next(x["type"] for x in graph.graph["layers"] if x["name"] == layer) == "cross_softmax"
 
 

@@ -56,9 +56,8 @@ class Executor:
         self.training = True
         layers = {layer["name"]: layer for layer in graph.graph["layers"]}
         self.ops_at = _ordered_ops(graph, eo)
-        own = layer_tensors(graph)
-        self.bindings = {op: bind(graph, op, layers[graph.nodes[op]["layer"]],
-                                  own.get(graph.nodes[op]["layer"], set()))
+        index = layer_tensors(graph)
+        self.bindings = {op: bind(graph, op, layers[graph.nodes[op]["layer"]], index)
                          for ops in self.ops_at for op in ops}
         self._static = layout.static
         self._ctx_cache: dict[str, LayerCtx] = {}
@@ -68,7 +67,7 @@ class Executor:
         def view(name: str | None):
             if name is None:
                 return None
-            if self.full_context or name in b.touched or name.split("@")[0] in b.touched:
+            if self.full_context or name in b.touched:
                 return self.layout.view(name, e)
             data = self.graph.nodes[name]  # NaN: a kernel reading it shows at once
             fill = np.nan if data["dtype"].startswith("float") else -1

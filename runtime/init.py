@@ -13,7 +13,7 @@ def initial_value(graph: nx.DiGraph, root: str, seed: int) -> np.ndarray:
     """Glorot-uniform matrices and filters, zero biases, betas, means and optimizer state,
     unit gammas and variances; drawn from a generator keyed by seed and tensor name."""
     data = graph.nodes[root]
-    shape, name = data["shape"], root.rsplit(":", 1)[-1]
+    shape, name = data["shape"], data["slot"].key
     if data["role"] == "optimizer_state" or name in ("bias", "beta", "moving_mean", "bias_h") \
             or name.endswith("_bias"):
         return np.zeros(shape, dtype=np.float32)

@@ -46,3 +46,20 @@ def test_planned_and_swapped_runs_match_the_reference(name):
         sha, losses = train(graph, plan, kw["batch"])
         assert sha == reference, f"{name}: {label} differs from the reference"
         assert losses == ref_losses
+
+
+def test_layer_names_with_separators_bind_by_slot_not_by_parsing():
+    """Tensor names are never parsed back: layers named with ':' and '@' train alike."""
+    from trainplan.planner.spec import LayerDef, ModelSpec
+
+    spec = ModelSpec("odd names", (
+        LayerDef("in:put", "input", {"input_shape": (6,)}),
+        LayerDef("fc:1@grad", "fully_connected", {"unit": 5}, ("in:put",)),
+        LayerDef("act:out0", "activation", {"activation": "relu"}, ("fc:1@grad",)),
+        LayerDef("fc:2:m", "fully_connected", {"unit": 3}, ("act:out0",)),
+        LayerDef("loss:label", "cross_softmax", {}, ("fc:2:m",)),
+    ), batch=4, optimizer="adam")
+    graph = build_training_graph(spec)
+    reference, ref_losses = train(graph, None, 4)
+    for plan in (plan_training(graph), plan_training(graph, budget=10**9, swap="lookahead")):
+        assert train(graph, plan, 4) == (reference, ref_losses)
