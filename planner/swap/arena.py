@@ -108,7 +108,7 @@ def _next_tries(swap, budget, target, arena, floor, opts, options) -> list:
     if shrunk >= floor:
         return [(shrunk, swap, opts)]
     if swap != "lookahead" and not opts.get("evict_all"):
-        spread = [budget - (budget - floor) * f // 4 for f in range(5)]
+        spread = sorted({budget - (budget - floor) * f // 4 for f in range(5)}, reverse=True)
         return [(b, "belady", {**options, "evict_all": True}) for b in spread] + \
             [(budget, "belady", {**options, "evict_all": True, "early": False})]
     return []
