@@ -114,6 +114,17 @@ def first_version(graph: nx.DiGraph, tensor: str) -> str:
     return graph.nodes[tensor].get("version_of") or tensor
 
 
+def replay_edges(graph: nx.DiGraph, op: str) -> tuple[list[str], list[str]]:
+    """What a forward op touches when it runs again to recompute its results: its reads and
+    writes, less the persistent state it updates (batch-norm running statistics), which a
+    recomputation leaves alone."""
+    updated = {first_version(graph, t) for t in graph.successors(op)
+               if graph.nodes[t]["pool"] == "weight"}
+    reads = [t for t in graph.predecessors(op) if first_version(graph, t) not in updated]
+    writes = [t for t in graph.successors(op) if graph.nodes[t]["pool"] != "weight"]
+    return reads, writes
+
+
 def alias_root(graph: nx.DiGraph, tensor: str) -> str:
     """The tensor whose bytes ``tensor`` finally shares (itself when it aliases nothing)."""
     seen = set()

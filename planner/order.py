@@ -14,14 +14,14 @@ optimizer state live over the whole iteration.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
 
 from trainplan.planner.errors import UnknownName
-from trainplan.planner.graph import alias_root, ops, tensors
+from trainplan.planner.graph import alias_root, ops, replay_edges, tensors
 from trainplan.planner.layers.base import AG, CD, CG, F
 
 
@@ -98,16 +98,23 @@ class Lifespan:
     pool: str
 
 
-def lifespans(graph: nx.DiGraph, eo: ExecutionOrder) -> dict[str, Lifespan]:
-    """Lifespan of every alias class touched by some op, keyed by its root tensor."""
+def lifespans(graph: nx.DiGraph, eo: ExecutionOrder,
+              replays: Iterable[tuple[str, int]] = ()) -> dict[str, Lifespan]:
+    """Lifespan of every alias class touched by some op, keyed by its root tensor;
+    ``replays`` (op, EO) are forward ops run again to recompute their results."""
     classes: dict[str, list[str]] = {}
     for t in tensors(graph):
         classes.setdefault(alias_root(graph, t), []).append(t)
+    again: dict[str, set[int]] = {}
+    for op, e in replays:
+        for t in (*replay_edges(graph, op)[0], *replay_edges(graph, op)[1]):
+            again.setdefault(t, set()).add(e)
     out = {}
     for root, members in classes.items():
         data = graph.nodes[root]
         touched = sorted({eo.op_eo[o] for t in members
-                          for o in (*graph.predecessors(t), *graph.successors(t))})
+                          for o in (*graph.predecessors(t), *graph.successors(t))}
+                         | {e for t in members for e in again.get(t, ())})
         if not touched:
             continue
         start, end = touched[0], touched[-1] + 1

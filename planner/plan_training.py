@@ -2,10 +2,13 @@
 
 Without a budget, NNTrainer's two pools are planned by an offset planner — weights and
 optimizer state (live over the whole iteration), then everything else — and laid out one after
-the other in one arena. Under a RAM budget a swap planner decides which buffers leave RAM in
-which gaps and the offset planner places every resident piece in one arena within the budget.
-The execution order, lifespans, uses and minimum budget are computed once here and travel in
-the plan; the independent validator (planner/verify.py) checks the result against the graph.
+the other in one arena. With recomputation (``remat``) some forward ops run again before the
+backward steps that need their results, so those values leave RAM after their last forward use
+and every value's span is placed as its own piece. Under a RAM budget a swap planner decides
+which values leave RAM in which gaps and the offset planner places every resident piece in one
+arena within the budget. The execution order, lifespans, uses and minimum budget are computed
+once here and travel in the plan; the independent validator (planner/verify.py) checks the
+result against the graph.
 
 >>> from trainplan.planner.build import build_training_graph
 >>> from trainplan.planner.zoo import get_model
@@ -21,10 +24,11 @@ the plan; the independent validator (planner/verify.py) checks the result agains
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
 import networkx as nx
+import numpy as np
 
 from trainplan.planner.errors import Infeasible, TrainplanError, UnknownName
 from trainplan.planner.identity import graph_identity
@@ -34,15 +38,15 @@ from trainplan.planner.order import (
     Lifespan,
     execution_order,
     lifespans,
-    lower_bound,
     no_reuse_bytes,
 )
 from trainplan.planner.plan import Plan
 from trainplan.planner.problems import problem_from_lifespans
-from trainplan.planner.swap import SWAP_PLANNERS
-from trainplan.planner.swap.arena import SwapArena, plan_swap_arena
+from trainplan.planner.remat import REMAT_PLANNERS, plan_remat
+from trainplan.planner.swap import SWAP_PLANNERS, SwapSchedule
+from trainplan.planner.swap.arena import SwapArena, place_pieces, plan_swap_arena
 from trainplan.planner.swap.stall_model import StorageModel
-from trainplan.planner.swap.uses import BufferUses, buffer_uses
+from trainplan.planner.swap.uses import BufferUses, buffer_uses, value_segments
 from trainplan.planner.swap.working_set import min_budget
 from trainplan.planner.training_plan import (
     Bounds,
@@ -52,6 +56,7 @@ from trainplan.planner.training_plan import (
     Pool,
     Prefetch,
     Provenance,
+    Replay,
     TrainingPlan,
 )
 from trainplan.planner.verify import verify_plan
@@ -64,16 +69,29 @@ DEFAULT_ALIGNMENT = 64  # the runtime's SIMD-friendly boundary (runtime/layout.p
 
 @dataclass(frozen=True)
 class SwapCosts:
-    """What a device tells the swap planners: its storage and the compute seconds of every EO
-    (the ``optimal`` planner minimises the stall they imply)."""
+    """What a device tells the planners: its storage, the compute seconds of every EO (the
+    ``optimal`` swap planner minimises the stall they imply) and of every op (what running it
+    again costs)."""
 
     storage: StorageModel
     step_seconds: tuple[float, ...]
+    op_seconds: Mapping[str, float] = field(default_factory=dict)
 
 
 #: A device's costs for a given execution order (the caller knows the device; the planner
 #: knows the order only once it has computed it).
 CostModel = Callable[[nx.DiGraph, ExecutionOrder], SwapCosts]
+
+
+@dataclass(frozen=True)
+class _Values:
+    """The values to place: per buffer its uses, cut into segments where recomputation lets a
+    value die, and the table from a segment back to (buffer, index)."""
+
+    spans: dict[str, Lifespan]
+    uses: dict[str, BufferUses]
+    segments: dict[str, BufferUses]
+    owner: dict[str, tuple[str, int]]
 
 
 def offsets_names() -> list[str]:
@@ -83,47 +101,58 @@ def offsets_names() -> list[str]:
 
 def plan_training(graph: nx.DiGraph, *, order: str | ExecutionOrder = "nntrainer",
                   offsets: str | None = None, budget: int | None = None,
-                  swap: str | None = None, lookahead: int = 1,
+                  swap: str | None = None, lookahead: int = 1, remat: str | None = None,
                   alignment: int | None = None, costs: CostModel | None = None,
                   time_limit: float | None = None, seed: int = 0,
                   workers: int = 2) -> TrainingPlan:
     """The TrainingPlan of ``graph`` under ``order``: offsets by ``offsets`` (default
-    ``nntrainer_v1``, or under a budget ``best``), and under ``budget`` bytes a swap schedule by
-    ``swap`` (default ``belady``; ``lookahead`` prefetches ``lookahead`` EOs ahead), every offset
-    a multiple of ``alignment`` (default 64, what the runtime needs; 1 for a graph realised as
-    NNTrainer does, whose pools are unpadded). ``costs`` gives a device's storage and compute to the
-    ``optimal`` swap planner; ``time_limit``, ``seed`` and ``workers`` reach planners that
-    search. Raises Infeasible (with the bytes needed) when the budget is too small."""
+    ``nntrainer_v1``, or under a budget ``best``), recomputation by ``remat`` (``sqrt``,
+    ``optimal``; default none), and under ``budget`` bytes a swap schedule by ``swap`` (default
+    ``belady``; ``lookahead`` prefetches ``lookahead`` EOs ahead), every offset a multiple of
+    ``alignment`` (default 64, what the runtime needs; 1 for a graph realised as NNTrainer does,
+    whose pools are unpadded). ``costs`` gives a device's storage and compute to the ``optimal``
+    planners; ``time_limit``, ``seed`` and ``workers`` reach planners that search. Raises
+    Infeasible (with the bytes needed) when the budget is too small."""
     began = time.perf_counter()
     if alignment is None:
         alignment = 1 if graph.graph.get("compat") else DEFAULT_ALIGNMENT
-    _check_options(offsets, budget, swap, lookahead, alignment)
+    _check_options(offsets, budget, swap, lookahead, remat, alignment)
+    search = {"time_limit": time_limit, "seed": seed, "workers": workers}
     # computed once, passed on
     eo = order if isinstance(order, ExecutionOrder) else execution_order(graph, order)
-    spans = lifespans(graph, eo)
-    uses = buffer_uses(graph, eo, spans)
-    bounds = Bounds(lower_bound(spans, eo.n_eo), min_budget(uses, eo.n_eo),
-                    no_reuse_bytes(spans))
-    search = {"time_limit": time_limit, "seed": seed, "workers": workers}
-    if budget is None:
-        parts = _pools(spans, offsets or DEFAULT_OFFSETS, alignment, search)
+    device = costs(graph, eo) if costs is not None else None
+    replays, remat_info = _replays(graph, eo, remat, budget, device, search)
+    values = _values(graph, eo, replays)
+    bounds = Bounds(_peak_live(values.segments, eo.n_eo), min_budget(values.segments, eo.n_eo),
+                    no_reuse_bytes(values.spans))
+    if budget is None and not replays:
+        parts = _pools(values.spans, offsets or DEFAULT_OFFSETS, alignment, search)
+    elif budget is None:
+        parts = _segmented(values, eo.n_eo, offsets or DEFAULT_OFFSETS, alignment, search)
     else:
-        parts = _swapped(graph, eo, spans, uses, bounds, budget, offsets or DEFAULT_SWAP_OFFSETS,
-                         swap or DEFAULT_SWAP, lookahead, alignment, costs, search)
+        parts = _swapped(values, eo.n_eo, bounds, budget, offsets or DEFAULT_SWAP_OFFSETS,
+                         swap or DEFAULT_SWAP, lookahead, alignment, device, search)
     buffers, evictions, prefetches, pools, provenance = parts
+    if remat not in (None, "none"):
+        provenance.update(remat_requested=remat, remat=remat if replays else "none",
+                          options={**provenance.get("options", {}), "remat": remat_info})
     provenance = Provenance(**{**provenance, "solve_seconds": time.perf_counter() - began})
     arena = max((p.offset + b.nbytes for b in buffers for p in b.pieces), default=0)
     plan = TrainingPlan(graph_identity(graph), eo, buffers, evictions, prefetches, pools, arena,
-                        alignment, budget, bounds, provenance)
+                        alignment, budget, bounds, provenance,
+                        recomputes=tuple(Replay(op, e) for op, e in replays))
     return replace(plan, errors=tuple(verify_plan(graph, plan)))
 
 
-def _check_options(offsets, budget, swap, lookahead, alignment) -> None:
+def _check_options(offsets, budget, swap, lookahead, remat, alignment) -> None:
     if offsets is not None and offsets not in offsets_names():
         raise UnknownName(f"unknown offset planner {offsets!r}; valid: "
                           + ", ".join(offsets_names()))
     if swap is not None and swap not in SWAP_PLANNERS:
         raise UnknownName(f"unknown swap planner {swap!r}; valid: " + ", ".join(SWAP_PLANNERS))
+    if remat is not None and remat not in REMAT_PLANNERS:
+        raise UnknownName(f"unknown remat planner {remat!r}; valid: "
+                          + ", ".join(REMAT_PLANNERS))
     if swap is not None and budget is None:
         raise TrainplanError(f"swap planner {swap!r} needs a budget: without one nothing is "
                              "swapped; give a RAM budget (e.g. --budget 64MiB)")
@@ -133,10 +162,36 @@ def _check_options(offsets, budget, swap, lookahead, alignment) -> None:
         raise TrainplanError(f"lookahead {lookahead}: prefetch 0 or more EOs ahead")
     if alignment < 1 or alignment & (alignment - 1):
         raise TrainplanError(f"alignment {alignment}: use a power of two (64 for the runtime)")
-    if offsets == DEFAULT_SWAP_OFFSETS and budget is None:
-        raise TrainplanError("offset planner 'best' chooses among greedy planners for swapped "
-                             "pieces; without a budget name a planner (see `trainplan "
-                             "planners`)")
+    if offsets == DEFAULT_SWAP_OFFSETS and budget is None and remat in (None, "none"):
+        raise TrainplanError("offset planner 'best' chooses among greedy planners for pieces; "
+                             "without a budget or recomputation name a planner")
+
+
+def _replays(graph: nx.DiGraph, eo: ExecutionOrder, remat: str | None, budget: int | None,
+             device: SwapCosts | None, search: dict) -> tuple[list[tuple[str, int]], dict]:
+    if remat in (None, "none"):
+        return [], {}
+    return plan_remat(remat, graph, eo, op_cost=dict(device.op_seconds) if device else None,
+                      budget=budget, **{k: v for k, v in search.items() if v is not None})
+
+
+def _values(graph: nx.DiGraph, eo: ExecutionOrder, replays: list[tuple[str, int]]) -> _Values:
+    spans = lifespans(graph, eo, replays)
+    uses = buffer_uses(graph, eo, spans, replays)
+    if not replays:
+        return _Values(spans, uses, uses, {k: (k, 0) for k in uses})
+    segments, owner = value_segments(uses)
+    return _Values(spans, uses, segments, owner)
+
+
+def _peak_live(segments: dict[str, BufferUses], n_eo: int) -> int:
+    """The most bytes of values live at one EO (persistent buffers all iteration)."""
+    delta = np.zeros(n_eo + 1, dtype=np.int64)
+    for s in segments.values():
+        start, end = (0, n_eo) if s.persistent else (s.start, s.end)
+        delta[start] += s.nbytes
+        delta[end] -= s.nbytes
+    return int(np.cumsum(delta)[:n_eo].max()) if n_eo else 0
 
 
 def _pools(spans: dict[str, Lifespan], offsets: str, alignment: int, search: dict):
@@ -169,9 +224,23 @@ def _searching(name: str, search: dict) -> dict:
     return {k: v for k, v in search.items() if v is not None} if PLANNERS[name].searches else {}
 
 
-def _swapped(graph, eo: ExecutionOrder, spans: dict[str, Lifespan],
-             uses: dict[str, BufferUses], bounds: Bounds, budget: int, offsets: str, swap: str,
-             lookahead: int, alignment: int, costs: CostModel | None, search: dict):
+def _segmented(values: _Values, n_eo: int, offsets: str, alignment: int, search: dict):
+    """With recomputation and no budget: every value's span one piece, all in one arena."""
+    resident = {k: ((0, n_eo) if s.persistent else (s.start, s.end),)
+                for k, s in values.segments.items()}
+    schedule = SwapSchedule("none", 0, n_eo, resident,
+                            {k: s.nbytes for k, s in values.segments.items()})
+    arena = place_pieces(schedule, values.segments, offsets, alignment, search)
+    buffers, _, _ = _planned(values, arena)
+    plan = arena.plan
+    provenance = {"offsets_requested": offsets, "offsets": plan.planner, "status": plan.status,
+                  "optimal": plan.optimal, "best_bound_bytes": plan.best_bound,
+                  "gap": plan.gap, "options": {k: v for k, v in search.items() if v is not None}}
+    return buffers, (), (), (Pool("resident", 0, plan.arena_bytes),), provenance
+
+
+def _swapped(values: _Values, n_eo: int, bounds: Bounds, budget: int, offsets: str, swap: str,
+             lookahead: int, alignment: int, device: SwapCosts | None, search: dict):
     """Every resident piece of the swap schedule placed in one arena within the budget."""
     if budget < bounds.min_budget_bytes:
         raise Infeasible(f"budget {budget:,} bytes is below the minimum feasible budget: one "
@@ -180,18 +249,12 @@ def _swapped(graph, eo: ExecutionOrder, spans: dict[str, Lifespan],
     options = {"lookahead": lookahead, "seed": search["seed"], "workers": search["workers"]}
     if search["time_limit"] is not None:
         options["time_limit"] = search["time_limit"]
-    if costs is not None:
-        c = costs(graph, eo)
-        options.update(storage=c.storage, step_seconds=list(c.step_seconds))
-    arena = plan_swap_arena(uses, eo.n_eo, budget, swap=swap, offsets=offsets,
+    if device is not None:
+        options.update(storage=device.storage, step_seconds=list(device.step_seconds))
+    arena = plan_swap_arena(values.segments, n_eo, budget, swap=swap, offsets=offsets,
                             alignment=alignment, floor=bounds.min_budget_bytes, **options)
-    buffers = _pieces(spans, uses, arena)
-    s = arena.schedule
-    evictions = tuple(Eviction(e.tensor, _piece_ending(arena, e.tensor, e.after_eo + 1),
-                               e.after_eo, e.write, e.nbytes) for e in s.evictions)
-    prefetches = tuple(Prefetch(p.tensor, _piece_starting(arena, p.tensor, p.start_eo),
-                                p.start_eo, p.use_eo, p.read, p.nbytes) for p in s.prefetches)
-    info = dict(s.options)
+    buffers, evictions, prefetches = _planned(values, arena)
+    info = dict(arena.schedule.options)
     used_swap = swap
     if swap == "optimal" and info.get("source") not in (None, "cpsat"):
         used_swap = info["source"]  # the warm start (or fallback) CP-SAT did not beat
@@ -199,7 +262,6 @@ def _swapped(graph, eo: ExecutionOrder, spans: dict[str, Lifespan],
     if swap == "optimal" and info.get("source") not in (None, "cpsat"):
         fallbacks += (f"CP-SAT found nothing better than the warm start {info['source']}",)
     stall = info.get("estimated_stall_seconds")
-    bound = info.get("best_bound_seconds")
     provenance = {
         "offsets_requested": offsets, "offsets": arena.plan.planner,
         "swap_requested": swap, "swap": used_swap,
@@ -209,29 +271,46 @@ def _swapped(graph, eo: ExecutionOrder, spans: dict[str, Lifespan],
         "gap": info.get("gap") if swap == "optimal" else None,
         "attempts": arena.attempts,
         "options": {**{k: v for k, v in info.items() if k not in ("solve_seconds",)},
-                    **({"estimated_stall_seconds": stall, "best_bound_seconds": bound}
+                    **({"estimated_stall_seconds": stall,
+                        "best_bound_seconds": info.get("best_bound_seconds")}
                        if stall is not None else {})},
     }
     pools = (Pool("resident", 0, arena.plan.arena_bytes),)
     return buffers, evictions, prefetches, pools, provenance
 
 
-def _pieces(spans: dict[str, Lifespan], uses: dict[str, BufferUses],
-            arena: SwapArena) -> tuple[PlannedBuffer, ...]:
-    out = []
-    for root in uses:
-        s = spans[root]
-        pieces = tuple(Piece(a, z, arena.offsets[(root, i)])
-                       for i, (a, z) in enumerate(arena.schedule.resident[root]))
-        out.append(PlannedBuffer(root, s.members, s.role, s.pool, s.nbytes, s.start, s.end,
-                                 pieces))
-    return tuple(out)
+def _planned(values: _Values, arena: SwapArena):
+    """Buffers with their pieces (every segment's, in EO order) and the transfers, naming
+    each piece by its index in its buffer."""
+    placed: dict[str, list[tuple[int, int, int, str, int]]] = {}
+    for key, pieces in arena.schedule.resident.items():
+        buffer, _ = values.owner[key]
+        for i, (a, z) in enumerate(pieces):
+            placed.setdefault(buffer, []).append((a, z, arena.offsets[(key, i)], key, i))
+    index, buffers = {}, []
+    for root in values.uses:
+        rows = sorted(placed.get(root, []))
+        index.update({(key, i): n for n, (_, _, _, key, i) in enumerate(rows)})
+        s = values.spans[root]
+        live = tuple((seg.start, seg.end) for key, seg in values.segments.items()
+                     if values.owner[key][0] == root) if len(rows) > 1 else ()
+        buffers.append(PlannedBuffer(
+            root, s.members, s.role, s.pool, s.nbytes, s.start, s.end,
+            tuple(Piece(a, z, off) for a, z, off, _, _ in rows),
+            tuple(sorted(live)) if len(live) > 1 else ()))
+    s = arena.schedule
+    evictions = tuple(Eviction(values.owner[e.tensor][0],
+                               index[e.tensor, _piece_ending(s, e.tensor, e.after_eo + 1)],
+                               e.after_eo, e.write, e.nbytes) for e in s.evictions)
+    prefetches = tuple(Prefetch(values.owner[p.tensor][0],
+                                index[p.tensor, _piece_starting(s, p.tensor, p.start_eo)],
+                                p.start_eo, p.use_eo, p.read, p.nbytes) for p in s.prefetches)
+    return tuple(buffers), evictions, prefetches
 
 
-def _piece_ending(arena: SwapArena, buffer: str, end: int) -> int:
-    return next(i for i, (_, z) in enumerate(arena.schedule.resident[buffer]) if z == end)
+def _piece_ending(schedule: SwapSchedule, key: str, end: int) -> int:
+    return next(i for i, (_, z) in enumerate(schedule.resident[key]) if z == end)
 
 
-def _piece_starting(arena: SwapArena, buffer: str, start: int) -> int:
-    return next(i for i, (a, _) in enumerate(arena.schedule.resident[buffer]) if a == start)
-
+def _piece_starting(schedule: SwapSchedule, key: str, start: int) -> int:
+    return next(i for i, (a, _) in enumerate(schedule.resident[key]) if a == start)

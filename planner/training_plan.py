@@ -63,7 +63,12 @@ class Piece:
 
 @dataclass(frozen=True)
 class PlannedBuffer:
-    """An alias class of tensors sharing bytes, live over ``[start, end)``, and its pieces."""
+    """An alias class of tensors sharing bytes, used over ``[start, end)``, and its pieces.
+
+    ``live`` lists the ``[start, end)`` spans in which its bytes hold a value still to be read:
+    one span, unless recomputation regenerates the value later (the bytes are dead between a
+    last read and a write that does not read them).
+    """
 
     id: str
     members: tuple[str, ...]
@@ -73,11 +78,26 @@ class PlannedBuffer:
     start: int
     end: int
     pieces: tuple[Piece, ...]
+    live: tuple[tuple[int, int], ...] = ()
 
     @property
     def persistent(self) -> bool:
         """Weights and optimizer state live across iterations."""
         return self.pool == "weight"
+
+    @property
+    def live_spans(self) -> tuple[tuple[int, int], ...]:
+        return self.live or ((self.start, self.end),)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Forward op ``op`` runs again at EO ``eo`` (before that EO's own ops) to recompute what it
+    wrote, from inputs still in RAM; it updates no running statistics and draws the same
+    random numbers (dropout masks) as the first time."""
+
+    op: str
+    eo: int
 
 
 @dataclass(frozen=True)
@@ -135,6 +155,8 @@ class Provenance:
     offsets: str
     swap_requested: str | None = None
     swap: str | None = None
+    remat_requested: str | None = None
+    remat: str | None = None
     fallbacks: tuple[str, ...] = ()
     status: str = "greedy"
     optimal: bool | None = None
@@ -164,6 +186,7 @@ class TrainingPlan:
     budget_bytes: int | None
     bounds: Bounds
     provenance: Provenance
+    recomputes: tuple[Replay, ...] = ()
     errors: tuple[str, ...] = ()
     schema: int = SCHEMA
 
@@ -175,8 +198,8 @@ class TrainingPlan:
 
     @property
     def swapped(self) -> bool:
-        """Whether any buffer moves to storage."""
-        return bool(self.evictions or self.prefetches)
+        """Whether any bytes move between RAM and storage."""
+        return any(e.write for e in self.evictions) or any(p.read for p in self.prefetches)
 
     @property
     def n_eo(self) -> int:
@@ -209,9 +232,17 @@ class TrainingPlan:
         """Bytes of live buffers at each EO, wherever they are (the lower bound's curve)."""
         delta = np.zeros(self.n_eo + 1, dtype=np.int64)
         for b in self.buffers:
-            delta[b.start] += b.nbytes
-            delta[b.end] -= b.nbytes
+            for start, end in b.live_spans:
+                delta[start] += b.nbytes
+                delta[end] -= b.nbytes
         return np.cumsum(delta)[: self.n_eo]
+
+    def replays_at(self) -> dict[int, list[str]]:
+        """EO -> the forward ops run again before its own ops, in order."""
+        out: dict[int, list[str]] = {}
+        for r in self.recomputes:
+            out.setdefault(r.eo, []).append(r.op)
+        return out
 
     @property
     def peak_resident_bytes(self) -> int:
@@ -239,7 +270,8 @@ class TrainingPlan:
         prov = self.provenance
         rec = {
             "model": self.graph.model, "batch": self.graph.batch, "order": self.order.name,
-            "planner": prov.offsets, "swap": prov.swap, "budget_bytes": self.budget_bytes,
+            "planner": prov.offsets, "swap": prov.swap, "remat": prov.remat,
+            "budget_bytes": self.budget_bytes,
             "arena_bytes": self.arena_bytes, "peak_resident_bytes": self.peak_resident_bytes,
             "peak_live_bytes": self.peak_live_bytes,
             "lower_bound_bytes": self.bounds.lower_bound_bytes,
@@ -251,6 +283,7 @@ class TrainingPlan:
             "tensor_pool_bytes": self.pool_bytes("tensor"),
             "bytes_written": self.bytes_written, "bytes_read": self.bytes_read,
             "evictions": len(self.evictions), "prefetches": len(self.prefetches),
+            "recomputed_ops": len(self.recomputes),
             "status": prov.status, "optimal": prov.optimal,
             "best_bound_bytes": prov.best_bound_bytes,
             "gap": None if prov.gap is None else round(prov.gap, 6),
@@ -264,6 +297,8 @@ class TrainingPlan:
     def __repr__(self) -> str:
         what = f"swap {self.provenance.swap} under {self.budget_bytes:,} B" if self.swapped \
             else "no swap"
+        if self.recomputes:
+            what += f", {len(self.recomputes)} ops recomputed ({self.provenance.remat})"
         return (f"TrainingPlan({self.graph.model}, batch {self.graph.batch}, order "
                 f"{self.order.name}, offsets {self.provenance.offsets}, {what}: arena "
                 f"{self.arena_bytes:,} B, lower bound {self.bounds.lower_bound_bytes:,} B, "
@@ -309,8 +344,10 @@ def plan_from_dict(data: dict, origin: str = "plan") -> TrainingPlan:
                                  {k: int(v) for k, v in order["op_eo"].items()},
                                  int(order["n_eo"])),
             buffers=tuple(PlannedBuffer(**{**b, "members": tuple(b["members"]),
-                                           "pieces": tuple(Piece(**p) for p in b["pieces"])})
+                                           "pieces": tuple(Piece(**p) for p in b["pieces"]),
+                                           "live": tuple(tuple(s) for s in b.get("live", ()))})
                           for b in data["buffers"]),
+            recomputes=tuple(Replay(**r) for r in data.get("recomputes", ())),
             evictions=tuple(Eviction(**e) for e in data["evictions"]),
             prefetches=tuple(Prefetch(**p) for p in data["prefetches"]),
             pools=tuple(Pool(**p) for p in data["pools"]),

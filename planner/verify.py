@@ -15,10 +15,13 @@ uses of every class EO by EO) and checks the plan against them:
   stay within the budget;
 * every use is resident, and every value a use reads is there: created by an earlier write
   (or the data fed in, or the weights' initial values), kept in RAM, or written to storage
-  after its last change and read back; pieces begin with a prefetch (or a creation) and end
-  with an eviction (or the buffer's death) that match them; persistent buffers (weights,
-  optimizer state) are pinned for the whole iteration or start and end it in storage, written
-  back when they changed.
+  after its last change and read back; transfers match piece boundaries; persistent buffers
+  (weights, optimizer state) are pinned for the whole iteration or start and end it in
+  storage, written back when they changed;
+* recomputation changes no number: every replayed op is a forward op, and every read — by an
+  op or by a replay — sees the version of its bytes that the same read sees in the plain
+  iteration (a replay writes again the versions its op wrote; it leaves the running
+  statistics its op updates alone).
 
 >>> from trainplan.planner.build import build_training_graph
 >>> from trainplan.planner.plan_training import plan_training
@@ -69,7 +72,11 @@ def verify_plan(graph: nx.DiGraph, plan) -> list[str]:
     errors += _buffer_errors(graph, classes, plan)
     if errors:
         return errors[:MAX_ERRORS]
-    uses = _uses(graph, classes, plan.order.op_eo)
+    replays = [(r.op, r.eo) for r in plan.recomputes]
+    errors += _replay_errors(graph, plan.order, replays, classes)
+    if errors:
+        return errors[:MAX_ERRORS]
+    uses = _uses(graph, classes, plan.order.op_eo, replays)
     errors += _layout_errors(plan)
     for b in plan.buffers:
         root = classes[b.members[0]]
@@ -152,17 +159,74 @@ def _buffer_errors(graph: nx.DiGraph, classes: dict[str, str], plan) -> list[str
     return errors
 
 
-def _uses(graph: nx.DiGraph, classes: dict[str, str], op_eo: dict[str, int]
-          ) -> dict[str, list[_Use]]:
-    """Per alias root, its uses in EO order (any op of the EO reads / writes its bytes)."""
+def _replayed(graph: nx.DiGraph, classes: dict[str, str], op: str
+              ) -> tuple[list[str], list[str]]:
+    """A replay's reads and writes: its op's, less the persistent bytes the op updates."""
+    updated = {classes[t] for t in graph.successors(op) if graph.nodes[t]["pool"] == "weight"}
+    return ([t for t in graph.predecessors(op) if classes[t] not in updated],
+            [t for t in graph.successors(op) if graph.nodes[t]["pool"] != "weight"])
+
+
+def _uses(graph: nx.DiGraph, classes: dict[str, str], op_eo: dict[str, int],
+          replays: list[tuple[str, int]]) -> dict[str, list[_Use]]:
+    """Per alias root, its uses in EO order: ``reads`` when the EO needs the bytes as they
+    were before it (replays run first in their EO, so bytes a replay rewrites are not)."""
     at: dict[str, dict[int, list[bool]]] = {}
+    fresh: set[tuple[str, int]] = set()
+    for op, e in replays:
+        reads, writes = _replayed(graph, classes, op)
+        for t in reads:
+            use = at.setdefault(classes[t], {}).setdefault(e, [False, False])
+            use[0] = use[0] or (classes[t], e) not in fresh
+        for t in writes:
+            at.setdefault(classes[t], {}).setdefault(e, [False, False])[1] = True
+            fresh.add((classes[t], e))
     for op, e in op_eo.items():
         for t in graph.predecessors(op):
-            at.setdefault(classes[t], {}).setdefault(e, [False, False])[0] = True
+            use = at.setdefault(classes[t], {}).setdefault(e, [False, False])
+            use[0] = use[0] or (classes[t], e) not in fresh
         for t in graph.successors(op):
             at.setdefault(classes[t], {}).setdefault(e, [False, False])[1] = True
     return {r: [_Use(e, rw[0], rw[1]) for e, rw in sorted(eos.items())]
             for r, eos in at.items()}
+
+
+def _replay_errors(graph: nx.DiGraph, order, replays: list[tuple[str, int]],
+                   classes: dict[str, str]) -> list[str]:
+    """Replays are forward ops inside the iteration, and every read sees the version of its
+    bytes it sees in the plain iteration."""
+    errors = [f"replay of {op!r} at EO {e}: not a forward op of the graph"
+              for op, e in replays if op not in order.op_eo
+              or graph.nodes[op]["step"] != "forward"]
+    errors += [f"replay of {op!r} at EO {e} is outside [0, {order.n_eo})"
+               for op, e in replays if not 0 <= e < order.n_eo]
+    if errors or not replays:
+        return errors
+    plain = sorted(order.op_eo, key=lambda op: (order.op_eo[op],
+                                                 _STEP_RANK[graph.nodes[op]["step"]]))
+    version: dict[str, int] = {}
+    expect: dict[tuple[str, str], int] = {}
+    wrote: dict[tuple[str, str], int] = {}
+    for n, op in enumerate(plain):
+        for t in graph.predecessors(op):
+            expect[op, classes[t]] = version.get(classes[t], -1)
+        for t in graph.successors(op):
+            version[classes[t]] = wrote[op, classes[t]] = n
+    runs = [((e, -1, i), op, True) for i, (op, e) in enumerate(replays)]
+    runs += [((order.op_eo[op], _STEP_RANK[graph.nodes[op]["step"]], 0), op, False)
+             for op in plain]
+    version = {}
+    for (e, _, _), op, again in sorted(runs, key=lambda r: r[0]):
+        reads, writes = _replayed(graph, classes, op) if again else (
+            list(graph.predecessors(op)), list(graph.successors(op)))
+        for t in reads:
+            if version.get(classes[t], -1) != expect[op, classes[t]]:
+                what = f"the replay of {op!r} at EO {e}" if again else f"op {op!r} (EO {e})"
+                errors.append(f"{what} reads {t!r} at another version than the plain "
+                              "iteration: recomputation would change its result")
+        for t in writes:
+            version[classes[t]] = wrote[op, classes[t]]
+    return errors
 
 
 # --- bytes -------------------------------------------------------------------------------
@@ -265,9 +329,7 @@ def _residency_errors(graph: nx.DiGraph, b, root: str, uses: list[_Use], plan) -
         if k > 0 or starts_stored:
             f = fetch.get(p.start)
             if f is None:
-                errors.append(f"buffer {name!r}: piece [{p.start},{p.end}) comes back with no "
-                              "prefetch")
-                in_ram = False
+                in_ram = False  # created afresh: the next use must write before reading
             else:
                 in_ram = f.read and stored
                 nxt = next((u for u in queue[i:] if u.eo >= p.start), None)
@@ -296,11 +358,7 @@ def _residency_errors(graph: nx.DiGraph, b, root: str, uses: list[_Use], plan) -
             continue  # the buffer dies
         if last and persistent and not starts_stored:
             continue  # pinned: next iteration finds it in place
-        if leaves is None:
-            errors.append(f"buffer {name!r}: leaves RAM after EO {p.end - 1} without an "
-                          "eviction")
-            continue
-        if leaves.write:
+        if leaves is not None and leaves.write:
             if not in_ram:
                 errors.append(f"buffer {name!r}: the eviction after EO {p.end - 1} writes "
                               "bytes that are not in RAM")

@@ -35,6 +35,7 @@ class Binding:
     helpers: dict[str, str] = field(default_factory=dict)
     label: str | None = None
     touched: set = field(default_factory=set)
+    replay: bool = False  # a forward op run again to recompute its results
 
 
 def layer_tensors(graph: nx.DiGraph) -> dict[str, dict[Slot, str]]:

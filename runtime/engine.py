@@ -1,20 +1,23 @@
 """Execute training iterations of a graph: ops in EO order, each a kernel on views of a layout.
 
-The engine walks the plan the way torch.fx's Interpreter walks nodes: for every EO, the ops of
-that EO (calc_gradient before calc_derivative before apply_gradient), each handed a LayerCtx
-of views into the layout. With a static layout the contexts are built once, so an iteration
-allocates nothing tensor-sized. An error names the op that failed.
+The engine walks the plan the way torch.fx's Interpreter walks nodes: for every EO, the forward
+ops the plan runs again there (recomputation), then the ops of that EO (calc_gradient before
+calc_derivative before apply_gradient), each handed a LayerCtx of views into the layout. With a
+static layout the contexts are built once, so an iteration allocates nothing tensor-sized.
+Random numbers (dropout masks) are keyed by seed, iteration and op, so a recomputation draws
+the same ones. An error names the op that failed.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import networkx as nx
 import numpy as np
 
-from trainplan.planner.graph import STEPS
+from trainplan.planner.graph import STEPS, first_version, replay_edges
 from trainplan.planner.order import ExecutionOrder
 from trainplan.runtime.bind import Binding, bind, layer_tensors
 from trainplan.runtime.kernels import KERNELS
@@ -46,10 +49,11 @@ class Executor:
 
     def __init__(self, graph: nx.DiGraph, eo: ExecutionOrder, layout, *, optimizer: str,
                  hyper: Hyper, seed: int = 0, before_eo: Callable | None = None,
-                 after_eo: Callable | None = None, full_context: bool = False):
+                 after_eo: Callable | None = None, full_context: bool = False,
+                 replays: dict[int, list[str]] | None = None):
         self.graph, self.eo, self.layout = graph, eo, layout
         self.optimizer, self.hyper = optimizer, hyper
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.before_eo, self.after_eo = before_eo, after_eo
         self.full_context = full_context
         self.step_count = 0
@@ -59,8 +63,10 @@ class Executor:
         index = layer_tensors(graph)
         self.bindings = {op: bind(graph, op, layers[graph.nodes[op]["layer"]], index)
                          for ops in self.ops_at for op in ops}
+        self.replays = {e: [self._replay_binding(op) for op in ops]
+                        for e, ops in (replays or {}).items()}
         self._static = layout.static
-        self._ctx_cache: dict[str, LayerCtx] = {}
+        self._ctx_cache: dict[tuple[str, bool], LayerCtx] = {}
         self.feeds: dict[int, list[tuple[str, np.ndarray]]] = {}
 
     def _viewer(self, b: Binding, e: int) -> Callable:
@@ -74,10 +80,18 @@ class Executor:
             return np.broadcast_to(np.array(fill, dtype=data["dtype"]), data["shape"])
         return view
 
+    def _replay_binding(self, op: str) -> Binding:
+        """The op's binding, touching only what a recomputation touches."""
+        reads, writes = replay_edges(self.graph, op)
+        return replace(self.bindings[op], replay=True,
+                       touched={first_version(self.graph, t) for t in (*reads, *writes)})
+
     def context(self, b: Binding, e: int) -> LayerCtx:
-        if self._static and b.op in self._ctx_cache:
-            ctx = self._ctx_cache[b.op]
+        key = (b.op, b.replay)
+        if self._static and key in self._ctx_cache:
+            ctx = self._ctx_cache[key]
             ctx.training = self.training
+            ctx.rng_key = self._rng_key(b.op)
             return ctx
         v = self._viewer(b, e)
         ctx = LayerCtx(
@@ -86,10 +100,13 @@ class Executor:
             weight_grads={k: v(t) for k, t in b.weight_grads.items()},
             out_grads=[v(t) for t in b.out_grads], in_derivs=[v(t) for t in b.in_derivs],
             helpers={k: v(t) for k, t in b.helpers.items()}, label=v(b.label),
-            training=self.training, rng=self.rng)
+            training=self.training, rng_key=self._rng_key(b.op), replay=b.replay)
         if self._static:
-            self._ctx_cache[b.op] = ctx
+            self._ctx_cache[key] = ctx
         return ctx
+
+    def _rng_key(self, op: str) -> tuple[int, ...]:
+        return (self.seed, self.step_count, zlib.crc32(op.encode()))
 
     def feed_at(self, feeds: dict[int, list[tuple[str, np.ndarray]]]) -> None:
         """Data to copy into tensors right before EO e (when their bytes become theirs)."""
@@ -105,6 +122,11 @@ class Executor:
                 self.before_eo(e)
             for t, values in self.feeds.get(e, ()):
                 self.layout.view(t, e)[...] = values
+            for b in self.replays.get(e, ()):
+                try:
+                    self._run(b, e, StepResult(0.0, 0, 0))
+                except Exception as exc:
+                    raise RuntimeFailure(f"recomputing {b.op!r} (EO {e}) failed: {exc}") from exc
             for op in ops:
                 try:
                     self._run(self.bindings[op], e, result)

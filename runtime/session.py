@@ -106,7 +106,8 @@ class Session:
         self.executor = Executor(self.graph, self.eo, self.layout,
                                  optimizer=self.graph.graph["optimizer"],
                                  hyper=Hyper(learning_rate=self.options.learning_rate),
-                                 seed=self.options.seed, full_context=self.plan is None, **hooks)
+                                 seed=self.options.seed, full_context=self.plan is None,
+                                 replays=self.plan.replays_at() if self.plan else None, **hooks)
         for buffer in self.persistent:
             self.store(buffer, initial_value(self.graph, buffer, self.options.seed))
 

@@ -97,7 +97,7 @@ def _finish(session: Session, report: TrainReport, stall0: float) -> TrainReport
 
 def _save(session: Session, path: str, rng: np.random.Generator, done: int) -> None:
     meta = {"iterations": done, "step_count": session.executor.step_count,
-            "rng": rng.bit_generator.state, "dropout_rng": session.executor.rng.bit_generator.state,
+            "rng": rng.bit_generator.state,
             "model": session.graph.graph["model"]}
     save_checkpoint(path, session.state(), meta)
 
@@ -109,6 +109,5 @@ def _resume(session: Session, path: str, rng: np.random.Generator) -> int:
     for root, values in state.items():
         session.store(root, values)
     rng.bit_generator.state = meta["rng"]
-    session.executor.rng.bit_generator.state = meta["dropout_rng"]
     session.executor.step_count = meta["step_count"]
     return int(meta["iterations"])

@@ -52,6 +52,7 @@ class Step:
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
     name: str = ""
+    recompute: bool = False  # a forward op run again to recompute its results
 
 
 @dataclass(frozen=True)

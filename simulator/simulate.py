@@ -20,15 +20,16 @@ again here: a plan made for another graph is refused.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import networkx as nx
 import numpy as np
 
 from trainplan.planner.identity import graph_identity, mismatch
+from trainplan.planner.graph import replay_edges
 from trainplan.planner.layers.base import AG
 from trainplan.planner.order import ExecutionOrder
-from trainplan.planner.training_plan import TrainingPlan
+from trainplan.planner.training_plan import Replay, TrainingPlan
 from trainplan.simulator.device import DeviceProfile, load_device
 from trainplan.simulator.engine import Step, Transfer
 from trainplan.simulator.errors import InvalidPlan
@@ -55,22 +56,27 @@ def check_plan_for(graph: nx.DiGraph, plan: TrainingPlan) -> None:
 
 
 def graph_steps(graph: nx.DiGraph, eo: ExecutionOrder,
-                buffer_of: Mapping[str, str] | None = None) -> list[Step]:
-    """One Step per op in EO order; reads and writes name buffers by ``buffer_of`` (tensor ->
-    buffer, a plan's ``member_buffer()``; without it the steps name no buffers)."""
+                buffer_of: Mapping[str, str] | None = None,
+                replays: Sequence[Replay] = ()) -> list[Step]:
+    """One Step per op in EO order, each EO's recomputations (``replays``) first; reads and
+    writes name buffers by ``buffer_of`` (tensor -> buffer, a plan's ``member_buffer()``;
+    without it the steps name no buffers)."""
     root = buffer_of or {}
-    nodes, pred, succ = graph.nodes, graph.pred, graph.succ
+    nodes = graph.nodes
+    runs = [(r.eo, -1, i, r.op, *replay_edges(graph, r.op)) for i, r in enumerate(replays)]
+    runs += [(e, 0, 0, op, list(graph.pred[op]), list(graph.succ[op]))
+             for op, e in eo.op_eo.items()]
     steps = []
-    for op in sorted(eo.op_eo, key=eo.op_eo.__getitem__):
+    for e, again, _, op, rd, wr in sorted(runs, key=lambda r: r[:3]):
         d = nodes[op]
-        rd, wr = list(pred[op]), list(succ[op])
         steps.append(Step(
-            eo=eo.op_eo[op], kind=d["step"], layer=d["layer"],
+            eo=e, kind=d["step"], layer=d["layer"],
             op_class=op_class(d["op_type"], d["step"]), flops=float(d["flops"]),
             bytes_touched=sum(nodes[t]["nbytes"] for t in rd + wr),
             gather_rows=int(d.get("gather_rows", 0)),
             reads=tuple(dict.fromkeys(root[t] for t in rd if t in root)),
-            writes=tuple(dict.fromkeys(root[t] for t in wr if t in root)), name=op))
+            writes=tuple(dict.fromkeys(root[t] for t in wr if t in root)), name=op,
+            recompute=again < 0))
     return steps
 
 
@@ -152,7 +158,7 @@ def simulate(graph: nx.DiGraph, plan: TrainingPlan, device: DeviceProfile | str,
     meta: Mapping = {"model": plan.graph.model, "planner": _label(plan),
                      "order": plan.order.name, "batch": plan.graph.batch,
                      "peak_live_bytes": plan.peak_live_bytes}
-    steps = graph_steps(graph, plan.order, plan.member_buffer())
+    steps = graph_steps(graph, plan.order, plan.member_buffer(), plan.recomputes)
     return simulate_events(steps, plan_transfers(plan), device,
                            iterations=iterations, n_eo=plan.n_eo, held=held_curve(plan),
                            resident=resident_by(graph, plan, by),
@@ -161,4 +167,5 @@ def simulate(graph: nx.DiGraph, plan: TrainingPlan, device: DeviceProfile | str,
 
 def _label(plan: TrainingPlan) -> str:
     p = plan.provenance
-    return f"{p.offsets} + {p.swap} swap" if p.swap else p.offsets
+    label = f"{p.offsets} + {p.swap} swap" if p.swap else p.offsets
+    return label + (f" + {p.remat} remat" if plan.recomputes else "")

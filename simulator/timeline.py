@@ -55,6 +55,7 @@ class Summary:
     ops: int
     iteration_seconds: float
     compute_seconds: float
+    recompute_seconds: float
     stall_seconds: float
     total_seconds: float
     arena_bytes: int
@@ -143,6 +144,7 @@ def _events(run: EngineRun, memory: pd.DataFrame, transfers: pd.DataFrame) -> pd
         "op_class": np.tile([s.op_class for s in steps], iters),
         "flops": np.tile([float(s.flops) for s in steps], iters),
         "bytes_touched": np.tile([int(s.bytes_touched) for s in steps], iters),
+        "recompute": np.tile([s.recompute for s in steps], iters),
         "start_s": run.start, "end_s": run.end, "stall_s": run.stall,
     })
     ev["held_bytes"] = memory["held_bytes"].to_numpy()
@@ -199,6 +201,7 @@ def simulate_events(steps: Sequence[Step], transfers: Sequence[Transfer], device
         iterations=iterations, n_eo=run.n_eo, ops=len(run.steps),
         iteration_seconds=ends[0] / iterations,
         compute_seconds=float((run.end - run.start).sum()),
+        recompute_seconds=float((run.end - run.start)[events["recompute"].to_numpy()].sum()),
         stall_seconds=float(run.stall.sum()), total_seconds=max(ends),
         arena_bytes=peak, peak_resident_bytes=peak_resident,
         peak_live_bytes=int(meta.get("peak_live_bytes", peak_resident)),

@@ -57,6 +57,16 @@ class SwapArena:
 GREEDY = ("greedy_size", "best_fit", "greedy_breadth")
 
 
+def place_pieces(schedule: SwapSchedule, buffers: dict[str, BufferUses], offsets: str,
+                 alignment: int, options: dict) -> SwapArena:
+    """Offsets for the resident pieces of ``schedule`` by ``offsets`` (``best``: the smallest
+    arena of the greedy planners), validated as an allocation problem."""
+    problem, keys = swap_problem(schedule, buffers, alignment)
+    plan = _place(problem, offsets, options)
+    return SwapArena(schedule, problem, plan, {keys[k]: v for k, v in plan.offsets.items()},
+                     tuple(validate_plan(problem, plan)), 1)
+
+
 def plan_swap_arena(buffers: dict[str, BufferUses], n_eo: int, budget: int, *,
                     swap: str = "belady", offsets: str = "best", alignment: int = 1,
                     floor: int | None = None, **options) -> SwapArena:
@@ -149,4 +159,6 @@ def _place(problem: AllocationProblem, offsets: str, options: dict) -> Plan:
 
 
 def _search(options: dict) -> dict:
-    return {k: options[k] for k in ("time_limit", "seed") if k in options}
+    searching = {k: options[k] for k in ("time_limit", "seed", "workers")
+                 if options.get(k) is not None}
+    return searching

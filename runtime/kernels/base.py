@@ -42,7 +42,13 @@ class LayerCtx:
     helpers: dict[str, np.ndarray] = field(default_factory=dict)
     label: np.ndarray | None = None
     training: bool = True
-    rng: np.random.Generator | None = None
+    rng_key: tuple[int, ...] = ()
+    replay: bool = False  # run again to recompute: leave running statistics alone
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """Random numbers keyed by (seed, iteration, op): a recomputation draws the same."""
+        return np.random.default_rng(self.rng_key)
 
     def helper(self, name: str) -> np.ndarray:
         """A declared helper tensor; KernelError names the layer and helper when missing."""

@@ -56,6 +56,8 @@ def bn_forward(ctx: LayerCtx) -> None:
     n3 *= invstd[:, None]
     np.multiply(n3, w["gamma"][:, None], out=y3)
     y3 += w["beta"][:, None]
+    if ctx.replay:
+        return  # a recomputation: the running statistics were updated the first time
     momentum = float(ctx.props.get("momentum", MOMENTUM))
     for name, batch in (("moving_mean", mean), ("moving_variance", var)):
         w[name] *= momentum

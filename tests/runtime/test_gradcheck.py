@@ -100,7 +100,7 @@ def _restore(ctx, snap) -> None:
 
 
 def _objective(ctx, layer_type: str, snap) -> float:
-    ctx.rng = np.random.default_rng(99)  # the same dropout mask at every evaluation
+    ctx.rng_key = (99,)  # the same dropout mask at every evaluation
     loss = KERNELS[layer_type].forward(ctx)
     if LAYERS[layer_type].is_loss:
         return loss
