@@ -74,9 +74,10 @@ def register(sub) -> None:
 
 
 def run_plan(args: argparse.Namespace) -> dict:
-    if args.device and args.budget is None:
-        raise TrainplanError("--device guides swapping under a budget; give --budget BYTES "
-                             "(or simulate the plan with `trainplan simulate --device`)")
+    if args.device and args.budget is None and args.remat in (None, "none"):
+        raise TrainplanError("--device guides swapping under a budget and recomputation; give "
+                             "--budget BYTES or --remat (or simulate the plan with `trainplan "
+                             "simulate --device`)")
     costs = None
     if args.device:
         from trainplan.experiments.device_costs import device_costs

@@ -18,19 +18,23 @@ def storage_model(device: DeviceProfile) -> StorageModel:
                         device.write_latency_s, device.shared_channel)
 
 
-def eo_seconds(graph: nx.DiGraph, eo: ExecutionOrder, device: DeviceProfile) -> list[float]:
-    """Roofline compute time of every EO on ``device`` (ops of one EO summed)."""
+def op_seconds(graph: nx.DiGraph, eo: ExecutionOrder, device: DeviceProfile
+               ) -> tuple[list[float], dict[str, float]]:
+    """Roofline compute time of every EO on ``device`` (ops of one EO summed) and of every
+    op."""
     steps = graph_steps(graph, eo)
+    each = step_seconds(steps, device)
     seconds = np.zeros(eo.n_eo)
-    np.add.at(seconds, [s.eo for s in steps], step_seconds(steps, device))
-    return seconds.tolist()
+    np.add.at(seconds, [s.eo for s in steps], each)
+    return seconds.tolist(), {s.name: float(t) for s, t in zip(steps, each, strict=True)}
 
 
 def device_costs(device: DeviceProfile | str) -> CostModel:
     """What ``plan_training(costs=...)`` asks of a device: its storage and its compute seconds
-    per EO under the order the planner computed."""
+    per EO and per op under the order the planner computed."""
     device = load_device(device)
 
     def costs(graph: nx.DiGraph, eo: ExecutionOrder) -> SwapCosts:
-        return SwapCosts(storage_model(device), tuple(eo_seconds(graph, eo, device)))
+        per_eo, per_op = op_seconds(graph, eo, device)
+        return SwapCosts(storage_model(device), tuple(per_eo), per_op)
     return costs

@@ -21,6 +21,7 @@ from trainplan.planner.plan_training import (
     offsets_names,
     plan_training,
 )
+from trainplan.planner.remat import REMAT_PLANNERS
 from trainplan.planner.swap import SWAP_PLANNERS
 from trainplan.planner.training_plan import TrainingPlan
 from trainplan.planner.zoo import get_model
@@ -114,14 +115,19 @@ def add_plan_options(parser: argparse.ArgumentParser, *, saved_plan: bool = True
     """How to plan (offsets, budget, swap) — or, with ``saved_plan``, ``--plan FILE``."""
     parser.add_argument("--planner", default=None, choices=offsets_names(), metavar="P",
                         help=f"offset planner: {', '.join(offsets_names())} (default "
-                        f"{DEFAULT_OFFSETS}; with --budget {DEFAULT_SWAP_OFFSETS}: the smallest "
-                        "arena of the greedy planners)")
+                        f"{DEFAULT_OFFSETS}; with --budget or --remat {DEFAULT_SWAP_OFFSETS}: the "
+                        "smallest arena of the greedy planners)")
     parser.add_argument("--budget", type=_bytes_arg, default=None, metavar="BYTES",
                         help="RAM budget for the arena (e.g. 64MiB, 1.5GB); swaps to storage "
                         "to fit (default: no budget, no swapping)")
     parser.add_argument("--swap", default=None, choices=list(SWAP_PLANNERS),
                         help=f"swap planner under --budget: {', '.join(SWAP_PLANNERS)} "
                         f"(default {DEFAULT_SWAP})")
+    parser.add_argument("--remat", default=None, choices=list(REMAT_PLANNERS),
+                        help="recomputation: " + "; ".join(
+                            f"{k}: {v.description}" for k, v in REMAT_PLANNERS.items())
+                        + " (default none; optimal uses --budget, else the sqrt planner's "
+                        "memory, and --time-limit)")
     parser.add_argument("--lookahead", type=_non_negative_int, default=None, metavar="K",
                         help="EOs the lookahead swap planner prefetches ahead (default 1; "
                         "only with --swap lookahead)")
@@ -140,7 +146,7 @@ def add_plan_options(parser: argparse.ArgumentParser, *, saved_plan: bool = True
                             "(the graph options, if given, must match it)")
 
 
-PLANNING = ("planner", "budget", "swap", "lookahead", "alignment", "time_limit")
+PLANNING = ("planner", "budget", "swap", "lookahead", "remat", "alignment", "time_limit")
 
 
 def graph_from_args(args: argparse.Namespace) -> nx.DiGraph:
@@ -174,8 +180,8 @@ def planned_graph(args: argparse.Namespace, costs=None) -> tuple[nx.DiGraph, Tra
     plan = plan_training(graph, order=args.order or DEFAULT_ORDER, offsets=args.planner,
                          budget=args.budget, swap=args.swap,
                          lookahead=1 if args.lookahead is None else args.lookahead,
-                         alignment=args.alignment, costs=costs, time_limit=args.time_limit,
-                         seed=args.seed)
+                         remat=args.remat, alignment=args.alignment, costs=costs,
+                         time_limit=args.time_limit, seed=args.seed)
     return graph, plan
 
 

@@ -43,6 +43,7 @@ from trainplan.planner.order import (
 from trainplan.planner.plan import Plan
 from trainplan.planner.problems import problem_from_lifespans
 from trainplan.planner.remat import REMAT_PLANNERS, plan_remat
+from trainplan.planner.remat.replays import expand_order
 from trainplan.planner.swap import SWAP_PLANNERS, SwapSchedule
 from trainplan.planner.swap.arena import SwapArena, place_pieces, plan_swap_arena
 from trainplan.planner.swap.stall_model import StorageModel
@@ -62,7 +63,7 @@ from trainplan.planner.training_plan import (
 from trainplan.planner.verify import verify_plan
 
 DEFAULT_OFFSETS = "nntrainer_v1"  # NNTrainer's own default, without a budget
-DEFAULT_SWAP_OFFSETS = "best"  # under a budget: the smallest arena of the greedy planners
+DEFAULT_SWAP_OFFSETS = "best"  # pieces (budget, remat): the smallest arena of the greedy ones
 DEFAULT_SWAP = "belady"
 DEFAULT_ALIGNMENT = 64  # the runtime's SIMD-friendly boundary (runtime/layout.py)
 
@@ -106,7 +107,7 @@ def plan_training(graph: nx.DiGraph, *, order: str | ExecutionOrder = "nntrainer
                   time_limit: float | None = None, seed: int = 0,
                   workers: int = 2) -> TrainingPlan:
     """The TrainingPlan of ``graph`` under ``order``: offsets by ``offsets`` (default
-    ``nntrainer_v1``, or under a budget ``best``), recomputation by ``remat`` (``sqrt``,
+    ``nntrainer_v1``, or under a budget or with recomputation ``best``), recomputation by ``remat`` (``sqrt``,
     ``optimal``; default none), and under ``budget`` bytes a swap schedule by ``swap`` (default
     ``belady``; ``lookahead`` prefetches ``lookahead`` EOs ahead), every offset a multiple of
     ``alignment`` (default 64, what the runtime needs; 1 for a graph realised as NNTrainer does,
@@ -122,13 +123,17 @@ def plan_training(graph: nx.DiGraph, *, order: str | ExecutionOrder = "nntrainer
     eo = order if isinstance(order, ExecutionOrder) else execution_order(graph, order)
     device = costs(graph, eo) if costs is not None else None
     replays, remat_info = _replays(graph, eo, remat, budget, device, search)
+    if replays:  # every recomputed op gets an EO of its own before the EO that needs it
+        wider, replays = expand_order(eo, replays)
+        device = _widened(device, eo, wider, replays)
+        eo = wider
     values = _values(graph, eo, replays)
     bounds = Bounds(_peak_live(values.segments, eo.n_eo), min_budget(values.segments, eo.n_eo),
                     no_reuse_bytes(values.spans))
     if budget is None and not replays:
         parts = _pools(values.spans, offsets or DEFAULT_OFFSETS, alignment, search)
     elif budget is None:
-        parts = _segmented(values, eo.n_eo, offsets or DEFAULT_OFFSETS, alignment, search)
+        parts = _segmented(values, eo.n_eo, offsets or DEFAULT_SWAP_OFFSETS, alignment, search)
     else:
         parts = _swapped(values, eo.n_eo, bounds, budget, offsets or DEFAULT_SWAP_OFFSETS,
                          swap or DEFAULT_SWAP, lookahead, alignment, device, search)
@@ -173,6 +178,24 @@ def _replays(graph: nx.DiGraph, eo: ExecutionOrder, remat: str | None, budget: i
         return [], {}
     return plan_remat(remat, graph, eo, op_cost=dict(device.op_seconds) if device else None,
                       budget=budget, **{k: v for k, v in search.items() if v is not None})
+
+
+def _widened(device: SwapCosts | None, eo: ExecutionOrder, wider: ExecutionOrder,
+             replays: list[tuple[str, int]]) -> SwapCosts | None:
+    """The device's seconds per EO under the widened order: each EO's as before, each
+    recomputation's its op's."""
+    if device is None:
+        return None
+    seconds = [0.0] * wider.n_eo
+    for old, new in _eo_map(eo, wider).items():
+        seconds[new] = device.step_seconds[old]
+    for op, e in replays:
+        seconds[e] = device.op_seconds.get(op, 0.0)
+    return replace(device, step_seconds=tuple(seconds))
+
+
+def _eo_map(eo: ExecutionOrder, wider: ExecutionOrder) -> dict[int, int]:
+    return {eo.op_eo[op]: wider.op_eo[op] for op in eo.op_eo}
 
 
 def _values(graph: nx.DiGraph, eo: ExecutionOrder, replays: list[tuple[str, int]]) -> _Values:

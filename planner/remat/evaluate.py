@@ -9,6 +9,7 @@ import networkx as nx
 import numpy as np
 
 from trainplan.planner.order import ExecutionOrder, lifespans
+from trainplan.planner.remat.replays import expand_order
 from trainplan.planner.swap.uses import BufferUses, buffer_uses, value_segments
 
 
@@ -24,6 +25,7 @@ def value_curve(segments: dict[str, BufferUses], n_eo: int) -> np.ndarray:
 
 def live_with(graph: nx.DiGraph, eo: ExecutionOrder,
               replays: Sequence[tuple[str, int]]) -> np.ndarray:
-    """The live curve of ``graph`` when ``replays`` run."""
+    """The live curve of ``graph`` when ``replays`` run (each in an EO of its own)."""
+    eo, replays = expand_order(eo, replays)
     uses = buffer_uses(graph, eo, lifespans(graph, eo, replays), replays)
     return value_curve(value_segments(uses)[0] if replays else uses, eo.n_eo)

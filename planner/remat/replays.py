@@ -54,3 +54,29 @@ def conflicts(graph: nx.DiGraph, eo: ExecutionOrder,
             if replay:
                 last_replay[root] = op
     return {op for op in bad if any(op == r for r, _ in replays)}
+
+
+def expand_order(eo: ExecutionOrder, replays: Sequence[tuple[str, int]]
+                 ) -> tuple[ExecutionOrder, list[tuple[str, int]]]:
+    """The order with an EO of its own for every replay, just before the EO it was planned
+    for (replays of one EO keep their order), so what one recomputed op needs is not counted
+    at the same EO as the next one's; returns the order and the replays at their new EOs."""
+    if not replays:
+        return eo, []
+    before: dict[int, int] = {}
+    for _, e in replays:
+        before[e] = before.get(e, 0) + 1
+    shift, total, moved = {}, 0, []
+    for e in range(eo.n_eo):
+        total += before.get(e, 0)
+        shift[e] = total
+    slot: dict[int, int] = {}
+    for op, e in replays:
+        first = e + shift[e] - before[e]
+        moved.append((op, first + slot.get(e, 0)))
+        slot[e] = slot.get(e, 0) + 1
+    layer_eos = {layer: {step: e + shift[e] for step, e in steps.items()}
+                 for layer, steps in eo.layer_eos.items()}
+    order = ExecutionOrder(eo.name, layer_eos, {op: e + shift[e] for op, e in eo.op_eo.items()},
+                           eo.n_eo + len(replays))
+    return order, moved
