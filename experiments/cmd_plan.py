@@ -78,11 +78,7 @@ def run_plan(args: argparse.Namespace) -> dict:
         raise TrainplanError("--device guides swapping under a budget and recomputation; give "
                              "--budget BYTES or --remat (or simulate the plan with `trainplan "
                              "simulate --device`)")
-    costs = None
-    if args.device:
-        from trainplan.experiments.device_costs import device_costs
-        costs = device_costs(args.device)
-    graph, plan = planned_graph(args, costs)
+    graph, plan = planned_graph(args, args.device)
     record = plan.record()
     if args.device:
         from trainplan.simulator.simulate import simulate

@@ -84,11 +84,9 @@ def _measure_options(p: argparse.ArgumentParser, iterations: int) -> None:
 def checked_plan(args: argparse.Namespace, device=None):
     """The graph and the plan the options describe (the device's costs guide the optimal
     swap planner), refused when the independent validator rejects the plan."""
-    from trainplan.experiments.device_costs import device_costs
-
     if args.model is None and not args.plan:
         raise TrainplanError("give --model NAME (or --plan FILE)")
-    graph, plan = planned_graph(args, device_costs(device) if device else None)
+    graph, plan = planned_graph(args, device)
     errors = list(plan.errors) if not args.plan else verify_plan(graph, plan)
     if errors:
         raise TrainplanError("the plan failed validation: " + "; ".join(errors[:3]))

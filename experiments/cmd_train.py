@@ -21,6 +21,8 @@ def register(sub) -> None:
     group.add_argument("--epochs", type=int, default=None)
     group.add_argument("--iterations", type=int, default=None)
     add_plan_options(p)
+    p.add_argument("--device", default=None, help="a device profile whose storage and compute "
+                   "guide the optimal planners and joint strategies (needed by --swap joint*)")
     p.add_argument("--reference", action="store_true",
                    help="train without a plan: every buffer its own array")
     p.add_argument("--learning-rate", type=float, default=None,
@@ -53,7 +55,7 @@ def run_train(args: argparse.Namespace) -> dict:
     if args.reference:
         graph, plan = graph_from_args(args), None
     else:
-        graph, plan = planned_graph(args)
+        graph, plan = planned_graph(args, args.device)
     if args.swap_through and (plan is None or not plan.swapped):
         raise TrainplanError("--swap-through needs a plan that swaps (--budget BYTES below "
                              "what the model needs, or a --plan that swaps): otherwise nothing "

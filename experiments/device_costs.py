@@ -6,7 +6,8 @@ import networkx as nx
 import numpy as np
 
 from trainplan.planner.order import ExecutionOrder
-from trainplan.planner.plan_training import CostModel, SwapCosts
+from trainplan.planner.plan_training import CostModel, Score, SwapCosts
+from trainplan.planner.training_plan import TrainingPlan
 from trainplan.planner.swap.stall_model import StorageModel
 from trainplan.simulator.device import DeviceProfile, load_device
 from trainplan.simulator.engine import step_seconds
@@ -38,3 +39,15 @@ def device_costs(device: DeviceProfile | str) -> CostModel:
         per_eo, per_op = op_seconds(graph, eo, device)
         return SwapCosts(storage_model(device), tuple(per_eo), per_op)
     return costs
+
+
+def device_score(device: DeviceProfile | str) -> Score:
+    """A plan's simulated seconds per iteration on ``device`` (stalls and recomputation
+    included): what joint strategies minimise."""
+    from trainplan.simulator.simulate import simulate
+
+    device = load_device(device)
+
+    def score(graph: nx.DiGraph, plan: TrainingPlan) -> float:
+        return simulate(graph, plan, device).summary.iteration_seconds
+    return score

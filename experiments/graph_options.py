@@ -22,6 +22,7 @@ from trainplan.planner.plan_training import (
     plan_training,
 )
 from trainplan.planner.remat import REMAT_PLANNERS
+from trainplan.planner.strategies import STRATEGIES
 from trainplan.planner.swap import SWAP_PLANNERS
 from trainplan.planner.training_plan import TrainingPlan
 from trainplan.planner.zoo import get_model
@@ -120,9 +121,10 @@ def add_plan_options(parser: argparse.ArgumentParser, *, saved_plan: bool = True
     parser.add_argument("--budget", type=_bytes_arg, default=None, metavar="BYTES",
                         help="RAM budget for the arena (e.g. 64MiB, 1.5GB); swaps to storage "
                         "to fit (default: no budget, no swapping)")
-    parser.add_argument("--swap", default=None, choices=list(SWAP_PLANNERS),
+    parser.add_argument("--swap", default=None, choices=[*SWAP_PLANNERS, *STRATEGIES],
                         help=f"swap planner under --budget: {', '.join(SWAP_PLANNERS)} "
-                        f"(default {DEFAULT_SWAP})")
+                        f"(default {DEFAULT_SWAP}); or a joint strategy deciding per value "
+                        f"keep, swap or recompute: {', '.join(STRATEGIES)} (needs --device)")
     parser.add_argument("--remat", default=None, choices=list(REMAT_PLANNERS),
                         help="recomputation: " + "; ".join(
                             f"{k}: {v.description}" for k, v in REMAT_PLANNERS.items())
@@ -164,10 +166,11 @@ GRAPH_SOURCE = ("model", "batch", "input_shape", "classes", "freeze_until", "opt
                 "no_inplace", "nntrainer_compat")
 
 
-def planned_graph(args: argparse.Namespace, costs=None) -> tuple[nx.DiGraph, TrainingPlan]:
+def planned_graph(args: argparse.Namespace, device=None) -> tuple[nx.DiGraph, TrainingPlan]:
     """The graph and the plan the options ask for: ``--plan FILE`` loaded and matched against
     the graph (built from the options, or from the plan's own record of them), else planned
-    here; ``costs`` (a device's, experiments/device_costs.py) guide the optimal swap planner."""
+    here; a ``device`` (name, file or profile) guides the optimal planners with its storage
+    and compute, and joint strategies with its simulated time."""
     if getattr(args, "plan", None):
         return _saved(args)
     if args.lookahead is not None and args.swap != "lookahead":
@@ -176,11 +179,18 @@ def planned_graph(args: argparse.Namespace, costs=None) -> tuple[nx.DiGraph, Tra
     if args.swap is not None and args.budget is None:
         raise TrainplanError(f"--swap {args.swap} needs --budget BYTES: without a budget "
                              "nothing is swapped")
+    if args.swap in STRATEGIES and device is None:
+        raise TrainplanError(f"--swap {args.swap} compares plans by their simulated time on a "
+                             "device: give --device NAME (see `trainplan devices`)")
     graph = graph_from_args(args)
+    costs = score = None
+    if device is not None:
+        from trainplan.experiments.device_costs import device_costs, device_score
+        costs, score = device_costs(device), device_score(device)
     plan = plan_training(graph, order=args.order or DEFAULT_ORDER, offsets=args.planner,
                          budget=args.budget, swap=args.swap,
                          lookahead=1 if args.lookahead is None else args.lookahead,
-                         remat=args.remat, alignment=args.alignment, costs=costs,
+                         remat=args.remat, alignment=args.alignment, costs=costs, score=score,
                          time_limit=args.time_limit, seed=args.seed)
     return graph, plan
 

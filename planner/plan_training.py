@@ -44,6 +44,7 @@ from trainplan.planner.plan import Plan
 from trainplan.planner.problems import problem_from_lifespans
 from trainplan.planner.remat import REMAT_PLANNERS, plan_remat
 from trainplan.planner.remat.replays import expand_order
+from trainplan.planner.strategies import STRATEGIES
 from trainplan.planner.swap import SWAP_PLANNERS, SwapSchedule
 from trainplan.planner.swap.arena import SwapArena, place_pieces, plan_swap_arena
 from trainplan.planner.swap.stall_model import StorageModel
@@ -100,10 +101,15 @@ def offsets_names() -> list[str]:
     return [*PLANNERS, DEFAULT_SWAP_OFFSETS]
 
 
+#: A plan's iteration time on a device (the simulator's), for strategies that compare plans.
+Score = Callable[[nx.DiGraph, TrainingPlan], float]
+
+
 def plan_training(graph: nx.DiGraph, *, order: str | ExecutionOrder = "nntrainer",
                   offsets: str | None = None, budget: int | None = None,
                   swap: str | None = None, lookahead: int = 1, remat: str | None = None,
-                  alignment: int | None = None, costs: CostModel | None = None,
+                  remat_budget: int | None = None, alignment: int | None = None,
+                  costs: CostModel | None = None, score: Score | None = None,
                   time_limit: float | None = None, seed: int = 0,
                   workers: int = 2) -> TrainingPlan:
     """The TrainingPlan of ``graph`` under ``order``: offsets by ``offsets`` (default
@@ -111,10 +117,16 @@ def plan_training(graph: nx.DiGraph, *, order: str | ExecutionOrder = "nntrainer
     ``optimal``; default none), and under ``budget`` bytes a swap schedule by ``swap`` (default
     ``belady``; ``lookahead`` prefetches ``lookahead`` EOs ahead), every offset a multiple of
     ``alignment`` (default 64, what the runtime needs; 1 for a graph realised as NNTrainer does,
-    whose pools are unpadded). ``costs`` gives a device's storage and compute to the ``optimal``
-    planners; ``time_limit``, ``seed`` and ``workers`` reach planners that search. Raises
-    Infeasible (with the bytes needed) when the budget is too small."""
+    whose pools are unpadded). ``swap`` may also name a joint strategy (planner/strategies.py:
+    keep, swap or recompute each value), which compares whole plans by ``score``.
+    ``remat_budget``: the live bytes recomputation aims at (default the budget). ``costs``
+    gives a device's storage and compute to the ``optimal`` planners; ``time_limit``, ``seed``
+    and ``workers`` reach planners that search. Raises Infeasible (with the bytes needed) when
+    the budget is too small."""
     began = time.perf_counter()
+    if swap in STRATEGIES:
+        return _strategy(graph, order, offsets, budget, swap, lookahead, alignment, costs,
+                         score, time_limit, seed, workers, began)
     if alignment is None:
         alignment = 1 if graph.graph.get("compat") else DEFAULT_ALIGNMENT
     _check_options(offsets, budget, swap, lookahead, remat, alignment)
@@ -122,7 +134,7 @@ def plan_training(graph: nx.DiGraph, *, order: str | ExecutionOrder = "nntrainer
     # computed once, passed on
     eo = order if isinstance(order, ExecutionOrder) else execution_order(graph, order)
     device = costs(graph, eo) if costs is not None else None
-    replays, remat_info = _replays(graph, eo, remat, budget, device, search)
+    replays, remat_info = _replays(graph, eo, remat, remat_budget or budget, device, search)
     if replays:  # every recomputed op gets an EO of its own before the EO that needs it
         wider, replays = expand_order(eo, replays)
         device = _widened(device, eo, wider, replays)
@@ -154,7 +166,8 @@ def _check_options(offsets, budget, swap, lookahead, remat, alignment) -> None:
         raise UnknownName(f"unknown offset planner {offsets!r}; valid: "
                           + ", ".join(offsets_names()))
     if swap is not None and swap not in SWAP_PLANNERS:
-        raise UnknownName(f"unknown swap planner {swap!r}; valid: " + ", ".join(SWAP_PLANNERS))
+        raise UnknownName(f"unknown swap planner {swap!r}; valid: "
+                          + ", ".join([*SWAP_PLANNERS, *STRATEGIES]))
     if remat is not None and remat not in REMAT_PLANNERS:
         raise UnknownName(f"unknown remat planner {remat!r}; valid: "
                           + ", ".join(REMAT_PLANNERS))
@@ -337,3 +350,44 @@ def _piece_ending(schedule: SwapSchedule, key: str, end: int) -> int:
 
 def _piece_starting(schedule: SwapSchedule, key: str, start: int) -> int:
     return next(i for i, (a, _) in enumerate(schedule.resident[key]) if a == start)
+
+
+def _strategy(graph, order, offsets, budget, name, lookahead, alignment, costs, score,
+              time_limit, seed, workers, began) -> TrainingPlan:
+    """Every combination the strategy proposes, planned in full; the one with the least
+    score (iteration seconds on the device)."""
+    if budget is None:
+        raise TrainplanError(f"strategy {name!r} keeps training within a budget; give one "
+                             "(e.g. --budget 64MiB)")
+    if score is None:
+        raise TrainplanError(f"strategy {name!r} compares plans by their simulated time: give "
+                             "a device (e.g. --device phone-ufs31)")
+    combos = STRATEGIES[name][0]()
+    bound = plan_training(graph, order=order, alignment=alignment).bounds.lower_bound_bytes
+    share = None if time_limit is None else time_limit / len(combos)
+    tried, best = [], None
+    for c in combos:
+        target = int(bound - c.fraction * max(0, bound - budget))
+        try:
+            plan = plan_training(graph, order=order, offsets=offsets, budget=budget,
+                                 swap=c.swap, lookahead=lookahead, remat=c.remat,
+                                 remat_budget=target, alignment=alignment, costs=costs,
+                                 time_limit=share, seed=seed, workers=workers)
+        except Infeasible:
+            continue
+        if not plan.valid:
+            continue
+        seconds = score(graph, plan)
+        tried.append({"remat": c.remat, "remat_budget_bytes": target, "swap": c.swap,
+                      "seconds": round(seconds, 9)})
+        if best is None or seconds < best[0]:
+            best = (seconds, plan)
+    if best is None:
+        raise Infeasible(f"no combination of {name!r} fits the budget {budget:,} bytes; raise "
+                         "it", budget)
+    seconds, plan = best
+    provenance = replace(plan.provenance, swap_requested=name,
+                         solve_seconds=time.perf_counter() - began,
+                         options={**plan.provenance.options, "strategy": name,
+                                  "tried": tried, "seconds": seconds})
+    return replace(plan, provenance=provenance)

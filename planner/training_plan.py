@@ -271,6 +271,7 @@ class TrainingPlan:
         rec = {
             "model": self.graph.model, "batch": self.graph.batch, "order": self.order.name,
             "planner": prov.offsets, "swap": prov.swap, "remat": prov.remat,
+            "strategy": prov.options.get("strategy"),
             "budget_bytes": self.budget_bytes,
             "arena_bytes": self.arena_bytes, "peak_resident_bytes": self.peak_resident_bytes,
             "peak_live_bytes": self.peak_live_bytes,

@@ -16,6 +16,7 @@ import networkx as nx
 
 from trainplan.planner.errors import UnknownName
 from trainplan.planner.order import ExecutionOrder
+from trainplan.planner.remat.greedy import plan_greedy
 from trainplan.planner.remat.groups import Group, candidate_groups
 from trainplan.planner.remat.sqrt import plan_sqrt
 
@@ -39,6 +40,8 @@ REMAT_PLANNERS: dict[str, RematPlannerSpec] = {
     "none": RematPlannerSpec(_none, "keep every value until its last use"),
     "sqrt": RematPlannerSpec(plan_sqrt, "Chen et al.'s √n segments: keep segment outputs, "
                              "recompute inside a segment before its backward"),
+    "greedy": RematPlannerSpec(plan_greedy, "recompute what is cheapest per byte freed until "
+                               "live bytes fit the budget"),
     "optimal": RematPlannerSpec(_optimal, "CP-SAT: least recomputation under the budget, each "
                                 "value's retention as intervals (MOCCASIN-style)"),
 }
