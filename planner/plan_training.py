@@ -379,7 +379,7 @@ def _strategy(graph, order, offsets, budget, name, lookahead, alignment, costs, 
             continue
         seconds = score(graph, plan)
         tried.append({"remat": c.remat, "remat_budget_bytes": target, "swap": c.swap,
-                      "seconds": round(seconds, 9)})
+                      "seconds": seconds})
         if best is None or seconds < best[0]:
             best = (seconds, plan)
     if best is None:
