@@ -156,6 +156,10 @@ def _emit(graph, plans, states, optimizer, compat) -> None:
     consumers = _consumers(plans)
     for p in plans.values():
         _emit_tensors(graph, p, plans, consumers, states, compat)
+    if compat:  # NNTrainer requests optimizer variables once every layer is finalised
+        for p in plans.values():
+            for w in p.real.weights:
+                _states(graph, p, w, states)
     for p in plans.values():
         _emit_ops(graph, p, plans, states, optimizer)
 
@@ -192,25 +196,47 @@ def _emit_tensors(graph, p, plans, consumers, states, compat) -> None:
                    plans[p.inputs[0][0]].real.outputs[p.inputs[0][1]], "label", layer=name,
                    pool="external" if compat else "tensor")
     source = _input_names(p)[0] if (p.placeholder or p.inputs) else None
-    for k, shape in enumerate(p.real.outputs):
-        alias = source if p.inplace != "none" else None
-        add_tensor(graph, out_name(name, k), shape, "activation", alias=alias, layer=name)
-    for k, shape in enumerate(p.real.outputs):
-        if any(c.derivative for c in consumers.get((name, k), [])):
-            add_tensor(graph, grad_name(name, k), shape, "derivative", layer=name,
-                       alias=_grad_alias(graph, p, compat))
-    for w, spec in p.real.weights.items():
-        if p.learns and spec.trainable:
-            add_tensor(graph, f"{name}:{w}:grad", spec.shape, "gradient", layer=name)
-    for h in p.real.helpers:
-        if any(s in p.active for s in h.steps):
-            add_tensor(graph, f"{name}:{h.name}", h.shape, h.role, dtype=h.dtype, layer=name)
+    # NNTrainer requests each output's variable and gradient together, output by output
+    outputs = list(enumerate(p.real.outputs))
+    for part in ([[o] for o in outputs] if compat else [outputs]):
+        for k, shape in part:
+            alias = source if p.inplace != "none" else None
+            add_tensor(graph, out_name(name, k), shape, "activation", alias=alias, layer=name)
+        for k, shape in part:
+            if any(c.derivative for c in consumers.get((name, k), [])):
+                add_tensor(graph, grad_name(name, k), shape, "derivative", layer=name,
+                           alias=_grad_alias(graph, p, compat))
+    # NNTrainer requests weights and extra tensors as two arguments of one call, which GCC
+    # evaluates right to left: the extra tensors reach the pool first
+    for part in ((_helpers, _weight_grads) if compat else (_weight_grads, _helpers)):
+        part(graph, p)
     for w, spec in p.real.weights.items():
         add_tensor(graph, f"{name}:{w}", spec.shape, "weight", layer=name,
                    learnable=spec.trainable)
+        if not compat:
+            _states(graph, p, w, states)
+
+
+def _states(graph, p: LayerPlan, w: str, states) -> None:
+    """The optimizer state tensors of weight ``w`` (none unless the layer learns it)."""
+    spec = p.real.weights[w]
+    if p.learns and spec.trainable:
+        for s in states:
+            add_tensor(graph, f"{p.d.name}:{w}:{s}", spec.shape, "optimizer_state",
+                       layer=p.d.name)
+
+
+def _weight_grads(graph, p: LayerPlan) -> None:
+    for w, spec in p.real.weights.items():
         if p.learns and spec.trainable:
-            for s in states:
-                add_tensor(graph, f"{name}:{w}:{s}", spec.shape, "optimizer_state", layer=name)
+            add_tensor(graph, f"{p.d.name}:{w}:grad", spec.shape, "gradient", layer=p.d.name)
+
+
+def _helpers(graph, p: LayerPlan) -> None:
+    for h in p.real.helpers:
+        if any(s in p.active for s in h.steps):
+            add_tensor(graph, f"{p.d.name}:{h.name}", h.shape, h.role, dtype=h.dtype,
+                       layer=p.d.name)
 
 
 def _grad_alias(graph, p: LayerPlan, compat: bool) -> str | None:

@@ -59,7 +59,7 @@ def resolve(spec: ModelSpec, *, compat: bool = False) -> list[LayerDef]:
     branch comes first); otherwise definition order is kept wherever the graph allows.
     """
     layers = _check(spec)
-    layers = _insert_multiout(layers)
+    layers = _insert_multiout(layers, compat)
     order = _topological_dfs(layers) if compat else _topological(layers)
     by_name = {layer.name: layer for layer in layers}
     return [by_name[n] for n in order]
@@ -92,8 +92,9 @@ def _check(spec: ModelSpec) -> list[LayerDef]:
     return list(spec.layers)
 
 
-def _insert_multiout(layers: list[LayerDef]) -> list[LayerDef]:
-    """Route every output read by more than one layer through a multiout layer."""
+def _insert_multiout(layers: list[LayerDef], compat: bool = False) -> list[LayerDef]:
+    """Route every output read by more than one layer through a multiout layer, named
+    ``<layer>/multiout[k]`` (``compat``: NNTrainer's ``<layer>/generated_out_<k>``)."""
     readers: dict[str, list[tuple[int, int]]] = {}
     for i, layer in enumerate(layers):
         for j, ref in enumerate(layer.inputs):
@@ -105,7 +106,12 @@ def _insert_multiout(layers: list[LayerDef]) -> list[LayerDef]:
         if len(uses) < 2:
             continue
         src, k = split_ref(ref)
-        mo_name = f"{src}/multiout" if k == 0 else f"{src}/multiout{k}"
+        if compat:
+            mo_name = f"{src}/generated_out_{k}"
+            while any(layer.name == mo_name for layer in out):
+                mo_name += "_"
+        else:
+            mo_name = f"{src}/multiout" if k == 0 else f"{src}/multiout{k}"
         extra.append((src, LayerDef(mo_name, "multiout", {"outputs": len(uses)},
                                     (ref if k else src,))))
         for n, (i, j) in enumerate(uses):

@@ -1,4 +1,4 @@
-"""Activations, dropout, addition, concat, reshape/flatten/identity and multiout kernels.
+"""Activations, dropout, addition, concat, split, reshape/flatten/identity and multiout kernels.
 
 Activations whose derivative comes from the output (relu, relu6, sigmoid, tanh, softmax, none)
 run in place safely: forward is one pass from input to output, backward reads the output and
@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from trainplan.planner.layers.elementwise import concat_axis
 from trainplan.runtime.kernels.base import (
     KernelSpec, LayerCtx, chunks, copy_into, flat, register, rows, same_memory,
 )
@@ -191,12 +192,35 @@ def copy_to_inputs(ctx: LayerCtx) -> None:
 
 def _axis_slices(ctx: LayerCtx) -> list[tuple]:
     """Where each input sits in the concatenated output."""
-    axis = int(ctx.props.get("axis", 1)) % ctx.outputs[0].ndim
+    axis = concat_axis(ctx.inputs[0].shape, ctx.props)
     result, start = [], 0
     for x in ctx.inputs:
         result.append((slice(None),) * axis + (slice(start, start + x.shape[axis]),))
         start += x.shape[axis]
     return result
+
+
+def _split_slices(ctx: LayerCtx) -> list[tuple]:
+    """Where each output of a split sits in its input."""
+    axis = int(ctx.props["axis"]) % ctx.inputs[0].ndim
+    size = ctx.outputs[0].shape[axis]
+    return [(slice(None),) * axis + (slice(k * size, (k + 1) * size),)
+            for k in range(len(ctx.outputs))]
+
+
+def split_forward(ctx: LayerCtx) -> None:
+    for y, where in zip(ctx.outputs, _split_slices(ctx)):
+        y[...] = ctx.inputs[0][where]
+
+
+def split_calc_derivative(ctx: LayerCtx) -> None:
+    """Each part's gradient back into its place; a part nothing reads gets zeros."""
+    dx = ctx.in_derivs[0]
+    for dy, where in zip(ctx.out_grads, _split_slices(ctx)):
+        if dy is None:
+            dx[where] = 0
+        else:
+            dx[where] = dy
 
 
 def concat_forward(ctx: LayerCtx) -> None:
@@ -239,6 +263,7 @@ register("activation", KernelSpec(activation_forward, None, activation_calc_deri
 register("dropout", KernelSpec(dropout_forward, None, dropout_calc_derivative))
 register("addition", KernelSpec(addition_forward, None, copy_to_inputs))
 register("concat", KernelSpec(concat_forward, None, concat_calc_derivative))
+register("split", KernelSpec(split_forward, None, split_calc_derivative))
 for _type in ("reshape", "flatten", "identity"):
     register(_type, KernelSpec(passthrough_forward, None, copy_to_inputs))
 register("multiout", KernelSpec(multiout_forward, None, multiout_calc_derivative))
