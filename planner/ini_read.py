@@ -46,6 +46,9 @@ def read_sections(text: str, path: str = "model.ini") -> list[Section]:
         value = _value(value, raw, path, lineno)
         if not key:
             raise InvalidModelFile(f"{path}:{lineno}: a line without a key: {raw!r}")
+        if not value:
+            raise InvalidModelFile(f"{path}:{lineno}: {key} has no value; NNTrainer refuses "
+                                   "an empty value (remove the line or give one)")
         sections[-1].entries[key] = (value, lineno)
     return sections
 

@@ -207,3 +207,8 @@ def test_empty_section_name_is_a_section():
     from trainplan.planner.ini_read import read_sections
     (section,) = read_sections('[]\nbackbone="simple_fc.ini"\n')
     assert section.name == "" and section.entries["backbone"][0] == "simple_fc.ini"
+
+
+def test_empty_value_names_its_line():
+    with pytest.raises(InvalidModelFile, match=":2: unit has no value"):
+        parse_ini("[Model]\nunit =   # nothing\n")
