@@ -17,6 +17,7 @@ import networkx as nx
 from trainplan.planner.build_inplace import decide_inplace
 from trainplan.planner.errors import UnknownName
 from trainplan.planner.graph import add_op, add_tensor, check_graph, new_graph
+from trainplan.planner.initial_weights import check_weights
 from trainplan.planner.layers import LAYERS
 from trainplan.planner.layers.base import AG, CD, CG, F, LayerSpec, Realised
 from trainplan.planner.optimizers import OPTIMIZER_FLOPS, optimizer_states
@@ -66,6 +67,9 @@ def build_training_graph(
                       tensor_pool_end=_pool_end(plans, inplace) if compat else None)
     _emit(graph, plans, states, optimizer, compat)
     check_graph(graph)
+    if spec.weights:
+        check_weights(spec.weights, graph)
+        graph.graph["initial_weights"] = spec.weights
     return graph
 
 

@@ -8,7 +8,9 @@ topological order.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import networkx as nx
 
@@ -29,7 +31,8 @@ class LayerDef:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model: its layers, default batch, optimizer and a free description."""
+    """A model: its layers, default batch, optimizer and a free description; ``weights``
+    holds the initial values it brings (planner/initial_weights.py), if any."""
 
     name: str
     layers: tuple[LayerDef, ...]
@@ -37,6 +40,7 @@ class ModelSpec:
     optimizer: str = "adam"
     description: str = ""
     meta: dict = field(default_factory=dict)
+    weights: Mapping[str, Any] = field(default_factory=dict)
 
 
 def split_ref(ref: str) -> tuple[str, int]:
