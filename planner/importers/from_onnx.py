@@ -126,9 +126,9 @@ def attrs(node) -> dict:
 
 def load(value: str, *, batch: int | None = None, input_shape: tuple[int, ...] | None = None,
          classes: int | None = None) -> ModelSpec:
-    onnx = require_onnx()
     if not os.path.exists(value):
         raise UnknownModel(f"ONNX file {value!r} does not exist")
+    onnx = require_onnx()
     try:
         model = onnx.load(value)
     except Exception as exc:
@@ -154,6 +154,10 @@ def map_model(model, name: str, batch: int | None, input_shape, description: str
     m.values[data_input] = Data(m.builder.add("input", "input", (), input_shape=dims),
                                 (TRACE_BATCH, *dims))
     m.values[""] = None  # an omitted optional input
+    for node in graph.node:  # constants first: a scope may read one defined after it
+        if node.op_type == "Constant":
+            from trainplan.planner.importers.onnx_ops import constant_value
+            m.values[node.output[0]] = Const(constant_value(node))
     for index, node in enumerate(graph.node):
         if index not in m.handled:
             visit(m, index, node)

@@ -23,7 +23,7 @@ def visit(m: OnnxMapper, index: int, node) -> None:
     from trainplan.planner.importers.onnx_blocks import attention_scope, map_attention
     inputs = [m.values.get(name) for name in node.input]
     if node.op_type == "Constant":
-        m.values[node.output[0]] = Const(_constant(node))
+        m.values[node.output[0]] = Const(constant_value(node))
         return
     if any(isinstance(v, Unused) for v in inputs):
         raise m.refuse(node, "reads an output no trainplan layer computes (a running "
@@ -49,7 +49,7 @@ def visit(m: OnnxMapper, index: int, node) -> None:
             m.values[name] = outputs.get(name, Unused()) if k else outputs[node.output[0]]
 
 
-def _constant(node) -> np.ndarray:
+def constant_value(node) -> np.ndarray:
     from onnx import numpy_helper
     a = node.attribute[0]
     if a.name == "value":
