@@ -14,11 +14,14 @@ from trainplan.planner.zoo import get_model
 
 def add_graph_options(parser: argparse.ArgumentParser, model_required: bool = True) -> None:
     parser.add_argument("--model", required=model_required,
-                        help="a zoo model name (see `trainplan models`) or an NNTrainer .ini")
+                        help="a zoo model name (see `trainplan models`), an NNTrainer .ini "
+                        "(a path or a shipped example), an ONNX file (model.onnx), or a "
+                        "PyTorch factory returning an nn.Module (path/to/file.py:fn or "
+                        "package.module:fn, with --input-shape)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: 32, or "
                         "the .ini file's batch_size)")
     parser.add_argument("--input-shape", default=None, help="input shape without batch, "
-                        "C:H:W (e.g. 3:32:32)")
+                        "C:H:W (e.g. 3:32:32); required for a PyTorch model")
     parser.add_argument("--classes", type=int, default=None, help="number of classes")
     parser.add_argument("--freeze-until", default=None, metavar="LAYER",
                         help="freeze every layer up to and including LAYER (fine-tune the rest)")
