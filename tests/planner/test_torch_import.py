@@ -67,6 +67,23 @@ def test_weights_come_along_in_our_layouts():
     assert not spec.layers[2].props["return_sequences"]  # out[:, -1] is its last step
 
 
+def test_the_runtime_starts_from_the_modules_weights():
+    from trainplan.planner.importers.torch_blocks import take
+    from trainplan.runtime.session import Session, SessionOptions
+    torch.manual_seed(0)
+    spec = get_model(f"{MODELS}:small_transformer", input_shape=(6,), batch=2)
+    torch.manual_seed(0)
+    import importlib.util
+    loader = importlib.util.spec_from_file_location("reference_models", MODELS)
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    params = {n: p.detach().numpy() for n, p in module.small_transformer().named_parameters()}
+    with Session(build_training_graph(spec), SessionOptions(planner=None)) as session:
+        state = session.state()
+    for w, source in spec.meta["weight_sources"].items():
+        assert (state[w] == take(params, source)).all(), w
+
+
 def test_module_path_names_layers():
     spec = get_model(f"{MODELS}:resnet18", input_shape=(3, 32, 32), batch=2)
     names = [x.name for x in spec.layers]
