@@ -68,6 +68,8 @@ LAYER_PROPERTY_KEYS = {
     "momentum": "momentum", "integrate_bias": "integrate_bias", "max_timestep": "max_timestep",
     "hiddensize": "hidden_size", "softmax": "legacy_softmax",
 }
+# NNTrainer's activation names where ours differ: its gelu is the exact one (acti_func.h)
+ACTIVATION_NAMES = {"gelu": "gelu_erf", "tanh_gelu": "gelu"}
 STRUCTURE_KEYS = {"type", "input_layers", "activation", "trainable", "flatten", "backbone"}
 _TRUE = ("true", "1", "yes", "on")
 _NON_LAYER = {"model", "optimizer", "learningratescheduler", "dataset", "train_set",
@@ -143,7 +145,7 @@ def _layer(s: Section, path: str, reader: _Reader) -> LayerDef:
     if legacy:
         props = _legacy_props(raw_type.lower(), props, s, path, reader)
     if layer_type == "activation":
-        props["activation"] = (_get(s, "activation") or "none").lower()
+        props["activation"] = activation_name(_get(s, "activation") or "none")
     if layer_type == "lstm":  # NNTrainer's default: separate input and hidden biases
         props.setdefault("integrate_bias", False)
     inputs = _inputs(s, reader.previous, layer_type, props)
@@ -211,7 +213,7 @@ def _append(reader: _Reader, s: Section, d: LayerDef) -> None:
     if act and d.type != "activation" and act.lower() != "none":
         name = f"{d.name}/activation_realized"
         reader.realised[d.name] = reader.previous = name
-        reader.layers.append(LayerDef(name, "activation", {"activation": act.lower()},
+        reader.layers.append(LayerDef(name, "activation", {"activation": activation_name(act)},
                                       (d.name,)))
     if (_get(s, "flatten") or "false").lower() in _TRUE:
         name = f"{d.name}/flatten_realized"
@@ -248,6 +250,10 @@ def _multiout_widths(layers: list[LayerDef]) -> list[LayerDef]:
             width[src] = max(width.get(src, 0), k + 1)
     return [LayerDef(x.name, x.type, {**x.props, "outputs": width.get(x.name, 1)}, x.inputs,
                      x.trainable) if x.type == "multiout" else x for x in layers]
+
+
+def activation_name(value: str) -> str:
+    return ACTIVATION_NAMES.get(value.lower(), value.lower())
 
 
 def dims(value: str, minimum: int = 3) -> tuple[int, ...]:

@@ -183,9 +183,8 @@ def _activation(kind):
 
 
 def _gelu(m, node, a):
-    if a.get("approximate", "none") != "tanh":
-        raise m.refuse(node, "exact GELU is not supported; export GELU(approximate='tanh')")
-    return _activation("gelu")(m, node, a)
+    return _activation("gelu" if a.get("approximate", "none") == "tanh" else "gelu_erf")(
+        m, node, a)
 
 
 def _softmax(m, node, a):

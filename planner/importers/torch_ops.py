@@ -284,9 +284,7 @@ def _hardtanh(m, node, a):
 
 
 def _gelu(m, node, a):
-    if a["approximate"] != "tanh":
-        raise m.refuse(node, "exact GELU is not supported; use nn.GELU(approximate='tanh')")
-    return _activation("gelu")(m, node, a)
+    return _activation("gelu" if a["approximate"] == "tanh" else "gelu_erf")(m, node, a)
 
 
 def _softmax(m, node, a):

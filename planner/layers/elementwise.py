@@ -9,7 +9,8 @@ from trainplan.planner.layers.base import (
 # flops per element at forward and at calc_derivative; whether backward uses the output
 ACTIVATIONS = {
     "relu": (1, 1, True), "relu6": (2, 2, True), "sigmoid": (4, 3, True),
-    "tanh": (4, 3, True), "softmax": (5, 4, True), "gelu": (12, 16, False), "none": (0, 1, True),
+    "tanh": (4, 3, True), "softmax": (5, 4, True), "gelu": (12, 16, False),
+    "gelu_erf": (16, 20, False), "none": (0, 1, True),
 }
 
 
@@ -118,7 +119,8 @@ def realise_identity(inputs, props, compat):
 
 
 register(LayerSpec("activation", realise_activation,
-                   description="relu, relu6, sigmoid, tanh, softmax, gelu"))
+                   description="relu, relu6, sigmoid, tanh, softmax, gelu (tanh form), "
+                   "gelu_erf (exact)"))
 register(LayerSpec("dropout", realise_dropout, description="inverted dropout with a saved mask"))
 register(LayerSpec("addition", realise_addition, max_inputs=64,
                    description="element-wise sum (residual connections)"))

@@ -50,7 +50,7 @@ CASES = [
     ("bn_3d", "batch_normalization", [(2, 3, 4)], {}),
     ("ln", "layer_normalization", [(2, 3, 5)], {}),
     *[(f"act_{k}", "activation", [(3, 7)], {"activation": k})
-      for k in ("relu", "relu6", "sigmoid", "tanh", "softmax", "gelu", "none")],
+      for k in ("relu", "relu6", "sigmoid", "tanh", "softmax", "gelu", "gelu_erf", "none")],
     ("dropout", "dropout", [(4, 6)], {"dropout_rate": 0.3}),
     ("addition", "addition", [(2, 3, 4)] * 3, {}),
     ("concat_axis1", "concat", [(2, 3, 4), (2, 2, 4)], {"axis": 1}),
