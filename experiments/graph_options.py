@@ -32,12 +32,15 @@ DEFAULT_ORDER = "nntrainer"
 
 def add_graph_options(parser: argparse.ArgumentParser, model_required: bool = True) -> None:
     parser.add_argument("--model", required=model_required,
-                        help="a zoo model name (see `trainplan models`), an NNTrainer .ini file "
-                        "or the name of a shipped example (mnist.ini, lenet5.ini)")
+                        help="a zoo model name (see `trainplan models`), an NNTrainer .ini "
+                        "(a path or a shipped example), an ONNX file (model.onnx), or a "
+                        "PyTorch factory returning an nn.Module (path/to/file.py:fn or "
+                        "package.module:fn, with --input-shape)")
     parser.add_argument("--batch", type=_positive_int, default=None,
                         help="batch size (default: 32, or the .ini file's batch_size)")
     parser.add_argument("--input-shape", default=None, help="input shape without batch, "
-                        "C:H:W (e.g. 3:32:32; default: the model's)")
+                        "C:H:W (e.g. 3:32:32; default: the model's; required for a PyTorch "
+                        "model)")
     parser.add_argument("--classes", type=_positive_int, default=None,
                         help="number of classes (default: the model's)")
     parser.add_argument("--freeze-until", default=None, metavar="LAYER",

@@ -17,6 +17,7 @@ import networkx as nx
 from trainplan.planner.build_inplace import decide_inplace
 from trainplan.planner.errors import UnknownName
 from trainplan.planner.graph import Slot, add_op, add_tensor, check_graph, new_graph
+from trainplan.planner.initial_weights import check_weights
 from trainplan.planner.layers import LAYERS
 from trainplan.planner.layers.base import AG, CD, CG, F, LayerSpec, Realised
 from trainplan.planner.optimizers import OPTIMIZER_FLOPS, optimizer_states
@@ -66,6 +67,9 @@ def build_training_graph(
                       tensor_pool_end=_pool_end(plans, inplace) if compat else None)
     _emit(graph, plans, states, optimizer, compat)
     check_graph(graph)
+    if spec.weights:
+        check_weights(spec.weights, graph)
+        graph.graph["initial_weights"] = spec.weights
     return graph
 
 
@@ -159,6 +163,10 @@ def _emit(graph, plans, states, optimizer, compat) -> None:
     for p in plans.values():
         _emit_tensors(graph, p, plans, consumers, states, compat)
     end = plans[graph.graph["tensor_pool_end"]].index if compat else 0
+    if compat:  # NNTrainer requests optimizer variables once every layer is finalised
+        for p in plans.values():
+            for w in p.real.weights:
+                _states(graph, p, w, states)
     for p in plans.values():
         _emit_ops(graph, p, plans, states, optimizer, forward_only=p.index < end)
 
@@ -195,29 +203,49 @@ def _emit_tensors(graph, p, plans, consumers, states, compat) -> None:
                    plans[p.inputs[0][0]].real.outputs[p.inputs[0][1]], "label", layer=name,
                    pool="external" if compat else "tensor", slot=Slot("label"))
     source = _input_names(p)[0] if (p.placeholder or p.inputs) else None
-    for k, shape in enumerate(p.real.outputs):
-        alias = source if p.inplace != "none" else None
-        add_tensor(graph, out_name(name, k), shape, "activation", alias=alias, layer=name,
-                   slot=Slot("output", k))
-    for k, shape in enumerate(p.real.outputs):
-        if any(c.derivative for c in consumers.get((name, k), [])):
-            add_tensor(graph, grad_name(name, k), shape, "derivative", layer=name,
-                       alias=_grad_alias(graph, p, compat), slot=Slot("output_grad", k))
-    for w, spec in p.real.weights.items():
-        if p.learns and spec.trainable:
-            add_tensor(graph, f"{name}:{w}:grad", spec.shape, "gradient", layer=name,
-                       slot=Slot("weight_grad", w))
-    for h in p.real.helpers:
-        if any(s in p.active for s in h.steps):
-            add_tensor(graph, f"{name}:{h.name}", h.shape, h.role, dtype=h.dtype, layer=name,
-                       slot=Slot("helper", h.name))
+    # NNTrainer requests each output's variable and gradient together, output by output
+    outputs = list(enumerate(p.real.outputs))
+    for part in ([[o] for o in outputs] if compat else [outputs]):
+        for k, shape in part:
+            alias = source if p.inplace != "none" else None
+            add_tensor(graph, out_name(name, k), shape, "activation", alias=alias, layer=name,
+                       slot=Slot("output", k))
+        for k, shape in part:
+            if any(c.derivative for c in consumers.get((name, k), [])):
+                add_tensor(graph, grad_name(name, k), shape, "derivative", layer=name,
+                           alias=_grad_alias(graph, p, compat), slot=Slot("output_grad", k))
+    # NNTrainer requests weights and extra tensors as two arguments of one call, which GCC
+    # evaluates right to left: the extra tensors reach the pool first
+    for part in ((_helpers, _weight_grads) if compat else (_weight_grads, _helpers)):
+        part(graph, p)
     for w, spec in p.real.weights.items():
         add_tensor(graph, f"{name}:{w}", spec.shape, "weight", layer=name,
                    learnable=spec.trainable, slot=Slot("weight", w))
+        if not compat:
+            _states(graph, p, w, states)
+
+
+def _states(graph, p: LayerPlan, w: str, states) -> None:
+    """The optimizer state tensors of weight ``w`` (none unless the layer learns it)."""
+    spec = p.real.weights[w]
+    if p.learns and spec.trainable:
+        for s in states:
+            add_tensor(graph, f"{p.d.name}:{w}:{s}", spec.shape, "optimizer_state",
+                       layer=p.d.name, slot=Slot("state", s, weight=w))
+
+
+def _weight_grads(graph, p: LayerPlan) -> None:
+    for w, spec in p.real.weights.items():
         if p.learns and spec.trainable:
-            for s in states:
-                add_tensor(graph, f"{name}:{w}:{s}", spec.shape, "optimizer_state", layer=name,
-                           slot=Slot("state", s, weight=w))
+            add_tensor(graph, f"{p.d.name}:{w}:grad", spec.shape, "gradient", layer=p.d.name,
+                       slot=Slot("weight_grad", w))
+
+
+def _helpers(graph, p: LayerPlan) -> None:
+    for h in p.real.helpers:
+        if any(s in p.active for s in h.steps):
+            add_tensor(graph, f"{p.d.name}:{h.name}", h.shape, h.role, dtype=h.dtype,
+                       layer=p.d.name, slot=Slot("helper", h.name))
 
 
 def _grad_alias(graph, p: LayerPlan, compat: bool) -> str | None:

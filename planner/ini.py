@@ -1,109 +1,48 @@
 """Load a model from NNTrainer's INI model description.
 
 Sections: ``[Model]`` (batch_size, loss, memory_optimization ...), ``[Optimizer]``,
-``[LearningRateScheduler]``, dataset sections, and one section per layer with ``Type``. Keys
-are case-insensitive; ``#`` and ``;`` start comments, also after a value. Properties that do
-not change memory (initialisers, learning rate, save path ...) are accepted and ignored; a key
-NNTrainer does not know is refused with its line, as is a layer type trainplan does not model.
-The ``Activation=`` property becomes its own activation layer named ``<layer>/activation_realized``
-and a softmax before a cross-entropy loss fuses into one ``cross_softmax`` loss, as NNTrainer
-realises them.
+``[LearningRateScheduler]``, dataset sections, and one section per layer (planner/ini_layers.py).
+The text is read as iniparser reads it (planner/ini_read.py): case-insensitive names and keys,
+quoted values, comments. Properties that do not change memory (initialisers, learning rate,
+save path ...) are accepted and ignored; a key NNTrainer does not know is refused with its
+line, as is a layer type trainplan does not model. The loss of ``[Model]`` is realised as
+NNTrainer does: a softmax (sigmoid) output followed by ``loss = cross`` fuses into one
+``cross_softmax`` (``cross_sigmoid``) layer, ``loss = mse`` appends an ``mse`` layer.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from trainplan.planner.errors import InvalidModelFile
+from trainplan.planner.ini_layers import read_layers
+from trainplan.planner.ini_read import Section, read_sections
+from trainplan.planner.layers import LAYERS
 from trainplan.planner.spec import LayerDef, ModelSpec
 
 MODEL_KEYS = {
-    "type", "loss", "batch_size", "epochs", "save_path", "memory_optimization",
-    "learning_rate", "optimizer", "decay_rate", "decay_steps", "beta1", "beta2", "epsilon",
-    "model_tensor_type", "tensor_format", "memory_swap", "memory_swap_path",
-    "memory_swap_lookahead", "fsu", "fsu_path", "fsu_lookahead", "continue_train",
-    "loss_scale", "trainable", "num_epochs",
+    "type", "loss", "batch_size", "epochs", "save_path", "save_best_path",
+    "memory_optimization", "learning_rate", "optimizer", "decay_rate", "decay_steps",
+    "beta1", "beta2", "epsilon", "model_tensor_type", "tensor_type", "tensor_format",
+    "memory_swap", "memory_swap_path", "memory_swap_lookahead", "fsu", "fsu_path",
+    "fsu_lookahead", "continue_train", "loss_scale", "trainable", "num_epochs",
+    "input_layers", "label_layers", "clip_grad_by_norm",
 }
 OPTIMIZER_KEYS = {"type", "learning_rate", "beta1", "beta2", "epsilon", "decay_rate",
                   "decay_steps", "momentum", "torch_ref", "weight_decay"}
 SCHEDULER_KEYS = {"type", "learning_rate", "decay_rate", "decay_steps", "iteration",
                   "max_learning_rate", "min_learning_rate"}
-DATASET_KEYS = {"type", "buffer_size", "traindata", "validdata", "testdata", "labeldata",
-                "train_data", "valid_data", "test_data", "label_data", "path"}
-DATASET_SECTIONS = {"dataset", "data", "train_set", "valid_set", "test_set"}
-# Layer properties NNTrainer knows that do not change memory.
-IGNORED_LAYER_KEYS = {
-    "weight_initializer", "bias_initializer", "weight_regularizer",
-    "weight_regularizer_constant", "weight_decay", "bias_decay", "name", "normalization",
-    "standardization", "epsilon", "momentum", "moving_mean_initializer",
-    "moving_variance_initializer", "gamma_initializer", "beta_initializer", "flatten",
-    "hidden_state_activation", "recurrent_activation", "print", "shared_from",
-    "distribute", "integrate_bias", "loss", "input_layer", "batch_size",
-    "inplace", "clip_grad_by_norm", "bias_init_zero", "activation_type", "dropout",
-}
-LAYER_PROPERTY_KEYS = {
-    "unit": "unit", "filters": "filters", "kernel_size": "kernel_size", "stride": "stride",
-    "padding": "padding", "dilation": "dilation", "pooling": "pooling",
-    "pool_size": "pool_size", "input_shape": "input_shape", "axis": "axis",
-    "dropout_rate": "dropout_rate", "in_dim": "in_dim", "out_dim": "out_dim",
-    "num_heads": "num_heads", "return_sequences": "return_sequences",
-    "target_shape": "target_shape", "groups": "groups", "split_number": "groups",
-    "projected_key_dim": "projected_dim", "disable_bias": "bias",
-}
-LAYER_TYPES = {
-    "input": "input", "fully_connected": "fully_connected", "fc": "fully_connected",
-    "conv2d": "conv2d", "pooling2d": "pooling2d", "flatten": "flatten",
-    "reshape": "reshape", "activation": "activation",
-    "batch_normalization": "batch_normalization", "bn": "batch_normalization",
-    "layer_normalization": "layer_normalization", "addition": "addition", "add": "addition",
-    "concat": "concat", "dropout": "dropout", "embedding": "embedding",
-    "multi_head_attention": "multi_head_attention", "lstm": "lstm", "multiout": "multiout",
-    "output": "multiout", "identity": "identity", "mse": "mse",
-    "cross_softmax": "cross_softmax", "cross": "cross_softmax",
-}
-STRUCTURE_KEYS = {"type", "input_layers", "activation", "trainable"}
-
-
-@dataclass
-class Section:
-    name: str
-    line: int
-    entries: dict  # key -> (value, line)
-
-
-def read_sections(text: str, path: str = "model.ini") -> list[Section]:
-    """Sections in file order with case-folded keys; errors name the line."""
-    sections: list[Section] = []
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = _strip_comment(raw).strip()
-        if not line:
-            continue
-        if line.startswith("["):
-            if not line.endswith("]") or len(line) < 3:
-                raise InvalidModelFile(f"{path}:{lineno}: malformed section header {raw!r}; "
-                                       "write [SectionName]")
-            sections.append(Section(line[1:-1].strip(), lineno, {}))
-            continue
-        if "=" not in line:
-            raise InvalidModelFile(f"{path}:{lineno}: expected 'key = value', got {raw!r}")
-        if not sections:
-            raise InvalidModelFile(f"{path}:{lineno}: key outside any section; start the file "
-                                   "with [Model]")
-        key, value = (p.strip() for p in line.split("=", 1))
-        sections[-1].entries[key.lower()] = (value, lineno)
-    return sections
-
-
-def _strip_comment(line: str) -> str:
-    for mark in ("#", ";"):
-        if mark in line:
-            line = line[: line.index(mark)]
-    return line
+# the deprecated [DataSet] keys (BufferSize included, which NNTrainer still reads) and the
+# file data buffer's
+DATASET_KEYS = {"type", "buffer_size", "buffersize", "traindata", "validdata", "testdata",
+                "labeldata", "train_data", "valid_data", "test_data", "label_data", "path"}
+DATASET_SECTIONS = {"dataset", "train_set", "valid_set", "test_set"}
+DEFAULT_BATCH = 1  # NNTrainer's batch_size default
 
 
 def load_ini(path: str, *, batch: int | None = None) -> ModelSpec:
-    """Parse an NNTrainer INI into a ModelSpec; ``batch`` overrides the file's batch_size."""
+    """Parse an NNTrainer INI into a ModelSpec; ``batch`` overrides the file's batch_size.
+    Backbone files a section names are read relative to ``path``'s folder."""
     with open(path) as fh:
         text = fh.read()
     return parse_ini(text, path=path, batch=batch)
@@ -113,20 +52,20 @@ def parse_ini(text: str, *, path: str = "model.ini", batch: int | None = None) -
     sections = read_sections(text, path)
     model = _find(sections, "model")
     if model is None:
-        raise InvalidModelFile(f"{path}: no [Model] section; NNTrainer files start with [Model]")
+        raise InvalidModelFile(f"{path}: no [Model] section; NNTrainer reads a file without "
+                               "[Model] only as a backbone of another file (a layer section "
+                               f"with backbone = {os.path.basename(path)})")
     _check_keys(model, MODEL_KEYS, path)
     opt_section = _find(sections, "optimizer")
     if opt_section is not None:
         _check_keys(opt_section, OPTIMIZER_KEYS, path)
     for s in sections:
-        if s.name.lower() == "learningratescheduler":
+        if s.name == "learningratescheduler":
             _check_keys(s, SCHEDULER_KEYS, path)
-        elif s.name.lower() in DATASET_SECTIONS:
+        elif s.name in DATASET_SECTIONS:
             _check_keys(s, DATASET_KEYS, path)
-    layers = _layers(sections, path)
-    loss = _value(model, "loss")
-    layers = _apply_loss(layers, loss, path)
-    file_batch = _int(model, "batch_size", path) or 32
+    layers = _apply_loss(read_layers(sections, path), _value(model, "loss"), path)
+    file_batch = _int(model, "batch_size", path) or DEFAULT_BATCH
     optimizer = (_value(opt_section, "type") if opt_section else None) \
         or _value(model, "optimizer") or "adam"
     memopt = (_value(model, "memory_optimization") or "true").lower() in ("true", "1", "yes")
@@ -136,117 +75,36 @@ def parse_ini(text: str, *, path: str = "model.ini", batch: int | None = None) -
                      {"memory_optimization": memopt, "source": path})
 
 
-_NON_LAYER = {"model", "optimizer", "learningratescheduler"} | DATASET_SECTIONS
-
-
-def _layers(sections: list[Section], path: str) -> list[LayerDef]:
-    layers: list[LayerDef] = []
-    realised: dict[str, str] = {}  # layer -> the realised node its readers read instead
-    previous: str | None = None
-    for s in sections:
-        if s.name.lower() in _NON_LAYER:
-            continue
-        if "type" not in s.entries:
-            raise InvalidModelFile(f"{path}:{s.line}: section [{s.name}] has no Type; every "
-                                   "layer section needs Type = <layer type>")
-        raw_type, type_line = s.entries["type"]
-        layer_type = LAYER_TYPES.get(raw_type.lower())
-        if layer_type is None:
-            raise InvalidModelFile(f"{path}:{type_line}: section [{s.name}]: layer type "
-                                   f"{raw_type!r} is not supported by trainplan; supported: "
-                                   + ", ".join(sorted(set(LAYER_TYPES))))
-        props = {}
-        for key, (value, line) in s.entries.items():
-            if key in STRUCTURE_KEYS or key in IGNORED_LAYER_KEYS:
-                continue
-            if key not in LAYER_PROPERTY_KEYS:
-                raise InvalidModelFile(f"{path}:{line}: section [{s.name}]: unknown key "
-                                       f"{key!r}; check the spelling against NNTrainer's layer "
-                                       "properties")
-            props[LAYER_PROPERTY_KEYS[key]] = _convert(LAYER_PROPERTY_KEYS[key], value, path,
-                                                       line)
-        if layer_type == "activation":
-            props["activation"] = _value(s, "activation") or "none"
-        inputs = _inputs(s, previous, layer_type)
-        trainable = (_value(s, "trainable") or "true").lower() not in ("false", "0", "no")
-        layers.append(LayerDef(s.name, layer_type, props, inputs, trainable))
-        previous = s.name
-        act = _value(s, "activation")
-        if act and layer_type != "activation" and act.lower() != "none":
-            realised[s.name] = previous = f"{s.name}/activation_realized"
-            layers.append(LayerDef(previous, "activation", {"activation": act.lower()},
-                                   (s.name,)))
-        if (_value(s, "flatten") or "false").lower() in ("true", "1", "yes"):
-            realised[s.name] = name = f"{s.name}/flatten_realized"
-            layers.append(LayerDef(name, "flatten", {}, (previous,)))
-            previous = name
-    if not layers:
-        raise InvalidModelFile(f"{path}: no layer sections")
-    return _rewire_realised(layers, realised)
-
-
-def _inputs(s: Section, previous: str | None, layer_type: str) -> tuple[str, ...]:
-    """Explicit input_layers; else none for a graph input (a layer with input_shape reads the
-    data); else the previous section, as NNTrainer's previous-input realizer does."""
-    raw = _value(s, "input_layers")
-    if raw:
-        return tuple(p.strip() for p in raw.split(",") if p.strip())
-    if layer_type == "input" or previous is None or "input_shape" in s.entries:
-        return ()
-    return (previous,)
-
-
-def _rewire_realised(layers: list[LayerDef], realised: dict[str, str]) -> list[LayerDef]:
-    """Readers of a layer with realised activation/flatten nodes read the last of those."""
-    own = {layer.name for layer in layers
-           if layer.name.endswith(("/activation_realized", "/flatten_realized"))}
-    out = []
-    for layer in layers:
-        if layer.name in own:
-            out.append(layer)
-            continue
-        inputs = tuple(realised.get(i, i) for i in layer.inputs)
-        out.append(LayerDef(layer.name, layer.type, layer.props, inputs, layer.trainable))
-    return out
+_CROSS = {"softmax": "cross_softmax", "sigmoid": "cross_sigmoid"}
 
 
 def _apply_loss(layers: list[LayerDef], loss: str | None, path: str) -> list[LayerDef]:
-    """Append the [Model] loss; softmax followed by cross-entropy fuses into cross_softmax."""
-    if not loss:
-        return layers
-    loss = loss.lower()
+    """Add the [Model] loss after the last layer unless a loss layer is already written; a
+    file without either has nothing to train."""
     last = layers[-1]
-    if loss in ("cross", "cross_softmax", "cross_entropy_softmax"):
-        if last.type == "activation" and last.props.get("activation") == "softmax":
-            layers = layers[:-1]
-            last = layers[-1]
-        return layers + [LayerDef("cross_softmax0", "cross_softmax", {}, (last.name,))]
+    if LAYERS[last.type].is_loss:
+        return layers
+    if not loss or loss.lower() == "none":
+        raise InvalidModelFile(f"{path}: the model has no loss: [Model] names none and no loss "
+                               "layer is written (an inference model); NNTrainer trains only a "
+                               "model with a loss, add e.g. loss = cross to [Model]")
+    loss = loss.lower()
+    if loss in ("cross", "cross_softmax", "cross_entropy_softmax", "cross_sigmoid"):
+        act = last.props.get("activation") if last.type == "activation" else None
+        if act not in _CROSS:
+            raise InvalidModelFile(f"{path}: loss = cross needs the last layer to end in a "
+                                   f"softmax or sigmoid activation (NNTrainer fuses it into the "
+                                   f"loss); [{last.name}] is a {last.type} layer"
+                                   + (f" with {act}" if act else ""))
+        kind = _CROSS[act]
+        return layers[:-1] + [LayerDef(f"{kind}0", kind, {}, last.inputs)]
     if loss == "mse":
         return layers + [LayerDef("mse0", "mse", {}, (last.name,))]
     raise InvalidModelFile(f"{path}: [Model] loss {loss!r} is not supported; use cross or mse")
 
 
-def _convert(key: str, value: str, path: str, line: int):
-    try:
-        if key in ("input_shape", "target_shape"):
-            return tuple(int(v) for v in value.replace(",", ":").split(":") if v.strip())
-        if key == "bias":  # from disable_bias
-            return value.lower() not in ("true", "1", "yes")
-        if key == "return_sequences":
-            return value.lower() in ("true", "1", "yes")
-        if key in ("pooling", "padding"):
-            return value.lower() if key == "pooling" else value
-        if key in ("kernel_size", "stride", "pool_size", "dilation"):
-            return tuple(int(v) for v in value.split(",") if v.strip())
-        if key == "dropout_rate":
-            return float(value)
-        return int(value)
-    except ValueError:
-        raise InvalidModelFile(f"{path}:{line}: {key} = {value!r} is not a valid value") from None
-
-
 def _find(sections: list[Section], name: str) -> Section | None:
-    return next((s for s in sections if s.name.lower() == name), None)
+    return next((s for s in sections if s.name == name), None)
 
 
 def _value(section: Section | None, key: str) -> str | None:

@@ -8,7 +8,9 @@ topological order.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import networkx as nx
 
@@ -29,7 +31,8 @@ class LayerDef:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model: its layers, default batch, optimizer and a free description."""
+    """A model: its layers, default batch, optimizer and a free description; ``weights``
+    holds the initial values it brings (planner/initial_weights.py), if any."""
 
     name: str
     layers: tuple[LayerDef, ...]
@@ -37,6 +40,7 @@ class ModelSpec:
     optimizer: str = "adam"
     description: str = ""
     meta: dict = field(default_factory=dict)
+    weights: Mapping[str, Any] = field(default_factory=dict)
 
 
 def split_ref(ref: str) -> tuple[str, int]:
@@ -59,7 +63,7 @@ def resolve(spec: ModelSpec, *, compat: bool = False) -> list[LayerDef]:
     branch comes first); otherwise definition order is kept wherever the graph allows.
     """
     layers = _check(spec)
-    layers = _insert_multiout(layers)
+    layers = _insert_multiout(layers, compat)
     order = _topological_dfs(layers) if compat else _topological(layers)
     by_name = {layer.name: layer for layer in layers}
     return [by_name[n] for n in order]
@@ -92,8 +96,9 @@ def _check(spec: ModelSpec) -> list[LayerDef]:
     return list(spec.layers)
 
 
-def _insert_multiout(layers: list[LayerDef]) -> list[LayerDef]:
-    """Route every output read by more than one layer through a multiout layer."""
+def _insert_multiout(layers: list[LayerDef], compat: bool = False) -> list[LayerDef]:
+    """Route every output read by more than one layer through a multiout layer, named
+    ``<layer>/multiout[k]`` (``compat``: NNTrainer's ``<layer>/generated_out_<k>``)."""
     readers: dict[str, list[tuple[int, int]]] = {}
     for i, layer in enumerate(layers):
         for j, ref in enumerate(layer.inputs):
@@ -105,7 +110,12 @@ def _insert_multiout(layers: list[LayerDef]) -> list[LayerDef]:
         if len(uses) < 2:
             continue
         src, k = split_ref(ref)
-        mo_name = f"{src}/multiout" if k == 0 else f"{src}/multiout{k}"
+        if compat:
+            mo_name = f"{src}/generated_out_{k}"
+            while any(layer.name == mo_name for layer in out):
+                mo_name += "_"
+        else:
+            mo_name = f"{src}/multiout" if k == 0 else f"{src}/multiout{k}"
         extra.append((src, LayerDef(mo_name, "multiout", {"outputs": len(uses)},
                                     (ref if k else src,))))
         for n, (i, j) in enumerate(uses):

@@ -46,13 +46,23 @@ def data_tensors(graph: nx.DiGraph) -> tuple[list[str], list[str]]:
     return [t for _, t in sorted(inputs)], [t for _, t in sorted(labels)]
 
 
+# layers that pass ids through unchanged on the way to an embedding
+_ID_CARRIERS = {"input", "split", "multiout", "reshape", "flatten", "identity"}
+
+
 def _token_vocab(graph: nx.DiGraph, placeholder: str) -> int | None:
-    """The vocabulary size when the placeholder feeds an embedding, else None."""
-    layer = graph.nodes[placeholder]["layer"]
-    for x in graph.graph["layers"]:
-        if x["type"] == "embedding" and any(src == layer for src, _ in x["inputs"]):
-            return int(x["props"]["in_dim"])
-    return None
+    """The smallest vocabulary of the embeddings the placeholder feeds (through splits,
+    reshapes and the like), else None."""
+    layers = graph.graph["layers"]
+    reach, vocab = {graph.nodes[placeholder]["layer"]}, []
+    for x in layers:
+        if not any(src in reach for src, _ in x["inputs"]):
+            continue
+        if x["type"] == "embedding":
+            vocab.append(int(x["props"]["in_dim"]))
+        elif x["type"] in _ID_CARRIERS:
+            reach.add(x["name"])
+    return min(vocab) if vocab else None
 
 
 def synthetic(graph: nx.DiGraph, samples: int, seed: int = 0) -> Dataset:

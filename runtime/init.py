@@ -1,4 +1,5 @@
-"""Initial values of every persistent buffer, the same for every layout given the seed."""
+"""Initial values of every persistent buffer, the same for every layout given the seed (or
+the model's own, when it brought them)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ import numpy as np
 
 
 def initial_value(graph: nx.DiGraph, root: str, seed: int) -> np.ndarray:
-    """Glorot-uniform matrices and filters, zero biases, betas, means and optimizer state,
-    unit gammas and variances; drawn from a generator keyed by seed and tensor name."""
+    """The model's own value where it brought one (an imported module's parameters,
+    ``graph.graph["initial_weights"]``); otherwise Glorot-uniform matrices and filters, zero
+    biases, betas, means and optimizer state, unit gammas and variances, drawn from a generator
+    keyed by seed and tensor name."""
+    imported = graph.graph.get("initial_weights") or {}
+    if root in imported:
+        return np.array(imported[root], dtype=np.float32)
     data = graph.nodes[root]
     shape, name = data["shape"], data["slot"].key
     if data["role"] == "optimizer_state" or name in ("bias", "beta", "moving_mean", "bias_h") \

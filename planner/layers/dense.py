@@ -36,8 +36,10 @@ def realise_embedding(inputs, props, compat):
     vocab = positive("in_dim", props.get("in_dim"), props["name"])
     dim = positive("out_dim", props.get("out_dim"), props["name"])
     rows = numel(x)
+    # NNTrainer's (B, C, 1, L) ids give (B, C, L, out_dim)
+    out = (x[0], x[1], x[3], dim) if len(x) == 4 and x[2] == 1 else (*x, dim)
     return Realised(
-        outputs=[(*x, dim)], weights={"weight": Weight((vocab, dim))},
+        outputs=[out], weights={"weight": Weight((vocab, dim))},
         flops={F: rows * dim, CG: rows * dim}, input_steps=frozenset({F, CG}),
         derivative=False,
     )

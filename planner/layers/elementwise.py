@@ -9,7 +9,8 @@ from trainplan.planner.layers.base import (
 # flops per element at forward and at calc_derivative; whether backward uses the output
 ACTIVATIONS = {
     "relu": (1, 1, True), "relu6": (2, 2, True), "sigmoid": (4, 3, True),
-    "tanh": (4, 3, True), "softmax": (5, 4, True), "gelu": (12, 16, False), "none": (0, 1, True),
+    "tanh": (4, 3, True), "softmax": (5, 4, True), "gelu": (12, 16, False),
+    "gelu_erf": (16, 20, False), "none": (0, 1, True),
 }
 
 
@@ -48,10 +49,18 @@ def realise_addition(inputs, props, compat):
     return Realised(outputs=[first], flops={F: n * (len(inputs) - 1), CD: n * len(inputs)})
 
 
+def concat_axis(shape: tuple[int, ...], props: dict) -> int:
+    """The concatenated axis: the ``axis`` property; without one, NNTrainer's rule on a 4-D
+    input (width when the channel axis is larger than 1, else the channel), else axis 1."""
+    axis = props.get("axis")
+    if axis is None:
+        return 3 if len(shape) == 4 and shape[1] > 1 else 1
+    return int(axis) % len(shape)
+
+
 def realise_concat(inputs, props, compat):
-    axis = int(props.get("axis", 1))
     rank = len(inputs[0])
-    axis = axis % rank
+    axis = concat_axis(inputs[0], props)
     for other in inputs[1:]:
         if len(other) != rank or any(a != b for i, (a, b) in enumerate(zip(inputs[0], other))
                                      if i != axis):
@@ -82,6 +91,22 @@ def realise_flatten(inputs, props, compat):
     return realise_reshape(inputs, {**props, "target_shape": (numel(x[1:]),)}, compat)
 
 
+def realise_split(inputs, props, compat):
+    """NNTrainer's split: ``split_number`` equal parts along ``axis`` (default: parts of
+    size 1), one output each."""
+    (x,) = inputs
+    name = props["name"]
+    if props.get("axis") is None:
+        raise InvalidShape(f"{name}: split needs axis, the dimension to split")
+    axis = int(props["axis"]) % len(x)
+    parts = positive("split_number", props.get("split_number", x[axis]), name)
+    if x[axis] % parts:
+        raise InvalidShape(f"{name}: dimension {axis} of {x} does not split into {parts} parts")
+    out = list(x)
+    out[axis] = x[axis] // parts
+    return Realised(outputs=[tuple(out)] * parts, flops={F: numel(x), CD: numel(x)})
+
+
 def realise_multiout(inputs, props, compat):
     (x,) = inputs
     k = positive("outputs", props.get("outputs", 2), props["name"])
@@ -94,11 +119,14 @@ def realise_identity(inputs, props, compat):
 
 
 register(LayerSpec("activation", realise_activation,
-                   description="relu, relu6, sigmoid, tanh, softmax, gelu"))
+                   description="relu, relu6, sigmoid, tanh, softmax, gelu (tanh form), "
+                   "gelu_erf (exact)"))
 register(LayerSpec("dropout", realise_dropout, description="inverted dropout with a saved mask"))
 register(LayerSpec("addition", realise_addition, max_inputs=64,
                    description="element-wise sum (residual connections)"))
 register(LayerSpec("concat", realise_concat, max_inputs=64, description="concatenate on axis"))
+register(LayerSpec("split", realise_split, description="equal parts along an axis, one "
+                   "output each"))
 register(LayerSpec("reshape", realise_reshape, description="a view with another shape"))
 register(LayerSpec("flatten", realise_flatten, description="(B, ...) -> (B, N) view"))
 register(LayerSpec("multiout", realise_multiout,

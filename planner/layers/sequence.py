@@ -1,7 +1,9 @@
 """Multi-head attention and LSTM: the layers with the most saved state per step."""
 
 from trainplan.planner.errors import InvalidShape
-from trainplan.planner.layers.base import CD, CG, F, Helper, LayerSpec, Realised, Weight, positive, register
+from trainplan.planner.layers.base import (
+    AG, CD, CG, F, Helper, LayerSpec, Realised, Weight, positive, register,
+)
 
 
 def realise_multi_head_attention(inputs, props, compat):
@@ -43,21 +45,51 @@ def realise_multi_head_attention(inputs, props, compat):
                     input_steps=frozenset({F, CG}), weight_steps=frozenset({CG, CD}))
 
 
+def lstm_dims(x: tuple[int, ...], name: str) -> tuple[int, int, int]:
+    """(batch, time, features) of an LSTM input: (B, T, F), or NNTrainer's (B, 1, T, F)."""
+    if len(x) == 4 and x[1] == 1:
+        return x[0], x[2], x[3]
+    if len(x) != 3:
+        raise InvalidShape(f"{name}: lstm needs a (batch, time, features) input, or "
+                           f"NNTrainer's (batch, 1, time, features), got {x}")
+    return x
+
+
+def lstm_biases(props: dict) -> tuple[str, ...]:
+    """The bias weights: one integrated ``bias_h`` (the default), PyTorch's and NNTrainer's
+    separate ``bias_ih`` and ``bias_hh`` (``integrate_bias = False``), or none."""
+    if not props.get("bias", True):
+        return ()
+    return ("bias_h",) if props.get("integrate_bias", True) else ("bias_ih", "bias_hh")
+
+
 def realise_lstm(inputs, props, compat):
-    """Input (B, T, I); output (B, T, H) with return_sequences, else the last step (B, H)."""
+    """Output (B, T, H) with return_sequences, else the last step (B, H); for NNTrainer's
+    4-D input (B, 1, T or 1, H)."""
     (x,) = inputs
     name = props["name"]
-    if len(x) != 3:
-        raise InvalidShape(f"{name}: lstm needs a (batch, time, features) input, got {x}")
-    b, t, i = x
+    b, t, i = lstm_dims(x, name)
+    if int(props.get("max_timestep", t)) > t:
+        raise InvalidShape(f"{name}: max_timestep {props['max_timestep']} is longer than the "
+                           f"input's {t} time steps")
     h = positive("unit", props.get("unit"), name)
-    weights = {"weight_ih": Weight((i, 4 * h)), "weight_hh": Weight((h, 4 * h)),
-               "bias_h": Weight((4 * h,), read_at_derivative=False)}
-    helpers = [
-        Helper("gates", (b, t, 4 * h), (F, CG)), Helper("cell", (b, t, h), (F, CG)),
-        Helper("hidden", (b, t, h), (F, CG)), Helper("d_gates", (b, t, 4 * h), (CG, CD)),
-    ]
-    out = (b, t, h) if props.get("return_sequences", False) else (b, h)
+    weights = {"weight_ih": Weight((i, 4 * h)), "weight_hh": Weight((h, 4 * h))}
+    for bias in lstm_biases(props):
+        weights[bias] = Weight((4 * h,), read_at_derivative=False)
+    if compat:  # NNTrainer's ITERATION tensors, each with its gradient
+        helpers = []
+        for helper, width in (("hidden_state", h), ("cell_state", h), ("ifgo", 4 * h)):
+            helpers += [Helper(helper, (b, t, width), (F, CG, CD, AG)),
+                        Helper(f"{helper}:grad", (b, t, width), (CG, CD, AG))]
+    else:
+        helpers = [
+            Helper("gates", (b, t, 4 * h), (F, CG)), Helper("cell", (b, t, h), (F, CG)),
+            Helper("hidden", (b, t, h), (F, CG)), Helper("d_gates", (b, t, 4 * h), (CG, CD)),
+        ]
+    seq = props.get("return_sequences", False)
+    out = (b, t, h) if seq else (b, h)
+    if len(x) == 4:
+        out = (b, 1, t if seq else 1, h)
     mac_x, mac_h = b * t * i * 4 * h, b * t * h * 4 * h
     return Realised(outputs=[out], weights=weights, helpers=helpers,
                     flops={F: 2 * (mac_x + mac_h) + 12 * b * t * h,

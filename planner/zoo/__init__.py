@@ -1,12 +1,12 @@
-"""The model zoo: one registry of builders, each ``(batch, input_shape, classes) -> ModelSpec``."""
+"""The model zoo: one registry of builders, each ``(batch, input_shape, classes) -> ModelSpec``;
+``get_model`` reaches every importer (planner/importers), the zoo among them."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from trainplan.planner.errors import UnknownModel
+from trainplan.planner.importers.ini import EXAMPLES_DIR, example_files  # noqa: F401
 from trainplan.planner.spec import ModelSpec
 from trainplan.planner.zoo.sequence import lstm_classifier, mlp, tacotron2_decoder, transformer
 from trainplan.planner.zoo.vision import lenet5, mobilenetv2, resnet18, vgg16
@@ -40,50 +40,14 @@ MODELS: dict[str, ZooEntry] = {
 }
 
 
-EXAMPLES_DIR = os.path.join(os.path.dirname(__file__), "examples")
-
-
-def example_files() -> list[str]:
-    """The NNTrainer INI files shipped with the package, reachable by file name
-    (``--model mnist.ini``)."""
-    return sorted(f for f in os.listdir(EXAMPLES_DIR) if f.endswith(".ini"))
-
-
 def model_names() -> list[str]:
     return list(MODELS)
 
 
-def _model_file(name: str) -> str:
-    """A path as given, else a shipped example of that name; UnknownModel naming both."""
-    if os.path.exists(name):
-        return name
-    shipped = os.path.join(EXAMPLES_DIR, name)
-    if os.path.sep not in name and os.path.exists(shipped):
-        return shipped
-    raise UnknownModel(f"model file {name!r} does not exist (the shipped examples: "
-                       f"{', '.join(example_files())})")
-
-
 def get_model(name: str, *, batch: int | None = None, input_shape: tuple[int, ...] | None = None,
               classes: int | None = None) -> ModelSpec:
-    """Build a zoo model, or load an NNTrainer INI file when ``name`` is a path or the name of
-    a shipped example."""
-    if name.lower().endswith(".ini") or os.path.sep in name:
-        from trainplan.planner.ini import load_ini
-        return load_ini(_model_file(name), batch=batch)
-    if name not in MODELS:
-        raise UnknownModel(f"unknown model {name!r}; valid: {', '.join(MODELS)} "
-                           "(or a path to an NNTrainer .ini file, or a shipped example: "
-                           f"{', '.join(example_files())})")
-    entry = MODELS[name]
-    kwargs = dict(entry.defaults)
-    if input_shape is not None:
-        kwargs["input_shape"] = tuple(input_shape)
-    if classes is not None:
-        kwargs["classes"] = classes
-    spec = entry.builder(batch=32 if batch is None else batch, **kwargs)
-    return spec if spec.name == name else _renamed(spec, name)
-
-
-def _renamed(spec: ModelSpec, name: str) -> ModelSpec:
-    return replace(spec, name=name)
+    """The model ``name`` names, through the importers' registry (planner/importers): a zoo
+    model, an NNTrainer INI file (a path or a shipped example), an ONNX file or a PyTorch
+    factory."""
+    from trainplan.planner.importers import import_model
+    return import_model(name, batch=batch, input_shape=input_shape, classes=classes)

@@ -42,12 +42,14 @@ def transformer(batch=32, input_shape=(128,), classes=10, vocab=8000, d_model=25
     return n.spec(batch, description=f"Transformer encoder, {blocks} blocks, d={d_model}")
 
 
-def lstm_classifier(batch=32, input_shape=(28, 28), classes=10, hidden=128) -> ModelSpec:
-    """Two stacked LSTMs over a (time, features) sequence, then a linear classifier."""
+def lstm_classifier(batch=32, input_shape=(28, 28), classes=10, hidden=128,
+                    integrate_bias=True) -> ModelSpec:
+    """Two stacked LSTMs over a (time, features) sequence, then a linear classifier; one bias
+    per LSTM, or PyTorch's and NNTrainer's two (``integrate_bias=False``)."""
     n = Net("lstm")
     n.add("input", "input", input_shape=tuple(input_shape))
-    n.add("lstm", "lstm1", unit=hidden, return_sequences=True)
-    n.add("lstm", "lstm2", unit=hidden)
+    n.add("lstm", "lstm1", unit=hidden, return_sequences=True, integrate_bias=integrate_bias)
+    n.add("lstm", "lstm2", unit=hidden, integrate_bias=integrate_bias)
     n.add("fully_connected", "classifier", unit=classes)
     n.add("cross_softmax", "loss")
     return n.spec(batch, description=f"LSTM classifier, 2x{hidden}")

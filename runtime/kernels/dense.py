@@ -46,6 +46,8 @@ def embedding_calc_gradient(ctx: LayerCtx) -> None:
     dw[...] = 0
     for s in chunks(ids.size, dw.shape[1]):
         np.add.at(dw, _ids(ctx, ids[s], dw.shape[0]), dy[s])
+    if ctx.props.get("padding_idx") is not None:  # PyTorch's: the padding row never learns
+        dw[int(ctx.props["padding_idx"])] = 0
 
 
 def _ids(ctx: LayerCtx, ids: np.ndarray, vocab: int) -> np.ndarray:

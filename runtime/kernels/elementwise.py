@@ -1,9 +1,10 @@
-"""Activations, dropout, addition, concat, reshape/flatten/identity and multiout kernels.
+"""Activations, dropout, addition, concat, split, reshape/flatten/identity and multiout kernels.
 
 Activations whose derivative comes from the output (relu, relu6, sigmoid, tanh, softmax, none)
 run in place safely: forward is one pass from input to output, backward reads the output and
 may overwrite the output gradient. GELU uses the tanh approximation
-0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) and reads its input at backward.
+0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), gelu_erf the exact x·Φ(x); both read their input at
+backward.
 Softmax is over the last axis.
 """
 
@@ -13,12 +14,15 @@ from collections.abc import Callable
 
 import numpy as np
 
+from trainplan.planner.layers.elementwise import concat_axis
 from trainplan.runtime.kernels.base import (
     KernelSpec, LayerCtx, chunks, copy_into, flat, register, rows, same_memory,
 )
 
 GELU_C = float(np.sqrt(2.0 / np.pi))
 GELU_A = 0.044715
+INV_SQRT2 = float(1.0 / np.sqrt(2.0))
+INV_SQRT_2PI = float(1.0 / np.sqrt(2.0 * np.pi))
 
 
 def _relu(x, y):
@@ -62,6 +66,42 @@ def _gelu(x, y):
         t += 1
         t *= xs
         np.multiply(t, 0.5, out=y1[s])
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """The error function to a fractional error below 1.2e-7 (Numerical Recipes' Chebyshev
+    fit of erfc), so float32 noise: numpy has none of its own."""
+    z = np.abs(x)
+    t = 1.0 / (1.0 + 0.5 * z)
+    poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
+            -0.82215223 + t * 0.17087277))))))))
+    erfc = t * np.exp(poly)
+    return np.where(x >= 0, 1.0 - erfc, erfc - 1.0).astype(x.dtype, copy=False)
+
+
+def _gelu_erf(x, y):
+    x1, y1 = flat(x), flat(y)
+    for s in chunks(x1.size):
+        xs = x1[s]
+        t = erf(xs * INV_SQRT2)
+        t += 1
+        t *= xs
+        np.multiply(t, 0.5, out=y1[s])
+
+
+def _d_gelu_erf(dy, x, dx):
+    """d/dx x·Φ(x) = Φ(x) + x·φ(x)."""
+    for s in chunks(dx.size):
+        xs = x[s]
+        pdf = np.exp(-0.5 * xs * xs)
+        pdf *= INV_SQRT_2PI
+        pdf *= xs
+        t = erf(xs * INV_SQRT2)
+        t += 1
+        t *= 0.5
+        t += pdf
+        np.multiply(dy[s], t, out=dx[s])
 
 
 def _none(x, y):
@@ -131,6 +171,7 @@ ACTIVATIONS: dict[str, tuple[Callable, Callable, bool]] = {
     "relu": (_relu, _d_relu, False), "relu6": (_relu6, _d_relu6, False),
     "sigmoid": (sigmoid, _d_sigmoid, False), "tanh": (_tanh, _d_tanh, False),
     "softmax": (_softmax, _d_softmax, False), "gelu": (_gelu, _d_gelu, True),
+    "gelu_erf": (_gelu_erf, _d_gelu_erf, True),
     "none": (_none, _d_none, False),
 }
 
@@ -191,12 +232,35 @@ def copy_to_inputs(ctx: LayerCtx) -> None:
 
 def _axis_slices(ctx: LayerCtx) -> list[tuple]:
     """Where each input sits in the concatenated output."""
-    axis = int(ctx.props.get("axis", 1)) % ctx.outputs[0].ndim
+    axis = concat_axis(ctx.inputs[0].shape, ctx.props)
     result, start = [], 0
     for x in ctx.inputs:
         result.append((slice(None),) * axis + (slice(start, start + x.shape[axis]),))
         start += x.shape[axis]
     return result
+
+
+def _split_slices(ctx: LayerCtx) -> list[tuple]:
+    """Where each output of a split sits in its input."""
+    axis = int(ctx.props["axis"]) % ctx.inputs[0].ndim
+    size = ctx.outputs[0].shape[axis]
+    return [(slice(None),) * axis + (slice(k * size, (k + 1) * size),)
+            for k in range(len(ctx.outputs))]
+
+
+def split_forward(ctx: LayerCtx) -> None:
+    for y, where in zip(ctx.outputs, _split_slices(ctx)):
+        y[...] = ctx.inputs[0][where]
+
+
+def split_calc_derivative(ctx: LayerCtx) -> None:
+    """Each part's gradient back into its place; a part nothing reads gets zeros."""
+    dx = ctx.in_derivs[0]
+    for dy, where in zip(ctx.out_grads, _split_slices(ctx)):
+        if dy is None:
+            dx[where] = 0
+        else:
+            dx[where] = dy
 
 
 def concat_forward(ctx: LayerCtx) -> None:
@@ -239,6 +303,7 @@ register("activation", KernelSpec(activation_forward, None, activation_calc_deri
 register("dropout", KernelSpec(dropout_forward, None, dropout_calc_derivative))
 register("addition", KernelSpec(addition_forward, None, copy_to_inputs))
 register("concat", KernelSpec(concat_forward, None, concat_calc_derivative))
+register("split", KernelSpec(split_forward, None, split_calc_derivative))
 for _type in ("reshape", "flatten", "identity"):
     register(_type, KernelSpec(passthrough_forward, None, copy_to_inputs))
 register("multiout", KernelSpec(multiout_forward, None, multiout_calc_derivative))

@@ -1,4 +1,5 @@
-"""Loss kernels (planner/layers/loss.py): softmax + cross-entropy, and mean squared error.
+"""Loss kernels (planner/layers/loss.py): softmax or sigmoid + cross-entropy, and mean squared
+error.
 
 Forward returns the loss, the mean over the batch (None without a label); calc_derivative writes
 d(loss)/d(input). Cross-entropy: softmax over the last axis, the output holds the
@@ -11,7 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, chunks, copy_into, register, rows
+from trainplan.runtime.kernels.base import (
+    KernelSpec, LayerCtx, chunks, copy_into, flat, register, rows,
+)
+from trainplan.runtime.kernels.elementwise import sigmoid
 
 
 def cross_softmax_forward(ctx: LayerCtx) -> float | None:
@@ -38,6 +42,34 @@ def cross_softmax_calc_derivative(ctx: LayerCtx) -> None:
     np.multiply(y, np.sum(label, axis=1)[:, None], out=dx)
     dx -= label
     dx *= 1.0 / ctx.inputs[0].shape[0]
+
+
+def cross_sigmoid_forward(ctx: LayerCtx) -> float | None:
+    """The output holds sigmoid(x); the loss is the mean over elements of
+    log(1 + exp(−|x|)) + max(x, 0) − x · label (stable for any x)."""
+    x, y = flat(ctx.inputs[0]), flat(ctx.outputs[0])
+    total = 0.0
+    label = flat(ctx.label) if ctx.label is not None else None
+    for s in chunks(x.size):
+        if label is not None:  # read x before y (maybe x's bytes) is written
+            t = np.abs(x[s])
+            np.negative(t, out=t)
+            np.exp(t, out=t)
+            np.log1p(t, out=t)
+            t += np.maximum(x[s], 0)
+            t -= x[s] * label[s]
+            total += float(np.sum(t, dtype=np.float64))
+        sigmoid(x[s], y[s])
+    return total / x.size if label is not None else None
+
+
+def cross_sigmoid_calc_derivative(ctx: LayerCtx) -> None:
+    """dx = (sigmoid(x) − label) / number of elements."""
+    x, label, dx = flat(ctx.inputs[0]), flat(ctx.label), flat(ctx.in_derivs[0])
+    for s in chunks(x.size):
+        sigmoid(x[s], dx[s])
+        dx[s] -= label[s]
+        dx[s] *= 1.0 / x.size
 
 
 def mse_forward(ctx: LayerCtx) -> float | None:
@@ -71,4 +103,6 @@ def mse_calc_derivative(ctx: LayerCtx) -> None:
 
 
 register("cross_softmax", KernelSpec(cross_softmax_forward, None, cross_softmax_calc_derivative))
+register("cross_sigmoid", KernelSpec(cross_sigmoid_forward, None,
+                                    cross_sigmoid_calc_derivative))
 register("mse", KernelSpec(mse_forward, None, mse_calc_derivative))

@@ -14,17 +14,24 @@ from __future__ import annotations
 
 import numpy as np
 
+from trainplan.planner.layers.norm import channel_axis
 from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, chunks, flat, register, rows, view
 
 EPSILON = 1e-3
 MOMENTUM = 0.99
 
 
-def _channels(a: np.ndarray) -> np.ndarray:
-    """(rows, channels, positions): NCHW keeps its channel axis 1, others the last axis."""
-    if a.ndim == 4:
-        return view(a, (a.shape[0], a.shape[1], a.shape[2] * a.shape[3]))
-    return view(a, (a.size // a.shape[-1], a.shape[-1], 1))
+def _channels(a: np.ndarray, props: dict) -> np.ndarray:
+    """(rows, channels, positions) around the channel axis (planner/layers/norm.py)."""
+    axis = channel_axis(a.shape, props)
+    c = a.shape[axis]
+    rows = int(np.prod(a.shape[:axis], dtype=np.int64))
+    return view(a, (rows, c, a.size // (rows * c)))
+
+
+def _normalized(ctx: LayerCtx) -> np.ndarray:
+    """The saved x̂: ``normalized``, or NNTrainer's ``deviation`` in compatible graphs."""
+    return ctx.helpers["deviation"] if "deviation" in ctx.helpers else ctx.helper("normalized")
 
 
 def _planes(a3: np.ndarray) -> np.ndarray:
@@ -37,7 +44,7 @@ def _per_plane(coef: np.ndarray, s: slice) -> np.ndarray:
 
 
 def bn_forward(ctx: LayerCtx) -> None:
-    x3, y3 = _channels(ctx.inputs[0]), _channels(ctx.outputs[0])
+    x3, y3 = _channels(ctx.inputs[0], ctx.props), _channels(ctx.outputs[0], ctx.props)
     w = ctx.weights
     eps = float(ctx.props.get("epsilon", EPSILON))
     if not ctx.training:
@@ -46,7 +53,7 @@ def bn_forward(ctx: LayerCtx) -> None:
         y3 *= scale[:, None]
         y3 += w["beta"][:, None]
         return
-    n3, invstd = _channels(ctx.helper("normalized")), ctx.helper("invstd")
+    n3, invstd = _channels(_normalized(ctx), ctx.props), ctx.helper("invstd")
     count = x3.shape[0] * x3.shape[2]
     mean = np.sum(x3, axis=(0, 2)) / count
     np.subtract(x3, mean[:, None], out=n3)  # the last read of x: y may overwrite it now
@@ -66,7 +73,7 @@ def bn_forward(ctx: LayerCtx) -> None:
 
 def bn_calc_gradient(ctx: LayerCtx) -> None:
     """dgamma = Σ dy · x̂, dbeta = Σ dy per channel."""
-    dy3, n3 = _channels(ctx.out_grads[0]), _channels(ctx.helper("normalized"))
+    dy3, n3 = _channels(ctx.out_grads[0], ctx.props), _channels(_normalized(ctx), ctx.props)
     g = ctx.weight_grads
     if "gamma" in g:
         np.einsum("rcp,rcp->c", dy3, n3, out=g["gamma"])
@@ -76,12 +83,12 @@ def bn_calc_gradient(ctx: LayerCtx) -> None:
 
 def bn_calc_derivative(ctx: LayerCtx) -> None:
     """dx = γ·invstd · (dy − mean(dy) − x̂ · mean(dy · x̂)), per channel."""
-    dy3, n3 = _channels(ctx.out_grads[0]), _channels(ctx.helper("normalized"))
+    dy3, n3 = _channels(ctx.out_grads[0], ctx.props), _channels(_normalized(ctx), ctx.props)
     count = dy3.shape[0] * dy3.shape[2]
     a = ctx.weights["gamma"] * ctx.helper("invstd")
     shift = a * (np.sum(dy3, axis=(0, 2)) / count)
     slope = a * (np.einsum("rcp,rcp->c", dy3, n3) / count)
-    dy, n, dx = _planes(dy3), _planes(n3), _planes(_channels(ctx.in_derivs[0]))
+    dy, n, dx = _planes(dy3), _planes(n3), _planes(_channels(ctx.in_derivs[0], ctx.props))
     for s in chunks(dx.shape[0], dx.shape[1]):
         t = n[s] * _per_plane(slope, s)
         np.multiply(dy[s], _per_plane(a, s), out=dx[s])

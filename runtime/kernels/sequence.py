@@ -14,6 +14,7 @@ import numpy as np
 from trainplan.runtime.kernels.base import (
     KernelError, KernelSpec, LayerCtx, matmul_acc, register, rows, view,
 )
+from trainplan.planner.layers.sequence import lstm_dims
 from trainplan.runtime.kernels.elementwise import sigmoid
 
 
@@ -110,15 +111,35 @@ def mha_calc_derivative(ctx: LayerCtx) -> None:
 
 
 # --- LSTM ----------------------------------------------------------------------------------
+# NNTrainer-compatible graphs name the saved tensors as NNTrainer does.
+_LSTM_HELPERS = {"gates": "ifgo", "cell": "cell_state", "hidden": "hidden_state",
+                 "d_gates": "ifgo:grad"}
+
+
+def _saved(ctx: LayerCtx, name: str) -> np.ndarray:
+    if name in ctx.helpers:
+        return ctx.helpers[name]
+    return ctx.helper(_LSTM_HELPERS[name])
+
+
+def _sequence(ctx: LayerCtx, a: np.ndarray) -> np.ndarray:
+    """An LSTM input (or its derivative) as (batch, time, features)."""
+    return view(a, lstm_dims(a.shape, ctx.props.get("name", "lstm")))
+
+
+def _bias(w: dict) -> list[np.ndarray]:
+    return [w[b] for b in ("bias_h", "bias_ih", "bias_hh") if b in w]
+
 
 def lstm_forward(ctx: LayerCtx) -> None:
     """Gates i, f, g, o; c_t = f·c_{t-1} + i·g, h_t = o·tanh(c_t); zero initial state."""
-    x = ctx.inputs[0]
-    gates, cell, hidden = ctx.helper("gates"), ctx.helper("cell"), ctx.helper("hidden")
+    x = _sequence(ctx, ctx.inputs[0])
+    gates, cell, hidden = (_saved(ctx, n) for n in ("gates", "cell", "hidden"))
     w = ctx.weights
     units = cell.shape[2]
     np.matmul(rows(x), w["weight_ih"], out=rows(gates))
-    rows(gates)[...] += w["bias_h"]
+    for bias in _bias(w):
+        rows(gates)[...] += bias
     for t in range(x.shape[1]):
         gt = gates[:, t]
         if t:
@@ -134,12 +155,15 @@ def lstm_forward(ctx: LayerCtx) -> None:
         np.tanh(c, out=hidden[:, t])
         hidden[:, t] *= o
     y = ctx.outputs[0]
-    y[...] = hidden if y.ndim == 3 else hidden[:, -1]
+    if y.size == hidden.size:
+        view(y, hidden.shape)[...] = hidden
+    else:
+        view(y, hidden[:, -1].shape)[...] = hidden[:, -1]
 
 
 def _lstm_step_back(t: int, ctx: LayerCtx, dh: np.ndarray, dc: np.ndarray | None) -> np.ndarray:
     """Gate gradients of step t into d_gates; returns the cell gradient for step t - 1."""
-    gates, cell, dgates = ctx.helper("gates"), ctx.helper("cell"), ctx.helper("d_gates")
+    gates, cell, dgates = (_saved(ctx, n) for n in ("gates", "cell", "d_gates"))
     units = cell.shape[2]
     i, f, g, o = (gates[:, t, k * units:(k + 1) * units] for k in range(4))
     di, df, dg, do = (dgates[:, t, k * units:(k + 1) * units] for k in range(4))
@@ -167,21 +191,25 @@ def _lstm_step_back(t: int, ctx: LayerCtx, dh: np.ndarray, dc: np.ndarray | None
 
 def lstm_calc_gradient(ctx: LayerCtx) -> None:
     """Backpropagation through time, then the weight gradients from the gate gradients."""
-    dy, w, g = ctx.out_grads[0], ctx.weights, ctx.weight_grads
-    hidden, dgates = ctx.helper("hidden"), ctx.helper("d_gates")
-    steps = hidden.shape[1]
+    w, g = ctx.weights, ctx.weight_grads
+    hidden, dgates = _saved(ctx, "hidden"), _saved(ctx, "d_gates")
+    batch, steps = hidden.shape[:2]
+    sequences = ctx.out_grads[0].size == hidden.size
+    dy = view(ctx.out_grads[0], hidden.shape if sequences else (batch, hidden.shape[2]))
     dc = None
     for t in reversed(range(steps)):
-        if dy.ndim == 3:
+        if sequences:
             dh = dy[:, t].copy()
         else:
             dh = dy.copy() if t == steps - 1 else np.zeros_like(dy)
         if t < steps - 1:
             dh += dgates[:, t + 1] @ w["weight_hh"].T
         dc = _lstm_step_back(t, ctx, dh, dc)
-    x2, dg2 = rows(ctx.inputs[0]), rows(dgates)
+    x2, dg2 = rows(_sequence(ctx, ctx.inputs[0])), rows(dgates)
     np.matmul(x2.T, dg2, out=g["weight_ih"])
-    np.sum(dg2, axis=0, out=g["bias_h"])
+    for bias in ("bias_h", "bias_ih", "bias_hh"):
+        if bias in g:
+            np.sum(dg2, axis=0, out=g[bias])
     # Σ_t h_{t-1}ᵀ dg_t as one product over consecutive rows, the rows that pair one sample's
     # last step with the next sample's first step zeroed for the while
     first = dgates[1:, 0].copy()
@@ -192,8 +220,8 @@ def lstm_calc_gradient(ctx: LayerCtx) -> None:
 
 def lstm_calc_derivative(ctx: LayerCtx) -> None:
     _needs_gradient_step(ctx)
-    np.matmul(rows(ctx.helper("d_gates")), ctx.weights["weight_ih"].T,
-              out=rows(ctx.in_derivs[0]))
+    np.matmul(rows(_saved(ctx, "d_gates")), ctx.weights["weight_ih"].T,
+              out=rows(_sequence(ctx, ctx.in_derivs[0])))
 
 
 register("multi_head_attention", KernelSpec(mha_forward, mha_calc_gradient, mha_calc_derivative))

@@ -50,7 +50,7 @@ CASES = [
     ("bn_3d", "batch_normalization", [(2, 3, 4)], {}),
     ("ln", "layer_normalization", [(2, 3, 5)], {}),
     *[(f"act_{k}", "activation", [(3, 7)], {"activation": k})
-      for k in ("relu", "relu6", "sigmoid", "tanh", "softmax", "gelu", "none")],
+      for k in ("relu", "relu6", "sigmoid", "tanh", "softmax", "gelu", "gelu_erf", "none")],
     ("dropout", "dropout", [(4, 6)], {"dropout_rate": 0.3}),
     ("addition", "addition", [(2, 3, 4)] * 3, {}),
     ("concat_axis1", "concat", [(2, 3, 4), (2, 2, 4)], {"axis": 1}),
@@ -65,7 +65,18 @@ CASES = [
      {"num_heads": 2, "projected_dim": 6}),
     ("lstm_seq", "lstm", [(2, 4, 3)], {"unit": 5, "return_sequences": True}),
     ("lstm_last", "lstm", [(3, 4, 3)], {"unit": 2}),
+    ("bn_4d_one_channel", "batch_normalization", [(2, 1, 3, 4)], {}),
+    ("bn_axis", "batch_normalization", [(2, 3, 4)], {"axis": 1}),
+    ("embedding_4d", "embedding", [(2, 1, 1, 3)], {"in_dim": 4, "out_dim": 2}),
+    ("concat_nntrainer_width", "concat", [(2, 3, 1, 2), (2, 3, 1, 3)], {}),
+    ("concat_nntrainer_channel", "concat", [(2, 1, 2, 2), (2, 1, 2, 2)], {}),
+    ("split_width", "split", [(2, 1, 2, 4)], {"axis": 3, "split_number": 2}),
+    ("split_ones", "split", [(3, 3)], {"axis": 1}),
+    ("lstm_nntrainer_4d", "lstm", [(2, 1, 4, 3)],
+     {"unit": 3, "return_sequences": True, "integrate_bias": False}),
+    ("lstm_4d_last_nobias", "lstm", [(2, 1, 3, 2)], {"unit": 2, "bias": False}),
     ("cross_softmax", "cross_softmax", [(4, 5)], {}),
+    ("cross_sigmoid", "cross_sigmoid", [(3, 4)], {}),
     ("mse", "mse", [(3, 4)], {}),
 ]
 # conv with forced chunking: (id, input shapes, props, columns per chunk)

@@ -73,3 +73,44 @@ def test_bad_optimizer_state_or_step():
         apply_gradient("momentum", w, g, {}, HYPER, step=1)
     with pytest.raises(ValueError, match="from 1"):
         apply_gradient("adam", w, g, {"m": g.copy(), "v": g.copy()}, HYPER, step=0)
+
+
+def _adam_reference(w, grads, hyper, torch_form: bool):
+    """Adam in float64: NNTrainer's form, w -= lr·√(1−β2^t)/(1−β1^t) · m / (√v + ε), or
+    PyTorch's, w -= lr · m̂ / (√v̂ + ε) with m̂ = m/(1−β1^t), v̂ = v/(1−β2^t)."""
+    w = w.astype(np.float64)
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    b1, b2, eps, lr = hyper.beta1, hyper.beta2, hyper.epsilon, hyper.learning_rate
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        if torch_form:
+            w = w - lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+        else:
+            w = w - lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t) * m / (np.sqrt(v) + eps)
+    return w
+
+
+def test_adam_places_epsilon_as_nntrainer_does():
+    """Five steps on gradients near ε, where the placement shows: ours is NNTrainer's formula
+    (ε added to √v, not to the bias-corrected √v̂ as PyTorch does, so ours equals PyTorch's with
+    ε·√(1−β2^t) at step t) and measurably not PyTorch's."""
+    rng = np.random.default_rng(0)
+    hyper = Hyper(learning_rate=1e-3, epsilon=1e-6)
+    w0 = np.zeros(64, np.float32)  # the updates themselves, free of float32 rounding of w
+    grads = [(rng.standard_normal(64) * 1e-6).astype(np.float32) for _ in range(5)]
+    w, m, v = w0.copy(), np.zeros_like(w0), np.zeros_like(w0)
+    for t, g in enumerate(grads, start=1):
+        apply_gradient("adam", w, g, {"m": m, "v": v}, hyper, step=t)
+    nntrainer = _adam_reference(w0, grads, hyper, torch_form=False)
+    pytorch = _adam_reference(w0, grads, hyper, torch_form=True)
+    np.testing.assert_allclose(w, nntrainer, rtol=1e-5)
+    assert np.max(np.abs(pytorch - nntrainer)) > 1e-2 * np.max(np.abs(nntrainer))
+    torch = pytest.importorskip("torch")
+    param = torch.nn.Parameter(torch.tensor(w0, dtype=torch.float64))
+    opt = torch.optim.Adam([param], lr=hyper.learning_rate, betas=(hyper.beta1, hyper.beta2),
+                           eps=hyper.epsilon)
+    for g in grads:
+        param.grad = torch.tensor(g, dtype=torch.float64)
+        opt.step()
+    np.testing.assert_allclose(param.detach().numpy(), pytorch, rtol=1e-6)
