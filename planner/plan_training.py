@@ -28,8 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import networkx as nx
-import numpy as np
 
+from trainplan.planner.curves import peak
 from trainplan.planner.errors import Infeasible, TrainplanError, UnknownName
 from trainplan.planner.identity import graph_identity
 from trainplan.planner.offsets import PLANNERS, run_planner
@@ -43,6 +43,7 @@ from trainplan.planner.order import (
 from trainplan.planner.plan import Plan
 from trainplan.planner.problems import problem_from_lifespans
 from trainplan.planner.remat import REMAT_PLANNERS, plan_remat
+from trainplan.planner.remat.evaluate import value_curve
 from trainplan.planner.remat.replays import expand_order
 from trainplan.planner.strategies import STRATEGIES
 from trainplan.planner.swap import SWAP_PLANNERS, SwapSchedule
@@ -140,7 +141,8 @@ def plan_training(graph: nx.DiGraph, *, order: str | ExecutionOrder = "nntrainer
         device = _widened(device, eo, wider, replays)
         eo = wider
     values = _values(graph, eo, replays)
-    bounds = Bounds(_peak_live(values.segments, eo.n_eo), min_budget(values.segments, eo.n_eo),
+    bounds = Bounds(peak(value_curve(values.segments, eo.n_eo)),
+                    min_budget(values.segments, eo.n_eo),
                     no_reuse_bytes(values.spans))
     if budget is None and not replays:
         parts = _pools(values.spans, offsets or DEFAULT_OFFSETS, alignment, search)
@@ -218,16 +220,6 @@ def _values(graph: nx.DiGraph, eo: ExecutionOrder, replays: list[tuple[str, int]
         return _Values(spans, uses, uses, {k: (k, 0) for k in uses})
     segments, owner = value_segments(uses)
     return _Values(spans, uses, segments, owner)
-
-
-def _peak_live(segments: dict[str, BufferUses], n_eo: int) -> int:
-    """The most bytes of values live at one EO (persistent buffers all iteration)."""
-    delta = np.zeros(n_eo + 1, dtype=np.int64)
-    for s in segments.values():
-        start, end = (0, n_eo) if s.persistent else (s.start, s.end)
-        delta[start] += s.nbytes
-        delta[end] -= s.nbytes
-    return int(np.cumsum(delta)[:n_eo].max()) if n_eo else 0
 
 
 def _pools(spans: dict[str, Lifespan], offsets: str, alignment: int, search: dict):

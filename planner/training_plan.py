@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from trainplan.planner.curves import occupancy, peak
 from trainplan.planner.errors import InvalidPlanFile
 from trainplan.planner.fileio import atomic_write_text, read_text_file
 from trainplan.planner.order import ExecutionOrder
@@ -221,21 +222,13 @@ class TrainingPlan:
 
     def resident_curve(self) -> np.ndarray:
         """Bytes of buffers in RAM at each EO (prefetches in flight included)."""
-        delta = np.zeros(self.n_eo + 1, dtype=np.int64)
-        for b in self.buffers:
-            for p in b.pieces:
-                delta[p.start] += b.nbytes
-                delta[p.end] -= b.nbytes
-        return np.cumsum(delta)[: self.n_eo]
+        return occupancy(((p.start, p.end, b.nbytes) for b in self.buffers for p in b.pieces),
+                         self.n_eo)
 
     def live_curve(self) -> np.ndarray:
         """Bytes of live buffers at each EO, wherever they are (the lower bound's curve)."""
-        delta = np.zeros(self.n_eo + 1, dtype=np.int64)
-        for b in self.buffers:
-            for start, end in b.live_spans:
-                delta[start] += b.nbytes
-                delta[end] -= b.nbytes
-        return np.cumsum(delta)[: self.n_eo]
+        return occupancy(((s, e, b.nbytes) for b in self.buffers for s, e in b.live_spans),
+                         self.n_eo)
 
     def replays_at(self) -> dict[int, list[str]]:
         """EO -> the forward ops run again before its own ops, in order."""
@@ -246,13 +239,11 @@ class TrainingPlan:
 
     @property
     def peak_resident_bytes(self) -> int:
-        curve = self.resident_curve()
-        return int(curve.max()) if len(curve) else 0
+        return peak(self.resident_curve())
 
     @property
     def peak_live_bytes(self) -> int:
-        curve = self.live_curve()
-        return int(curve.max()) if len(curve) else 0
+        return peak(self.live_curve())
 
     @property
     def bytes_written(self) -> int:

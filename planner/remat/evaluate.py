@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import networkx as nx
 import numpy as np
 
+from trainplan.planner.curves import occupancy
 from trainplan.planner.order import ExecutionOrder, lifespans
 from trainplan.planner.remat.replays import expand_order
 from trainplan.planner.swap.uses import BufferUses, buffer_uses, value_segments
@@ -15,12 +16,8 @@ from trainplan.planner.swap.uses import BufferUses, buffer_uses, value_segments
 
 def value_curve(segments: dict[str, BufferUses], n_eo: int) -> np.ndarray:
     """Bytes of values live at each EO (persistent buffers over the whole iteration)."""
-    delta = np.zeros(n_eo + 1, dtype=np.int64)
-    for s in segments.values():
-        start, end = (0, n_eo) if s.persistent else (s.start, s.end)
-        delta[start] += s.nbytes
-        delta[end] -= s.nbytes
-    return np.cumsum(delta)[:n_eo]
+    return occupancy((((0, n_eo) if s.persistent else (s.start, s.end)) + (s.nbytes,)
+                      for s in segments.values()), n_eo)
 
 
 def live_with(graph: nx.DiGraph, eo: ExecutionOrder,

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from trainplan.planner.curves import occupancy, peak
 from trainplan.planner.swap.uses import BufferUses
 
 
@@ -62,17 +63,12 @@ class SwapSchedule:
 
     def resident_curve(self) -> np.ndarray:
         """Bytes in RAM at each EO (prefetches in flight included)."""
-        delta = np.zeros(self.n_eo + 1, dtype=np.int64)
-        for t, pieces in self.resident.items():
-            for a, b in pieces:
-                delta[a] += self.sizes[t]
-                delta[b] -= self.sizes[t]
-        return np.cumsum(delta)[: self.n_eo]
+        return occupancy(((a, b, self.sizes[t]) for t, pieces in self.resident.items()
+                          for a, b in pieces), self.n_eo)
 
     @property
     def peak_resident_bytes(self) -> int:
-        curve = self.resident_curve()
-        return int(curve.max()) if len(curve) else 0
+        return peak(self.resident_curve())
 
     @property
     def bytes_written(self) -> int:
