@@ -114,8 +114,9 @@ def plan_training(graph: nx.DiGraph, *, order: str | ExecutionOrder = "nntrainer
                   time_limit: float | None = None, seed: int = 0,
                   workers: int = 2) -> TrainingPlan:
     """The TrainingPlan of ``graph`` under ``order``: offsets by ``offsets`` (default
-    ``nntrainer_v1``, or under a budget or with recomputation ``best``), recomputation by ``remat`` (``sqrt``,
-    ``optimal``; default none), and under ``budget`` bytes a swap schedule by ``swap`` (default
+    ``nntrainer_v1``, or under a budget or with recomputation ``best``), recomputation by
+    ``remat`` (``sqrt``, ``greedy``, ``optimal``; default none), and under ``budget`` bytes a
+    swap schedule by ``swap`` (default
     ``belady``; ``lookahead`` prefetches ``lookahead`` EOs ahead), every offset a multiple of
     ``alignment`` (default 64, what the runtime needs; 1 for a graph realised as NNTrainer does,
     whose pools are unpadded). ``swap`` may also name a joint strategy (planner/strategies.py:
