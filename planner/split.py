@@ -52,30 +52,48 @@ from trainplan.planner.split_steps import (
     emit_region_layer,
     emit_unsplit,
     region_widths,
+    set_renames,
+)
+from trainplan.planner.split_units import (
+    check_units,
+    emit_unit_layer,
+    unit_finals,
+    unit_tensors,
+    unit_widths,
 )
 
 #: A region (first layer, last layer) -> its chunk count.
 Splits = Mapping[tuple[str, str], int]
 
 
-def split_graph(graph: nx.DiGraph, splits: Splits) -> nx.DiGraph:
-    """The training graph with every region of ``splits`` run in chunks (module docstring);
-    ``graph`` itself when ``splits`` is empty."""
+def split_graph(graph: nx.DiGraph, splits: Splits,
+                units: Mapping[str, int] | None = None) -> nx.DiGraph:
+    """The training graph with every region of ``splits`` run in chunks of the batch and every
+    fully-connected layer of ``units`` in blocks of its output units (planner/split_units.py);
+    ``graph`` itself when both are empty."""
+    units = dict(units or {})
     regions = resolve_regions(graph, splits)
-    if not regions:
-        return graph
     region_of = {name: r for r in regions for name in r.layers}
+    check_units(graph, units, set(region_of))
+    if not regions and not units:
+        return graph
     records = {r["name"]: r for r in graph.graph["layers"]}
     edges = _boundary_edges(graph.graph["layers"], region_of)
-    layers = _layer_records(graph, region_of, edges)
+    layers = _layer_records(graph, region_of, edges, units)
     out = new_graph(**{**graph.graph, "layers": layers,
-                       "split": tuple((r.first, r.last, r.chunks) for r in regions)})
-    build = SplitBuild(graph, out, region_of, records, edges)
-    emit_unsplit(build)
+                       "split": tuple((r.first, r.last, r.chunks) for r in regions),
+                       "split_units": tuple(units.items())})
+    build = SplitBuild(graph, out, region_of, records, edges, units)
+    set_renames(build)
+    for name, pieces in units.items():
+        unit_finals(build, records[name], pieces)
+    emit_unsplit(build, set().union(*(unit_tensors(graph, n) for n in units)))
     emit_boundary_layers(build)
     for name, record in records.items():
         if name in region_of:
             emit_region_layer(build, record, region_of[name])
+        elif name in units:
+            emit_unit_layer(build, record, units[name])
     build.add_ops()
     check_graph(out)
     return out
@@ -87,7 +105,7 @@ def resolve_regions(graph: nx.DiGraph, splits: Splits) -> list[Region]:
     if graph.graph.get("compat"):
         raise InvalidSplit("an NNTrainer-compatible graph is realised as NNTrainer does and "
                            "cannot be split; build it without --nntrainer-compat")
-    if graph.graph.get("split"):
+    if graph.graph.get("split") or graph.graph.get("split_units"):
         raise InvalidSplit("the graph is already split; split the unsplit graph once, with "
                            "every region")
     records = graph.graph["layers"]
@@ -156,7 +174,7 @@ def _fresh(name: str, taken: set[str]) -> str:
 
 
 def _layer_records(graph: nx.DiGraph, region_of: dict[str, Region],
-                   edges: list[Edge]) -> list[dict]:
+                   edges: list[Edge], units: dict[str, int]) -> list[dict]:
     """The layer records of the split graph: pseudo layers right before the layer they feed,
     region layers with their chunk count and step widths, inputs rewired."""
     by_consumer: dict[str, list[Edge]] = {}
@@ -178,6 +196,9 @@ def _layer_records(graph: nx.DiGraph, region_of: dict[str, Region],
         if r["name"] in region_of:
             region = region_of[r["name"]]
             record.update(chunks=region.chunks, widths=region_widths(graph, r, region))
+        if r["name"] in units:
+            record.update(units=units[r["name"]],
+                          widths=unit_widths(graph, r["name"], units[r["name"]]))
         out.append(record)
     return [{**r, "index": i} for i, r in enumerate(out)]
 
@@ -197,9 +218,10 @@ def _pseudo(graph: nx.DiGraph, kind: str, name: str, source: tuple[str, int],
 
 
 def describe_split(graph: nx.DiGraph) -> str:
-    """The regions of a split graph in one line, ``off`` when it is not split."""
-    regions = graph.graph.get("split") or ()
-    return ", ".join(f"{a}..{b} x{k}" for a, b, k in regions) or "off"
+    """The regions and unit splits of a split graph in one line, ``off`` when it has none."""
+    parts = [f"{a}..{b} x{k}" for a, b, k in graph.graph.get("split") or ()]
+    parts += [f"{n} units x{k}" for n, k in graph.graph.get("split_units") or ()]
+    return ", ".join(parts) or "off"
 
 
 __all__ = ["InvalidSplit", "Region", "Splits", "chunk_bounds", "describe_split",

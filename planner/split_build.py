@@ -84,16 +84,32 @@ class Edge:
 @dataclass
 class SplitBuild:
     """What building a split graph reads and writes: the unsplit graph, the split one, the
-    regions, the layer records, the boundary edges and the builds at each chunk size."""
+    regions, the layer records, the boundary edges, the unit-split layers, how tensors are
+    renamed and read, and the builds at each chunk size."""
 
     graph: nx.DiGraph
     out: nx.DiGraph
     region_of: dict[str, Region]
     records: dict[str, dict]
     edges: list[Edge]
+    units: dict[str, int] = field(default_factory=dict)
+    read_as: dict[str, str] = field(default_factory=dict)
+    name_as: dict[str, str] = field(default_factory=dict)
+    final: dict[str, str] = field(default_factory=dict)
     built: dict[int, nx.DiGraph] = field(default_factory=dict)
     pending: list[tuple[str, dict]] = field(default_factory=list)
     _by_layer: dict[int, dict[str, list[str]]] = field(default_factory=dict)
+
+    def renamed(self, tensor: str) -> str:
+        """The split graph's name of an unsplit tensor that stays whole (a region's output
+        read outside is the merge layer's)."""
+        return self.name_as.get(tensor, tensor)
+
+    def read_name(self, tensor: str) -> str:
+        """The tensor an op outside the regions reads for the unsplit ``tensor``: the last
+        version of one built up chunk by chunk."""
+        name = self.read_as.get(tensor, self.renamed(tensor))
+        return self.final.get(name, name)
 
     def op(self, name: str, **attrs) -> None:
         """An op of the split graph, added once every tensor is (``add_ops``)."""

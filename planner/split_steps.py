@@ -27,7 +27,8 @@ from trainplan.planner.split_build import Region, SplitBuild, piece_name, versio
 
 #: Op phases with kernels of their own (runtime/kernels/split.py).
 PHASES = ("split_forward", "split_derivative", "merge_forward", "merge_derivative",
-          "bn_statistics", "bn_normalize", "bn_reduce", "bn_derivative")
+          "bn_statistics", "bn_normalize", "bn_reduce", "bn_derivative",
+          "fc_units_forward", "fc_units_gradient", "fc_units_derivative")
 
 #: Per layer type, helpers shared by all chunks (not per sample).
 SHARED_HELPERS = {"batch_normalization": ("invstd",)}
@@ -49,36 +50,36 @@ def _types(build: SplitBuild) -> dict[str, str]:
     return {name: r["type"] for name, r in build.records.items()}
 
 
-def _renames(build: SplitBuild) -> tuple[dict[str, str], dict[str, str]]:
+def set_renames(build: SplitBuild) -> None:
     """For ops and tensors outside the regions: which tensor each reads instead (the last
     version of one built up chunk by chunk), and which a tensor or a write names instead."""
-    read_as, name_as = {}, {}
     g = build.graph
     for e in build.edges:
         out, grad = out_name(*e.source), grad_name(*e.source)
         if e.merge and not e.split:  # read outside: the merge layer's full tensor
             k = e.merge_region.chunks - 1
-            read_as[out] = version_name(out_name(e.merge, 0), k)
-            name_as[out], name_as[grad] = out_name(e.merge, 0), grad_name(e.merge, 0)
+            build.read_as[out] = version_name(out_name(e.merge, 0), k)
+            build.name_as[out], build.name_as[grad] = out_name(e.merge, 0), grad_name(e.merge, 0)
         if e.split and not e.merge and grad in g:  # its producer reads the gathered gradient
-            read_as[grad] = version_name(grad, e.split_region.chunks - 1)
-    return read_as, name_as
+            build.read_as[grad] = version_name(grad, e.split_region.chunks - 1)
 
 
-def emit_unsplit(build: SplitBuild) -> None:
-    """Copy every tensor that stays whole and every op of the layers outside the regions."""
+def emit_unsplit(build: SplitBuild, replaced: set[str]) -> None:
+    """Copy every tensor that stays whole and every op of the layers outside the regions and
+    unit splits (``replaced``: the unsplit tensors the unit splits replace by blocks)."""
     g, out = build.graph, build.out
-    read_as, name_as = _renames(build)
     types = _types(build)
     for t, d in g.nodes(data=True):
-        if d["kind"] != "tensor" or (d["layer"] in build.region_of and not _shared(g, t, types)):
+        if d["kind"] != "tensor" or t in replaced or (
+                d["layer"] in build.region_of and not _shared(g, t, types)):
             continue
-        out.add_node(name_as.get(t, t), **{**d, "alias": name_as.get(d["alias"], d["alias"])})
+        out.add_node(build.renamed(t), **{**d, "alias": build.name_as.get(d["alias"],
+                                                                           d["alias"])})
     for o, d in g.nodes(data=True):
-        if d["kind"] != "op" or d["layer"] in build.region_of:
+        if d["kind"] != "op" or d["layer"] in build.region_of or d["layer"] in build.units:
             continue
-        build.op(o, reads=[read_as.get(t, name_as.get(t, t)) for t in g.pred[o]],
-                 writes=[name_as.get(t, t) for t in g.succ[o]],
+        build.op(o, reads=[build.read_name(t) for t in g.pred[o]],
+                 writes=[build.renamed(t) for t in g.succ[o]],
                  **{k: v for k, v in d.items() if k != "kind"})
 
 
@@ -121,7 +122,8 @@ def _merge_layer(build: SplitBuild, name: str, region: Region, source: tuple[str
                      [piece] + ([version_name(full, k - 1)] if k else []),
                      [version_name(full, k)], _rows_bytes(out, full, region, k))
         if has_grad:
-            _boundary_op(build, name, CD, "merge", region, k, [full_grad],
+            _boundary_op(build, name, CD, "merge", region, k, [build.final.get(full_grad,
+                                                                               full_grad)],
                          [piece_name(grad_name(*source), k)], _rows_bytes(out, full, region, k))
     return version_name(full, n - 1), full_grad
 
@@ -141,7 +143,7 @@ def _split_layer(build: SplitBuild, name: str, region: Region, full: str, full_g
                        chunk=build.chunk(region, k))
     for k in range(n):
         rows = _rows_bytes(out, full, region, k)
-        _boundary_op(build, name, F, "split", region, k, [full],
+        _boundary_op(build, name, F, "split", region, k, [build.final.get(full, full)],
                      [piece_name(out_name(name, 0), k)], rows)
         if has_grad:
             _boundary_op(build, name, CD, "split", region, k,
@@ -341,4 +343,4 @@ _PER_SAMPLE_TYPES = ("input", "conv2d", "pooling2d", "fully_connected", "embeddi
 RULES = {**dict.fromkeys(_PER_SAMPLE_TYPES, PerSample()), "batch_normalization": BatchNorm()}
 
 __all__ = ["PHASES", "RULES", "emit_boundary_layers", "emit_region_layer", "emit_unsplit",
-           "region_widths"]
+           "region_widths", "set_renames"]

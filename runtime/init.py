@@ -11,10 +11,21 @@ import numpy as np
 
 def initial_value(graph: nx.DiGraph, root: str, seed: int) -> np.ndarray:
     """Glorot-uniform matrices and filters, zero biases, betas, means and optimizer state,
-    unit gammas and variances; drawn from a generator keyed by seed and tensor name."""
+    unit gammas and variances; drawn from a generator keyed by seed and tensor name. A block
+    of a weight split over its units (planner/split_units.py) gets its slice of the whole."""
     data = graph.nodes[root]
-    shape, name = data["shape"], data["slot"].key
-    if data["role"] == "optimizer_state" or name in ("bias", "beta", "moving_mean", "bias_h") \
+    chunk = data.get("chunk")
+    if chunk is not None and chunk.whole is not None:
+        shape = list(data["shape"])
+        shape[chunk.axis] = chunk.total
+        whole = _initial(tuple(shape), data["role"], data["slot"].key, chunk.whole, seed)
+        return np.ascontiguousarray(
+            whole[(slice(None),) * chunk.axis + (slice(chunk.start, chunk.stop),)])
+    return _initial(data["shape"], data["role"], data["slot"].key, root, seed)
+
+
+def _initial(shape: tuple[int, ...], role: str, name: str, root: str, seed: int) -> np.ndarray:
+    if role == "optimizer_state" or name in ("bias", "beta", "moving_mean", "bias_h") \
             or name.endswith("_bias"):
         return np.zeros(shape, dtype=np.float32)
     if name in ("gamma", "moving_variance"):

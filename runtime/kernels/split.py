@@ -11,13 +11,18 @@ the running statistics once; ``bn_normalize`` normalises a chunk; ``bn_reduce`` 
 gradients from them; ``bn_derivative`` gives each chunk's input derivative from those sums.
 Conventions as in runtime/kernels/norm.py; in inference (``training=False``) the statistics
 phase does nothing and the normalisation uses the running statistics.
+
+A fully-connected layer split over its output units (planner/split_units.py) runs one block
+of units ``start:stop`` per op: forward writes the block's output columns, calc_gradient the
+block's weight and bias gradients, calc_derivative adds the block's share to the input
+derivative (the first block writes it).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from trainplan.runtime.kernels.base import Kernel, LayerCtx, chunks
+from trainplan.runtime.kernels.base import Kernel, LayerCtx, chunks, matmul_acc, rows
 from trainplan.runtime.kernels.norm import (
     EPSILON,
     MOMENTUM,
@@ -155,8 +160,42 @@ def bn_derivative(ctx: LayerCtx) -> None:
         dx[s] -= t
 
 
+def _units(ctx: LayerCtx) -> slice:
+    chunk = ctx.props["chunk"]
+    return slice(chunk.start, chunk.stop)
+
+
+def fc_units_forward(ctx: LayerCtx) -> None:
+    """y[:, block] = x W_block + b_block."""
+    y = rows(ctx.outputs[0])[:, _units(ctx)]
+    np.matmul(rows(ctx.inputs[0]), ctx.weights["weight"], out=y)
+    if "bias" in ctx.weights:
+        y += ctx.weights["bias"]
+
+
+def fc_units_gradient(ctx: LayerCtx) -> None:
+    """dW_block = xᵀ dy[:, block], db_block = Σ dy[:, block]."""
+    dy = rows(ctx.out_grads[0])[:, _units(ctx)]
+    np.matmul(rows(ctx.inputs[0]).T, dy, out=ctx.weight_grads["weight"])
+    if "bias" in ctx.weight_grads:
+        np.sum(dy, axis=0, out=ctx.weight_grads["bias"])
+
+
+def fc_units_derivative(ctx: LayerCtx) -> None:
+    """dx (+)= dy[:, block] W_blockᵀ."""
+    dy = rows(ctx.out_grads[0])[:, _units(ctx)]
+    dx, w = rows(ctx.in_derivs[0]), ctx.weights["weight"]
+    if ctx.props["chunk"].index == 0:
+        np.matmul(dy, w.T, out=dx)
+    else:
+        matmul_acc(dy, w.T, dx)
+
+
 for _phase, _kernel in (("split_forward", split_forward), ("split_derivative", split_derivative),
                         ("merge_forward", merge_forward), ("merge_derivative", merge_derivative),
                         ("bn_statistics", bn_statistics), ("bn_normalize", bn_normalize),
-                        ("bn_reduce", bn_reduce), ("bn_derivative", bn_derivative)):
+                        ("bn_reduce", bn_reduce), ("bn_derivative", bn_derivative),
+                        ("fc_units_forward", fc_units_forward),
+                        ("fc_units_gradient", fc_units_gradient),
+                        ("fc_units_derivative", fc_units_derivative)):
     register_phase(_phase, _kernel)
