@@ -14,6 +14,8 @@ weight's (runtime/init.py reads the piece's ``chunk``).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import networkx as nx
 
 from trainplan.planner.build import grad_name, out_name
@@ -132,14 +134,14 @@ def _add_blocks(build: SplitBuild, name: str, k: int, bounds) -> tuple[dict, dic
         if f"{whole}:grad" in g:
             grads[w] = piece_name(f"{whole}:grad", k)
             add_tensor(out, grads[w], shape, "gradient", layer=name,
-                       slot=Slot("weight_grad", w), chunk=chunk)
+                       slot=Slot("weight_grad", w), chunk=replace(chunk, whole=f"{whole}:grad"))
         states[w] = []
         for t in g.successors(f"{name}:{AG}") if f"{name}:{AG}" in g else ():
             s = g.nodes[t]
             if s["role"] == "optimizer_state" and s["slot"].weight == w:
                 state = piece_name(s["version_of"], k)
                 add_tensor(out, state, shape, "optimizer_state", layer=name, slot=s["slot"],
-                           chunk=chunk)
+                           chunk=replace(chunk, whole=s["version_of"]))
                 states[w].append(state)
     return weights, grads, states
 

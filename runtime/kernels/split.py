@@ -147,7 +147,8 @@ def bn_reduce(ctx: LayerCtx) -> None:
 def bn_derivative(ctx: LayerCtx) -> None:
     """dx = γ·invstd · (dy − Σdy/n − x̂ · Σdy·x̂/n), n over the whole batch."""
     dy3, n3 = _channels(ctx.out_grads[0]), _channels(ctx.helper("normalized"))
-    count = ctx.props["chunk"].total * dy3.shape[2]
+    chunk = ctx.props["chunk"]  # values per channel in the whole batch:
+    count = dy3.shape[0] * dy3.shape[2] // (chunk.stop - chunk.start) * chunk.total
     sums = ctx.helper("sums")
     a = ctx.weights["gamma"] * ctx.helper("invstd")
     shift = a * (sums[0] / count).astype(a.dtype)
