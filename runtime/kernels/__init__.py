@@ -6,4 +6,4 @@ from trainplan.runtime.kernels import conv, dense, elementwise, loss, norm, sequ
 from trainplan.runtime.kernels.base import KERNELS, KernelError, KernelSpec, LayerCtx
 from trainplan.runtime.kernels.split import PHASE_KERNELS
 
-__all__ = ["KERNELS", "KernelError", "KernelSpec", "LayerCtx", "PHASE_KERNELS"]
+__all__ = ["KERNELS", "PHASE_KERNELS", "KernelError", "KernelSpec", "LayerCtx"]

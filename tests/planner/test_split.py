@@ -45,7 +45,7 @@ def test_chunks_cut_the_batch_into_rows_typed_as_fields():
     check_graph(s)
     assert describe_split(s) == "input..pool2 x3" and describe_split(g) == "off"
     pieces: dict[str, list] = {}
-    for t, d in _tensors(s).items():
+    for d in _tensors(s).values():
         c = d.get("chunk")
         if c is None or d["slot"].kind not in ("input", "output", "output_grad"):
             continue  # a chunk's own workspace: not rows of a whole tensor
