@@ -5,8 +5,9 @@ set fits a budget (planner/split.py).
 with the largest working set (planner/swap/working_set.py) over the target; if its op belongs
 
 * to a layer outside any region: a new region over the adjacent layers whose outputs have the
-  same spatial size (a fully-connected layer whose own weights, gradients and optimizer state
-  make most of the working set gets its units split instead);
+  same spatial size — unless weights, their gradients and optimizer state make most of the
+  working set: then a fully-connected layer gets its units split, and any other layer stops
+  the search (chunks of the batch would not shrink it);
 * to a layer inside a region: more chunks, about as many as the working set asks for (the
   smallest such count is reached from below, since bytes that do not shrink with the chunk
   make the estimate fall short, never overshoot);
@@ -21,9 +22,9 @@ graph's minimum feasible budget (its largest working set) is within the budget i
 >>> from trainplan.planner.build import build_training_graph
 >>> from trainplan.planner.zoo import get_model
 >>> g = build_training_graph(get_model("resnet18", batch=8))
->>> choice = auto_splits(g, 40_000_000)
->>> choice.fits, choice.min_budget_bytes < 40_000_000, bool(choice.splits)
-(True, True, True)
+>>> choice = auto_splits(g, 80_000_000)  # unsplit, bn1's step alone needs 51 MB
+>>> choice.fits, choice.min_budget_bytes, choice.splits  # then layer4's weights bound it
+(True, 37748736, {('conv1', 'maxpool'): 2})
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class _State:
 
 
 def auto_splits(graph: nx.DiGraph, budget: int, order: str = "nntrainer", *,
-                chunks: int | None = None, fill: float = 0.5,
+                chunks: int | None = None, fill: float = 0.3,
                 max_rounds: int = 200) -> SplitChoice:
     """Regions, chunk counts and unit blocks for ``split_graph`` so that every EO of ``graph``
     under ``order`` needs at most ``fill * budget`` bytes where possible (module docstring).
@@ -112,15 +113,17 @@ def _step(graph: nx.DiGraph, split: nx.DiGraph, eo: ExecutionOrder, e: int, need
     if record["type"] in ("split", "merge"):
         return _grow(split, record, state, position)
     index = position[layer]
-    region = state.region_of(index)
-    if region is not None:
-        return _more_chunks(region, need, target, state, chunks, layer)
     if layer in state.units:
         return _more_blocks(graph, layer, need, target, state)
-    if record["type"] in UNIT_TYPES and _weight_bound(split, eo, e, layer):
+    if _weight_bound(split, eo, e):  # chunks of the batch would not shrink it
+        if record["type"] not in UNIT_TYPES or state.region_of(index) is not None:
+            return False
         state.units[layer] = 2
         state.steps.append(f"{layer}: units in 2 blocks (EO {e} needs {need:,} B)")
         return True
+    region = state.region_of(index)
+    if region is not None:
+        return _more_chunks(region, need, target, state, chunks, layer)
     if record["type"] not in RULES:
         return False
     a, b = _same_size_run(graph.graph["layers"], index)
@@ -132,9 +135,9 @@ def _step(graph: nx.DiGraph, split: nx.DiGraph, eo: ExecutionOrder, e: int, need
     return True
 
 
-def _weight_bound(split: nx.DiGraph, eo: ExecutionOrder, e: int, layer: str) -> bool:
-    """Whether most bytes the ops of EO ``e`` touch are the layer's weights, their gradients
-    and optimizer state (splitting the batch would not shrink them)."""
+def _weight_bound(split: nx.DiGraph, eo: ExecutionOrder, e: int) -> bool:
+    """Whether most bytes the ops of EO ``e`` touch are weights, their gradients and optimizer
+    state (splitting the batch would not shrink them)."""
     touched = {t for o, at in eo.op_eo.items() if at == e
                for t in (*split.predecessors(o), *split.successors(o))}
     weights = sum(split.nodes[t]["nbytes"] for t in touched

@@ -28,7 +28,7 @@ import heapq
 import networkx as nx
 
 from trainplan.planner.graph import STEPS, alias_root
-from trainplan.planner.layers.base import F
+from trainplan.planner.layers.base import AG, CD, CG, F
 from trainplan.planner.order import ExecutionOrder, execution_order
 
 _RANK = {s: i for i, s in enumerate(STEPS)}
@@ -42,16 +42,16 @@ def chunk_major(graph: nx.DiGraph, order: str = "nntrainer") -> ExecutionOrder:
     position = {r["name"]: i for i, r in enumerate(graph.graph["layers"])}
     chunks = {r["name"]: r.get("chunks", 1) for r in graph.graph["layers"]}
     ranked = sorted(base.op_eo, key=lambda o: (base.op_eo[o], _RANK[nodes[o]["step"]]))
-    after = _same_bytes_order(graph, ranked)
+    phase = _phases(graph, base)
+    after = _same_bytes_order(graph, ranked, phase)
 
     def key(op: str) -> tuple:
         d = nodes[op]
         chunk = d.get("chunk")
         k = chunk.index if chunk is not None else (chunks[d["layer"]] - 1 if d["step"] != F
                                                     else 0)
-        forward = d["step"] == F
-        layer = position[d["layer"]] if forward else -position[d["layer"]]
-        return (not forward, k, layer, _RANK[d["step"]], d.get("index", 0), base.op_eo[op])
+        layer = position[d["layer"]] if d["step"] == F else -position[d["layer"]]
+        return (phase[op], k, layer, _RANK[d["step"]], d.get("index", 0), base.op_eo[op])
 
     waiting = {op: 0 for op in ranked}
     for op in ranked:
@@ -74,9 +74,20 @@ def chunk_major(graph: nx.DiGraph, order: str = "nntrainer") -> ExecutionOrder:
     return ExecutionOrder(f"{base.name}, chunk-major", layer_eos, op_eo, len(op_eo))
 
 
-def _same_bytes_order(graph: nx.DiGraph, ranked: list[str]) -> dict[str, set[str]]:
+def _phases(graph: nx.DiGraph, base: ExecutionOrder) -> dict[str, int]:
+    """0: the forward pass, 1: the backward pass, 2: updates the rule runs after the whole
+    backward pass (apply-at-end)."""
+    nodes = graph.nodes
+    backward = [e for o, e in base.op_eo.items() if nodes[o]["step"] in (CG, CD)]
+    end = max(backward, default=-1)
+    return {o: 0 if nodes[o]["step"] == F else 2 if nodes[o]["step"] == AG and e > end else 1
+            for o, e in base.op_eo.items()}
+
+
+def _same_bytes_order(graph: nx.DiGraph, ranked: list[str],
+                      phase: dict[str, int]) -> dict[str, set[str]]:
     """Successors of each op: the next op touching any of its bytes (one alias class) in the
-    rule's order, and every op of a later phase after the last of the forward pass."""
+    rule's order, and every op of a phase after the last op of the phase before."""
     root: dict[str, str] = {}
     last: dict[str, str] = {}
     after: dict[str, set[str]] = {}
@@ -89,12 +100,12 @@ def _same_bytes_order(graph: nx.DiGraph, ranked: list[str]) -> dict[str, set[str
             if before is not None and before != op:
                 after.setdefault(before, set()).add(op)
             last[r] = op
-    forward = [op for op in ranked if graph.nodes[op]["step"] == F]
-    backward = [op for op in ranked if graph.nodes[op]["step"] != F]
-    if forward and backward:  # the backward pass starts when the forward pass is done
-        barrier = forward[-1]
-        for op in forward[:-1]:
+    groups = [[op for op in ranked if phase[op] == p] for p in (0, 1, 2)]
+    groups = [group for group in groups if group]
+    for done, later in zip(groups, groups[1:]):  # a phase starts when the one before is done
+        barrier = done[-1]
+        for op in done[:-1]:
             after.setdefault(op, set()).add(barrier)
-        for op in backward:
+        for op in later:
             after.setdefault(barrier, set()).add(op)
     return after

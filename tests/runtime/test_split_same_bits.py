@@ -8,6 +8,7 @@ import pytest
 from trainplan.planner.build import build_training_graph
 from trainplan.planner.plan_training import plan_training
 from trainplan.planner.split import split_graph
+from trainplan.planner.split_order import chunk_major
 from trainplan.planner.zoo import get_model
 from trainplan.runtime.data import synthetic
 from trainplan.runtime.init import initial_value
@@ -32,10 +33,11 @@ def _graphs(name, optimizer=None):
     return graph, split_graph(graph, splits, units), kw["batch"]
 
 
-def train(graph, plan, data, batch):
-    """Weights, losses and state after two iterations (plan None: the reference run)."""
+def train(graph, plan, data, batch, order="nntrainer"):
+    """Weights and losses after two iterations (plan None: the reference run in ``order``)."""
     options = SessionOptions(seed=7)
-    session = Session(graph, plan, options) if plan else Session.reference(graph, options)
+    session = Session(graph, plan, options) if plan else Session.reference(graph, options,
+                                                                            order=order)
     with session:
         losses = [session.step(b).loss for b in data.batches(batch, None)]
         return session.weights_sha256(), losses
@@ -52,6 +54,21 @@ def test_planned_and_swapped_split_runs_match_the_split_reference(name):
     assert plan.valid and swapped.valid and swapped.swapped
     for label, p in (("no budget", plan), ("swapping", swapped)):
         assert train(split, p, data, batch) == reference, f"{name}: {label} differs"
+
+
+def test_chunk_major_runs_give_the_bits_of_the_rules_order():
+    """Chunk by chunk or layer by layer, every op computes the same values (no dropout here to
+    draw its masks in another order); planned and swapped runs follow the reference."""
+    graph, split, batch = _graphs("resnet18_cifar")
+    data = synthetic(graph, batch * ITERATIONS, seed=3)
+    eo = chunk_major(split)
+    reference = train(split, None, data, batch, order=eo)
+    assert reference == train(split, None, data, batch)
+    plan = plan_training(split, order=eo)
+    swapped = plan_training(split, order=eo, budget=int(plan.bounds.min_budget_bytes * 1.25),
+                            swap="belady")
+    for p in (plan, swapped):
+        assert p.valid and train(split, p, data, batch) == reference
 
 
 @pytest.mark.parametrize("name", ["lenet5", "transformer"])
