@@ -6,7 +6,8 @@ at apply_gradient, an activation computed in place) is written as a *new* tensor
 every alias class into one buffer. Identities are fields set once at build time, never parsed
 back from names: a tensor's ``layer`` and ``slot`` (what it is to that layer: an output, a
 weight, its gradient, an optimizer state of a weight, a helper...) and, for a new version
-written in place, ``version_of`` (the first version).
+written in place, ``version_of`` (the first version); in a split graph (planner/split.py) the
+tensors and ops of a split step also carry their ``chunk``.
 
 >>> g = new_graph(model="tiny", batch=2)
 >>> add_tensor(g, "x", (2, 3), "input")

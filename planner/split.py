@@ -39,6 +39,7 @@ from trainplan.planner.errors import UnknownName
 from trainplan.planner.graph import check_graph, new_graph
 from trainplan.planner.layers import LAYERS
 from trainplan.planner.layers.base import CD, F
+from trainplan.planner.split_boundary import emit_boundary_layers
 from trainplan.planner.split_build import (
     Edge,
     InvalidSplit,
@@ -48,7 +49,6 @@ from trainplan.planner.split_build import (
 )
 from trainplan.planner.split_steps import (
     RULES,
-    emit_boundary_layers,
     emit_region_layer,
     emit_unsplit,
     region_widths,

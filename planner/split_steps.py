@@ -1,6 +1,6 @@
-"""The ops and tensors of a split graph (planner/split.py): unsplit layers copied, the split
-and merge layers at region boundaries, and one rule per layer type for running its steps in
-chunks (``RULES``).
+"""The ops and tensors of a split graph (planner/split.py): unsplit layers copied, and one rule
+per layer type for running its steps in chunks (``RULES``); the split and merge layers at
+region boundaries are planner/split_boundary.py's.
 
 A per-sample layer (``per_sample``) runs each step once per chunk with the ops and tensors of
 the model built at the chunk's batch; a chunk after the first writes its weight gradients into
@@ -23,6 +23,7 @@ import networkx as nx
 from trainplan.planner.build import grad_name, out_name
 from trainplan.planner.graph import Slot, add_tensor
 from trainplan.planner.layers.base import AG, CD, CG, F
+from trainplan.planner.split_boundary import add_versions
 from trainplan.planner.split_build import Region, SplitBuild, piece_name, version_name
 
 #: Op phases with kernels of their own (runtime/kernels/split.py).
@@ -81,91 +82,6 @@ def emit_unsplit(build: SplitBuild, replaced: set[str]) -> None:
         build.op(o, reads=[build.read_name(t) for t in g.pred[o]],
                  writes=[build.renamed(t) for t in g.succ[o]],
                  **{k: v for k, v in d.items() if k != "kind"})
-
-
-def _versions(out: nx.DiGraph, tensor: str, count: int) -> None:
-    """Versions 1 .. count-1 of ``tensor``, each written in place over it by one chunk."""
-    d = out.nodes[tensor]
-    for k in range(1, count):
-        out.add_node(version_name(tensor, k),
-                     **{**d, "alias": tensor, "version_of": d["version_of"] or tensor})
-
-
-# --- split and merge layers ------------------------------------------------------------------
-
-def emit_boundary_layers(build: SplitBuild) -> None:
-    """The split and merge layers of every boundary edge: forward copies rows into chunks (or
-    chunks into rows), calc_derivative the reverse for the gradients."""
-    g = build.graph
-    for e in build.edges:
-        shape = g.nodes[out_name(*e.source)]["shape"]
-        has_grad = grad_name(*e.source) in g
-        full, full_grad = out_name(*e.source), grad_name(*e.source)
-        if e.merge:
-            full, full_grad = _merge_layer(build, e.merge, e.merge_region, e.source, shape,
-                                           has_grad)
-        if e.split:
-            _split_layer(build, e.split, e.split_region, full, full_grad, shape, has_grad)
-
-
-def _merge_layer(build: SplitBuild, name: str, region: Region, source: tuple[str, int],
-                 shape: tuple, has_grad: bool) -> tuple[str, str]:
-    out, n = build.out, region.chunks
-    full, full_grad = out_name(name, 0), grad_name(name, 0)
-    add_tensor(out, full, shape, "activation", layer=name, slot=Slot("output", 0))
-    _versions(out, full, n)
-    if has_grad:
-        add_tensor(out, full_grad, shape, "derivative", layer=name, slot=Slot("output_grad", 0))
-    for k in range(n):
-        piece = piece_name(out_name(*source), k)
-        _boundary_op(build, name, F, "merge", region, k,
-                     [piece] + ([version_name(full, k - 1)] if k else []),
-                     [version_name(full, k)], _rows_bytes(out, full, region, k))
-        if has_grad:
-            _boundary_op(build, name, CD, "merge", region, k, [build.final.get(full_grad,
-                                                                               full_grad)],
-                         [piece_name(grad_name(*source), k)], _rows_bytes(out, full, region, k))
-    return version_name(full, n - 1), full_grad
-
-
-def _split_layer(build: SplitBuild, name: str, region: Region, full: str, full_grad: str,
-                 shape: tuple, has_grad: bool) -> None:
-    out, n = build.out, region.chunks
-    if has_grad:
-        _versions(out, full_grad, n)
-    for k, (start, stop) in enumerate(region.bounds):
-        piece = piece_name(out_name(name, 0), k)
-        add_tensor(out, piece, (stop - start, *shape[1:]), "activation", layer=name,
-                   slot=Slot("output", 0), chunk=build.chunk(region, k))
-        if has_grad:
-            add_tensor(out, piece_name(grad_name(name, 0), k), (stop - start, *shape[1:]),
-                       "derivative", layer=name, slot=Slot("output_grad", 0),
-                       chunk=build.chunk(region, k))
-    for k in range(n):
-        rows = _rows_bytes(out, full, region, k)
-        _boundary_op(build, name, F, "split", region, k, [build.final.get(full, full)],
-                     [piece_name(out_name(name, 0), k)], rows)
-        if has_grad:
-            _boundary_op(build, name, CD, "split", region, k,
-                         [piece_name(grad_name(name, 0), k)]
-                         + ([version_name(full_grad, k - 1)] if k else []),
-                         [version_name(full_grad, k)], rows)
-
-
-def _rows_bytes(out: nx.DiGraph, full: str, region: Region, k: int) -> int:
-    start, stop = region.bounds[k]
-    d = out.nodes[full]
-    return d["nbytes"] // d["shape"][0] * (stop - start)
-
-
-def _boundary_op(build: SplitBuild, layer: str, step: str, kind: str, region: Region, k: int,
-                 reads: list[str], writes: list[str], rows_bytes: int) -> None:
-    """A copy of one chunk's rows: it moves the chunk's bytes twice (read and write), though
-    it names the whole tensor it reads or builds up."""
-    phase = f"{kind}_{'forward' if step == F else 'derivative'}"
-    build.op(piece_name(f"{layer}:{step}", k), layer=layer, step=step, op_type=kind,
-             flops=0, reads=reads, writes=writes, index=k, chunk=build.chunk(region, k),
-             phase=phase, bytes_touched=2 * rows_bytes)
 
 
 # --- layers in a region ----------------------------------------------------------------------
@@ -235,7 +151,7 @@ class PerSample:
         types = _types(build)
         grads = [t for t in build.tensors_of(g, name) if g.nodes[t]["role"] == "gradient"]
         for grad in grads:
-            _versions(out, grad, region.chunks)
+            add_versions(out, grad, region.chunks)
         for k in range(region.chunks):
             cg = build.chunk_graph(region, k)
             piece = _piece_of(build, cg, region, k, types)
@@ -289,12 +205,12 @@ class BatchNorm:
         stats, sums = f"{name}:statistics", f"{name}:sums"
         add_tensor(out, stats, (3, *channels), "workspace", dtype="float64", layer=name,
                    slot=Slot("helper", "statistics"))
-        _versions(out, stats, n)
+        add_versions(out, stats, n)
         backward = cdop is not None or cgop is not None
         if backward:
             add_tensor(out, sums, (2, *channels), "workspace", dtype="float64", layer=name,
                        slot=Slot("helper", "sums"))
-            _versions(out, sums, n)
+            add_versions(out, sums, n)
         grads = list(g.succ[cgop]) if cgop else []
         gamma = [t for t in g.pred[cdop] if g.nodes[t]["pool"] == "weight"] if cdop else []
         last = n - 1
@@ -342,5 +258,5 @@ _PER_SAMPLE_TYPES = ("input", "conv2d", "pooling2d", "fully_connected", "embeddi
 #: Layer type -> how its steps run in chunks; a type not listed cannot be split.
 RULES = {**dict.fromkeys(_PER_SAMPLE_TYPES, PerSample()), "batch_normalization": BatchNorm()}
 
-__all__ = ["PHASES", "RULES", "emit_boundary_layers", "emit_region_layer", "emit_unsplit",
-           "region_widths", "set_renames"]
+__all__ = ["PHASES", "RULES", "emit_region_layer", "emit_unsplit", "region_widths",
+           "set_renames"]

@@ -21,6 +21,7 @@ import networkx as nx
 from trainplan.planner.build import grad_name, out_name
 from trainplan.planner.graph import Chunk, Slot, add_tensor
 from trainplan.planner.layers.base import AG, CD, CG, F
+from trainplan.planner.split_boundary import add_versions
 from trainplan.planner.split_build import (
     InvalidSplit,
     SplitBuild,
@@ -71,12 +72,12 @@ def emit_unit_layer(build: SplitBuild, record: dict, pieces: int) -> None:
     total = g.nodes[f"{name}:weight"]["shape"][-1]
     bounds = chunk_bounds(total, pieces)
     y = out_name(name, 0)
-    _add_versions(out, y, pieces)
+    add_versions(out, y, pieces)
     x = out_name(*record["inputs"][0])
     dx = grad_name(*record["inputs"][0])
     dx = build.renamed(dx) if dx in g else None
     if dx is not None and f"{name}:{CD}" in g:
-        _add_versions(out, dx, pieces)
+        add_versions(out, dx, pieces)
     blocks = [_add_blocks(build, name, k, bounds) for k in range(pieces)]
     dy = grad_name(name, 0)
     for k, (start, stop) in enumerate(bounds):
@@ -105,13 +106,6 @@ def _op_maker(build: SplitBuild, name: str, chunk: Chunk, share: float):
                  op_type=d["op_type"], flops=round(d["flops"] * share), reads=reads,
                  writes=writes, inplace=False, index=chunk.index, chunk=chunk, **extra)
     return op
-
-
-def _add_versions(out: nx.DiGraph, tensor: str, count: int) -> None:
-    d = out.nodes[tensor]
-    for k in range(1, count):
-        out.add_node(version_name(tensor, k),
-                     **{**d, "alias": tensor, "version_of": d["version_of"] or tensor})
 
 
 def _add_blocks(build: SplitBuild, name: str, k: int, bounds) -> tuple[dict, dict, dict]:
