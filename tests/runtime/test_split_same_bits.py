@@ -128,3 +128,29 @@ def test_evaluation_of_a_split_graph_matches_the_unsplit_graph():
         with session:
             results.append(session.evaluate(batch_data).loss)
     assert results[1] == pytest.approx(results[0], rel=1e-5)
+
+
+def test_dropout_layer_norm_and_2d_batch_norm_in_chunks_match_the_reference():
+    """Masks drawn per chunk, per-row statistics, whole-batch statistics of a 2-D batch norm
+    and a unit-split classifier, in both orders, planned and swapped."""
+    from trainplan.planner.spec import LayerDef, ModelSpec
+
+    spec = ModelSpec("mixed", (
+        LayerDef("in", "input", {"input_shape": (12,)}),
+        LayerDef("fc1", "fully_connected", {"unit": 16}, ("in",)),
+        LayerDef("drop", "dropout", {"dropout_rate": 0.5}, ("fc1",)),
+        LayerDef("ln", "layer_normalization", {}, ("drop",)),
+        LayerDef("bn", "batch_normalization", {}, ("ln",)),
+        LayerDef("fc2", "fully_connected", {"unit": 5}, ("bn",)),
+        LayerDef("loss", "cross_softmax", {}, ("fc2",)),
+    ), batch=6, optimizer="adam")
+    split = split_graph(build_training_graph(spec), {("in", "bn"): 4}, {"fc2": 2})
+    data = synthetic(split, 12, seed=1)
+    for order in ("nntrainer", chunk_major(split)):
+        reference = train(split, None, data, 6, order=order)
+        plan = plan_training(split, order=order)
+        swapped = plan_training(split, order=order,
+                                budget=int(plan.bounds.min_budget_bytes * 1.2), swap="belady")
+        assert swapped.swapped
+        for p in (plan, swapped):
+            assert p.valid and train(split, p, data, 6) == reference
