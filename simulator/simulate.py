@@ -67,7 +67,7 @@ def graph_steps(graph: nx.DiGraph, eo: ExecutionOrder,
         steps.append(Step(
             eo=eo.op_eo[op], kind=d["step"], layer=d["layer"],
             op_class=op_class(d["op_type"], d["step"]), flops=float(d["flops"]),
-            # a split step's row copy declares its bytes (planner/split_steps.py)
+            # a split step's row copy declares its bytes (planner/split_boundary.py)
             bytes_touched=d.get("bytes_touched") or sum(nodes[t]["nbytes"] for t in rd + wr),
             gather_rows=int(d.get("gather_rows", 0)),
             reads=tuple(dict.fromkeys(root[t] for t in rd if t in root)),
