@@ -6,7 +6,8 @@ at apply_gradient, an activation computed in place) is written as a *new* tensor
 every alias class into one buffer. Identities are fields set once at build time, never parsed
 back from names: a tensor's ``layer`` and ``slot`` (what it is to that layer: an output, a
 weight, its gradient, an optimizer state of a weight, a helper...) and, for a new version
-written in place, ``version_of`` (the first version).
+written in place, ``version_of`` (the first version); in a split graph (planner/split.py) the
+tensors and ops of a split step also carry their ``chunk``.
 
 >>> g = new_graph(model="tiny", batch=2)
 >>> add_tensor(g, "x", (2, 3), "input")
@@ -34,7 +35,7 @@ ROLES = (
     "optimizer_state", "workspace",
 )
 POOLS = ("weight", "tensor", "external")
-DTYPE_BYTES = {"float32": 4, "float16": 2, "int32": 4, "int64": 8, "uint8": 1}
+DTYPE_BYTES = {"float32": 4, "float16": 2, "float64": 8, "int32": 4, "int64": 8, "uint8": 1}
 
 
 SLOT_KINDS = ("input", "label", "output", "output_grad", "input_grad", "weight", "weight_grad",
@@ -50,6 +51,21 @@ class Slot:
     kind: str
     key: int | str = 0
     weight: str | None = None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of a split step or tensor (planner/split.py): piece ``index`` of ``count``,
+    covering ``[start, stop)`` of ``total`` along ``axis`` (0: the samples of the batch).
+    On a tensor, ``whole`` names the tensor of the unsplit graph it is a piece of."""
+
+    index: int
+    count: int
+    start: int
+    stop: int
+    total: int
+    axis: int = 0
+    whole: str | None = None
 
 
 def new_graph(**attrs) -> nx.DiGraph:
@@ -80,13 +96,16 @@ def add_tensor(
 def add_op(
     graph: nx.DiGraph, name: str, *, layer: str, step: str, op_type: str, flops: int,
     reads: Iterable[str], writes: Iterable[str], inplace: bool = False, gather_rows: int = 0,
+    **extra,
 ) -> None:
     """Add an op node with read edges from ``reads`` and write edges to ``writes``;
-    ``gather_rows``: the rows its strided window copies touch (planner/layers/base.py)."""
+    ``gather_rows``: the rows its strided window copies touch (planner/layers/base.py);
+    ``extra`` attributes such as a split step's ``index``, ``chunk`` and ``phase``
+    (planner/split.py)."""
     if name in graph:
         raise InvalidGraph(f"op {name!r} defined twice", node=name)
     graph.add_node(name, kind="op", layer=layer, step=step, op_type=op_type,
-                   flops=int(flops), inplace=inplace, gather_rows=int(gather_rows))
+                   flops=int(flops), inplace=inplace, gather_rows=int(gather_rows), **extra)
     for t in dict.fromkeys(reads):
         graph.add_edge(t, name)
     for t in dict.fromkeys(writes):

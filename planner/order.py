@@ -5,7 +5,9 @@ walking layers in reverse topological order from EO N, a trainable layer (weight
 included, as NNTrainer counts them) takes three consecutive EOs (calc_gradient,
 calc_derivative, apply_gradient), a frozen one a single EO for all three. Weight gradients
 therefore die right after their layer's update. ``apply-at-end``
-is the conventional framework order: the whole backward pass, then every update.
+is the conventional framework order: the whole backward pass, then every update. A step split
+over the batch in chunks (planner/split.py) takes one EO per op: its layer records the step's
+``widths`` and each op its ``index`` within the step; unsplit graphs get exactly these EOs.
 
 A tensor's lifespan is the sorted set of EOs of the ops that touch it or any tensor sharing its
 bytes (views, in-place results), and its live interval is ``[first, last + 1)``. Weights and
@@ -35,33 +37,55 @@ class ExecutionOrder:
     n_eo: int
 
 
+def _width(layer: dict, step: str, default: int = 1) -> int:
+    """EOs the layer's ``step`` takes: 1, or more for a step split into chunks, whose ops
+    carry their ``index`` within the step (planner/split.py records ``widths``)."""
+    return layer.get("widths", {}).get(step, default)
+
+
+def _forward(layers: list[dict]) -> tuple[dict[str, dict[str, int]], int]:
+    eos, e = {}, 0
+    for layer in layers:
+        eos[layer["name"]] = {F: e}
+        e += _width(layer, F)
+    return eos, e
+
+
+def _backward_block(layer: dict, b: int, steps: tuple[str, ...]) -> tuple[dict[str, int], int]:
+    """EOs of ``steps`` from ``b`` and the EO after them. Three slots: each step its own
+    EOs. One slot: the steps share one EO, or when split run one after another."""
+    if layer["slots"] == 3:
+        out = {}
+        for step in steps:
+            out[step] = b
+            b += _width(layer, step)
+        return out, b
+    if "widths" not in layer:
+        return dict.fromkeys(steps, b), b + 1
+    out, e = {}, b
+    for step in steps:
+        out[step] = e
+        e += _width(layer, step, 0)
+    return out, max(e, b + 1)
+
+
 def _nntrainer(layers: list[dict]) -> dict[str, dict[str, int]]:
-    eos = {layer["name"]: {F: i} for i, layer in enumerate(layers)}
-    b = len(layers)
+    eos, b = _forward(layers)
     for layer in reversed(layers):
-        if layer["slots"] == 3:
-            eos[layer["name"]].update({CG: b, CD: b + 1, AG: b + 2})
-            b += 3
-        else:
-            eos[layer["name"]].update({CG: b, CD: b, AG: b})
-            b += 1
+        steps, b = _backward_block(layer, b, (CG, CD, AG))
+        eos[layer["name"]].update(steps)
     return eos
 
 
 def _apply_at_end(layers: list[dict]) -> dict[str, dict[str, int]]:
-    eos = {layer["name"]: {F: i} for i, layer in enumerate(layers)}
-    b = len(layers)
+    eos, b = _forward(layers)
     for layer in reversed(layers):
-        if layer["slots"] == 3:
-            eos[layer["name"]].update({CG: b, CD: b + 1})
-            b += 2
-        else:
-            eos[layer["name"]].update({CG: b, CD: b})
-            b += 1
+        steps, b = _backward_block(layer, b, (CG, CD))
+        eos[layer["name"]].update(steps)
     for layer in layers:  # updates in parameter order once the backward pass is done
         if layer["slots"] == 3:
             eos[layer["name"]][AG] = b
-            b += 1
+            b += _width(layer, AG)
         else:
             eos[layer["name"]][AG] = eos[layer["name"]][CD]
     return eos
@@ -77,10 +101,13 @@ def execution_order(graph: nx.DiGraph, order: str = "nntrainer") -> ExecutionOrd
     """Assign an EO to every op of ``graph`` by the named rule."""
     if order not in ORDERS:
         raise UnknownName(f"unknown order {order!r}; valid: {', '.join(ORDERS)}")
-    layer_eos = ORDERS[order](graph.graph["layers"])
-    op_eo = {op: layer_eos[graph.nodes[op]["layer"]][graph.nodes[op]["step"]]
+    layers = graph.graph["layers"]
+    layer_eos = ORDERS[order](layers)
+    nodes = graph.nodes
+    op_eo = {op: layer_eos[nodes[op]["layer"]][nodes[op]["step"]] + nodes[op].get("index", 0)
              for op in ops(graph)}
-    n_eo = 1 + max(max(v.values()) for v in layer_eos.values())
+    n_eo = 1 + max(e + _width(layer, step) - 1 for layer in layers
+                   for step, e in layer_eos[layer["name"]].items())
     return ExecutionOrder(order, layer_eos, op_eo, n_eo)
 
 

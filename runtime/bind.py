@@ -6,15 +6,23 @@ data input) and, for a version written in place, ``version_of``; an op's read an
 say which of them its step touches. A planned run hands a kernel only those; the others it sees
 as read-only NaN ghosts of the right shape, so a kernel reading a tensor its step does not
 declare poisons its results (and differs from the reference run, which hands over every slot).
+
+An op of a split step (planner/split.py) carries its ``chunk``: it sees chunk ``k``'s tensor of
+a slot where one exists and the whole tensor otherwise (weights, statistics), its layer's
+properties gain the ``chunk``, its kernel is the one its ``phase`` names when it has one, and a
+weight gradient it writes into a partial tensor of its own is added to the gradient
+(``accumulate``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import networkx as nx
 
 from trainplan.planner.graph import Slot, first_version
+from trainplan.runtime.kernels import KERNELS, PHASE_KERNELS
 
 
 @dataclass
@@ -36,38 +44,70 @@ class Binding:
     label: str | None = None
     touched: set = field(default_factory=set)
     replay: bool = False  # a forward op run again to recompute its results
+    kernel: Callable | None = None
+    accumulate: dict[str, str] = field(default_factory=dict)
 
 
-def layer_tensors(graph: nx.DiGraph) -> dict[str, dict[Slot, str]]:
-    """Each layer's own tensors (first versions) by slot, gathered in one pass over the graph."""
-    out: dict[str, dict[Slot, str]] = {}
+Index = dict[str, dict[tuple[Slot, int | None], str]]
+
+
+def layer_tensors(graph: nx.DiGraph) -> Index:
+    """Each layer's own tensors (first versions) by slot and chunk index (None: a whole
+    tensor), gathered in one pass over the graph."""
+    out: Index = {}
     for t, data in graph.nodes(data=True):
         if data.get("kind") == "tensor" and data.get("version_of") is None \
                 and data.get("slot") is not None:
-            out.setdefault(data["layer"], {})[data["slot"]] = t
+            chunk = data.get("chunk")
+            key = (data["slot"], None if chunk is None else chunk.index)
+            out.setdefault(data["layer"], {})[key] = t
     return out
 
 
-def bind(graph: nx.DiGraph, op: str, layer: dict, index: dict[str, dict[Slot, str]]) -> Binding:
+def _slots(index: Index, layer: str, k: int | None) -> dict[Slot, str]:
+    """A layer's tensors by slot as chunk ``k`` sees them: its own piece, else the whole."""
+    own = index.get(layer, {})
+    found = {slot: t for (slot, kk), t in own.items() if kk is None}
+    if k is not None:
+        found.update({slot: t for (slot, kk), t in own.items() if kk == k})
+    return found
+
+
+def bind(graph: nx.DiGraph, op: str, layer: dict, index: Index) -> Binding:
     """The binding of ``op`` (an op of ``layer``); ``index``: every layer's tensors by slot."""
-    own = index.get(layer["name"], {})
+    data = graph.nodes[op]
+    chunk = data.get("chunk")
+    k = None if chunk is None else chunk.index
     touched = {first_version(graph, t) for t in (*graph.predecessors(op),
                                                   *graph.successors(op))}
-    b = Binding(op, layer, graph.nodes[op]["step"], touched=touched)
+    if chunk is not None:
+        layer = {**layer, "props": {**layer["props"], "chunk": chunk}}
+    b = Binding(op, layer, data["step"], touched=touched)
+    if data.get("phase"):
+        b.kernel = PHASE_KERNELS[data["phase"]]
+    elif data["step"] != "apply_gradient":
+        b.kernel = getattr(KERNELS[layer["type"]], data["step"])
+    own = _slots(index, layer["name"], k)
     n_out = len(layer["outputs"])
     if layer["placeholder"]:
         b.inputs, b.in_derivs = [own.get(Slot("input"))], [None]
     else:
-        b.inputs = [index[src][Slot("output", k)] for src, k in layer["inputs"]]
-        b.in_derivs = [index[src].get(Slot("output_grad", k)) for src, k in layer["inputs"]]
-    b.outputs = [own[Slot("output", k)] for k in range(n_out)]
-    b.out_grads = [own.get(Slot("output_grad", k)) for k in range(n_out)]
+        inputs = [_slots(index, src, k) for src, _ in layer["inputs"]]
+        b.inputs = [slots.get(Slot("output", j))
+                    for slots, (_, j) in zip(inputs, layer["inputs"])]
+        b.in_derivs = [slots.get(Slot("output_grad", j))
+                       for slots, (_, j) in zip(inputs, layer["inputs"])]
+    b.outputs = [own.get(Slot("output", j)) for j in range(n_out)]  # none: a split update
+    b.out_grads = [own.get(Slot("output_grad", j)) for j in range(n_out)]
     b.label = own.get(Slot("label"))
+    whole = _slots(index, layer["name"], None)
     for slot, t in own.items():
         if slot.kind == "weight":
             b.weights[slot.key] = t
         elif slot.kind == "weight_grad":
             b.weight_grads[slot.key] = t
+            if whole.get(slot, t) != t and t in touched:  # a chunk's partial gradient
+                b.accumulate[slot.key] = whole[slot]
         elif slot.kind == "state":
             b.states.setdefault(slot.weight, {})[slot.key] = t
         elif slot.kind == "helper":

@@ -1,6 +1,7 @@
 """Training data: the handwritten digits bundled with scikit-learn, or synthetic data shaped
 for any model. A dataset maps every data placeholder and every label tensor to an array whose
-first axis is the sample."""
+first axis is the sample. A placeholder split into chunks (planner/split.py) is named by the
+whole tensor its chunks cut; ``feed_tensors`` hands each chunk its rows."""
 
 from __future__ import annotations
 
@@ -36,14 +37,49 @@ class Dataset:
 
 
 def data_tensors(graph: nx.DiGraph) -> tuple[list[str], list[str]]:
-    """(input placeholders, labels) of the graph, in layer order."""
+    """(input placeholders, labels) of the graph, in layer order (a split placeholder by the
+    name of the whole tensor)."""
     rank = {x["name"]: i for i, x in enumerate(graph.graph["layers"])}
-    found: dict[Slot, list[tuple[int, str]]] = {Slot("input"): [], Slot("label"): []}
+    found: dict[Slot, set[tuple[int, str]]] = {Slot("input"): set(), Slot("label"): set()}
     for t, d in graph.nodes(data=True):
         if d.get("kind") == "tensor" and d["slot"] in found:
-            found[d["slot"]].append((rank[d["layer"]], t))
+            chunk = d.get("chunk")
+            found[d["slot"]].add((rank[d["layer"]], chunk.whole if chunk else t))
     inputs, labels = (found[Slot(kind)] for kind in ("input", "label"))
     return [t for _, t in sorted(inputs)], [t for _, t in sorted(labels)]
+
+
+def _pieces(graph: nx.DiGraph, whole: str) -> list[tuple[str, dict]]:
+    """The chunk tensors cutting ``whole`` (a placeholder of the unsplit graph)."""
+    found = [(t, d) for t, d in graph.nodes(data=True) if d.get("kind") == "tensor"
+             and d.get("chunk") is not None and d["chunk"].whole == whole]
+    if not found:
+        raise DataError(f"{whole!r} is not a data tensor of the model")
+    return sorted(found, key=lambda p: p[1]["chunk"].index)
+
+
+def data_shape(graph: nx.DiGraph, name: str) -> tuple[int, ...]:
+    """The shape of a data tensor (of the whole batch, when the graph splits it)."""
+    if name in graph:
+        return graph.nodes[name]["shape"]
+    _, d = _pieces(graph, name)[0]
+    return (d["chunk"].total, *d["shape"][1:])
+
+
+def _data_layer(graph: nx.DiGraph, name: str) -> str:
+    return graph.nodes[name]["layer"] if name in graph else _pieces(graph, name)[0][1]["layer"]
+
+
+def feed_tensors(graph: nx.DiGraph, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A batch by graph tensor: each chunk of a split placeholder gets its rows."""
+    out = {}
+    for name, values in batch.items():
+        if name in graph:
+            out[name] = values
+            continue
+        for t, d in _pieces(graph, name):
+            out[t] = values[d["chunk"].start:d["chunk"].stop]
+    return out
 
 
 # layers that pass ids through unchanged on the way to an embedding
@@ -54,7 +90,7 @@ def _token_vocab(graph: nx.DiGraph, placeholder: str) -> int | None:
     """The smallest vocabulary of the embeddings the placeholder feeds (through splits,
     reshapes and the like), else None."""
     layers = graph.graph["layers"]
-    reach, vocab = {graph.nodes[placeholder]["layer"]}, []
+    reach, vocab = {_data_layer(graph, placeholder)}, []
     for x in layers:
         if not any(src in reach for src, _ in x["inputs"]):
             continue
@@ -72,7 +108,7 @@ def synthetic(graph: nx.DiGraph, samples: int, seed: int = 0) -> Dataset:
     inputs, labels = data_tensors(graph)
     arrays = {}
     for t in inputs:
-        shape = (samples, *graph.nodes[t]["shape"][1:])
+        shape = (samples, *data_shape(graph, t)[1:])
         vocab = _token_vocab(graph, t)
         arrays[t] = (rng.integers(0, vocab, size=shape).astype(np.float32) if vocab
                      else rng.standard_normal(shape).astype(np.float32))
@@ -112,7 +148,7 @@ def digits(graph: nx.DiGraph, test_fraction: float = 0.2, seed: int = 0
     if len(inputs) != 1 or len(labels) != 1:
         raise DataError("digits feeds models with one input and one classification loss")
     (x_name,), (y_name,) = inputs, labels
-    shape, classes = graph.nodes[x_name]["shape"][1:], graph.nodes[y_name]["shape"][-1]
+    shape, classes = data_shape(graph, x_name)[1:], graph.nodes[y_name]["shape"][-1]
     if classes != 10:
         raise DataError(f"digits has 10 classes; the model has {classes} (use --classes 10)")
     raw = load_digits()

@@ -20,7 +20,6 @@ import numpy as np
 from trainplan.planner.graph import STEPS, first_version, replay_edges
 from trainplan.planner.order import ExecutionOrder
 from trainplan.runtime.bind import Binding, bind, layer_tensors
-from trainplan.runtime.kernels import KERNELS
 from trainplan.runtime.kernels.base import LayerCtx
 from trainplan.runtime.optimizers import Hyper, apply_gradient
 
@@ -144,10 +143,12 @@ class Executor:
                 apply_gradient(self.optimizer, ctx.weights[w], grad, states, self.hyper,
                                step=self.step_count)
             return
-        kernel = getattr(KERNELS[b.layer["type"]], b.step)
-        if kernel is None:
+        if b.kernel is None:
             return
-        value = kernel(ctx)
+        value = b.kernel(ctx)
+        for w, whole in b.accumulate.items():  # a split step's chunk (runtime/bind.py)
+            grad = self.layout.view(whole, e)
+            np.add(grad, ctx.weight_grads[w], out=grad)
         if b.layer["is_loss"] and b.step == "forward":
             result.loss += float(value)
             probs, label = ctx.outputs[0], ctx.label

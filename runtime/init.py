@@ -14,13 +14,29 @@ def initial_value(graph: nx.DiGraph, root: str, seed: int) -> np.ndarray:
     """The model's own value where it brought one (an imported module's parameters,
     ``graph.graph["initial_weights"]``); otherwise Glorot-uniform matrices and filters, zero
     biases, betas, means and optimizer state, unit gammas and variances, drawn from a generator
-    keyed by seed and tensor name."""
-    imported = graph.graph.get("initial_weights") or {}
-    if root in imported:
-        return np.array(imported[root], dtype=np.float32)
+    keyed by seed and tensor name. A block of a weight split over its units
+    (planner/split_units.py) gets its slice of the whole."""
     data = graph.nodes[root]
-    shape, name = data["shape"], data["slot"].key
-    if data["role"] == "optimizer_state" or name in ("bias", "beta", "moving_mean", "bias_h") \
+    chunk = data.get("chunk")
+    if chunk is not None and chunk.whole is not None:
+        shape = list(data["shape"])
+        shape[chunk.axis] = chunk.total
+        whole = _whole(graph, chunk.whole, tuple(shape), data, seed)
+        return np.ascontiguousarray(
+            whole[(slice(None),) * chunk.axis + (slice(chunk.start, chunk.stop),)])
+    return _whole(graph, root, data["shape"], data, seed)
+
+
+def _whole(graph: nx.DiGraph, name: str, shape: tuple[int, ...], data: dict,
+           seed: int) -> np.ndarray:
+    imported = graph.graph.get("initial_weights") or {}
+    if name in imported:
+        return np.array(imported[name], dtype=np.float32)
+    return _initial(shape, data["role"], data["slot"].key, name, seed)
+
+
+def _initial(shape: tuple[int, ...], role: str, name: str, root: str, seed: int) -> np.ndarray:
+    if role == "optimizer_state" or name in ("bias", "beta", "moving_mean", "bias_h") \
             or name.endswith("_bias"):
         return np.zeros(shape, dtype=np.float32)
     if name in ("gamma", "moving_variance"):

@@ -20,6 +20,7 @@ from trainplan.planner.errors import TrainplanError
 from trainplan.planner.order import ExecutionOrder, execution_order, lifespans
 from trainplan.planner.training_plan import TrainingPlan
 from trainplan.planner.verify import verify_plan
+from trainplan.runtime.data import feed_tensors
 from trainplan.runtime.engine import Executor, StepResult
 from trainplan.runtime.init import initial_value
 from trainplan.runtime.layout import ALIGN, ArenaLayout, ReferenceLayout
@@ -151,7 +152,7 @@ class Session:
     def feed(self, batch: dict[str, np.ndarray]) -> None:
         """Hand a batch to the executor: each tensor is filled at the EO its bytes become its."""
         feeds: dict[int, list] = {}
-        for t, values in batch.items():
+        for t, values in feed_tensors(self.graph, batch).items():
             feeds.setdefault(self.buffers.start[self.buffers.buffer_of[t]], []).append(
                 (t, values))
         self.executor.feed_at(feeds)
@@ -165,7 +166,9 @@ class Session:
         self.feed(batch)
         self.executor.training = False
         try:
-            result = self.executor.iteration(last_eo=len(self.graph.graph["layers"]) - 1)
+            last = max(e for op, e in self.eo.op_eo.items()
+                       if self.graph.nodes[op]["step"] == "forward")
+            result = self.executor.iteration(last_eo=last)
         finally:
             self.executor.training = True
             if self.controller is not None:

@@ -72,7 +72,8 @@ def graph_steps(graph: nx.DiGraph, eo: ExecutionOrder,
         steps.append(Step(
             eo=e, kind=d["step"], layer=d["layer"],
             op_class=op_class(d["op_type"], d["step"]), flops=float(d["flops"]),
-            bytes_touched=sum(nodes[t]["nbytes"] for t in rd + wr),
+            # a split step's row copy declares its bytes (planner/split_boundary.py)
+            bytes_touched=d.get("bytes_touched") or sum(nodes[t]["nbytes"] for t in rd + wr),
             gather_rows=int(d.get("gather_rows", 0)),
             reads=tuple(dict.fromkeys(root[t] for t in rd if t in root)),
             writes=tuple(dict.fromkeys(root[t] for t in wr if t in root)), name=op,

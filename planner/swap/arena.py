@@ -72,7 +72,7 @@ def plan_swap_arena(buffers: dict[str, BufferUses], n_eo: int, budget: int, *,
                     floor: int | None = None, **options) -> SwapArena:
     """Plan the swap under ``budget`` and place its pieces (``offsets="best"``: the smallest
     arena of the greedy planners). Fragmentation can push the arena over the budget; then the
-    swap is planned again for a smaller budget (twice the excess less each time), and finally
+    swap is planned again for a smaller budget (by the ratio the arena overshot), and finally
     (belady, and optimal falling back on it) with every gap left — short pieces that pack —
     prefetching early only within what still packs. ``floor``: the minimum budget, when the
     caller knows it."""
@@ -114,7 +114,8 @@ def _label(planner: str, opts: dict) -> str:
 
 
 def _next_tries(swap, budget, target, arena, floor, opts, options) -> list:
-    shrunk = budget - 2 * (budget - target + arena - budget)
+    # the arena grows about in proportion to the schedule's budget: aim where it would fit
+    shrunk = min(target - 1, target * budget // arena * 49 // 50)
     if shrunk >= floor:
         return [(shrunk, swap, opts)]
     if swap != "lookahead" and not opts.get("evict_all"):
