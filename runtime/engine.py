@@ -3,7 +3,10 @@
 The engine walks the plan the way torch.fx's Interpreter walks nodes: for every EO, the ops of
 that EO (calc_gradient before calc_derivative before apply_gradient), each handed a LayerCtx
 of views into the layout. With a static layout the contexts are built once, so an iteration
-allocates nothing tensor-sized. An error names the op that failed.
+allocates nothing tensor-sized. An error names the op that failed. Every op gets the threads
+the thread policy grants it for its size (runtime/kernels/threads.py; ``threads_at`` keeps what
+each EO's ops got); BLAS gets them too in the kernels made of BLAS products, one inside the
+others' lanes, and an optimizer update runs in lanes of its weight's elements.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from trainplan.planner.graph import STEPS
 from trainplan.planner.order import ExecutionOrder
 from trainplan.runtime.bind import Binding, bind, layer_tensors
 from trainplan.runtime.kernels import KERNELS
-from trainplan.runtime.kernels.base import LayerCtx
+from trainplan.runtime.kernels.base import LayerCtx, flat
+from trainplan.runtime.kernels.parallel import run_lanes, split
+from trainplan.runtime.kernels.threads import BLAS, ThreadPolicy
 from trainplan.runtime.optimizers import Hyper, apply_gradient
 
 
@@ -46,7 +51,8 @@ class Executor:
 
     def __init__(self, graph: nx.DiGraph, eo: ExecutionOrder, layout, *, optimizer: str,
                  hyper: Hyper, seed: int = 0, before_eo: Callable | None = None,
-                 after_eo: Callable | None = None, full_context: bool = False):
+                 after_eo: Callable | None = None, full_context: bool = False,
+                 threads: int | None = None):
         self.graph, self.eo, self.layout = graph, eo, layout
         self.optimizer, self.hyper = optimizer, hyper
         self.rng = np.random.default_rng(seed)
@@ -60,6 +66,13 @@ class Executor:
         self.bindings = {op: bind(graph, op, layers[graph.nodes[op]["layer"]],
                                   own.get(graph.nodes[op]["layer"], set()))
                          for ops in self.ops_at for op in ops}
+        self.policy = ThreadPolicy(pinned=threads)
+        nodes = graph.nodes
+        self.op_work = {op: (float(nodes[op]["flops"]),
+                             float(sum(nodes[t]["nbytes"] for t in (*graph.pred[op],
+                                                                    *graph.succ[op]))))
+                        for op in self.bindings}
+        self.threads_at = [0] * eo.n_eo  # the most threads an op of each EO got last time
         self._static = not hasattr(layout, "pieces")
         self._ctx_cache: dict[str, LayerCtx] = {}
         self.feeds: dict[int, list[tuple[str, np.ndarray]]] = {}
@@ -101,11 +114,13 @@ class Executor:
         evaluation) over the data given to ``feed_at``."""
         self.step_count += last_eo is None
         result = StepResult(0.0, 0, 0)
+        BLAS.sync()  # someone may have changed it since the last iteration
         for e, ops in enumerate(self.ops_at[: None if last_eo is None else last_eo + 1]):
             if self.before_eo:
                 self.before_eo(e)
             for t, values in self.feeds.get(e, ()):
                 self.layout.view(t, e)[...] = values
+            self.threads_at[e] = 0
             for op in ops:
                 try:
                     self._run(self.bindings[op], e, result)
@@ -117,15 +132,20 @@ class Executor:
 
     def _run(self, b: Binding, e: int, result: StepResult) -> None:
         ctx = self.context(b, e)
+        threads = self.policy.threads_for(*self.op_work[b.op])
+        self.threads_at[e] = max(self.threads_at[e], threads)
         if b.step == "apply_gradient":
+            BLAS.set(1)
             for w, grad in ctx.weight_grads.items():
                 states = {s: self.layout.view(t, e) for s, t in b.states.get(w, {}).items()}
-                apply_gradient(self.optimizer, ctx.weights[w], grad, states, self.hyper,
-                               step=self.step_count)
+                self._update(ctx.weights[w], grad, states, threads)
             return
-        kernel = getattr(KERNELS[b.layer["type"]], b.step)
+        spec = KERNELS[b.layer["type"]]
+        kernel = getattr(spec, b.step)
         if kernel is None:
             return
+        BLAS.set(threads if spec.blas else 1)
+        ctx.threads = threads
         value = kernel(ctx)
         if b.layer["is_loss"] and b.step == "forward":
             result.loss += float(value)
@@ -133,3 +153,17 @@ class Executor:
             if probs.shape == label.shape and probs.shape[-1] > 1:
                 result.correct += int((probs.argmax(-1) == label.argmax(-1)).sum())
                 result.samples += int(np.prod(probs.shape[:-1]))
+
+    def _update(self, weight: np.ndarray, grad: np.ndarray, states: dict[str, np.ndarray],
+                threads: int) -> None:
+        """The optimizer's element-wise update, in lanes of the weight's elements."""
+        w, g = flat(weight), flat(grad)
+        st = {k: flat(v) for k, v in states.items()}
+        lanes = split(w.size)
+
+        def lane(k: int) -> None:
+            s = lanes[k]
+            apply_gradient(self.optimizer, w[s], g[s], {n: v[s] for n, v in st.items()},
+                           self.hyper, step=self.step_count)
+
+        run_lanes(lane, threads)

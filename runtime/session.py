@@ -35,6 +35,7 @@ class SessionOptions:
     swap_dir: str | None = None
     order: str = "nntrainer"
     swap_through: bool = False  # swapped bytes leave the page cache too (runtime/swapio.py)
+    threads: int | None = None  # per op; None: as the load allows (runtime/kernels/threads.py)
 
 
 class Session:
@@ -61,7 +62,7 @@ class Session:
         self.executor = Executor(graph, self.eo, self.layout, optimizer=graph.graph["optimizer"],
                                  hyper=Hyper(learning_rate=options.learning_rate),
                                  seed=options.seed, full_context=options.planner is None,
-                                 **hooks)
+                                 threads=options.threads, **hooks)
         for root in self.persistent:
             self.store(root, initial_value(graph, root, options.seed))
 

@@ -5,18 +5,23 @@ from trainplan.planner.layers.base import (
     AG, CD, CG, F, Helper, LayerSpec, Realised, Weight, pair, positive, register,
 )
 
-
 # im2col runs on chunks of samples: enough columns per matrix product for BLAS to run near its
 # peak and for the filter gradient to be summed over few chunks, within a bounded workspace.
 COL_MIN_COLUMNS = 1024
 COL_BUDGET_BYTES = 1 << 20
+# The runtime cuts forward and calc_derivative into this many lanes of samples, each with its
+# own chunk workspace (the column budget shared among them), so that as many threads can run
+# them; the count is fixed, so the results are the same bits on any number of threads.
+LANES = 2
 
 
-def conv_chunk(batch: int, rows: int, cols: int) -> int:
-    """Samples per im2col chunk for a (rows, cols) per-sample column matrix."""
+def conv_chunk(batch: int, rows: int, cols: int, lanes: int = 1) -> int:
+    """Samples per im2col chunk for a (rows, cols) per-sample column matrix, in one of
+    ``lanes`` lanes of samples sharing the column budget."""
+    lane_batch = -(-batch // lanes)
     by_cols = -(-COL_MIN_COLUMNS // cols)
-    by_bytes = COL_BUDGET_BYTES // (4 * rows * cols)
-    return max(1, min(batch, max(by_cols, by_bytes)))
+    by_bytes = COL_BUDGET_BYTES // lanes // (4 * rows * cols)
+    return max(1, min(lane_batch, max(by_cols, by_bytes)))
 
 
 def padding(value, kernel, dilation, name):
@@ -64,16 +69,18 @@ def realise_conv2d(inputs, props, compat):
         weights["bias"] = Weight((filters,), read_at_derivative=False)
     mac = b * filters * oh * ow * (c // groups) * k[0] * k[1]
     pointwise = (k, s, p) == ((1, 1), (1, 1), (0, 0))
-    helpers = [] if compat else _conv_helpers(b, c * k[0] * k[1], oh * ow, weights["filter"],
+    rows, cols = c * k[0] * k[1], oh * ow
+    helpers = [] if compat else _conv_helpers(b, rows, cols, weights["filter"],
                                               pointwise=pointwise)
     # im2col (forward, calc_gradient) and col2im (calc_derivative) copy one output row of
     # every (sample, channel, tap) — unless the input itself is the column matrix
-    direct = pointwise and conv_chunk(b, c, oh * ow) == 1
-    rows = 0 if direct else b * c * k[0] * k[1] * oh
+    copied = b * c * k[0] * k[1] * oh
+    gathers = {step: 0 if pointwise and conv_chunk(b, rows, cols, lanes) == 1 else copied
+               for step, lanes in ((F, LANES), (CG, 1), (CD, LANES))}
     return Realised(
         outputs=[(b, filters, oh, ow)], weights=weights, helpers=helpers,
         flops={F: 2 * mac, CG: 2 * mac, CD: 2 * mac}, input_steps=frozenset({F, CG}),
-        gather_rows={F: rows, CG: rows, CD: rows},
+        gather_rows=gathers,
     )
 
 
@@ -84,18 +91,23 @@ def _conv_helpers(batch, rows, cols, filt, pointwise):
     columns (rows, chunk, cols) — unless the convolution is pointwise and a chunk is one
     sample, when the input itself is the column matrix — and, when a chunk has several
     samples, the output (forward) or output gradient (backward) laid out (filters, chunk, cols).
-    calc_gradient sums chunks after the first through a partial filter gradient.
+    Forward and calc_derivative run ``LANES`` lanes of samples, each with its own chunk
+    workspace (a leading lane axis); calc_gradient sums over all samples, so it splits each
+    chunk's work by channels instead and has one workspace, summing the chunks after the first
+    through a partial filter gradient.
     """
-    g = conv_chunk(batch, rows, cols)
     helpers = []
     for step in (F, CG, CD):
+        lanes = 1 if step == CG else LANES
+        g = conv_chunk(batch, rows, cols, lanes)
+        lead = () if step == CG else (LANES,)
         if not (pointwise and g == 1):
-            helpers.append(Helper(f"col_{step}", (rows, g, cols), (step,)))
+            helpers.append(Helper(f"col_{step}", (*lead, rows, g, cols), (step,)))
         if g > 1:
             name = "out_t_forward" if step == F else f"grad_t_{step}"
-            helpers.append(Helper(name, (filt.shape[0], g, cols), (step,)))
-    if g < batch:
-        helpers.append(Helper("filter_grad_part", filt.shape, (CG,)))
+            helpers.append(Helper(name, (*lead, filt.shape[0], g, cols), (step,)))
+        if step == CG and g < batch:
+            helpers.append(Helper("filter_grad_part", filt.shape, (CG,)))
     return helpers
 
 

@@ -5,7 +5,8 @@ writes its results into the arrays it is given (``out=``, slice assignment), nev
 and allocates nothing tensor-sized: a temporary it needs is a helper tensor declared by the
 layer (planner/layers), or a bounded slice of at most ``CHUNK`` elements (``chunks``), or a
 per-row / per-channel vector. Kernels are dtype-generic (float32 in the runtime, float64 in the
-gradient checks).
+gradient checks). A kernel may use ``ctx.threads`` threads by cutting its work into the fixed
+lanes of runtime/kernels/parallel.py, so its bits do not depend on the thread count.
 
 In-place layers (graph record ``inplace != 'none'``): ``outputs[0]`` may be the same memory as
 ``inputs[0]`` and, in backward, ``in_derivs[0]`` the same memory as ``out_grads[0]`` (multiout
@@ -43,6 +44,8 @@ class LayerCtx:
     label: np.ndarray | None = None
     training: bool = True
     rng: np.random.Generator | None = None
+    threads: int = 1  # threads the step may use (runtime/kernels/threads.py decides per op)
+    memo: dict = field(default_factory=dict, repr=False)  # per-layer facts a kernel derives once
 
     def helper(self, name: str) -> np.ndarray:
         """A declared helper tensor; KernelError names the layer and helper when missing."""
@@ -59,11 +62,14 @@ Kernel = Callable[[LayerCtx], "float | None"]
 
 @dataclass(frozen=True)
 class KernelSpec:
-    """The three steps of one layer type; a backward step is None when the layer has none."""
+    """The three steps of one layer type; a backward step is None when the layer has none.
+    ``blas``: the steps are BLAS products that use the op's threads themselves (otherwise the
+    kernel runs lanes on them, BLAS single-threaded inside)."""
 
     forward: Kernel
     calc_gradient: Kernel | None = None
     calc_derivative: Kernel | None = None
+    blas: bool = False
 
 
 KERNELS: dict[str, KernelSpec] = {}

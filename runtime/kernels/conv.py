@@ -3,9 +3,12 @@
 Convolution is im2col plus one BLAS product per chunk of samples, the chunk's samples side by
 side in the columns. The chunk size is read off the declared column helpers
 (planner/layers/conv.py ``conv_chunk``), so the runtime and the plan agree on the workspace.
-Forward: Y = W · col(x), written back sample-major. calc_gradient: dW = Σ_chunks dY · colᵀ, the
-chunks after the first through a partial helper, added in order. calc_derivative: col = Wᵀ · dY,
-then col2im sums the columns back onto dx tap by tap.
+Forward: Y = W · col(x), written back sample-major. calc_derivative: col = Wᵀ · dY, then col2im
+sums the columns back onto dx tap by tap. Both run ``LANES`` lanes of samples, each lane its
+chunks in its own workspace (the helpers' leading axis). calc_gradient: dW = Σ_chunks dY · colᵀ
+over all samples, the chunks after the first through a partial helper, added in order; its
+lanes split each chunk by channels (or groups): each lane gathers its channels' columns and
+computes its own columns of dW.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ import numpy as np
 from trainplan.planner.layers.base import pair
 from trainplan.planner.layers.conv import padding
 from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, chunks, flat, register, view
-from trainplan.runtime.kernels.windows import Tap, col2im, im2col, taps
+from trainplan.runtime.kernels.parallel import LANES, run_lanes, split
+from trainplan.runtime.kernels.windows import (
+    Shift, Tap, col2im, im2col, shifts, taps, unpadded, window_view,
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,7 @@ class ConvGeom:
     kernel: tuple[int, int]
     out: tuple[int, int]
     taps: tuple[Tap, ...]
+    shifts: tuple[Shift, ...] | None
     pointwise: bool
 
     @property
@@ -42,16 +49,21 @@ class ConvGeom:
 
 
 def _geom(ctx: LayerCtx) -> ConvGeom:
-    b, c, h, w = ctx.inputs[0].shape
-    f, cg, kh, kw = ctx.weights["filter"].shape
-    oh, ow = ctx.outputs[0].shape[2:]
-    props = ctx.props
-    s = pair(props.get("stride", 1))
-    d = pair(props.get("dilation", 1))
-    p = padding(props.get("padding", 0), (kh, kw), d, props.get("name", "conv2d"))
-    pointwise = (kh, kw) == (1, 1) and s == (1, 1) and p == (0, 0)
-    return ConvGeom(b, c, f, c // cg, (kh, kw), (oh, ow), taps((h, w), (oh, ow), (kh, kw), s, p, d),
-                    pointwise)
+    """The layer's geometry, derived once per context."""
+    geom = ctx.memo.get("conv")
+    if geom is None:
+        b, c, h, w = ctx.inputs[0].shape
+        f, cg, kh, kw = ctx.weights["filter"].shape
+        oh, ow = ctx.outputs[0].shape[2:]
+        props = ctx.props
+        s = pair(props.get("stride", 1))
+        d = pair(props.get("dilation", 1))
+        p = padding(props.get("padding", 0), (kh, kw), d, props.get("name", "conv2d"))
+        pointwise = (kh, kw) == (1, 1) and s == (1, 1) and p == (0, 0)
+        tap_list = taps((h, w), (oh, ow), (kh, kw), s, p, d)
+        geom = ctx.memo["conv"] = ConvGeom(b, c, f, c // cg, (kh, kw), (oh, ow), tap_list,
+                                           shifts(tap_list, (h, w), (oh, ow)), pointwise)
+    return geom
 
 
 def _prefix(buf: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -59,12 +71,18 @@ def _prefix(buf: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return view(flat(buf)[:math.prod(shape)], shape)
 
 
-def _chunks(ctx: LayerCtx, g: ConvGeom, step: str):
-    """Sample ranges of the step's chunks (the size is the column helper's)."""
+def _chunk_size(ctx: LayerCtx, g: ConvGeom, step: str) -> int:
+    """Samples per chunk of the step (the column helper's; 1 when the input is the columns)."""
     col = ctx.helpers.get(f"col_{step}")
-    size = col.shape[1] if col is not None else 1 if g.pointwise else ctx.helper(f"col_{step}")
-    for n0 in range(0, g.batch, size):
-        yield n0, min(g.batch, n0 + size)
+    if col is None:
+        return 1 if g.pointwise else ctx.helper(f"col_{step}").shape[-2]  # KernelError
+    return col.shape[-2]
+
+
+def _ranges(samples: slice, size: int):
+    """(n0, n1) chunks of ``size`` samples over a lane's samples."""
+    for n0 in range(samples.start, samples.stop, size):
+        yield n0, min(samples.stop, n0 + size)
 
 
 def _col6(buf: np.ndarray, g: ConvGeom, n: int) -> np.ndarray:
@@ -72,25 +90,44 @@ def _col6(buf: np.ndarray, g: ConvGeom, n: int) -> np.ndarray:
     return _prefix(buf, (g.channels, *g.kernel, n, *g.out)).transpose(3, 0, 1, 2, 4, 5)
 
 
-def _columns(ctx: LayerCtx, g: ConvGeom, step: str, n0: int, n1: int) -> np.ndarray:
-    """The chunk's column matrix (groups, rows, n * cols), im2col'd into the step's helper."""
+def _windows(ctx: LayerCtx, g: ConvGeom) -> np.ndarray | None:
+    """The input's windows (n, c, kh, kw, oh, ow) when no tap is padded, made once per input
+    array."""
     x = ctx.inputs[0]
-    col = ctx.helpers.get(f"col_{step}")
-    if col is None:  # pointwise, one sample per chunk: the input is the column matrix
+    made = ctx.memo.get("windows")
+    if made is None or made[0] is not x:
+        made = ctx.memo["windows"] = (
+            x, window_view(x, g.taps, (*g.kernel, *g.out)) if unpadded(g.taps) else None)
+    return made[1]
+
+
+def _columns(ctx: LayerCtx, col: np.ndarray | None, g: ConvGeom, n0: int, n1: int,
+             channels: slice = slice(None)) -> np.ndarray:
+    """The chunk's column matrix (groups, rows, n * cols), im2col'd (the ``channels`` only)
+    into ``col`` — or, pointwise one sample at a time (``col`` None), the input itself."""
+    x = ctx.inputs[0]
+    if col is None:
         return view(x[n0], (g.groups, g.rows, g.cols))
-    im2col(x[n0:n1], _col6(col, g, n1 - n0), g.taps)
+    windows = _windows(ctx, g)
+    im2col(x[n0:n1, channels], _col6(col, g, n1 - n0)[:, channels], g.taps, g.shifts,
+           None if windows is None else windows[n0:n1, channels])
     return _prefix(col, (g.groups, g.rows, (n1 - n0) * g.cols))
 
 
-def _grads(ctx: LayerCtx, g: ConvGeom, step: str, n0: int, n1: int) -> np.ndarray:
-    """The chunk's output gradient as (groups, filters / groups, n * cols)."""
+def _transposed(dy3: np.ndarray, buf: np.ndarray | None, g: ConvGeom, n0: int, n1: int,
+                filters: slice = slice(None)) -> np.ndarray:
+    """The chunk's output gradient as (groups, filters / groups, n * cols); several samples
+    are copied (the ``filters`` only) into ``buf`` laid out (filters, n, cols)."""
     fg = g.filters // g.groups
-    dy3 = view(ctx.out_grads[0], (g.batch, g.filters, g.cols))
     if n1 - n0 == 1:
         return view(dy3[n0], (g.groups, fg, g.cols))
-    buf = _prefix(ctx.helper(f"grad_t_{step}"), (g.filters, n1 - n0, g.cols))
-    np.copyto(buf, dy3[n0:n1].transpose(1, 0, 2))
-    return view(buf, (g.groups, fg, (n1 - n0) * g.cols))
+    out = _prefix(buf, (g.filters, n1 - n0, g.cols))
+    np.copyto(out[filters], dy3[n0:n1, filters].transpose(1, 0, 2))
+    return view(out, (g.groups, fg, (n1 - n0) * g.cols))
+
+
+def _lane(helper: np.ndarray | None, lane: int) -> np.ndarray | None:
+    return None if helper is None else helper[lane]
 
 
 def conv_forward(ctx: LayerCtx) -> None:
@@ -98,16 +135,40 @@ def conv_forward(ctx: LayerCtx) -> None:
     fg = g.filters // g.groups
     w3 = view(ctx.weights["filter"], (g.groups, fg, g.rows))
     y3 = view(ctx.outputs[0], (g.batch, g.filters, g.cols))
-    for n0, n1 in _chunks(ctx, g, "forward"):
-        cols = _columns(ctx, g, "forward", n0, n1)
-        if n1 - n0 == 1:
-            np.matmul(w3, cols, out=view(y3[n0], (g.groups, fg, g.cols)))
-            continue
-        out_t = _prefix(ctx.helper("out_t_forward"), (g.groups, fg, (n1 - n0) * g.cols))
-        np.matmul(w3, cols, out=out_t)
-        np.copyto(y3[n0:n1], view(out_t, (g.filters, n1 - n0, g.cols)).transpose(1, 0, 2))
-    if "bias" in ctx.weights:
-        y3 += ctx.weights["bias"][:, None]
+    size = _chunk_size(ctx, g, "forward")
+    col, out_t = ctx.helpers.get("col_forward"), ctx.helpers.get("out_t_forward")
+    bias = ctx.weights.get("bias")
+    lanes = split(g.batch, LANES)
+
+    def lane(k: int) -> None:
+        for n0, n1 in _ranges(lanes[k], size):
+            cols = _columns(ctx, _lane(col, k), g, n0, n1)
+            if n1 - n0 == 1:
+                np.matmul(w3, cols, out=view(y3[n0], (g.groups, fg, g.cols)))
+            else:
+                buf = _prefix(out_t[k], (g.groups, fg, (n1 - n0) * g.cols))
+                np.matmul(w3, cols, out=buf)
+                np.copyto(y3[n0:n1], view(buf, (g.filters, n1 - n0, g.cols)).transpose(1, 0, 2))
+            if bias is not None:
+                y3[n0:n1] += bias[:, None]
+
+    run_lanes(lane, ctx.threads)
+
+
+def _channel_lanes(g: ConvGeom) -> list[tuple[slice, slice, tuple]]:
+    """calc_gradient's lanes: (input channels, their column rows, their index into the
+    (groups, filters / groups, rows) filter gradient); whole groups when grouped."""
+    kk = g.kernel[0] * g.kernel[1]
+    out = []
+    if g.groups > 1:
+        per = g.channels // g.groups
+        for s in split(g.groups):
+            out.append((slice(s.start * per, s.stop * per), slice(None), (s,)))
+    else:
+        for s in split(g.channels):
+            rows = slice(s.start * kk, s.stop * kk)
+            out.append((s, rows, (slice(None), slice(None), rows)))
+    return out
 
 
 def conv_calc_gradient(ctx: LayerCtx) -> None:
@@ -118,42 +179,77 @@ def conv_calc_gradient(ctx: LayerCtx) -> None:
     if "filter" not in ctx.weight_grads:
         return
     dw3 = view(ctx.weight_grads["filter"], (g.groups, g.filters // g.groups, g.rows))
-    for k, (n0, n1) in enumerate(_chunks(ctx, g, "calc_gradient")):
-        cols = _columns(ctx, g, "calc_gradient", n0, n1)
-        grads = _grads(ctx, g, "calc_gradient", n0, n1)
-        target = dw3 if k == 0 else view(ctx.helper("filter_grad_part"), dw3.shape)
-        np.matmul(grads, cols.transpose(0, 2, 1), out=target)
-        if k:
-            dw3 += target
+    part = ctx.helpers.get("filter_grad_part")
+    col, grad_t = ctx.helpers.get("col_calc_gradient"), ctx.helpers.get("grad_t_calc_gradient")
+    size = _chunk_size(ctx, g, "calc_gradient")
+    filter_lanes, channel_lanes = split(g.filters), _channel_lanes(g)
+    for k, (n0, n1) in enumerate(_ranges(slice(0, g.batch), size)):
+        if n1 - n0 > 1:  # every lane needs every filter's gradient: transpose them first
+            run_lanes(lambda i, n0=n0, n1=n1: _transposed(dy3, grad_t, g, n0, n1,
+                                                          filter_lanes[i]), ctx.threads)
+        grads = _transposed_view(dy3, grad_t, g, n0, n1)
+
+        def lane(i: int, k=k, n0=n0, n1=n1, grads=grads) -> None:
+            channels, rows, index = channel_lanes[i]
+            cols = _columns(ctx, col, g, n0, n1, channels)
+            target = dw3 if k == 0 else view(part, dw3.shape)
+            np.matmul(grads[index[:1]], cols[index[:1] + (rows,)].transpose(0, 2, 1),
+                      out=target[index])
+            if k:
+                dw3[index] += target[index]
+
+        run_lanes(lane, ctx.threads)
+
+
+def _transposed_view(dy3: np.ndarray, buf: np.ndarray | None, g: ConvGeom, n0: int,
+                     n1: int) -> np.ndarray:
+    """The chunk's output gradient (groups, filters / groups, n * cols) once transposed."""
+    fg = g.filters // g.groups
+    if n1 - n0 == 1:
+        return view(dy3[n0], (g.groups, fg, g.cols))
+    return view(_prefix(buf, (g.filters, n1 - n0, g.cols)), (g.groups, fg, (n1 - n0) * g.cols))
 
 
 def conv_calc_derivative(ctx: LayerCtx) -> None:
     g = _geom(ctx)
     dx = ctx.in_derivs[0]
+    dy3 = view(ctx.out_grads[0], (g.batch, g.filters, g.cols))
     w3t = view(ctx.weights["filter"], (g.groups, g.filters // g.groups, g.rows))
     w3t = w3t.transpose(0, 2, 1)
-    col = ctx.helpers.get("col_calc_derivative")
-    for n0, n1 in _chunks(ctx, g, "calc_derivative"):
-        grads = _grads(ctx, g, "calc_derivative", n0, n1)
-        if col is None:
-            np.matmul(w3t, grads, out=view(dx[n0], (g.groups, g.rows, g.cols)))
-            continue
-        np.matmul(w3t, grads, out=_prefix(col, (g.groups, g.rows, (n1 - n0) * g.cols)))
-        col2im(_col6(col, g, n1 - n0), dx[n0:n1], g.taps)
+    col, grad_t = ctx.helpers.get("col_calc_derivative"), ctx.helpers.get(
+        "grad_t_calc_derivative")
+    size = _chunk_size(ctx, g, "calc_derivative")
+    lanes = split(g.batch, LANES)
+
+    def lane(k: int) -> None:
+        for n0, n1 in _ranges(lanes[k], size):
+            grads = _transposed(dy3, _lane(grad_t, k), g, n0, n1)
+            if col is None:
+                np.matmul(w3t, grads, out=view(dx[n0], (g.groups, g.rows, g.cols)))
+                continue
+            np.matmul(w3t, grads, out=_prefix(col[k], (g.groups, g.rows, (n1 - n0) * g.cols)))
+            col2im(_col6(col[k], g, n1 - n0), dx[n0:n1], g.taps, g.shifts)
+
+    run_lanes(lane, ctx.threads)
 
 
-# --- pooling: window by window over (batch x channel) planes, in bounded row chunks ---------
+# --- pooling: window by window over (batch x channel) planes, in lanes of planes -----------
 
 def _pool_setup(ctx: LayerCtx) -> tuple[str, tuple[Tap, ...]]:
-    props = ctx.props
-    kind = str(props.get("pooling", "max")).lower()
-    if kind.startswith("global"):
-        return kind, ()
-    h, w = ctx.inputs[0].shape[2:]
-    k = pair(props.get("pool_size", 2))
-    s = pair(props.get("stride", 1))
-    p = padding(props.get("padding", 0), k, (1, 1), props.get("name", "pooling2d"))
-    return kind, taps((h, w), ctx.outputs[0].shape[2:], k, s, p)
+    setup = ctx.memo.get("pool")
+    if setup is None:
+        props = ctx.props
+        kind = str(props.get("pooling", "max")).lower()
+        if kind.startswith("global"):
+            setup = kind, ()
+        else:
+            h, w = ctx.inputs[0].shape[2:]
+            k = pair(props.get("pool_size", 2))
+            s = pair(props.get("stride", 1))
+            p = padding(props.get("padding", 0), k, (1, 1), props.get("name", "pooling2d"))
+            setup = kind, taps((h, w), ctx.outputs[0].shape[2:], k, s, p)
+        ctx.memo["pool"] = setup
+    return setup
 
 
 def _planes(a: np.ndarray) -> np.ndarray:
@@ -170,6 +266,23 @@ def pool_forward(ctx: LayerCtx) -> None:
     """Max (first maximum wins), average (padding counts as zeros) or global pooling."""
     kind, tap_list = _pool_setup(ctx)
     x, y = _planes(ctx.inputs[0]), _planes(ctx.outputs[0])
+    arg = _argmax(ctx) if kind in ("max", "global_max") else None
+    lanes = split(y.shape[0])
+
+    def lane(k: int) -> None:
+        for s in _plane_chunks(lanes[k], y[0].size):
+            _pool_forward_planes(kind, tap_list, x[s], y[s], None if arg is None else arg[s])
+
+    run_lanes(lane, ctx.threads)
+
+
+def _plane_chunks(planes: slice, per_plane: int):
+    for s in chunks(planes.stop - planes.start, per_plane):
+        yield slice(planes.start + s.start, planes.start + s.stop)
+
+
+def _pool_forward_planes(kind: str, tap_list, x: np.ndarray, y: np.ndarray,
+                         arg: np.ndarray | None) -> None:
     if kind.startswith("global"):
         x2, y1 = view(x, (x.shape[0], -1)), flat(y)
         if kind == "global_average":
@@ -177,7 +290,7 @@ def pool_forward(ctx: LayerCtx) -> None:
             y1 *= 1.0 / x2.shape[1]
         else:
             np.max(x2, axis=1, out=y1)
-            flat(_argmax(ctx))[...] = np.argmax(x2, axis=1)
+            flat(arg)[...] = np.argmax(x2, axis=1)
         return
     if kind == "average":
         y[...] = 0
@@ -186,9 +299,7 @@ def pool_forward(ctx: LayerCtx) -> None:
                 y[:, t.out_rows, t.out_cols] += x[:, t.in_rows, t.in_cols]
         y *= 1.0 / len(tap_list)
         return
-    arg = _argmax(ctx)
-    for s in chunks(y.shape[0], y[0].size):
-        _max_chunk(x[s], y[s], arg[s], tap_list)
+    _max_chunk(x, y, arg, tap_list)
 
 
 def _max_chunk(x: np.ndarray, y: np.ndarray, arg: np.ndarray, tap_list) -> None:
@@ -213,13 +324,25 @@ def pool_calc_derivative(ctx: LayerCtx) -> None:
     """Each output gradient goes back to its window's maximum, or spread over the window."""
     kind, tap_list = _pool_setup(ctx)
     dy, dx = _planes(ctx.out_grads[0]), _planes(ctx.in_derivs[0])
+    arg = _argmax(ctx) if kind in ("max", "global_max") else None
+    lanes = split(dy.shape[0])
+
+    def lane(k: int) -> None:
+        for s in _plane_chunks(lanes[k], dy[0].size):
+            _pool_back_planes(kind, tap_list, dy[s], dx[s], None if arg is None else arg[s])
+
+    run_lanes(lane, ctx.threads)
+
+
+def _pool_back_planes(kind: str, tap_list, dy: np.ndarray, dx: np.ndarray,
+                      arg: np.ndarray | None) -> None:
     if kind.startswith("global"):
         dx2, dy1 = view(dx, (dx.shape[0], -1)), view(dy, (dy.shape[0], 1))
         if kind == "global_average":
             np.multiply(dy1, 1.0 / dx2.shape[1], out=dx2)
         else:
             dx2[...] = 0
-            index = view(_argmax(ctx), (dx2.shape[0], 1)).astype(np.intp)
+            index = view(arg, (dx2.shape[0], 1)).astype(np.intp)
             np.put_along_axis(dx2, index, dy1, axis=1)
         return
     dx[...] = 0
@@ -229,13 +352,11 @@ def pool_calc_derivative(ctx: LayerCtx) -> None:
                 dx[:, t.in_rows, t.in_cols] += dy[:, t.out_rows, t.out_cols]
         dx *= 1.0 / len(tap_list)
         return
-    arg = _argmax(ctx)
-    for s in chunks(dy.shape[0], dy[0].size):
-        for index, t in enumerate(tap_list):
-            if t.empty:
-                continue
-            hit = arg[s, t.out_rows, t.out_cols] == index
-            dx[s, t.in_rows, t.in_cols] += dy[s, t.out_rows, t.out_cols] * hit
+    for index, t in enumerate(tap_list):
+        if t.empty:
+            continue
+        hit = arg[:, t.out_rows, t.out_cols] == index
+        dx[:, t.in_rows, t.in_cols] += dy[:, t.out_rows, t.out_cols] * hit
 
 
 register("conv2d", KernelSpec(conv_forward, conv_calc_gradient, conv_calc_derivative))

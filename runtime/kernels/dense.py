@@ -58,5 +58,6 @@ def _ids(ctx: LayerCtx, ids: np.ndarray, vocab: int) -> np.ndarray:
 
 
 register("input", KernelSpec(input_forward))
-register("fully_connected", KernelSpec(fc_forward, fc_calc_gradient, fc_calc_derivative))
+register("fully_connected", KernelSpec(fc_forward, fc_calc_gradient, fc_calc_derivative,
+                                       blas=True))
 register("embedding", KernelSpec(embedding_forward, embedding_calc_gradient))

@@ -196,5 +196,7 @@ def lstm_calc_derivative(ctx: LayerCtx) -> None:
               out=rows(ctx.in_derivs[0]))
 
 
-register("multi_head_attention", KernelSpec(mha_forward, mha_calc_gradient, mha_calc_derivative))
-register("lstm", KernelSpec(lstm_forward, lstm_calc_gradient, lstm_calc_derivative))
+register("multi_head_attention", KernelSpec(mha_forward, mha_calc_gradient, mha_calc_derivative,
+                                            blas=True))
+register("lstm", KernelSpec(lstm_forward, lstm_calc_gradient, lstm_calc_derivative,
+                            blas=True))

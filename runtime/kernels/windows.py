@@ -3,6 +3,11 @@
 A tap (i, j) of a kernel with stride s, padding p and dilation d pairs output position o with
 input position ``o * s - p + i * d``. Each tap knows the block of outputs whose input is inside
 the plane, so padding is never materialised: out-of-plane columns are zeros.
+
+When the stride is 1 and output rows are as wide as input rows (a "same" convolution), a tap is
+one shift of the whole flattened plane: im2col copies one contiguous run per (sample, channel,
+tap) and then zeroes the few out-of-plane elements (whole rows at the top or bottom, a column
+strip at the sides), instead of one short copy per output row; col2im adds back the same way.
 """
 
 from __future__ import annotations
@@ -57,10 +62,50 @@ def taps(plane: tuple[int, int], out: tuple[int, int], kernel: tuple[int, int],
     return tuple(result)
 
 
-def im2col(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...]) -> None:
-    """Columns of ``x`` (n, c, h, w) into ``col`` viewed (n, c, kh, kw, oh, ow)."""
-    if _unpadded(tap_list):  # every window inside the plane: one strided copy
-        np.copyto(col, _windows(x, tap_list, col.shape[2:]))
+@dataclass(frozen=True)
+class Shift:
+    """A tap as a shift of flattened planes: output positions [start, stop) read input positions
+    ``offset`` further on; out-of-plane outputs are [0, start), [stop, end) and the column strips
+    ``left`` and ``right`` of rows ``rows`` (in between, the run wraps round row ends)."""
+
+    tap: Tap
+    start: int
+    stop: int
+    offset: int
+    rows: slice
+    left: slice
+    right: slice
+
+
+def shifts(tap_list: tuple[Tap, ...], plane: tuple[int, int],
+           out: tuple[int, int]) -> tuple[Shift, ...] | None:
+    """Every tap as a Shift, or None unless the stride is 1 and the output rows are as wide as
+    the input rows (then output (r, q) reads input (r + dr, q + dc) for the tap's fixed dr, dc,
+    one flat offset)."""
+    if out[1] != plane[1] or any(
+            not t.empty and (t.in_rows.step != 1 or t.in_cols.step != 1) for t in tap_list):
+        return None
+    width, result = plane[1], []
+    for t in tap_list:
+        if t.empty:
+            result.append(Shift(t, 0, 0, 0, slice(0, 0), slice(0, 0), slice(0, 0)))
+            continue
+        r0, r1, c0, c1 = t.out_rows.start, t.out_rows.stop, t.out_cols.start, t.out_cols.stop
+        offset = (t.in_rows.start - r0) * width + (t.in_cols.start - c0)
+        result.append(Shift(t, r0 * width + c0, (r1 - 1) * width + c1, offset, slice(r0, r1),
+                            slice(0, c0), slice(c1, out[1])))
+    return tuple(result)
+
+
+def im2col(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...],
+           plan: tuple[Shift, ...] | None = None, windows: np.ndarray | None = None) -> None:
+    """Columns of ``x`` (n, c, h, w) into ``col`` viewed (n, c, kh, kw, oh, ow); ``plan``: the
+    taps' ``shifts`` when there are; ``windows``: ``window_view(x)`` when already made."""
+    if unpadded(tap_list):  # every window inside the plane: one strided copy
+        np.copyto(col, window_view(x, tap_list, col.shape[2:]) if windows is None else windows)
+        return
+    if plan is not None:
+        _im2col_shifted(x, col, plan)
         return
     for t in tap_list:
         dst = col[:, :, t.i, t.j]
@@ -72,12 +117,37 @@ def im2col(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...]) -> None:
             dst[:, :, rows, cols] = 0
 
 
-def _unpadded(tap_list: tuple[Tap, ...]) -> bool:
+def _flat(a: np.ndarray) -> np.ndarray:
+    """(n, c, rows, cols) with contiguous planes as (n, c, rows * cols), a view (ValueError
+    if the planes are not contiguous)."""
+    n, c, h, w = a.shape
+    flat = a.view()
+    flat.shape = (n, c, h * w)
+    return flat
+
+
+def _im2col_shifted(x: np.ndarray, col: np.ndarray, plan: tuple[Shift, ...]) -> None:
+    src, size = _flat(x), col.shape[4] * col.shape[5]
+    for sh in plan:
+        dst4 = col[:, :, sh.tap.i, sh.tap.j]
+        dst = _flat(dst4)
+        dst[:, :, sh.start:sh.stop] = src[:, :, sh.start + sh.offset:sh.stop + sh.offset]
+        dst[:, :, :sh.start] = 0
+        dst[:, :, sh.stop:size] = 0
+        for strip in (sh.left, sh.right):
+            if strip.stop > strip.start:
+                dst4[:, :, sh.rows, strip] = 0
+
+
+def unpadded(tap_list: tuple[Tap, ...]) -> bool:
     return all(not t.empty and not t.borders for t in tap_list)
 
 
-def _windows(x: np.ndarray, tap_list: tuple[Tap, ...], shape: tuple[int, ...]) -> np.ndarray:
-    """A (n, c, kh, kw, oh, ow) view of x's windows (no copy), for an unpadded kernel."""
+def window_view(x: np.ndarray, tap_list: tuple[Tap, ...],
+                shape: tuple[int, ...]) -> np.ndarray:
+    """A (n, c, kh, kw, oh, ow) view of x's windows (no copy), for an unpadded kernel. Make it
+    once per array and slice it: making it reads ``__array_interface__``, which has been seen
+    to allocate megabytes inside a long-running process."""
     kh, kw, oh, ow = shape
     first, last = tap_list[0], tap_list[-1]
     dil = ((last.in_rows.start - first.in_rows.start) // max(kh - 1, 1),
@@ -89,11 +159,13 @@ def _windows(x: np.ndarray, tap_list: tuple[Tap, ...], shape: tuple[int, ...]) -
     return windows[:, :, :oh, :ow].transpose(0, 1, 4, 5, 2, 3)
 
 
-def col2im(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...]) -> None:
+def col2im(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...],
+           plan: tuple[Shift, ...] | None = None) -> None:
     """Sum columns ``col`` (n, c, kh, kw, oh, ow) back onto ``dx`` (n, c, h, w), tap by tap.
 
     A tap that reads the whole plane (stride 1) is assigned first instead of zeroing ``dx``;
-    the others are added in kernel order, the same order whatever the chunk.
+    the others are added in kernel order, the same order whatever the chunk. With a flat-shift
+    plan the out-of-plane elements of ``col`` are overwritten with zeros.
     """
     plane = dx.shape[2:]
     full = next((t for t in tap_list if _covers(t, plane)), None)
@@ -101,6 +173,18 @@ def col2im(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...]) -> None:
         dx[...] = 0
     else:
         np.copyto(dx, col[:, :, full.i, full.j])
+    if plan is not None:  # the columns are scratch: their out-of-plane strips become zeros
+        dst = _flat(dx)
+        for sh in plan:
+            if sh.tap.empty or sh.tap is full:
+                continue
+            src4 = col[:, :, sh.tap.i, sh.tap.j]
+            for strip in (sh.left, sh.right):
+                if strip.stop > strip.start:
+                    src4[:, :, sh.rows, strip] = 0
+            dst[:, :, sh.start + sh.offset:sh.stop + sh.offset] += \
+                _flat(src4)[:, :, sh.start:sh.stop]
+        return
     for t in tap_list:
         if not t.empty and t is not full:
             dx[:, :, t.in_rows, t.in_cols] += col[:, :, t.i, t.j, t.out_rows, t.out_cols]

@@ -167,3 +167,25 @@ def test_frozen_attention_cannot_send_a_derivative():
     KERNELS["multi_head_attention"].forward(ctx)
     with pytest.raises(KernelError, match="frozen"):
         KERNELS["multi_head_attention"].calc_derivative(ctx)
+
+
+THREADED = CASES + MEDIUM + [
+    ("conv_lanes", "conv2d", [(5, 3, 9, 9)], {"filters": 4, "kernel_size": 3, "padding": 1}),
+    ("conv_one_channel", "conv2d", [(3, 1, 8, 8)], {"filters": 3, "kernel_size": 5}),
+    ("conv_grouped_lanes", "conv2d", [(3, 4, 6, 6)],
+     {"filters": 8, "kernel_size": 3, "padding": 1, "groups": 4}),
+]
+
+
+@pytest.mark.parametrize("case", THREADED, ids=[c[0] for c in THREADED])
+def test_results_do_not_depend_on_the_thread_count(case):
+    """Kernels cut their work into fixed lanes: two threads give one thread's bits."""
+    _, layer_type, shapes, props = case
+    runs = []
+    for threads in (1, 2, 1):
+        ctx = standalone_ctx(layer_type, shapes, props, seed=4)
+        ctx.threads = threads
+        runs.append((_run(ctx, layer_type), _results(ctx)))
+    for loss, results in runs[1:]:
+        assert loss == runs[0][0]
+        _assert_same_bits(runs[0][1], results, layer_type)
