@@ -31,6 +31,9 @@ def register(sub) -> None:
     p.add_argument("--swap-through", action="store_true",
                    help="flush every swap write to storage and keep no swapped bytes in the "
                    "page cache (as a device under memory pressure; slower)")
+    p.add_argument("--threads", type=int, default=None, help="pin every op large enough for "
+                   "several threads to this many (default: as many as the cores other processes "
+                   "leave free)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run_train)
@@ -46,6 +49,8 @@ def run_train(args: argparse.Namespace) -> dict:
     if args.swap_through and (args.budget is None or args.reference):
         raise TrainplanError("--swap-through needs --budget BYTES (and no --reference): "
                              "without a budget nothing is swapped")
+    if args.threads is not None and args.threads < 1:
+        raise TrainplanError(f"--threads must be at least 1, got {args.threads}")
     graph = graph_from_args(args)
     batch = graph.graph["batch"]
     if args.dataset == "digits":
@@ -60,7 +65,7 @@ def run_train(args: argparse.Namespace) -> dict:
     options = SessionOptions(planner=planner, budget=None if args.reference else args.budget,
                              swap=args.swap, lookahead=args.lookahead, seed=args.seed,
                              learning_rate=lr, swap_dir=args.swap_dir, order=args.order,
-                             swap_through=args.swap_through)
+                             swap_through=args.swap_through, threads=args.threads)
     with Session(graph, options) as session:
         report = train(session, data, batch=batch, epochs=args.epochs,
                        iterations=args.iterations, test=test, seed=args.seed,

@@ -21,7 +21,8 @@ def conv_chunk(batch: int, rows: int, cols: int, lanes: int = 1) -> int:
     lane_batch = -(-batch // lanes)
     by_cols = -(-COL_MIN_COLUMNS // cols)
     by_bytes = COL_BUDGET_BYTES // lanes // (4 * rows * cols)
-    return max(1, min(lane_batch, max(by_cols, by_bytes)))
+    most = max(1, min(lane_batch, max(by_cols, by_bytes)))
+    return -(-lane_batch // -(-lane_batch // most))  # as many chunks, evened out
 
 
 def padding(value, kernel, dilation, name):

@@ -308,16 +308,38 @@ def _max_chunk(x: np.ndarray, y: np.ndarray, arg: np.ndarray, tap_list) -> None:
     Taps come in increasing index order, so "the index of a strictly better tap, else the old
     one" is max(old, better * index): the first maximum wins, as in PyTorch.
     """
-    y[...] = -np.inf
+    first = tap_list[0]
+    if _covers_outputs(first, y.shape[1:]):  # the first tap starts the maximum
+        np.copyto(y, x[:, first.in_rows, first.in_cols])
+    else:
+        y[...] = -np.inf
     arg[...] = 0
     for index, t in enumerate(tap_list):
-        if t.empty:
+        if t.empty or (index == 0 and _covers_outputs(t, y.shape[1:])):
             continue
         src, dst = x[:, t.in_rows, t.in_cols], y[:, t.out_rows, t.out_cols]
         where = arg[:, t.out_rows, t.out_cols]
         if index:
             np.maximum(where, (src > dst) * np.int32(index), out=where)
         np.maximum(dst, src, out=dst)
+
+
+def _covers_outputs(t: Tap, out: tuple[int, int]) -> bool:
+    """The tap has an input for every output position."""
+    return (not t.empty and t.out_rows.start == 0 and t.out_cols.start == 0
+            and t.out_rows.stop == out[0] and t.out_cols.stop == out[1])
+
+
+def _tiles(tap_list, plane: tuple[int, int], out: tuple[int, int]) -> bool:
+    """The windows tile the plane: every input element in exactly one window (stride equal
+    to the pool size, no padding, nothing left over)."""
+    rows = {t.in_rows.start for t in tap_list}
+    cols = {t.in_cols.start for t in tap_list}
+    kh, kw = len(rows), len(cols)
+    return (all(_covers_outputs(t, out) for t in tap_list)
+            and sorted(rows) == list(range(kh)) and sorted(cols) == list(range(kw))
+            and all(t.in_rows.step == kh and t.in_cols.step == kw for t in tap_list)
+            and plane == (out[0] * kh, out[1] * kw))
 
 
 def pool_calc_derivative(ctx: LayerCtx) -> None:
@@ -344,6 +366,10 @@ def _pool_back_planes(kind: str, tap_list, dy: np.ndarray, dx: np.ndarray,
             dx2[...] = 0
             index = view(arg, (dx2.shape[0], 1)).astype(np.intp)
             np.put_along_axis(dx2, index, dy1, axis=1)
+        return
+    if kind == "max" and _tiles(tap_list, dx.shape[1:], dy.shape[1:]):
+        for index, t in enumerate(tap_list):  # one tap per input element: assign, no sum
+            np.multiply(dy, arg == index, out=dx[:, t.in_rows, t.in_cols])
         return
     dx[...] = 0
     if kind == "average":

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from trainplan.planner.layers.conv import LANES
 
-__all__ = ["LANES", "run_lanes", "split"]
+__all__ = ["LANES", "over_lanes", "run_lanes", "split"]
 
 
 class _Helper:
@@ -106,3 +106,10 @@ def run_lanes(work: Callable[[int], object], threads: int, lanes: int = LANES) -
         _busy.release()
     if error is not None:
         raise error
+
+
+def over_lanes(n: int, threads: int, work: Callable[[slice], object]) -> None:
+    """``work(part)`` for each of the ``LANES`` parts of ``range(n)`` (``split``), on up to
+    ``threads`` threads; empty parts are skipped."""
+    parts = [p for p in split(n) if p.stop > p.start]
+    run_lanes(lambda k: work(parts[k]), threads, len(parts))
