@@ -23,7 +23,7 @@ from trainplan.planner.layers.conv import padding
 from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, chunks, flat, register, view
 from trainplan.runtime.kernels.parallel import LANES, run_lanes, split
 from trainplan.runtime.kernels.windows import (
-    Shift, Tap, col2im, im2col, shifts, taps, unpadded, window_view,
+    Shift, Tap, col2im, im2col, im2col_taps, shifts, taps, unpadded, window_view,
 )
 
 
@@ -102,15 +102,20 @@ def _windows(ctx: LayerCtx, g: ConvGeom) -> np.ndarray | None:
 
 
 def _columns(ctx: LayerCtx, col: np.ndarray | None, g: ConvGeom, n0: int, n1: int,
-             channels: slice = slice(None)) -> np.ndarray:
-    """The chunk's column matrix (groups, rows, n * cols), im2col'd (the ``channels`` only)
-    into ``col`` — or, pointwise one sample at a time (``col`` None), the input itself."""
+             channels: slice = slice(None), which: slice | None = None) -> np.ndarray:
+    """The chunk's column matrix (groups, rows, n * cols), im2col'd (the ``channels`` only, or
+    the taps ``which`` only) into ``col`` — or, pointwise one sample at a time (``col`` None),
+    the input itself."""
     x = ctx.inputs[0]
     if col is None:
         return view(x[n0], (g.groups, g.rows, g.cols))
     windows = _windows(ctx, g)
-    im2col(x[n0:n1, channels], _col6(col, g, n1 - n0)[:, channels], g.taps, g.shifts,
-           None if windows is None else windows[n0:n1, channels])
+    windows = None if windows is None else windows[n0:n1, channels]
+    col6 = _col6(col, g, n1 - n0)[:, channels]
+    if which is None:
+        im2col(x[n0:n1, channels], col6, g.taps, g.shifts, windows)
+    else:
+        im2col_taps(x[n0:n1, channels], col6, g.taps, which, windows)
     return _prefix(col, (g.groups, g.rows, (n1 - n0) * g.cols))
 
 
@@ -155,19 +160,23 @@ def conv_forward(ctx: LayerCtx) -> None:
     run_lanes(lane, ctx.threads)
 
 
-def _channel_lanes(g: ConvGeom) -> list[tuple[slice, slice, tuple]]:
+def _channel_lanes(g: ConvGeom) -> list[tuple[slice, slice, tuple, slice | None]]:
     """calc_gradient's lanes: (input channels, their column rows, their index into the
-    (groups, filters / groups, rows) filter gradient); whole groups when grouped."""
+    (groups, filters / groups, rows) filter gradient, the taps or None for all); whole groups
+    when grouped, taps when there is one channel."""
     kk = g.kernel[0] * g.kernel[1]
     out = []
     if g.groups > 1:
         per = g.channels // g.groups
         for s in split(g.groups):
-            out.append((slice(s.start * per, s.stop * per), slice(None), (s,)))
+            out.append((slice(s.start * per, s.stop * per), slice(None), (s,), None))
+    elif g.channels == 1:
+        for s in split(kk):
+            out.append((slice(None), s, (slice(None), slice(None), s), s))
     else:
         for s in split(g.channels):
             rows = slice(s.start * kk, s.stop * kk)
-            out.append((s, rows, (slice(None), slice(None), rows)))
+            out.append((s, rows, (slice(None), slice(None), rows), None))
     return out
 
 
@@ -190,8 +199,8 @@ def conv_calc_gradient(ctx: LayerCtx) -> None:
         grads = _transposed_view(dy3, grad_t, g, n0, n1)
 
         def lane(i: int, k=k, n0=n0, n1=n1, grads=grads) -> None:
-            channels, rows, index = channel_lanes[i]
-            cols = _columns(ctx, col, g, n0, n1, channels)
+            channels, rows, index, which = channel_lanes[i]
+            cols = _columns(ctx, col, g, n0, n1, channels, which)
             target = dw3 if k == 0 else view(part, dw3.shape)
             np.matmul(grads[index[:1]], cols[index[:1] + (rows,)].transpose(0, 2, 1),
                       out=target[index])

@@ -117,6 +117,21 @@ def im2col(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...],
             dst[:, :, rows, cols] = 0
 
 
+def im2col_taps(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...], which: slice,
+                windows: np.ndarray | None = None) -> None:
+    """The columns of the taps ``tap_list[which]`` only (as ``im2col`` fills them)."""
+    for t in tap_list[which]:
+        dst = col[:, :, t.i, t.j]
+        if windows is not None:
+            np.copyto(dst, windows[:, :, t.i, t.j])
+        elif t.empty:
+            dst[...] = 0
+        else:
+            dst[:, :, t.out_rows, t.out_cols] = x[:, :, t.in_rows, t.in_cols]
+            for rows, cols in t.borders:
+                dst[:, :, rows, cols] = 0
+
+
 def _flat(a: np.ndarray) -> np.ndarray:
     """(n, c, rows, cols) with contiguous planes as (n, c, rows * cols), a view (ValueError
     if the planes are not contiguous)."""
