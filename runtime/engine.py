@@ -22,7 +22,7 @@ from trainplan.planner.order import ExecutionOrder
 from trainplan.runtime.bind import Binding, bind, layer_tensors
 from trainplan.runtime.kernels import KERNELS
 from trainplan.runtime.kernels.base import LayerCtx, flat
-from trainplan.runtime.kernels.parallel import run_lanes, split
+from trainplan.runtime.kernels.parallel import over_lanes
 from trainplan.runtime.kernels.threads import BLAS, ThreadPolicy
 from trainplan.runtime.optimizers import Hyper, apply_gradient
 
@@ -159,11 +159,9 @@ class Executor:
         """The optimizer's element-wise update, in lanes of the weight's elements."""
         w, g = flat(weight), flat(grad)
         st = {k: flat(v) for k, v in states.items()}
-        lanes = split(w.size)
 
-        def lane(k: int) -> None:
-            s = lanes[k]
+        def lane(s: slice) -> None:
             apply_gradient(self.optimizer, w[s], g[s], {n: v[s] for n, v in st.items()},
                            self.hyper, step=self.step_count)
 
-        run_lanes(lane, threads)
+        over_lanes(w.size, threads, lane, elementwise=True)

@@ -21,7 +21,7 @@ import numpy as np
 from trainplan.planner.layers.base import pair
 from trainplan.planner.layers.conv import padding
 from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, chunks, flat, register, view
-from trainplan.runtime.kernels.parallel import LANES, run_lanes, split
+from trainplan.runtime.kernels.parallel import LANES, over_lanes, run_lanes, split
 from trainplan.runtime.kernels.windows import (
     Shift, Tap, col2im, im2col, im2col_taps, shifts, taps, unpadded, window_view,
 )
@@ -276,13 +276,12 @@ def pool_forward(ctx: LayerCtx) -> None:
     kind, tap_list = _pool_setup(ctx)
     x, y = _planes(ctx.inputs[0]), _planes(ctx.outputs[0])
     arg = _argmax(ctx) if kind in ("max", "global_max") else None
-    lanes = split(y.shape[0])
 
-    def lane(k: int) -> None:
-        for s in _plane_chunks(lanes[k], y[0].size):
+    def lane(planes: slice) -> None:
+        for s in _plane_chunks(planes, y[0].size):
             _pool_forward_planes(kind, tap_list, x[s], y[s], None if arg is None else arg[s])
 
-    run_lanes(lane, ctx.threads)
+    over_lanes(y.shape[0], ctx.threads, lane, elementwise=True)
 
 
 def _plane_chunks(planes: slice, per_plane: int):
@@ -356,13 +355,12 @@ def pool_calc_derivative(ctx: LayerCtx) -> None:
     kind, tap_list = _pool_setup(ctx)
     dy, dx = _planes(ctx.out_grads[0]), _planes(ctx.in_derivs[0])
     arg = _argmax(ctx) if kind in ("max", "global_max") else None
-    lanes = split(dy.shape[0])
 
-    def lane(k: int) -> None:
-        for s in _plane_chunks(lanes[k], dy[0].size):
+    def lane(planes: slice) -> None:
+        for s in _plane_chunks(planes, dy[0].size):
             _pool_back_planes(kind, tap_list, dy[s], dx[s], None if arg is None else arg[s])
 
-    run_lanes(lane, ctx.threads)
+    over_lanes(dy.shape[0], ctx.threads, lane, elementwise=True)
 
 
 def _pool_back_planes(kind: str, tap_list, dy: np.ndarray, dx: np.ndarray,

@@ -148,14 +148,15 @@ def _parts(forward: Callable, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
 def activation_forward(ctx: LayerCtx) -> None:
     forward = _kind(ctx)[0]
     x, y = _parts(forward, ctx.inputs[0], ctx.outputs[0])
-    over_lanes(len(x), ctx.threads, lambda s: forward(x[s], y[s]))
+    over_lanes(len(x), ctx.threads, lambda s: forward(x[s], y[s]), elementwise=True)
 
 
 def activation_calc_derivative(ctx: LayerCtx) -> None:
     forward, backward, from_input = _kind(ctx)
     saved = ctx.inputs[0] if from_input else ctx.outputs[0]
     dy, kept, dx = _parts(forward, ctx.out_grads[0], saved, ctx.in_derivs[0])
-    over_lanes(len(dx), ctx.threads, lambda s: backward(dy[s], kept[s], dx[s]))
+    over_lanes(len(dx), ctx.threads, lambda s: backward(dy[s], kept[s], dx[s]),
+               elementwise=True)
 
 
 def dropout_forward(ctx: LayerCtx) -> None:
@@ -189,7 +190,7 @@ def addition_forward(ctx: LayerCtx) -> None:
         for other in x[2:]:
             y[s] += other[s]
 
-    over_lanes(y.size, ctx.threads, lane)
+    over_lanes(y.size, ctx.threads, lane, elementwise=True)
 
 
 def _copy(ctx: LayerCtx, dst: np.ndarray, src: np.ndarray) -> None:
@@ -197,7 +198,7 @@ def _copy(ctx: LayerCtx, dst: np.ndarray, src: np.ndarray) -> None:
     if same_memory(dst, src):
         return
     d, s_ = flat(dst), flat(src)
-    over_lanes(d.size, ctx.threads, lambda s: np.copyto(d[s], s_[s]))
+    over_lanes(d.size, ctx.threads, lambda s: np.copyto(d[s], s_[s]), elementwise=True)
 
 
 def copy_to_inputs(ctx: LayerCtx) -> None:
@@ -256,7 +257,7 @@ def multiout_calc_derivative(ctx: LayerCtx) -> None:
         for g in rest:
             d[s] += g[s]
 
-    over_lanes(d.size, ctx.threads, lane)
+    over_lanes(d.size, ctx.threads, lane, elementwise=True)
 
 
 register("activation", KernelSpec(activation_forward, None, activation_calc_derivative))
