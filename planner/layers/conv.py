@@ -74,8 +74,11 @@ def realise_conv2d(inputs, props, compat):
     helpers = [] if compat else _conv_helpers(b, rows, cols, weights["filter"],
                                               pointwise=pointwise)
     # im2col (forward, calc_gradient) and col2im (calc_derivative) copy one output row of
-    # every (sample, channel, tap) — unless the input itself is the column matrix
-    copied = b * c * k[0] * k[1] * oh
+    # every (sample, channel, tap) — one whole plane when a tap is a flat shift (stride 1,
+    # padded, output rows as wide as input rows: runtime/kernels/windows.py), none when the
+    # input itself is the column matrix
+    shifted = s == (1, 1) and ow == w and p != (0, 0)
+    copied = b * c * k[0] * k[1] * (1 if shifted else oh)
     gathers = {step: 0 if pointwise and conv_chunk(b, rows, cols, lanes) == 1 else copied
                for step, lanes in ((F, LANES), (CG, 1), (CD, LANES))}
     return Realised(
