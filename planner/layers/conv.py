@@ -25,6 +25,21 @@ def conv_chunk(batch: int, rows: int, cols: int, lanes: int = 1) -> int:
     return -(-lane_batch // -(-lane_batch // most))  # as many chunks, evened out
 
 
+# Output rows this short cost more as separate col2im rows than as extra matrix columns
+# (lenet5's 10-wide conv2: calc_derivative 1.2 -> 0.87 ms; its 28-wide conv1 was slower).
+WIDE_MAX_ROW = 16
+
+
+def wide_grid(stride, pad, out_width: int, in_width: int) -> bool:
+    """Whether the runtime's calc_derivative of an unpadded stride-1 convolution with short
+    output rows works on rows as wide as the input rows (zero gradients past the real
+    outputs): every tap is then one shift of the whole flattened plane, so col2im adds one run
+    per plane and tap instead of one per output row (runtime/kernels/windows.py); its
+    workspaces are that much wider."""
+    return (tuple(stride) == (1, 1) and tuple(pad) == (0, 0)
+            and out_width < in_width and out_width <= WIDE_MAX_ROW)
+
+
 def padding(value, kernel, dilation, name):
     """Symmetric padding per axis from an int, a pair, 'same' or 'valid'."""
     if isinstance(value, str) and value.lower() in ("same", "valid"):
@@ -70,9 +85,11 @@ def realise_conv2d(inputs, props, compat):
         weights["bias"] = Weight((filters,), read_at_derivative=False)
     mac = b * filters * oh * ow * (c // groups) * k[0] * k[1]
     pointwise = (k, s, p) == ((1, 1), (1, 1), (0, 0))
+    wide = wide_grid(s, p, ow, w)
     rows, cols = c * k[0] * k[1], oh * ow
     helpers = [] if compat else _conv_helpers(b, rows, cols, weights["filter"],
-                                              pointwise=pointwise)
+                                              pointwise=pointwise, wide_cols=oh * w if wide
+                                              else None)
     # im2col (forward, calc_gradient) and col2im (calc_derivative) copy one output row of
     # every (sample, channel, tap) — one whole plane when a tap is a flat shift (stride 1,
     # padded, output rows as wide as input rows: runtime/kernels/windows.py), none when the
@@ -81,6 +98,8 @@ def realise_conv2d(inputs, props, compat):
     copied = b * c * k[0] * k[1] * (1 if shifted else oh)
     gathers = {step: 0 if pointwise and conv_chunk(b, rows, cols, lanes) == 1 else copied
                for step, lanes in ((F, LANES), (CG, 1), (CD, LANES))}
+    if wide:
+        gathers[CD] = b * c * k[0] * k[1]
     return Realised(
         outputs=[(b, filters, oh, ow)], weights=weights, helpers=helpers,
         flops={F: 2 * mac, CG: 2 * mac, CD: 2 * mac}, input_steps=frozenset({F, CG}),
@@ -88,13 +107,15 @@ def realise_conv2d(inputs, props, compat):
     )
 
 
-def _conv_helpers(batch, rows, cols, filt, pointwise):
+def _conv_helpers(batch, rows, cols, filt, pointwise, wide_cols=None):
     """im2col workspaces for one chunk of samples, each living in its own step only.
 
     Every step makes one matrix product per chunk with the chunk's samples side by side:
     columns (rows, chunk, cols) — unless the convolution is pointwise and a chunk is one
     sample, when the input itself is the column matrix — and, when a chunk has several
-    samples, the output (forward) or output gradient (backward) laid out (filters, chunk, cols).
+    samples, the output (forward) or output gradient (backward) laid out (filters, chunk,
+    cols) — calc_derivative's always when its rows are wide (``wide_grid``: ``wide_cols``
+    columns per sample).
     Forward and calc_derivative run ``LANES`` lanes of samples, each with its own chunk
     workspace (a leading lane axis); calc_gradient sums over all samples, so it splits each
     chunk's work by channels instead and has one workspace, summing the chunks after the first
@@ -103,13 +124,15 @@ def _conv_helpers(batch, rows, cols, filt, pointwise):
     helpers = []
     for step in (F, CG, CD):
         lanes = 1 if step == CG else LANES
-        g = conv_chunk(batch, rows, cols, lanes)
+        wide = step == CD and wide_cols is not None
+        width = wide_cols if wide else cols
+        g = conv_chunk(batch, rows, width, lanes)
         lead = () if step == CG else (LANES,)
         if not (pointwise and g == 1):
-            helpers.append(Helper(f"col_{step}", (*lead, rows, g, cols), (step,)))
-        if g > 1:
+            helpers.append(Helper(f"col_{step}", (*lead, rows, g, width), (step,)))
+        if g > 1 or wide:
             name = "out_t_forward" if step == F else f"grad_t_{step}"
-            helpers.append(Helper(name, (*lead, filt.shape[0], g, cols), (step,)))
+            helpers.append(Helper(name, (*lead, filt.shape[0], g, width), (step,)))
         if step == CG and g < batch:
             helpers.append(Helper("filter_grad_part", filt.shape, (CG,)))
     return helpers

@@ -13,17 +13,19 @@ computes its own columns of dW.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from trainplan.planner.layers.base import pair
-from trainplan.planner.layers.conv import padding
+from trainplan.planner.layers.conv import padding, wide_grid
 from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, chunks, flat, register, view
 from trainplan.runtime.kernels.parallel import LANES, over_lanes, run_lanes, split
 from trainplan.runtime.kernels.windows import (
-    Shift, Tap, col2im, im2col, im2col_taps, shifts, taps, unpadded, window_view,
+    Shift, Tap, col2im, col2im_wide, im2col, im2col_taps, shifts, taps, unpadded, wide_run,
+    window_view,
 )
 
 
@@ -38,14 +40,24 @@ class ConvGeom:
     taps: tuple[Tap, ...]
     shifts: tuple[Shift, ...] | None
     pointwise: bool
+    grid_width: int  # output rows as the workspaces hold them: the input's width when wide
+    run: int  # a wide tap's flat run
 
     @property
     def rows(self) -> int:  # column-matrix rows per group
         return self.channels // self.groups * self.kernel[0] * self.kernel[1]
 
     @property
-    def cols(self) -> int:
+    def cols(self) -> int:  # outputs per sample
         return self.out[0] * self.out[1]
+
+    @property
+    def wide(self) -> bool:
+        return self.grid_width != self.out[1]
+
+    @property
+    def gcols(self) -> int:  # workspace columns per sample
+        return self.out[0] * self.grid_width
 
 
 def _geom(ctx: LayerCtx) -> ConvGeom:
@@ -61,9 +73,18 @@ def _geom(ctx: LayerCtx) -> ConvGeom:
         p = padding(props.get("padding", 0), (kh, kw), d, props.get("name", "conv2d"))
         pointwise = (kh, kw) == (1, 1) and s == (1, 1) and p == (0, 0)
         tap_list = taps((h, w), (oh, ow), (kh, kw), s, p, d)
-        geom = ctx.memo["conv"] = ConvGeom(b, c, f, c // cg, (kh, kw), (oh, ow), tap_list,
-                                           shifts(tap_list, (h, w), (oh, ow)), pointwise)
+        geom = ctx.memo["conv"] = ConvGeom(
+            b, c, f, c // cg, (kh, kw), (oh, ow), tap_list, shifts(tap_list, (h, w), (oh, ow)),
+            pointwise, ow, wide_run(tap_list, (h, w), (oh, ow)))
+        ctx.memo["conv_derivative"] = (dataclasses.replace(geom, grid_width=w)
+                                       if wide_grid(s, p, ow, w) else geom)
     return geom
+
+
+def _derivative_geom(ctx: LayerCtx) -> ConvGeom:
+    """calc_derivative's geometry: rows as wide as the input's when ``wide_grid``."""
+    _geom(ctx)
+    return ctx.memo["conv_derivative"]
 
 
 def _prefix(buf: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -86,7 +107,10 @@ def _ranges(samples: slice, size: int):
 
 
 def _col6(buf: np.ndarray, g: ConvGeom, n: int) -> np.ndarray:
-    """A (rows, n, cols) column buffer viewed (n, c, kh, kw, oh, ow) for im2col/col2im."""
+    """A (rows, n, cols) column buffer viewed (n, c, kh, kw, oh, ow) for im2col/col2im, or
+    (n, c, kh, kw, oh * w) when the rows are wide."""
+    if g.wide:
+        return _prefix(buf, (g.channels, *g.kernel, n, g.gcols)).transpose(3, 0, 1, 2, 4)
     return _prefix(buf, (g.channels, *g.kernel, n, *g.out)).transpose(3, 0, 1, 2, 4, 5)
 
 
@@ -109,9 +133,9 @@ def _columns(ctx: LayerCtx, col: np.ndarray | None, g: ConvGeom, n0: int, n1: in
     x = ctx.inputs[0]
     if col is None:
         return view(x[n0], (g.groups, g.rows, g.cols))
+    col6 = _col6(col, g, n1 - n0)[:, channels]
     windows = _windows(ctx, g)
     windows = None if windows is None else windows[n0:n1, channels]
-    col6 = _col6(col, g, n1 - n0)[:, channels]
     if which is None:
         im2col(x[n0:n1, channels], col6, g.taps, g.shifts, windows)
     else:
@@ -121,14 +145,21 @@ def _columns(ctx: LayerCtx, col: np.ndarray | None, g: ConvGeom, n0: int, n1: in
 
 def _transposed(dy3: np.ndarray, buf: np.ndarray | None, g: ConvGeom, n0: int, n1: int,
                 filters: slice = slice(None)) -> np.ndarray:
-    """The chunk's output gradient as (groups, filters / groups, n * cols); several samples
-    are copied (the ``filters`` only) into ``buf`` laid out (filters, n, cols)."""
+    """The chunk's output gradient as (groups, filters / groups, n * cols); several samples,
+    or wide rows (zeros past the real outputs), are copied (the ``filters`` only) into ``buf``
+    laid out (filters, n, cols)."""
     fg = g.filters // g.groups
-    if n1 - n0 == 1:
+    if n1 - n0 == 1 and not g.wide:
         return view(dy3[n0], (g.groups, fg, g.cols))
-    out = _prefix(buf, (g.filters, n1 - n0, g.cols))
-    np.copyto(out[filters], dy3[n0:n1, filters].transpose(1, 0, 2))
-    return view(out, (g.groups, fg, (n1 - n0) * g.cols))
+    if g.wide:
+        out = _prefix(buf, (g.filters, n1 - n0, g.out[0], g.grid_width))
+        dy4 = view(dy3, (g.batch, g.filters, *g.out))
+        np.copyto(out[filters, :, :, :g.out[1]], dy4[n0:n1, filters].transpose(1, 0, 2, 3))
+        out[filters, :, :, g.out[1]:] = 0
+    else:
+        out = _prefix(buf, (g.filters, n1 - n0, g.cols))
+        np.copyto(out[filters], dy3[n0:n1, filters].transpose(1, 0, 2))
+    return view(out, (g.groups, fg, (n1 - n0) * g.gcols))
 
 
 def _lane(helper: np.ndarray | None, lane: int) -> np.ndarray | None:
@@ -216,11 +247,11 @@ def _transposed_view(dy3: np.ndarray, buf: np.ndarray | None, g: ConvGeom, n0: i
     fg = g.filters // g.groups
     if n1 - n0 == 1:
         return view(dy3[n0], (g.groups, fg, g.cols))
-    return view(_prefix(buf, (g.filters, n1 - n0, g.cols)), (g.groups, fg, (n1 - n0) * g.cols))
+    return _prefix(buf, (g.groups, fg, (n1 - n0) * g.cols))
 
 
 def conv_calc_derivative(ctx: LayerCtx) -> None:
-    g = _geom(ctx)
+    g = _derivative_geom(ctx)
     dx = ctx.in_derivs[0]
     dy3 = view(ctx.out_grads[0], (g.batch, g.filters, g.cols))
     w3t = view(ctx.weights["filter"], (g.groups, g.filters // g.groups, g.rows))
@@ -236,8 +267,11 @@ def conv_calc_derivative(ctx: LayerCtx) -> None:
             if col is None:
                 np.matmul(w3t, grads, out=view(dx[n0], (g.groups, g.rows, g.cols)))
                 continue
-            np.matmul(w3t, grads, out=_prefix(col[k], (g.groups, g.rows, (n1 - n0) * g.cols)))
-            col2im(_col6(col[k], g, n1 - n0), dx[n0:n1], g.taps, g.shifts)
+            np.matmul(w3t, grads, out=_prefix(col[k], (g.groups, g.rows, (n1 - n0) * g.gcols)))
+            if g.wide:
+                col2im_wide(_col6(col[k], g, n1 - n0), dx[n0:n1], g.taps, g.run)
+            else:
+                col2im(_col6(col[k], g, n1 - n0), dx[n0:n1], g.taps, g.shifts)
 
     run_lanes(lane, ctx.threads)
 

@@ -132,6 +132,27 @@ def im2col_taps(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...], which
                 dst[:, :, rows, cols] = 0
 
 
+def wide_run(tap_list: tuple[Tap, ...], plane: tuple[int, int], out: tuple[int, int]) -> int:
+    """On output rows as wide as the input's (an unpadded stride-1 kernel), the flat length
+    every tap copies: up to the last real output."""
+    return (out[0] - 1) * plane[1] + out[1]
+
+
+def _wide_offset(t: Tap, width: int) -> int:
+    return t.in_rows.start * width + t.in_cols.start
+
+
+def col2im_wide(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...], run: int) -> None:
+    """Sum columns ``col`` (n, c, kh, kw, oh * w) of an unpadded stride-1 kernel on output rows
+    w wide, zero past each row's real outputs, back onto ``dx`` (n, c, h, w) in kernel order:
+    one flat run per plane and tap (the zeros land on real inputs and add nothing)."""
+    dx[...] = 0
+    dst = _flat(dx)
+    for t in tap_list:
+        off = _wide_offset(t, dx.shape[3])
+        dst[:, :, off:off + run] += col[:, :, t.i, t.j, :run]
+
+
 def _flat(a: np.ndarray) -> np.ndarray:
     """(n, c, rows, cols) with contiguous planes as (n, c, rows * cols), a view (ValueError
     if the planes are not contiguous)."""
