@@ -101,7 +101,7 @@ def im2col(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...],
            plan: tuple[Shift, ...] | None = None, windows: np.ndarray | None = None) -> None:
     """Columns of ``x`` (n, c, h, w) into ``col`` viewed (n, c, kh, kw, oh, ow); ``plan``: the
     taps' ``shifts`` when there are; ``windows``: ``window_view(x)`` when already made."""
-    if unpadded(tap_list):  # every window inside the plane: one strided copy
+    if windows is not None or unpadded(tap_list):  # every window inside the plane: one copy
         np.copyto(col, window_view(x, tap_list, col.shape[2:]) if windows is None else windows)
         return
     if plan is not None:
