@@ -12,9 +12,11 @@ millisecond can take a hundred. ``pinned`` fixes the count instead (ops too smal
 threads still run on one). Kernels cut their work into fixed lanes (runtime/kernels/parallel.py)
 and OpenBLAS gives the same bits on any thread count, so the policy never changes the results.
 
-Kernels that are one or a few BLAS products (fully connected, attention, LSTM) let BLAS use
-the op's threads; the others run their lanes on the op's threads with BLAS on one thread inside
-each lane.
+Kernels run their lanes on the op's threads with BLAS on one thread inside each lane (OpenBLAS's
+threads spin waiting for each other, so a product on two of them collapses while another
+process holds a core, which lanes, blocking rather than spinning, do not); a kernel declared
+``blas`` (the LSTM, whose time steps are sequential products) gives the op's threads to BLAS
+instead.
 
 >>> policy = ThreadPolicy(pinned=2, cores=2)
 >>> policy.threads_for(flops=1e3, nbytes=1e3), policy.threads_for(flops=1e9, nbytes=1e6)
@@ -31,9 +33,10 @@ from dataclasses import dataclass, field
 
 import psutil
 
-# One thread's rough speed, to estimate an op's seconds from its flops and bytes.
+# One thread's rough speed, to estimate an op's seconds from its flops and bytes: numpy's
+# strided passes (pooling taps, window copies) move about 4 GB/s here.
 FLOPS_PER_SECOND = 50e9
-BYTES_PER_SECOND = 10e9
+BYTES_PER_SECOND = 4e9
 
 
 def _busy_seconds() -> float:
