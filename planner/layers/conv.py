@@ -2,7 +2,7 @@
 
 from trainplan.planner.errors import InvalidShape
 from trainplan.planner.layers.base import (
-    AG, CD, CG, F, Helper, LayerSpec, Realised, Weight, pair, positive, register,
+    AG, CD, CG, F, Helper, LayerSpec, Realised, Weight, numel, pair, positive, register,
 )
 
 # im2col runs on chunks of samples: enough columns per matrix product for BLAS to run near its
@@ -96,8 +96,9 @@ def realise_conv2d(inputs, props, compat):
     # input itself is the column matrix
     shifted = s == (1, 1) and ow == w and p != (0, 0)
     copied = b * c * k[0] * k[1] * (1 if shifted else oh)
+    cg_lanes = LANES if gradient_in_sample_lanes(b, rows, cols, weights["filter"].shape) else 1
     gathers = {step: 0 if pointwise and conv_chunk(b, rows, cols, lanes) == 1 else copied
-               for step, lanes in ((F, LANES), (CG, 1), (CD, LANES))}
+               for step, lanes in ((F, LANES), (CG, cg_lanes), (CD, LANES))}
     if wide:
         gathers[CD] = b * c * k[0] * k[1]
     return Realised(
@@ -105,6 +106,15 @@ def realise_conv2d(inputs, props, compat):
         flops={F: 2 * mac, CG: 2 * mac, CD: 2 * mac}, input_steps=frozenset({F, CG}),
         gather_rows=gathers,
     )
+
+
+def gradient_in_sample_lanes(batch: int, rows: int, cols: int, filt_shape) -> bool:
+    """Whether calc_gradient runs lanes of samples, each summing its own partial filter
+    gradient (added up in lane order), rather than lanes of channels over shared chunks: when
+    a filter gradient is no larger than one lane's column chunk, its extra copies cost little
+    and the lanes need not meet after every chunk."""
+    g = conv_chunk(batch, rows, cols, LANES)
+    return 4 * numel(filt_shape) <= 4 * rows * g * cols
 
 
 def _conv_helpers(batch, rows, cols, filt, pointwise, wide_cols=None):
@@ -117,24 +127,28 @@ def _conv_helpers(batch, rows, cols, filt, pointwise, wide_cols=None):
     cols) — calc_derivative's always when its rows are wide (``wide_grid``: ``wide_cols``
     columns per sample).
     Forward and calc_derivative run ``LANES`` lanes of samples, each with its own chunk
-    workspace (a leading lane axis); calc_gradient sums over all samples, so it splits each
-    chunk's work by channels instead and has one workspace, summing the chunks after the first
-    through a partial filter gradient.
+    workspace (a leading lane axis). So does calc_gradient when ``gradient_in_sample_lanes``,
+    each lane after the first summing into its own partial filter gradient
+    (``filter_grad_lanes``); otherwise it splits each chunk's work by channels and has one
+    workspace. Either sums a lane's chunks after the first through a partial filter gradient.
     """
     helpers = []
+    sample_lanes = gradient_in_sample_lanes(batch, rows, cols, filt.shape)
     for step in (F, CG, CD):
-        lanes = 1 if step == CG else LANES
+        lanes = 1 if step == CG and not sample_lanes else LANES
         wide = step == CD and wide_cols is not None
         width = wide_cols if wide else cols
         g = conv_chunk(batch, rows, width, lanes)
-        lead = () if step == CG else (LANES,)
+        lead = () if lanes == 1 else (LANES,)
         if not (pointwise and g == 1):
             helpers.append(Helper(f"col_{step}", (*lead, rows, g, width), (step,)))
         if g > 1 or wide:
             name = "out_t_forward" if step == F else f"grad_t_{step}"
             helpers.append(Helper(name, (*lead, filt.shape[0], g, width), (step,)))
-        if step == CG and g < batch:
-            helpers.append(Helper("filter_grad_part", filt.shape, (CG,)))
+        if step == CG and sample_lanes:
+            helpers.append(Helper("filter_grad_lanes", (LANES - 1, *filt.shape), (CG,)))
+        if step == CG and g < -(-batch // lanes):
+            helpers.append(Helper("filter_grad_part", (*lead, *filt.shape), (CG,)))
     return helpers
 
 

@@ -6,9 +6,11 @@ side in the columns. The chunk size is read off the declared column helpers
 Forward: Y = W · col(x), written back sample-major. calc_derivative: col = Wᵀ · dY, then col2im
 sums the columns back onto dx tap by tap. Both run ``LANES`` lanes of samples, each lane its
 chunks in its own workspace (the helpers' leading axis). calc_gradient: dW = Σ_chunks dY · colᵀ
-over all samples, the chunks after the first through a partial helper, added in order; its
-lanes split each chunk by channels (or groups): each lane gathers its channels' columns and
-computes its own columns of dW.
+over all samples, the chunks after the first through a partial helper, added in order: in
+lanes of samples, each summing its own partial dW, when the filter is small (planner/layers/
+conv.py ``gradient_in_sample_lanes``); else in lanes that split each chunk by channels (or
+groups, or taps for one channel), each gathering its channels' columns and computing its own
+columns of dW.
 """
 
 from __future__ import annotations
@@ -219,6 +221,9 @@ def conv_calc_gradient(ctx: LayerCtx) -> None:
     if "filter" not in ctx.weight_grads:
         return
     dw3 = view(ctx.weight_grads["filter"], (g.groups, g.filters // g.groups, g.rows))
+    if "filter_grad_lanes" in ctx.helpers:
+        _gradient_in_sample_lanes(ctx, g, dy3, dw3)
+        return
     part = ctx.helpers.get("filter_grad_part")
     col, grad_t = ctx.helpers.get("col_calc_gradient"), ctx.helpers.get("grad_t_calc_gradient")
     size = _chunk_size(ctx, g, "calc_gradient")
@@ -239,6 +244,32 @@ def conv_calc_gradient(ctx: LayerCtx) -> None:
                 dw3[index] += target[index]
 
         run_lanes(lane, ctx.threads)
+
+
+def _gradient_in_sample_lanes(ctx: LayerCtx, g: ConvGeom, dy3: np.ndarray,
+                              dw3: np.ndarray) -> None:
+    """dW = Σ over lanes of samples of each lane's Σ over its chunks, lane 0 summing into dW
+    itself and the others into their ``filter_grad_lanes``, added in lane order."""
+    col, grad_t = ctx.helpers.get("col_calc_gradient"), ctx.helpers.get("grad_t_calc_gradient")
+    part = ctx.helpers.get("filter_grad_part")
+    own = ctx.helper("filter_grad_lanes")
+    sums = [dw3, *(view(own[k], dw3.shape) for k in range(len(own)))]
+    size = _chunk_size(ctx, g, "calc_gradient")
+    lanes = split(g.batch, LANES)
+
+    def lane(k: int) -> None:
+        for j, (n0, n1) in enumerate(_ranges(lanes[k], size)):
+            cols = _columns(ctx, _lane(col, k), g, n0, n1)
+            grads = _transposed(dy3, _lane(grad_t, k), g, n0, n1)
+            target = sums[k] if j == 0 else view(part[k], dw3.shape)
+            np.matmul(grads, cols.transpose(0, 2, 1), out=target)
+            if j:
+                sums[k] += target
+
+    run_lanes(lane, ctx.threads)
+    for k in range(1, LANES):
+        if lanes[k].stop > lanes[k].start:
+            dw3 += sums[k]
 
 
 def _transposed_view(dy3: np.ndarray, buf: np.ndarray | None, g: ConvGeom, n0: int,

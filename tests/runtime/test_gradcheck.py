@@ -31,6 +31,8 @@ CASES = [
                                                "padding": "same"}),
     ("conv1x1", CONV, [(3, 4, 3, 3)], {"filters": 5, "kernel_size": 1}),
     ("conv_one_channel", CONV, [(2, 1, 6, 6)], {"filters": 2, "kernel_size": 3}),
+    # filters larger than a lane's columns: calc_gradient in lanes of channels
+    ("conv_large_filter", CONV, [(2, 4, 2, 2)], {"filters": 16, "kernel_size": 3, "padding": 1}),
     ("conv_one_channel_same", CONV, [(2, 1, 5, 5)],
      {"filters": 2, "kernel_size": 3, "padding": 1, "bias": False}),
     ("conv1x1_s2", CONV, [(2, 4, 5, 5)], {"filters": 3, "kernel_size": 1, "stride": 2}),
