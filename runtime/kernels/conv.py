@@ -26,7 +26,7 @@ from trainplan.planner.layers.conv import padding, wide_grid
 from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, chunks, flat, register, view
 from trainplan.runtime.kernels.parallel import LANES, over_lanes, run_lanes, split
 from trainplan.runtime.kernels.windows import (
-    Shift, Tap, col2im, col2im_wide, im2col, im2col_taps, shifts, taps, unpadded, wide_run,
+    ShiftPlan, Tap, col2im, col2im_wide, im2col, im2col_taps, shifts, taps, unpadded, wide_run,
     window_view,
 )
 
@@ -40,7 +40,7 @@ class ConvGeom:
     kernel: tuple[int, int]
     out: tuple[int, int]
     taps: tuple[Tap, ...]
-    shifts: tuple[Shift, ...] | None
+    shifts: ShiftPlan | None
     pointwise: bool
     grid_width: int  # output rows as the workspaces hold them: the input's width when wide
     run: int  # a wide tap's flat run

@@ -65,40 +65,48 @@ def taps(plane: tuple[int, int], out: tuple[int, int], kernel: tuple[int, int],
 @dataclass(frozen=True)
 class Shift:
     """A tap as a shift of flattened planes: output positions [start, stop) read input positions
-    ``offset`` further on; out-of-plane outputs are [0, start), [stop, end) and the column strips
-    ``left`` and ``right`` of rows ``rows`` (in between, the run wraps round row ends)."""
+    ``offset`` further on (in between, the run wraps round row ends)."""
 
     tap: Tap
     start: int
     stop: int
     offset: int
-    rows: slice
-    left: slice
-    right: slice
+
+
+@dataclass(frozen=True)
+class ShiftPlan:
+    """Every non-empty tap as a Shift; the out-of-plane outputs are, whatever the other kernel
+    index, the row ``bands`` (kernel row i, output rows) and the column ``strips`` (kernel
+    column j, output columns): zeroed once per kernel row and column, not per tap."""
+
+    shifts: tuple[Shift, ...]
+    bands: tuple[tuple[int, slice], ...]
+    strips: tuple[tuple[int, slice], ...]
 
 
 def shifts(tap_list: tuple[Tap, ...], plane: tuple[int, int],
-           out: tuple[int, int]) -> tuple[Shift, ...] | None:
-    """Every tap as a Shift, or None unless the stride is 1 and the output rows are as wide as
-    the input rows (then output (r, q) reads input (r + dr, q + dc) for the tap's fixed dr, dc,
-    one flat offset)."""
+           out: tuple[int, int]) -> ShiftPlan | None:
+    """The taps as a ShiftPlan, or None unless the stride is 1 and the output rows are as wide
+    as the input rows (then output (r, q) reads input (r + dr, q + dc) for the tap's fixed dr,
+    dc: one flat offset)."""
     if out[1] != plane[1] or any(
             not t.empty and (t.in_rows.step != 1 or t.in_cols.step != 1) for t in tap_list):
         return None
-    width, result = plane[1], []
+    width, result, bands, strips = plane[1], [], {}, {}
     for t in tap_list:
-        if t.empty:
-            result.append(Shift(t, 0, 0, 0, slice(0, 0), slice(0, 0), slice(0, 0)))
-            continue
         r0, r1, c0, c1 = t.out_rows.start, t.out_rows.stop, t.out_cols.start, t.out_cols.stop
-        offset = (t.in_rows.start - r0) * width + (t.in_cols.start - c0)
-        result.append(Shift(t, r0 * width + c0, (r1 - 1) * width + c1, offset, slice(r0, r1),
-                            slice(0, c0), slice(c1, out[1])))
-    return tuple(result)
+        bands[t.i] = (slice(0, r0), slice(r1, out[0])) if r1 > r0 else (slice(0, out[0]),)
+        strips[t.j] = (slice(0, c0), slice(c1, out[1])) if c1 > c0 else (slice(0, out[1]),)
+        if not t.empty:
+            offset = (t.in_rows.start - r0) * width + (t.in_cols.start - c0)
+            result.append(Shift(t, r0 * width + c0, (r1 - 1) * width + c1, offset))
+    return ShiftPlan(tuple(result),
+                     tuple((i, s) for i, cut in bands.items() for s in cut if s.stop > s.start),
+                     tuple((j, s) for j, cut in strips.items() for s in cut if s.stop > s.start))
 
 
 def im2col(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...],
-           plan: tuple[Shift, ...] | None = None, windows: np.ndarray | None = None) -> None:
+           plan: ShiftPlan | None = None, windows: np.ndarray | None = None) -> None:
     """Columns of ``x`` (n, c, h, w) into ``col`` viewed (n, c, kh, kw, oh, ow); ``plan``: the
     taps' ``shifts`` when there are; ``windows``: ``window_view(x)`` when already made."""
     if windows is not None or unpadded(tap_list):  # every window inside the plane: one copy
@@ -162,17 +170,15 @@ def _flat(a: np.ndarray) -> np.ndarray:
     return flat
 
 
-def _im2col_shifted(x: np.ndarray, col: np.ndarray, plan: tuple[Shift, ...]) -> None:
-    src, size = _flat(x), col.shape[4] * col.shape[5]
-    for sh in plan:
-        dst4 = col[:, :, sh.tap.i, sh.tap.j]
-        dst = _flat(dst4)
-        dst[:, :, sh.start:sh.stop] = src[:, :, sh.start + sh.offset:sh.stop + sh.offset]
-        dst[:, :, :sh.start] = 0
-        dst[:, :, sh.stop:size] = 0
-        for strip in (sh.left, sh.right):
-            if strip.stop > strip.start:
-                dst4[:, :, sh.rows, strip] = 0
+def _im2col_shifted(x: np.ndarray, col: np.ndarray, plan: ShiftPlan) -> None:
+    src = _flat(x)
+    for sh in plan.shifts:
+        _flat(col[:, :, sh.tap.i, sh.tap.j])[:, :, sh.start:sh.stop] = \
+            src[:, :, sh.start + sh.offset:sh.stop + sh.offset]
+    for i, rows in plan.bands:
+        col[:, :, i, :, rows] = 0
+    for j, cols in plan.strips:
+        col[:, :, :, j, :, cols] = 0
 
 
 def unpadded(tap_list: tuple[Tap, ...]) -> bool:
@@ -196,7 +202,7 @@ def window_view(x: np.ndarray, tap_list: tuple[Tap, ...],
 
 
 def col2im(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...],
-           plan: tuple[Shift, ...] | None = None) -> None:
+           plan: ShiftPlan | None = None) -> None:
     """Sum columns ``col`` (n, c, kh, kw, oh, ow) back onto ``dx`` (n, c, h, w), tap by tap.
 
     A tap that reads the whole plane (stride 1) is assigned first instead of zeroing ``dx``;
@@ -210,16 +216,13 @@ def col2im(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...],
     else:
         np.copyto(dx, col[:, :, full.i, full.j])
     if plan is not None:  # the columns are scratch: their out-of-plane strips become zeros
+        for j, cols in plan.strips:
+            col[:, :, :, j, :, cols] = 0
         dst = _flat(dx)
-        for sh in plan:
-            if sh.tap.empty or sh.tap is full:
-                continue
-            src4 = col[:, :, sh.tap.i, sh.tap.j]
-            for strip in (sh.left, sh.right):
-                if strip.stop > strip.start:
-                    src4[:, :, sh.rows, strip] = 0
-            dst[:, :, sh.start + sh.offset:sh.stop + sh.offset] += \
-                _flat(src4)[:, :, sh.start:sh.stop]
+        for sh in plan.shifts:
+            if sh.tap is not full:
+                dst[:, :, sh.start + sh.offset:sh.stop + sh.offset] += \
+                    _flat(col[:, :, sh.tap.i, sh.tap.j])[:, :, sh.start:sh.stop]
         return
     for t in tap_list:
         if not t.empty and t is not full:
