@@ -22,7 +22,7 @@ from trainplan.planner.order import ExecutionOrder
 from trainplan.runtime.bind import Binding, bind, layer_tensors
 from trainplan.runtime.kernels import KERNELS
 from trainplan.runtime.kernels.base import LayerCtx, flat
-from trainplan.runtime.kernels.parallel import over_lanes
+from trainplan.runtime.kernels.parallel import LANES, over_lanes
 from trainplan.runtime.kernels.threads import BLAS, ThreadPolicy
 from trainplan.runtime.optimizers import Hyper, apply_gradient
 
@@ -72,6 +72,9 @@ class Executor:
                              float(sum(nodes[t]["nbytes"] for t in (*graph.pred[op],
                                                                     *graph.succ[op]))))
                         for op in self.bindings}
+        # an op too small for threads runs in one lane, the others in LANES: fixed per op, so
+        # the bits do not depend on the threads the policy grants
+        self.op_small = {op: self.policy.small(*work) for op, work in self.op_work.items()}
         self.threads_at = [0] * eo.n_eo  # the most threads an op of each EO got last time
         self._static = not hasattr(layout, "pieces")
         self._ctx_cache: dict[str, LayerCtx] = {}
@@ -132,20 +135,22 @@ class Executor:
 
     def _run(self, b: Binding, e: int, result: StepResult) -> None:
         ctx = self.context(b, e)
-        threads = self.policy.threads_for(*self.op_work[b.op])
+        small = self.op_small[b.op]
+        threads = 1 if small else self.policy.available()
+        lanes = 1 if small else LANES
         self.threads_at[e] = max(self.threads_at[e], threads)
         if b.step == "apply_gradient":
             BLAS.set(1)
             for w, grad in ctx.weight_grads.items():
                 states = {s: self.layout.view(t, e) for s, t in b.states.get(w, {}).items()}
-                self._update(ctx.weights[w], grad, states, threads)
+                self._update(ctx.weights[w], grad, states, threads, lanes)
             return
         spec = KERNELS[b.layer["type"]]
         kernel = getattr(spec, b.step)
         if kernel is None:
             return
         BLAS.set(threads if spec.blas else 1)
-        ctx.threads = threads
+        ctx.threads, ctx.lanes = threads, lanes
         value = kernel(ctx)
         if b.layer["is_loss"] and b.step == "forward":
             result.loss += float(value)
@@ -155,7 +160,7 @@ class Executor:
                 result.samples += int(np.prod(probs.shape[:-1]))
 
     def _update(self, weight: np.ndarray, grad: np.ndarray, states: dict[str, np.ndarray],
-                threads: int) -> None:
+                threads: int, lanes: int) -> None:
         """The optimizer's element-wise update, in lanes of the weight's elements."""
         w, g = flat(weight), flat(grad)
         st = {k: flat(v) for k, v in states.items()}
@@ -164,4 +169,4 @@ class Executor:
             apply_gradient(self.optimizer, w[s], g[s], {n: v[s] for n, v in st.items()},
                            self.hyper, step=self.step_count)
 
-        over_lanes(w.size, threads, lane, elementwise=True)
+        over_lanes(w.size, threads, lane, elementwise=True, lanes=lanes)

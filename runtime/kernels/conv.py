@@ -24,7 +24,7 @@ import numpy as np
 from trainplan.planner.layers.base import pair
 from trainplan.planner.layers.conv import padding, wide_grid
 from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, chunks, flat, register, view
-from trainplan.runtime.kernels.parallel import LANES, over_lanes, run_lanes, split
+from trainplan.runtime.kernels.parallel import split
 from trainplan.runtime.kernels.windows import (
     ShiftPlan, Tap, col2im, col2im_wide, im2col, im2col_taps, shifts, taps, unpadded, wide_run,
     window_view,
@@ -176,7 +176,7 @@ def conv_forward(ctx: LayerCtx) -> None:
     size = _chunk_size(ctx, g, "forward")
     col, out_t = ctx.helpers.get("col_forward"), ctx.helpers.get("out_t_forward")
     bias = ctx.weights.get("bias")
-    lanes = split(g.batch, LANES)
+    lanes = split(g.batch, ctx.lanes)
 
     def lane(k: int) -> None:
         for n0, n1 in _ranges(lanes[k], size):
@@ -190,10 +190,10 @@ def conv_forward(ctx: LayerCtx) -> None:
             if bias is not None:
                 y3[n0:n1] += bias[:, None]
 
-    run_lanes(lane, ctx.threads)
+    ctx.each_lane(lane)
 
 
-def _channel_lanes(g: ConvGeom) -> list[tuple[slice, slice, tuple, slice | None]]:
+def _channel_lanes(g: ConvGeom, lanes: int) -> list[tuple[slice, slice, tuple, slice | None]]:
     """calc_gradient's lanes: (input channels, their column rows, their index into the
     (groups, filters / groups, rows) filter gradient, the taps or None for all); whole groups
     when grouped, taps when there is one channel."""
@@ -201,13 +201,13 @@ def _channel_lanes(g: ConvGeom) -> list[tuple[slice, slice, tuple, slice | None]
     out = []
     if g.groups > 1:
         per = g.channels // g.groups
-        for s in split(g.groups):
+        for s in split(g.groups, lanes):
             out.append((slice(s.start * per, s.stop * per), slice(None), (s,), None))
     elif g.channels == 1:
-        for s in split(kk):
+        for s in split(kk, lanes):
             out.append((slice(None), s, (slice(None), slice(None), s), s))
     else:
-        for s in split(g.channels):
+        for s in split(g.channels, lanes):
             rows = slice(s.start * kk, s.stop * kk)
             out.append((s, rows, (slice(None), slice(None), rows), None))
     return out
@@ -227,11 +227,11 @@ def conv_calc_gradient(ctx: LayerCtx) -> None:
     part = ctx.helpers.get("filter_grad_part")
     col, grad_t = ctx.helpers.get("col_calc_gradient"), ctx.helpers.get("grad_t_calc_gradient")
     size = _chunk_size(ctx, g, "calc_gradient")
-    filter_lanes, channel_lanes = split(g.filters), _channel_lanes(g)
+    filter_lanes, channel_lanes = split(g.filters, ctx.lanes), _channel_lanes(g, ctx.lanes)
     for k, (n0, n1) in enumerate(_ranges(slice(0, g.batch), size)):
         if n1 - n0 > 1:  # every lane needs every filter's gradient: transpose them first
-            run_lanes(lambda i, n0=n0, n1=n1: _transposed(dy3, grad_t, g, n0, n1,
-                                                          filter_lanes[i]), ctx.threads)
+            ctx.each_lane(lambda i, n0=n0, n1=n1: _transposed(dy3, grad_t, g, n0, n1,
+                                                              filter_lanes[i]))
         grads = _transposed_view(dy3, grad_t, g, n0, n1)
 
         def lane(i: int, k=k, n0=n0, n1=n1, grads=grads) -> None:
@@ -243,7 +243,7 @@ def conv_calc_gradient(ctx: LayerCtx) -> None:
             if k:
                 dw3[index] += target[index]
 
-        run_lanes(lane, ctx.threads)
+        ctx.each_lane(lane)
 
 
 def _gradient_in_sample_lanes(ctx: LayerCtx, g: ConvGeom, dy3: np.ndarray,
@@ -255,7 +255,7 @@ def _gradient_in_sample_lanes(ctx: LayerCtx, g: ConvGeom, dy3: np.ndarray,
     own = ctx.helper("filter_grad_lanes")
     sums = [dw3, *(view(own[k], dw3.shape) for k in range(len(own)))]
     size = _chunk_size(ctx, g, "calc_gradient")
-    lanes = split(g.batch, LANES)
+    lanes = split(g.batch, ctx.lanes)
 
     def lane(k: int) -> None:
         for j, (n0, n1) in enumerate(_ranges(lanes[k], size)):
@@ -266,8 +266,8 @@ def _gradient_in_sample_lanes(ctx: LayerCtx, g: ConvGeom, dy3: np.ndarray,
             if j:
                 sums[k] += target
 
-    run_lanes(lane, ctx.threads)
-    for k in range(1, LANES):
+    ctx.each_lane(lane)
+    for k in range(1, ctx.lanes):
         if lanes[k].stop > lanes[k].start:
             dw3 += sums[k]
 
@@ -290,7 +290,7 @@ def conv_calc_derivative(ctx: LayerCtx) -> None:
     col, grad_t = ctx.helpers.get("col_calc_derivative"), ctx.helpers.get(
         "grad_t_calc_derivative")
     size = _chunk_size(ctx, g, "calc_derivative")
-    lanes = split(g.batch, LANES)
+    lanes = split(g.batch, ctx.lanes)
 
     def lane(k: int) -> None:
         for n0, n1 in _ranges(lanes[k], size):
@@ -304,7 +304,7 @@ def conv_calc_derivative(ctx: LayerCtx) -> None:
             else:
                 col2im(_col6(col[k], g, n1 - n0), dx[n0:n1], g.taps, g.shifts)
 
-    run_lanes(lane, ctx.threads)
+    ctx.each_lane(lane)
 
 
 # --- pooling: window by window over (batch x channel) planes, in lanes of planes -----------
@@ -346,7 +346,7 @@ def pool_forward(ctx: LayerCtx) -> None:
         for s in _plane_chunks(planes, y[0].size):
             _pool_forward_planes(kind, tap_list, x[s], y[s], None if arg is None else arg[s])
 
-    over_lanes(y.shape[0], ctx.threads, lane, elementwise=True)
+    ctx.over(y.shape[0], lane, elementwise=True)
 
 
 def _plane_chunks(planes: slice, per_plane: int):
@@ -425,7 +425,7 @@ def pool_calc_derivative(ctx: LayerCtx) -> None:
         for s in _plane_chunks(planes, dy[0].size):
             _pool_back_planes(kind, tap_list, dy[s], dx[s], None if arg is None else arg[s])
 
-    over_lanes(dy.shape[0], ctx.threads, lane, elementwise=True)
+    ctx.over(dy.shape[0], lane, elementwise=True)
 
 
 def _pool_back_planes(kind: str, tap_list, dy: np.ndarray, dx: np.ndarray,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 from trainplan.runtime.kernels.base import KernelError, KernelSpec, LayerCtx, chunks, copy_into, flat, register, rows
-from trainplan.runtime.kernels.parallel import over_lanes
 
 
 def input_forward(ctx: LayerCtx) -> None:
@@ -27,7 +26,7 @@ def fc_forward(ctx: LayerCtx) -> None:
         if bias is not None:
             y[r] += bias
 
-    over_lanes(x.shape[0], ctx.threads, lane)
+    ctx.over(x.shape[0], lane)
 
 
 def fc_calc_gradient(ctx: LayerCtx) -> None:
@@ -39,13 +38,13 @@ def fc_calc_gradient(ctx: LayerCtx) -> None:
         if "bias" in g:
             np.sum(dy[:, c], axis=0, out=g["bias"][c])
 
-    over_lanes(dy.shape[1], ctx.threads, lane)
+    ctx.over(dy.shape[1], lane)
 
 
 def fc_calc_derivative(ctx: LayerCtx) -> None:
     """dx = dy Wᵀ, in lanes of rows."""
     dy, dx, w = rows(ctx.out_grads[0]), rows(ctx.in_derivs[0]), ctx.weights["weight"]
-    over_lanes(dy.shape[0], ctx.threads, lambda r: np.matmul(dy[r], w.T, out=dx[r]))
+    ctx.over(dy.shape[0], lambda r: np.matmul(dy[r], w.T, out=dx[r]))
 
 
 def embedding_forward(ctx: LayerCtx) -> None:

@@ -16,7 +16,6 @@ import numpy as np
 from trainplan.runtime.kernels.base import (
     KernelSpec, LayerCtx, chunks, copy_into, flat, register, rows, same_memory,
 )
-from trainplan.runtime.kernels.parallel import over_lanes
 
 GELU_C = float(np.sqrt(2.0 / np.pi))
 GELU_A = 0.044715
@@ -148,14 +147,14 @@ def _parts(forward: Callable, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
 def activation_forward(ctx: LayerCtx) -> None:
     forward = _kind(ctx)[0]
     x, y = _parts(forward, ctx.inputs[0], ctx.outputs[0])
-    over_lanes(len(x), ctx.threads, lambda s: forward(x[s], y[s]), elementwise=True)
+    ctx.over(len(x), lambda s: forward(x[s], y[s]), elementwise=True)
 
 
 def activation_calc_derivative(ctx: LayerCtx) -> None:
     forward, backward, from_input = _kind(ctx)
     saved = ctx.inputs[0] if from_input else ctx.outputs[0]
     dy, kept, dx = _parts(forward, ctx.out_grads[0], saved, ctx.in_derivs[0])
-    over_lanes(len(dx), ctx.threads, lambda s: backward(dy[s], kept[s], dx[s]),
+    ctx.over(len(dx), lambda s: backward(dy[s], kept[s], dx[s]),
                elementwise=True)
 
 
@@ -190,7 +189,7 @@ def addition_forward(ctx: LayerCtx) -> None:
         for other in x[2:]:
             y[s] += other[s]
 
-    over_lanes(y.size, ctx.threads, lane, elementwise=True)
+    ctx.over(y.size, lane, elementwise=True)
 
 
 def _copy(ctx: LayerCtx, dst: np.ndarray, src: np.ndarray) -> None:
@@ -198,7 +197,7 @@ def _copy(ctx: LayerCtx, dst: np.ndarray, src: np.ndarray) -> None:
     if same_memory(dst, src):
         return
     d, s_ = flat(dst), flat(src)
-    over_lanes(d.size, ctx.threads, lambda s: np.copyto(d[s], s_[s]), elementwise=True)
+    ctx.over(d.size, lambda s: np.copyto(d[s], s_[s]), elementwise=True)
 
 
 def copy_to_inputs(ctx: LayerCtx) -> None:
@@ -257,7 +256,7 @@ def multiout_calc_derivative(ctx: LayerCtx) -> None:
         for g in rest:
             d[s] += g[s]
 
-    over_lanes(d.size, ctx.threads, lane, elementwise=True)
+    ctx.over(d.size, lane, elementwise=True)
 
 
 register("activation", KernelSpec(activation_forward, None, activation_calc_derivative))

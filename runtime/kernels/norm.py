@@ -18,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 
 from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, chunks, flat, register, rows, view
-from trainplan.runtime.kernels.parallel import over_lanes
 
 EPSILON = 1e-3
 MOMENTUM = 0.99
@@ -36,13 +35,12 @@ def bn_forward(ctx: LayerCtx) -> None:
     w = ctx.weights
     eps = float(ctx.props.get("epsilon", EPSILON))
     if not ctx.training:
-        over_lanes(x3.shape[1], ctx.threads, lambda c: _bn_inference(x3, y3, w, eps, c))
+        ctx.over(x3.shape[1], lambda c: _bn_inference(x3, y3, w, eps, c))
         return
     n3, invstd = _channels(ctx.helper("normalized")), ctx.helper("invstd")
     momentum = float(ctx.props.get("momentum", MOMENTUM))
-    over_lanes(x3.shape[1], ctx.threads,
-               lambda c: _bn_train(x3[:, c], y3[:, c], n3[:, c], invstd[c],
-                                   {k: v[c] for k, v in w.items()}, eps, momentum))
+    ctx.over(x3.shape[1], lambda c: _bn_train(x3[:, c], y3[:, c], n3[:, c], invstd[c],
+                                              {k: v[c] for k, v in w.items()}, eps, momentum))
 
 
 def _bn_inference(x3, y3, w, eps: float, c: slice) -> None:
@@ -79,7 +77,7 @@ def bn_calc_gradient(ctx: LayerCtx) -> None:
         if "beta" in g:
             np.sum(dy3[:, c], axis=(0, 2), out=g["beta"][c])
 
-    over_lanes(dy3.shape[1], ctx.threads, lane)
+    ctx.over(dy3.shape[1], lane)
 
 
 def bn_calc_derivative(ctx: LayerCtx) -> None:
@@ -101,7 +99,7 @@ def bn_calc_derivative(ctx: LayerCtx) -> None:
             dx[s] -= shift
             dx[s] -= t
 
-    over_lanes(dy3.shape[1], ctx.threads, lane)
+    ctx.over(dy3.shape[1], lane)
 
 
 def ln_forward(ctx: LayerCtx) -> None:
@@ -109,8 +107,7 @@ def ln_forward(ctx: LayerCtx) -> None:
     n, invstd = rows(ctx.helper("normalized")), flat(ctx.helper("invstd"))
     eps = float(ctx.props.get("epsilon", EPSILON))
     gamma, beta = ctx.weights["gamma"], ctx.weights["beta"]
-    over_lanes(x.shape[0], ctx.threads,
-               lambda r: _ln_rows(x[r], y[r], n[r], invstd[r], gamma, beta, eps))
+    ctx.over(x.shape[0], lambda r: _ln_rows(x[r], y[r], n[r], invstd[r], gamma, beta, eps))
 
 
 def _ln_rows(x, y, n, invstd, gamma, beta, eps: float) -> None:
@@ -136,7 +133,7 @@ def ln_calc_gradient(ctx: LayerCtx) -> None:
         if "beta" in g:
             np.sum(dy[:, d], axis=0, out=g["beta"][d])
 
-    over_lanes(dy.shape[1], ctx.threads, lane)
+    ctx.over(dy.shape[1], lane)
 
 
 def ln_calc_derivative(ctx: LayerCtx) -> None:
@@ -144,8 +141,7 @@ def ln_calc_derivative(ctx: LayerCtx) -> None:
     dy, n = rows(ctx.out_grads[0]), rows(ctx.helper("normalized"))
     invstd, gamma = flat(ctx.helper("invstd")), ctx.weights["gamma"]
     dx = rows(ctx.in_derivs[0])
-    over_lanes(dx.shape[0], ctx.threads,
-               lambda r: _ln_back_rows(dy[r], n[r], invstd[r], gamma, dx[r]))
+    ctx.over(dx.shape[0], lambda r: _ln_back_rows(dy[r], n[r], invstd[r], gamma, dx[r]))
 
 
 def _ln_back_rows(dy, n, invstd, gamma, dx) -> None:

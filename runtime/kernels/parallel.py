@@ -109,13 +109,13 @@ def run_lanes(work: Callable[[int], object], threads: int, lanes: int = LANES) -
 
 
 def over_lanes(n: int, threads: int, work: Callable[[slice], object], *,
-               elementwise: bool = False) -> None:
-    """``work(part)`` for each of the ``LANES`` parts of ``range(n)`` (``split``), on up to
+               elementwise: bool = False, lanes: int = LANES) -> None:
+    """``work(part)`` for each of the ``lanes`` parts of ``range(n)`` (``split``), on up to
     ``threads`` threads; empty parts are skipped. ``elementwise``: every element's (or row's)
     result is computed on its own, the same bits whatever the cut, so one thread takes
     ``range(n)`` in one call."""
-    if elementwise and threads <= 1:
+    if (elementwise and threads <= 1) or lanes == 1:
         work(slice(0, n))
         return
-    parts = [p for p in split(n) if p.stop > p.start]
+    parts = [p for p in split(n, lanes) if p.stop > p.start]
     run_lanes(lambda k: work(parts[k]), threads, len(parts))

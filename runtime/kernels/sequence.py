@@ -18,7 +18,7 @@ from trainplan.runtime.kernels.base import (
     KernelError, KernelSpec, LayerCtx, matmul_acc, register, rows, view,
 )
 from trainplan.runtime.kernels.elementwise import sigmoid
-from trainplan.runtime.kernels.parallel import over_lanes, run_lanes, split
+from trainplan.runtime.kernels.parallel import split
 
 
 def _needs_gradient_step(ctx: LayerCtx) -> None:
@@ -70,7 +70,7 @@ def mha_forward(ctx: LayerCtx) -> None:
         np.matmul(p, v4, out=_heads(context[b], heads))
         _project(context[b], w["output_weight"], w["output_bias"], y[b])
 
-    over_lanes(xq.shape[0], ctx.threads, lane)
+    ctx.over(xq.shape[0], lane)
 
 
 def mha_calc_gradient(ctx: LayerCtx) -> None:
@@ -97,13 +97,13 @@ def mha_calc_gradient(ctx: LayerCtx) -> None:
         np.matmul(dp.transpose(0, 1, 3, 2), q4, out=_heads(dk[b], heads))
         np.matmul(dp, k4, out=dctx4)  # dq replaces d context
 
-    over_lanes(dy.shape[0], ctx.threads, samples)
+    ctx.over(dy.shape[0], samples)
     xq, xk, xv = _qkv_inputs(ctx, ctx.inputs)
     pairs = [(rows(ctx.helper("context")), rows(dy), "output"),
              *((rows(x), rows(d), name) for name, x, d in
                (("query", xq, dq), ("key", xk, dk), ("value", xv, dv)))]
 
-    parts = [split(d.shape[1]) for _, d, _ in pairs]
+    parts = [split(d.shape[1], ctx.lanes) for _, d, _ in pairs]
 
     def columns(lane: int) -> None:
         for (x, d, name), cut in zip(pairs, parts):
@@ -111,7 +111,7 @@ def mha_calc_gradient(ctx: LayerCtx) -> None:
             np.matmul(x.T, d[:, c], out=g[f"{name}_weight"][:, c])
             np.sum(d[:, c], axis=0, out=g[f"{name}_bias"][c])
 
-    run_lanes(columns, ctx.threads)
+    ctx.each_lane(columns)
 
 
 def mha_calc_derivative(ctx: LayerCtx) -> None:
@@ -133,7 +133,7 @@ def mha_calc_derivative(ctx: LayerCtx) -> None:
                 np.matmul(d, wt, out=rows(dx[b]))
                 written.add(src)
 
-    over_lanes(ctx.inputs[0].shape[0], ctx.threads, lane)
+    ctx.over(ctx.inputs[0].shape[0], lane)
 
 
 # --- LSTM ----------------------------------------------------------------------------------

@@ -112,11 +112,13 @@ class ThreadPolicy:
             self.others = max(0.0, (busy - busy0) - (own - own0)) / max(now - began, 1e-9)
         self._last = (now, busy, own)
 
+    def small(self, flops: float, nbytes: float) -> bool:
+        """An op too small for more than one thread (fixed by its size, not by the load)."""
+        return self.estimate(flops, nbytes) < self.min_op_seconds
+
     def threads_for(self, flops: float, nbytes: float) -> int:
         """Threads for one op of ``flops`` touching ``nbytes``."""
-        if self.estimate(flops, nbytes) < self.min_op_seconds:
-            return 1
-        return self.available()
+        return 1 if self.small(flops, nbytes) else self.available()
 
     def describe(self) -> str:
         head = (f"pinned to {self.pinned} threads" if self.pinned is not None

@@ -120,3 +120,27 @@ def test_trainplan_train_pins_the_threads_and_refuses_fewer_than_one(capsys):
     assert json.loads(capsys.readouterr().out)["thread_policy"].startswith("pinned to 1")
     assert main([*args, "--threads", "0"]) == 2
     assert "--threads must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, kw", [
+    ("lenet5", {"batch": 16}),
+    ("resnet18_cifar", {"batch": 4}),
+    ("transformer", {"batch": 4, "input_shape": (16,)}),
+])
+def test_one_thread_two_threads_and_the_policy_train_the_same_bits(name, kw):
+    """Lanes are fixed per op (one for an op too small for threads), so pinning one or two
+    threads, or letting the load decide, changes no bit."""
+    from trainplan.runtime.data import synthetic
+    from trainplan.runtime.session import Session
+
+    graph = build_training_graph(get_model(name, **kw))
+    data = synthetic(graph, 2 * kw["batch"], seed=5)
+    shas = set()
+    for threads in (1, 2, None):
+        with Session(graph, SessionOptions(planner="greedy_size", threads=threads)) as s:
+            for b in data.batches(kw["batch"], None):
+                s.step(b)
+            shas.add(s.weights_sha256())
+            threads_used = set(s.executor.threads_at) - {0}
+            assert threads_used <= ({1} if threads == 1 else {1, 2})
+    assert len(shas) == 1
