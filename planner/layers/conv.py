@@ -128,9 +128,9 @@ def _conv_helpers(batch, rows, cols, filt, pointwise, wide_cols=None):
     columns per sample).
     Forward and calc_derivative run ``LANES`` lanes of samples, each with its own chunk
     workspace (a leading lane axis). So does calc_gradient when ``gradient_in_sample_lanes``,
-    each lane after the first summing into its own partial filter gradient
-    (``filter_grad_lanes``); otherwise it splits each chunk's work by channels and has one
-    workspace. Either sums a lane's chunks after the first through a partial filter gradient.
+    each lane summing into its own partial filter gradient (``filter_grad_lanes``, added up at
+    the end); otherwise it splits each chunk's work by channels and has one workspace. Either
+    sums a lane's chunks after the first through a partial filter gradient.
     """
     helpers = []
     sample_lanes = gradient_in_sample_lanes(batch, rows, cols, filt.shape)
@@ -146,7 +146,7 @@ def _conv_helpers(batch, rows, cols, filt, pointwise, wide_cols=None):
             name = "out_t_forward" if step == F else f"grad_t_{step}"
             helpers.append(Helper(name, (*lead, filt.shape[0], g, width), (step,)))
         if step == CG and sample_lanes:
-            helpers.append(Helper("filter_grad_lanes", (LANES - 1, *filt.shape), (CG,)))
+            helpers.append(Helper("filter_grad_lanes", (LANES, *filt.shape), (CG,)))
         if step == CG and g < -(-batch // lanes):
             helpers.append(Helper("filter_grad_part", (*lead, *filt.shape), (CG,)))
     return helpers

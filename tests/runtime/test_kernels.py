@@ -197,7 +197,7 @@ def test_calc_gradient_lanes_follow_the_filter_size():
     small = standalone_ctx("conv2d", [(4, 3, 8, 8)], {"filters": 4, "kernel_size": 3})
     large = standalone_ctx("conv2d", [(2, 4, 2, 2)],
                            {"filters": 16, "kernel_size": 3, "padding": 1})
-    assert small.helpers["filter_grad_lanes"].shape == (1, 4, 3, 3, 3)
+    assert small.helpers["filter_grad_lanes"].shape == (2, 4, 3, 3, 3)
     assert small.helpers["col_calc_gradient"].shape[0] == 2  # a workspace per lane
     assert "filter_grad_lanes" not in large.helpers
     assert large.helpers["col_calc_gradient"].ndim == 3
