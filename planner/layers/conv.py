@@ -85,11 +85,12 @@ def realise_conv2d(inputs, props, compat):
         weights["bias"] = Weight((filters,), read_at_derivative=False)
     mac = b * filters * oh * ow * (c // groups) * k[0] * k[1]
     pointwise = (k, s, p) == ((1, 1), (1, 1), (0, 0))
-    wide = wide_grid(s, p, ow, w)
+    flipped = derivative_as_convolution(s, (oh, ow), (h, w), k, b, c, filters)
+    wide = not flipped and wide_grid(s, p, ow, w)
     rows, cols = c * k[0] * k[1], oh * ow
     helpers = [] if compat else _conv_helpers(b, rows, cols, weights["filter"],
                                               pointwise=pointwise, wide_cols=oh * w if wide
-                                              else None)
+                                              else None, flipped=flipped)
     # im2col (forward, calc_gradient) and col2im (calc_derivative) copy one output row of
     # every (sample, channel, tap) — one whole plane when a tap is a flat shift (stride 1,
     # padded, output rows as wide as input rows: runtime/kernels/windows.py), none when the
@@ -101,11 +102,27 @@ def realise_conv2d(inputs, props, compat):
                for step, lanes in ((F, LANES), (CG, cg_lanes), (CD, LANES))}
     if wide:
         gathers[CD] = b * c * k[0] * k[1]
+    if flipped:  # im2col of the output gradient, by flat shifts
+        gathers[CD] = b * filters * k[0] * k[1]
     return Realised(
         outputs=[(b, filters, oh, ow)], weights=weights, helpers=helpers,
         flops={F: 2 * mac, CG: 2 * mac, CD: 2 * mac}, input_steps=frozenset({F, CG}),
         gather_rows=gathers,
     )
+
+
+def derivative_as_convolution(stride, out, plane, kernel, batch: int, channels: int,
+                              filters: int) -> bool:
+    """Whether the runtime's calc_derivative of a stride-1 convolution whose output planes are
+    its input planes ("same") is itself such a convolution: dx = the output gradient convolved
+    with the filters flipped and channels and filters swapped (``filter_flipped``), im2col by
+    flat shifts and one product, no col2im summing taps back. Worth it when the output
+    gradient has no more channels than the input (its columns are no larger than col2im's)
+    and the flipped copy of the filters is no larger than the output gradient (input channels
+    x taps no more than the batch's output positions): resnet18's first two stages."""
+    return (tuple(stride) == (1, 1) and tuple(out) == tuple(plane)
+            and tuple(kernel) != (1, 1) and filters <= channels
+            and channels * kernel[0] * kernel[1] <= batch * out[0] * out[1])
 
 
 def gradient_in_sample_lanes(batch: int, rows: int, cols: int, filt_shape) -> bool:
@@ -117,7 +134,7 @@ def gradient_in_sample_lanes(batch: int, rows: int, cols: int, filt_shape) -> bo
     return 4 * numel(filt_shape) <= 4 * rows * g * cols
 
 
-def _conv_helpers(batch, rows, cols, filt, pointwise, wide_cols=None):
+def _conv_helpers(batch, rows, cols, filt, pointwise, wide_cols=None, flipped=False):
     """im2col workspaces for one chunk of samples, each living in its own step only.
 
     Every step makes one matrix product per chunk with the chunk's samples side by side:
@@ -130,7 +147,9 @@ def _conv_helpers(batch, rows, cols, filt, pointwise, wide_cols=None):
     workspace (a leading lane axis). So does calc_gradient when ``gradient_in_sample_lanes``,
     each lane summing into its own partial filter gradient (``filter_grad_lanes``, added up at
     the end); otherwise it splits each chunk's work by channels and has one workspace. Either
-    sums a lane's chunks after the first through a partial filter gradient.
+    sums a lane's chunks after the first through a partial filter gradient. When
+    ``derivative_as_convolution``, calc_derivative's columns are the output gradient's
+    (filters x taps rows) and its product is laid out (channels, chunk, cols).
     """
     helpers = []
     sample_lanes = gradient_in_sample_lanes(batch, rows, cols, filt.shape)
@@ -138,11 +157,23 @@ def _conv_helpers(batch, rows, cols, filt, pointwise, wide_cols=None):
         lanes = 1 if step == CG and not sample_lanes else LANES
         wide = step == CD and wide_cols is not None
         width = wide_cols if wide else cols
-        g = conv_chunk(batch, rows, width, lanes)
+        flip = step == CD and flipped
+        taps = filt.shape[2] * filt.shape[3]
+        # the output gradient's columns when flipped: filters x taps rows
+        step_rows = filt.shape[0] * taps if flip else rows
+        g = conv_chunk(batch, step_rows, width, lanes)
         lead = () if lanes == 1 else (LANES,)
         if not (pointwise and g == 1):
-            helpers.append(Helper(f"col_{step}", (*lead, rows, g, width), (step,)))
-        if g > 1 or wide:
+            helpers.append(Helper(f"col_{step}", (*lead, step_rows, g, width), (step,)))
+        if flip:
+            channels = rows // taps
+            per_group = numel(filt.shape) // (channels * taps)  # filters per group
+            helpers.append(Helper("filter_flipped", (channels, per_group, *filt.shape[2:]),
+                                  (step,)))
+            if g > 1:
+                helpers.append(Helper("dx_t_calc_derivative", (*lead, channels, g, width),
+                                      (step,)))
+        elif g > 1 or wide:
             name = "out_t_forward" if step == F else f"grad_t_{step}"
             helpers.append(Helper(name, (*lead, filt.shape[0], g, width), (step,)))
         if step == CG and sample_lanes:

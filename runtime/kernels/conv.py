@@ -4,13 +4,14 @@ Convolution is im2col plus one BLAS product per chunk of samples, the chunk's sa
 side in the columns. The chunk size is read off the declared column helpers
 (planner/layers/conv.py ``conv_chunk``), so the runtime and the plan agree on the workspace.
 Forward: Y = W · col(x), written back sample-major. calc_derivative: col = Wᵀ · dY, then col2im
-sums the columns back onto dx tap by tap. Both run ``LANES`` lanes of samples, each lane its
-chunks in its own workspace (the helpers' leading axis). calc_gradient: dW = Σ_chunks dY · colᵀ
-over all samples, the chunks after the first through a partial helper, added in order: in
-lanes of samples, each summing its own partial dW, when the filter is small (planner/layers/
-conv.py ``gradient_in_sample_lanes``); else in lanes that split each chunk by channels (or
-groups, or taps for one channel), each gathering its channels' columns and computing its own
-columns of dW.
+sums the columns back onto dx tap by tap — or, for a "same" stride-1 convolution, dx is the
+convolution of dY with the flipped filters (no summing back). Both run lanes of samples, each
+lane its chunks in its own workspace (the helpers' leading axis). calc_gradient: dW = Σ_chunks
+dY · colᵀ over all samples, the chunks after the first through a partial helper, added in
+order: in lanes of samples, each summing its own partial dW, when the filter is small
+(planner/layers/conv.py ``gradient_in_sample_lanes``); else in lanes that split each chunk by
+channels (or groups, or taps for one channel), each gathering its channels' columns and
+computing its own columns of dW.
 """
 
 from __future__ import annotations
@@ -283,7 +284,42 @@ def _transposed_view(dy3: np.ndarray, buf: np.ndarray | None, g: ConvGeom, n0: i
     return _prefix(buf, (g.groups, fg, (n1 - n0) * g.cols))
 
 
+def _derivative_as_convolution(ctx: LayerCtx, g: ConvGeom) -> None:
+    """dx as a "same" stride-1 convolution of dY with the filters flipped, channels and
+    filters swapped (planner/layers/conv.py ``derivative_as_convolution``): W' = the
+    ``filter_flipped`` helper, W'[c, f, i, j] = W[f, c, kh-1-i, kw-1-j] per group; then per
+    chunk im2col(dY) by flat shifts and one product W' · col, laid out (channels, n, cols)."""
+    kh, kw = g.kernel
+    fg, cg = g.filters // g.groups, g.channels // g.groups
+    w5 = view(ctx.weights["filter"], (g.groups, fg, cg, kh, kw))
+    flip = ctx.helper("filter_flipped")
+    np.copyto(view(flip, (g.groups, cg, fg, kh, kw)), w5.transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1])
+    wf3 = view(flip, (g.groups, cg, fg * kh * kw))
+    dy, dx = ctx.out_grads[0], ctx.in_derivs[0]
+    dx3 = view(dx, (g.batch, g.channels, g.cols))
+    col, dx_t = ctx.helpers["col_calc_derivative"], ctx.helpers.get("dx_t_calc_derivative")
+    size, lanes = col.shape[-2], split(g.batch, ctx.lanes)
+
+    def lane(k: int) -> None:
+        for n0, n1 in _ranges(lanes[k], size):
+            n = n1 - n0
+            col6 = _prefix(col[k], (g.filters, kh, kw, n, *g.out)).transpose(3, 0, 1, 2, 4, 5)
+            im2col(dy[n0:n1], col6, g.taps, g.shifts)
+            cols = _prefix(col[k], (g.groups, fg * kh * kw, n * g.cols))
+            if n == 1:
+                np.matmul(wf3, cols, out=view(dx[n0], (g.groups, cg, g.cols)))
+            else:
+                buf = _prefix(dx_t[k], (g.groups, cg, n * g.cols))
+                np.matmul(wf3, cols, out=buf)
+                np.copyto(dx3[n0:n1], view(buf, (g.channels, n, g.cols)).transpose(1, 0, 2))
+
+    ctx.each_lane(lane)
+
+
 def conv_calc_derivative(ctx: LayerCtx) -> None:
+    if "filter_flipped" in ctx.helpers:
+        _derivative_as_convolution(ctx, _geom(ctx))
+        return
     g = _derivative_geom(ctx)
     dx = ctx.in_derivs[0]
     dy3 = view(ctx.out_grads[0], (g.batch, g.filters, g.cols))

@@ -31,6 +31,8 @@ CASES = [
                                                "padding": "same"}),
     ("conv1x1", CONV, [(3, 4, 3, 3)], {"filters": 5, "kernel_size": 1}),
     ("conv_one_channel", CONV, [(2, 1, 6, 6)], {"filters": 2, "kernel_size": 3}),
+    # "same", no more filters than channels: calc_derivative convolves dY with flipped filters
+    ("conv_same_flipped", CONV, [(4, 4, 4, 4)], {"filters": 3, "kernel_size": 3, "padding": 1}),
     # filters larger than a lane's columns: calc_gradient in lanes of channels
     ("conv_large_filter", CONV, [(2, 4, 2, 2)], {"filters": 16, "kernel_size": 3, "padding": 1}),
     ("conv_one_channel_same", CONV, [(2, 1, 5, 5)],

@@ -201,3 +201,17 @@ def test_calc_gradient_lanes_follow_the_filter_size():
     assert small.helpers["col_calc_gradient"].shape[0] == 2  # a workspace per lane
     assert "filter_grad_lanes" not in large.helpers
     assert large.helpers["col_calc_gradient"].ndim == 3
+
+
+def test_same_convolutions_take_their_derivative_as_a_convolution():
+    """Stride 1, output planes the input's, no more filters than channels: calc_derivative
+    gathers dY's columns (filters x taps rows) and a flipped copy of the filters; more filters
+    than channels keep col2im."""
+    same = standalone_ctx("conv2d", [(4, 4, 4, 4)], {"filters": 3, "kernel_size": 3,
+                                                      "padding": 1})
+    assert same.helpers["filter_flipped"].shape == (4, 3, 3, 3)
+    assert same.helpers["col_calc_derivative"].shape[1] == 3 * 9
+    wider = standalone_ctx("conv2d", [(4, 3, 4, 4)], {"filters": 4, "kernel_size": 3,
+                                                       "padding": 1})
+    assert "filter_flipped" not in wider.helpers
+    assert wider.helpers["col_calc_derivative"].shape[1] == 3 * 9
