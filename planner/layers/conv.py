@@ -178,7 +178,7 @@ def _conv_helpers(batch, rows, cols, filt, pointwise, wide_cols=None, flipped=Fa
             helpers.append(Helper(name, (*lead, filt.shape[0], g, width), (step,)))
         if step == CG and sample_lanes:
             helpers.append(Helper("filter_grad_lanes", (LANES, *filt.shape), (CG,)))
-        if step == CG and g < -(-batch // lanes):
+        if step == CG and g < batch:  # (an op too small for threads runs in one lane)
             helpers.append(Helper("filter_grad_part", (*lead, *filt.shape), (CG,)))
     return helpers
 

@@ -161,6 +161,19 @@ def test_backward_matches_finite_differences(case):
     assert _check(ctx, layer_type, props) > 0
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if c[1] in (CONV, "pooling2d")]
+                         + [("lenet5_conv2", CONV, [(4, 6, 14, 14)], {"filters": 16,
+                                                                     "kernel_size": 5})],
+                         ids=lambda c: c[0])
+def test_one_lane_matches_finite_differences(case):
+    """An op too small for threads runs in one lane (the engine's choice): lane 0 then takes
+    every sample, chunk after chunk, in the workspaces declared for its share."""
+    _, layer_type, shapes, props = case
+    ctx = standalone_ctx(layer_type, shapes, props, dtype=np.float64)
+    ctx.lanes = 1
+    assert _check(ctx, layer_type, props) > 0
+
+
 @pytest.mark.parametrize("case", CHUNKED, ids=[c[0] for c in CHUNKED])
 def test_conv_chunks_match_finite_differences(case, monkeypatch):
     _, shapes, props, columns = case
