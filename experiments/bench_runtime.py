@@ -1,6 +1,7 @@
 """The numpy runtime side by side with PyTorch (CPU) and beside NNTrainer's own MNIST figures.
 
     python -m trainplan.experiments.bench_runtime [--models lenet5,resnet18_cifar,transformer]
+                                        [--threads 2,1] [--load 0,1]
                                         [--iterations N] [--out results/bench_runtime.json]
 
 Every measurement runs in a fresh worker process (``--worker ours|torch``), one at a time, so
@@ -10,10 +11,16 @@ its peak RSS is its own. A worker imports its framework (numpy and trainplan; or
 (random inputs, class labels, token ids for the transformer). It runs ``--warmup`` iterations,
 then at least ``--iterations`` timed ones (more until ``--min-seconds`` have passed) and reports
 the median seconds per iteration and its peak RSS above the baseline. Ours trains in the arena
-of each ``--planners`` offset planner (nntrainer_v1, the default, and greedy_size). BLAS and
-OpenMP pools of both frameworks get ``--threads`` threads. The parent writes the JSON records
-atomically and prints ours / PyTorch ratios against the targets (memory ≤ 0.5, time ≤ 1.5),
-and NNTrainer's MNIST model (its INI, batch 32, adam) beside NNTrainer 0.6's measured figures.
+of each ``--planners`` offset planner (nntrainer_v1, the default, and greedy_size). PyTorch
+gets ``torch.set_num_threads(--threads)``; ours its thread policy (runtime/kernels/threads.py):
+with as many threads as the machine has cores, the policy's own choice (every core, fewer while
+other processes keep some busy), with fewer, pinned to that count; the BLAS and OpenMP pools of
+both are that size. ``--load K`` runs every measurement again with K CPU-bound background
+processes, each pinned to one of the last K CPUs, started before the worker and stopped after
+it, for both frameworks alike. The parent writes the JSON records atomically and prints ours /
+PyTorch ratios against the targets (memory ≤ 0.5, time ≤ 1.2), each framework's slowdown
+under load (loaded / quiet seconds) and ours / PyTorch's (target ≤ 1.2), and NNTrainer's MNIST
+model (its INI, batch 32, adam) beside NNTrainer 0.6's measured figures.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from dataclasses import asdict, dataclass
 
 MODELS = ("lenet5", "resnet18_cifar", "transformer")
 MNIST_INI = "mnist.ini"  # NNTrainer's MNIST example, shipped with the package
-TARGETS = {"memory_ratio": 0.5, "time_ratio": 1.5}
+TARGETS = {"memory_ratio": 0.5, "time_ratio": 1.2, "slowdown_ratio": 1.2}
 # NNTrainer 0.6 on its MNIST INI (batch 32, adam), measured on this kind of machine
 NNTRAINER_MNIST = {"seconds_per_iteration": 0.016, "peak_rss_bytes": 13_400_000,
                    "peak_rss_above_baseline": 2_400_000}
@@ -118,11 +125,19 @@ def _timing(times: list[float]) -> dict:
             "min_seconds_per_iteration": min(times)}
 
 
+def ours_threads(threads: int) -> int | None:
+    """Our pinned thread count for a run at ``threads``: None (the policy follows the load)
+    when that is every core."""
+    return None if threads >= (os.cpu_count() or 1) else threads
+
+
 def measure_ours(model: str, *, batch: int, planner: str, warmup: int, iterations: int,
-                 min_seconds: float, seed: int = 0, swap: str | None = None) -> dict:
+                 min_seconds: float, seed: int = 0, swap: str | None = None,
+                 threads: int | None = None) -> dict:
     """Train ``model`` with the numpy runtime in the arena ``planner`` lays out; measure it.
     ``swap`` ("FRACTION" or "FRACTION:through"): swap with belady under that fraction of the
-    graph's lower bound, the swap file through the page cache or through to storage."""
+    graph's lower bound, the swap file through the page cache or through to storage.
+    ``threads``: pin the thread policy (None: it follows the load)."""
     import numpy as np
 
     from trainplan.planner.build import build_training_graph
@@ -136,18 +151,19 @@ def measure_ours(model: str, *, batch: int, planner: str, warmup: int, iteration
     batches = list(synthetic(graph, 2 * batch, seed).batches(batch, None))
     losses: list[float] = []
     plan = plan_training(graph, offsets=planner, seed=seed)
-    options, swapping = SessionOptions(seed=seed), {}
+    options, swapping = SessionOptions(seed=seed, threads=threads), {}
     if swap:
         fraction, through = parse_swap(swap)
         budget = int(fraction * plan.bounds.lower_bound_bytes)
         plan = plan_training(graph, offsets=planner, budget=budget, swap="belady", seed=seed)
-        options = SessionOptions(seed=seed, swap_through=through)
+        options = SessionOptions(seed=seed, swap_through=through, threads=threads)
         swapping = {"budget_bytes": budget, "swap_through": through}
     with Session(graph, plan, options) as session:
         times = timed(lambda i: losses.append(session.step(batches[i % 2]).loss),
                       warmup, iterations, min_seconds)
         memory = meter.read()
         arena, record = session.arena_bytes, plan.record()
+        policy = session.executor.policy.describe()
         if session.swapfile is not None:
             runs = warmup + len(times)
             swapping.update(bytes_written_per_iteration=session.swapfile.bytes_written // runs,
@@ -156,7 +172,8 @@ def measure_ours(model: str, *, batch: int, planner: str, warmup: int, iteration
             "batch": batch, "arena_bytes": arena,
             "lower_bound_bytes": record["lower_bound_bytes"], **memory, **_timing(times),
             "final_loss": losses[-1], "finite": bool(np.isfinite(losses).all()),
-            "numpy": np.__version__, "thread_pools": _blas_threads(), **swapping}
+            "numpy": np.__version__, "thread_pools": _blas_threads(), "thread_policy": policy,
+            **swapping}
 
 
 def _torch_batches(spec, batch: int, seed: int) -> list[tuple]:
@@ -213,7 +230,8 @@ def worker(args: argparse.Namespace) -> dict:
     common = {"batch": args.batch, "warmup": args.warmup, "iterations": args.iterations,
               "min_seconds": args.min_seconds}
     if args.worker == "ours":
-        record = measure_ours(args.models, planner=args.planners, swap=args.swap, **common)
+        record = measure_ours(args.models, planner=args.planners, swap=args.swap,
+                              threads=ours_threads(int(args.threads)), **common)
     else:
         record = measure_torch(args.models, threads=int(args.threads), **common)
     print(json.dumps(record))
@@ -231,24 +249,45 @@ class Job:
     planner: str | None = None
     threads: int = 1
     swap: str | None = None  # "FRACTION[:through]" of the lower bound, swapping with belady
+    load: int = 0  # CPU-bound background processes while it runs
 
 
 SWAP_PLANNER = "greedy_size"
 
 
 def jobs(models: list[str], planners: list[str], threads: list[int], *, torch: bool,
-         mnist: bool, swaps: list[str] = ()) -> list[Job]:
+         mnist: bool, swaps: list[str] = (), loads: list[int] = (0,)) -> list[Job]:
     """Per thread count and model, ours under every planner (and swapping under every
-    ``swaps`` budget) then PyTorch, side by side in time; NNTrainer's MNIST INI (ours only)
-    after the models."""
+    ``swaps`` budget) then PyTorch, at every ``loads`` level in turn, side by side in time;
+    NNTrainer's MNIST INI (ours only, quiet) after the models."""
     out = []
     for n in threads:
         for model in models:
-            out += [Job("ours", model, p, n) for p in planners]
-            out += [Job("ours", model, SWAP_PLANNER, n, s) for s in swaps]
-            out += [Job("torch", model, None, n)] if torch else []
+            for k in loads:
+                out += [Job("ours", model, p, n, load=k) for p in planners]
+                out += [Job("ours", model, SWAP_PLANNER, n, s, k) for s in swaps]
+                out += [Job("torch", model, None, n, load=k)] if torch else []
         out += [Job("ours", MNIST_INI, p, n) for p in planners] if mnist else []
     return out
+
+
+BUSY = "import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True: pass"
+
+
+def start_load(count: int) -> list[subprocess.Popen]:
+    """``count`` CPU-bound processes, each pinned to one of the last ``count`` CPUs."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    procs = [subprocess.Popen([sys.executable, "-c", BUSY, str(cpu)])
+             for cpu in cpus[-count:]] if count else []
+    if procs:
+        time.sleep(0.5)  # running before the worker starts
+    return procs
+
+
+def stop_load(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        p.kill()
+        p.wait()
 
 
 def _busy_seconds() -> float:
@@ -303,6 +342,7 @@ def run_job(job: Job, args: argparse.Namespace) -> dict:
     env = dict(os.environ, **{v: str(job.threads) for v in (
         "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
     waited = wait_quiet(args.wait_quiet)
+    background = start_load(job.load)
     load, contention, began = os.getloadavg()[0], Contention(), time.perf_counter()
     try:
         done = subprocess.run(cmd, check=False, capture_output=True, text=True,
@@ -311,17 +351,20 @@ def run_job(job: Job, args: argparse.Namespace) -> dict:
             else {"error": done.stderr.strip().splitlines()[-1:]}
     except subprocess.TimeoutExpired:
         record = {"error": f"timed out after {args.timeout} s"}
+    finally:
+        stop_load(background)
     return {**asdict(job), **record, "model": _label(job.model), "load_average": load,
             "other_cores": round(contention.cores(), 2), "waited_seconds": waited,
             "wall_seconds": round(time.perf_counter() - began, 1)}
 
 
 def best_rounds(records: list[dict]) -> list[dict]:
-    """Per (framework, model, planner, threads) the round with the fastest median: other
-    processes only ever slow a run down."""
+    """Per (framework, model, planner, threads, swap, load) the round with the fastest
+    median: other processes only ever slow a run down."""
     best: dict[tuple, dict] = {}
     for r in records:
-        key = (r["framework"], r["model"], r["planner"], r["threads"], r.get("swap"))
+        key = (r["framework"], r["model"], r["planner"], r["threads"], r.get("swap"),
+               r.get("load", 0))
         if "error" not in r and (key not in best or r["seconds_per_iteration"]
                                  < best[key]["seconds_per_iteration"]):
             best[key] = r
@@ -355,13 +398,14 @@ def _run_label(r: dict) -> str:
 
 
 def ratios(records: list[dict]) -> list[dict]:
-    """One row per (model, threads, our planner) beside PyTorch's run: ours / PyTorch."""
+    """One row per (model, threads, our planner) of the quiet runs beside PyTorch's run: ours /
+    PyTorch."""
     torch_runs = {(r["model"], r["threads"]): r for r in records
-                  if r["framework"] == "torch" and "error" not in r}
+                  if r["framework"] == "torch" and "error" not in r and not r.get("load")}
     rows = []
     for r in records:
         t = torch_runs.get((r["model"], r["threads"]))
-        if r["framework"] != "ours" or t is None or "error" in r:
+        if r["framework"] != "ours" or t is None or "error" in r or r.get("load"):
             continue
         memory = r["peak_rss_above_baseline"] / t["peak_rss_above_baseline"]
         speed = r["seconds_per_iteration"] / t["seconds_per_iteration"]
@@ -375,6 +419,32 @@ def ratios(records: list[dict]) -> list[dict]:
                      "memory ok": memory <= TARGETS["memory_ratio"],
                      "time ok": speed <= TARGETS["time_ratio"],
                      "others' cores": max(r.get("other_cores", 0), t.get("other_cores", 0))})
+    return rows
+
+
+def slowdowns(records: list[dict]) -> list[dict]:
+    """Per (model, threads, our planner) and load level: each framework's seconds under load
+    over its quiet seconds, and ours / PyTorch's (the target: at most 1.2)."""
+    runs = {(r["framework"], r["model"], r["planner"], r["threads"], r.get("swap"),
+             r.get("load", 0)): r for r in records if "error" not in r}
+    rows = []
+    for (fw, model, planner, n, swap, k), r in runs.items():
+        quiet = runs.get((fw, model, planner, n, swap, 0))
+        tq, tl = runs.get(("torch", model, None, n, None, 0)), runs.get(
+            ("torch", model, None, n, None, k))
+        if fw != "ours" or not k or quiet is None or tq is None or tl is None:
+            continue
+        ours = r["seconds_per_iteration"] / quiet["seconds_per_iteration"]
+        theirs = tl["seconds_per_iteration"] / tq["seconds_per_iteration"]
+        rows.append({"model": model, "threads": n, "planner": _run_label(r), "load": k,
+                     "ours quiet s/it": quiet["seconds_per_iteration"],
+                     "ours loaded s/it": r["seconds_per_iteration"], "ours slowdown": ours,
+                     "torch quiet s/it": tq["seconds_per_iteration"],
+                     "torch loaded s/it": tl["seconds_per_iteration"], "torch slowdown": theirs,
+                     "slowdown ratio": ours / theirs,
+                     "slowdown ok": ours / theirs <= TARGETS["slowdown_ratio"],
+                     "loaded time ratio": r["seconds_per_iteration"] / tl["seconds_per_iteration"],
+                     "others' cores": max(r.get("other_cores", 0), tl.get("other_cores", 0))})
     return rows
 
 
@@ -423,6 +493,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "these budgets, comma-separated FRACTION[:through] of the graph's lower "
                    "bound (':through': the swap file keeps nothing in the page cache), e.g. "
                    "0.6,0.6:through")
+    p.add_argument("--load", default="0", help="comma-separated counts of CPU-bound background "
+                   "processes (each pinned to one CPU) to measure under, e.g. 0,1 (default 0)")
     p.add_argument("--no-torch", action="store_true", help="ours only")
     p.add_argument("--no-mnist", action="store_true", help="skip NNTrainer's MNIST model")
     p.add_argument("--rounds", type=int, default=1,
@@ -455,19 +527,22 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.no_torch and not has_torch:
         print("torch is not installed (pip install 'trainplan[torch]'): ours only")
     threads = [int(n) for n in args.threads.split(",")]
+    loads = [int(k) for k in args.load.split(",")]
     todo = jobs(args.models.split(","), args.planners.split(","), threads, torch=has_torch,
-                mnist=not args.no_mnist, swaps=args.swap.split(",") if args.swap else [])
+                mnist=not args.no_mnist, swaps=args.swap.split(",") if args.swap else [],
+                loads=loads)
     rounds = [(k, j) for k in range(args.rounds) for j in todo]
     records = [{**run_job(j, args), "round": k}
                for k, j in tqdm(rounds, desc="workers", unit="run")]
     best = best_rounds(records)
-    result = {"cpu_count": os.cpu_count(), "threads": threads, "rounds": args.rounds,
-              "targets": TARGETS, "records": records, "ratios": ratios(best)}
+    result = {"cpu_count": os.cpu_count(), "threads": threads, "loads": loads,
+              "rounds": args.rounds, "targets": TARGETS, "records": records,
+              "ratios": ratios(best), "slowdowns": slowdowns(best)}
     if not args.no_mnist:
         result["mnist"] = mnist_rows(best, nntrainer_pool_bytes())
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-    for key in ("ratios", "mnist"):
+    for key in ("ratios", "slowdowns", "mnist"):
         if result.get(key):
             print(pd.DataFrame(result[key]).to_string(index=False, float_format="{:.4g}".format))
     failed = {(r["framework"], r["model"], _run_label(r), str(r["error"])): r["error"]

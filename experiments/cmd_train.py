@@ -35,6 +35,9 @@ def register(sub) -> None:
     p.add_argument("--swap-through", action="store_true",
                    help="flush every swap write to storage and keep no swapped bytes in the "
                    "page cache (as a device under memory pressure; slower)")
+    p.add_argument("--threads", type=int, default=None, help="pin every op large enough for "
+                   "several threads to this many (default: as many as the cores other processes "
+                   "leave free)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run_train)
@@ -47,6 +50,8 @@ def run_train(args: argparse.Namespace) -> dict:
 
     if args.resume and not args.checkpoint:
         raise TrainplanError("--resume needs --checkpoint PATH")
+    if args.threads is not None and args.threads < 1:
+        raise TrainplanError(f"--threads must be at least 1, got {args.threads}")
     if args.model is None and not args.plan:
         raise TrainplanError("give --model NAME (or --plan FILE)")
     if args.reference and (args.plan or args.budget is not None or args.planner):
@@ -69,7 +74,7 @@ def run_train(args: argparse.Namespace) -> dict:
         args.epochs = 1
     lr = args.learning_rate or (1e-3 if graph.graph["optimizer"] == "adam" else 1e-2)
     options = SessionOptions(seed=args.seed, learning_rate=lr, swap_dir=args.swap_dir,
-                             swap_through=args.swap_through)
+                             swap_through=args.swap_through, threads=args.threads)
     session = Session(graph, plan, options) if plan is not None else Session.reference(
         graph, options, order=args.order or "nntrainer")
     with session:

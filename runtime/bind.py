@@ -45,6 +45,7 @@ class Binding:
     touched: set = field(default_factory=set)
     replay: bool = False  # a forward op run again to recompute its results
     kernel: Callable | None = None
+    blas: bool = False  # the kernel is BLAS products that use the op's threads themselves
     accumulate: dict[str, str] = field(default_factory=dict)
 
 
@@ -87,6 +88,7 @@ def bind(graph: nx.DiGraph, op: str, layer: dict, index: Index) -> Binding:
         b.kernel = PHASE_KERNELS[data["phase"]]
     elif data["step"] != "apply_gradient":
         b.kernel = getattr(KERNELS[layer["type"]], data["step"])
+        b.blas = KERNELS[layer["type"]].blas
     own = _slots(index, layer["name"], k)
     n_out = len(layer["outputs"])
     if layer["placeholder"]:

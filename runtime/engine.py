@@ -5,7 +5,10 @@ ops the plan runs again there (recomputation), then the ops of that EO (calc_gra
 calc_derivative before apply_gradient), each handed a LayerCtx of views into the layout. With a
 static layout the contexts are built once, so an iteration allocates nothing tensor-sized.
 Random numbers (dropout masks) are keyed by seed, iteration and op, so a recomputation draws
-the same ones. An error names the op that failed.
+the same ones. An error names the op that failed. Every op gets the threads the thread policy
+grants it for its size (runtime/kernels/threads.py; ``threads_at`` keeps what each EO's ops
+got); BLAS gets them too in the kernels made of BLAS products, one inside the others' lanes,
+and an optimizer update runs in lanes of its weight's elements.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import numpy as np
 from trainplan.planner.graph import STEPS, first_version, replay_edges
 from trainplan.planner.order import ExecutionOrder
 from trainplan.runtime.bind import Binding, bind, layer_tensors
-from trainplan.runtime.kernels.base import LayerCtx
+from trainplan.runtime.kernels.base import LayerCtx, flat
+from trainplan.runtime.kernels.parallel import LANES, over_lanes
+from trainplan.runtime.kernels.threads import BLAS, ThreadPolicy
 from trainplan.runtime.optimizers import Hyper, apply_gradient
 
 
@@ -49,7 +54,8 @@ class Executor:
     def __init__(self, graph: nx.DiGraph, eo: ExecutionOrder, layout, *, optimizer: str,
                  hyper: Hyper, seed: int = 0, before_eo: Callable | None = None,
                  after_eo: Callable | None = None, full_context: bool = False,
-                 replays: dict[int, list[str]] | None = None):
+                 replays: dict[int, list[str]] | None = None,
+                 threads: int | None = None):
         self.graph, self.eo, self.layout = graph, eo, layout
         self.optimizer, self.hyper = optimizer, hyper
         self.seed = seed
@@ -62,6 +68,16 @@ class Executor:
         index = layer_tensors(graph)
         self.bindings = {op: bind(graph, op, layers[graph.nodes[op]["layer"]], index)
                          for ops in self.ops_at for op in ops}
+        self.policy = ThreadPolicy(pinned=threads)
+        nodes = graph.nodes
+        self.op_work = {op: (float(nodes[op]["flops"]),
+                             float(sum(nodes[t]["nbytes"] for t in (*graph.pred[op],
+                                                                    *graph.succ[op]))))
+                        for op in self.bindings}
+        # an op too small for threads runs in one lane, the others in LANES: fixed per op, so
+        # the bits do not depend on the threads the policy grants
+        self.op_small = {op: self.policy.small(*work) for op, work in self.op_work.items()}
+        self.threads_at = [0] * eo.n_eo  # the most threads an op of each EO got last time
         self.replays = {e: [self._replay_binding(op) for op in ops]
                         for e, ops in (replays or {}).items()}
         self._static = layout.static
@@ -116,11 +132,13 @@ class Executor:
         evaluation) over the data given to ``feed_at``."""
         self.step_count += last_eo is None
         result = StepResult(0.0, 0, 0)
+        BLAS.sync()  # someone may have changed it since the last iteration
         for e, ops in enumerate(self.ops_at[: None if last_eo is None else last_eo + 1]):
             if self.before_eo:
                 self.before_eo(e)
             for t, values in self.feeds.get(e, ()):
                 self.layout.view(t, e)[...] = values
+            self.threads_at[e] = 0
             for b in self.replays.get(e, ()):
                 try:
                     self._run(b, e, StepResult(0.0, 0, 0))
@@ -137,14 +155,20 @@ class Executor:
 
     def _run(self, b: Binding, e: int, result: StepResult) -> None:
         ctx = self.context(b, e)
+        small = self.op_small[b.op]
+        threads = 1 if small else self.policy.available()
+        lanes = 1 if small else LANES
+        self.threads_at[e] = max(self.threads_at[e], threads)
         if b.step == "apply_gradient":
+            BLAS.set(1)
             for w, grad in ctx.weight_grads.items():
                 states = {s: self.layout.view(t, e) for s, t in b.states.get(w, {}).items()}
-                apply_gradient(self.optimizer, ctx.weights[w], grad, states, self.hyper,
-                               step=self.step_count)
+                self._update(ctx.weights[w], grad, states, threads, lanes)
             return
         if b.kernel is None:
             return
+        BLAS.set(threads if b.blas else 1)
+        ctx.threads, ctx.lanes = threads, lanes
         value = b.kernel(ctx)
         for w, whole in b.accumulate.items():  # a split step's chunk (runtime/bind.py)
             grad = self.layout.view(whole, e)
@@ -155,3 +179,15 @@ class Executor:
             if probs.shape == label.shape and probs.shape[-1] > 1:
                 result.correct += int((probs.argmax(-1) == label.argmax(-1)).sum())
                 result.samples += int(np.prod(probs.shape[:-1]))
+
+    def _update(self, weight: np.ndarray, grad: np.ndarray, states: dict[str, np.ndarray],
+                threads: int, lanes: int) -> None:
+        """The optimizer's element-wise update, in lanes of the weight's elements."""
+        w, g = flat(weight), flat(grad)
+        st = {k: flat(v) for k, v in states.items()}
+
+        def lane(s: slice) -> None:
+            apply_gradient(self.optimizer, w[s], g[s], {n: v[s] for n, v in st.items()},
+                           self.hyper, step=self.step_count)
+
+        over_lanes(w.size, threads, lane, elementwise=True, lanes=lanes)

@@ -8,8 +8,9 @@ order every EO holds one op; when an EO holds several, its row names them joined
 
 Columns, as ``Timeline.events`` has them: ``iteration`` (0-based over the recorded ones),
 ``eo``, ``step``, ``layer``, ``op``, ``start_s``, ``end_s``, ``stall_s``, ``rss_bytes``,
-``bytes_read``, ``bytes_written``, and ``cpu_s``. Seconds count from the start of the first
-recorded iteration. The rows tile each iteration: an EO is ready (``start_s - stall_s``) when
+``bytes_read``, ``bytes_written``, ``cpu_s`` and ``threads`` (the most threads the thread
+policy gave an op of the EO: runtime/kernels/threads.py). Seconds count from the start of the
+first recorded iteration. The rows tile each iteration: an EO is ready (``start_s - stall_s``) when
 the previous row ends (the first when ``step`` is called), waits ``stall_s`` inside the swap
 controller, and ends when its ``after_eo`` hook returns (the last when ``step`` returns); so
 empty EOs, the loop and the hooks (measuring included, a few µs per EO) count in the next row,
@@ -25,7 +26,7 @@ ran before in the same process.
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import os
 import resource
 import time
@@ -43,11 +44,11 @@ from trainplan.runtime.data import synthetic
 from trainplan.runtime.session import Session, SessionOptions
 
 EVENT_COLUMNS = ["iteration", "eo", "step", "layer", "op", "start_s", "end_s", "stall_s",
-                 "rss_bytes", "bytes_read", "bytes_written", "cpu_s"]
+                 "rss_bytes", "bytes_read", "bytes_written", "cpu_s", "threads"]
 
 
 class MeasureError(TrainplanError, ValueError):
-    """A measurement that cannot be taken as asked (counts, a missing threadpoolctl)."""
+    """A measurement that cannot be taken as asked (counts, threads)."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ class MeasuredSummary:
     whole process per iteration (every thread; with one BLAS thread, the work done).
     ``load_average``: the 1-minute load average before and after; ``other_cpus``: the CPUs
     other processes kept busy, on average, while the iterations were recorded (system busy
-    time less ours, over the wall time)."""
+    time less ours, over the wall time). ``blas_threads``: the thread count pinned for the run
+    (None: the thread policy followed the load); ``thread_policy`` says which policy ran."""
 
     model: str
     planner: str
@@ -81,6 +83,7 @@ class MeasuredSummary:
     other_cpus: float
     cpu_count: int
     blas_threads: int | None
+    thread_policy: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -168,7 +171,8 @@ class EOTimer:
         self.rows.append((self.iteration, e, *self.labels[e],
                           self._ready + self._stall - self.origin, end - self.origin,
                           self._stall, self.rss.read(), moved[0] - self._moved[0],
-                          moved[1] - self._moved[1], cpu - self._cpu))
+                          moved[1] - self._moved[1], cpu - self._cpu,
+                          self.executor.threads_at[e]))
         self._moved, self._ready, self._cpu, self._stall = moved, end, cpu, 0.0
 
     def start_iteration(self, iteration: int, origin: float, began: float, cpu: float) -> None:
@@ -217,23 +221,8 @@ def _summary(graph: nx.DiGraph, session: Session, events: pd.DataFrame, walls: l
         peak_rss_bytes=int(events["rss_bytes"].max()) if len(events) else 0,
         process_peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         arena_bytes=int(session.arena_bytes), load_average=load, other_cpus=others,
-        cpu_count=os.cpu_count() or 1, blas_threads=threads)
-
-
-def blas_threads(threads: int | None) -> contextlib.AbstractContextManager:
-    """A context limiting the BLAS thread pool to ``threads`` (None: leave it alone).
-
-    On a shared machine a multi-threaded BLAS makes a small product wait for a descheduled
-    worker thread, up to a scheduler slice (tens of ms for a 0.1 ms GEMM); one thread measures
-    the kernels, not the neighbours."""
-    if threads is None:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError as exc:
-        raise MeasureError("limiting BLAS threads needs threadpoolctl (pip install "
-                           "threadpoolctl; scikit-learn brings it)") from exc
-    return threadpool_limits(limits=threads, user_api="blas")
+        cpu_count=os.cpu_count() or 1, blas_threads=threads,
+        thread_policy=session.executor.policy.describe())
 
 
 def measure(graph: nx.DiGraph, plan: TrainingPlan | None,
@@ -243,16 +232,21 @@ def measure(graph: nx.DiGraph, plan: TrainingPlan | None,
             on_iteration: Callable[[int, float], None] | None = None) -> Measurement:
     """Train ``warmup`` iterations of ``graph`` on one synthetic batch, then record at least
     ``iterations`` more (and more while fewer than ``min_seconds`` were recorded, up to
-    ``max_iterations``), timing every EO, with ``threads`` BLAS threads (None: as configured);
+    ``max_iterations``), timing every EO, every op on ``threads`` threads at most (the ops too
+    small for more on one; None: the options', by default the thread policy's choice);
     ``on_iteration(i, seconds)`` reports progress (negative ``i`` for warm-up)."""
     if warmup < 0 or iterations < 1 or max_iterations < iterations:
         raise MeasureError(f"need warmup >= 0 and 1 <= iterations <= max_iterations, got "
                            f"{warmup}, {iterations}, {max_iterations}")
+    if threads is not None:
+        if threads < 1:
+            raise MeasureError(f"threads must be at least 1, got {threads}")
+        options = dataclasses.replace(options, threads=threads)
     batch = synthetic(graph, graph.graph["batch"], seed=seed).arrays
     load0 = os.getloadavg()[0]
     session = Session(graph, plan, options) if plan is not None else Session.reference(graph,
                                                                                       options)
-    with blas_threads(threads), session:
+    with session:
         for i in range(warmup):
             session.step(batch)
             if on_iteration:
@@ -280,5 +274,5 @@ def measure(graph: nx.DiGraph, plan: TrainingPlan | None,
         events = pd.DataFrame(timer.rows, columns=EVENT_COLUMNS)
         load = (round(load0, 2), round(os.getloadavg()[0], 2))
         summary = _summary(graph, session, events, walls, cpus, warmup, load,
-                           round(max(0.0, others), 2), threads)
+                           round(max(0.0, others), 2), options.threads)
         return Measurement(events, summary, plan)

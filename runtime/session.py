@@ -41,6 +41,7 @@ class SessionOptions:
     learning_rate: float = 1e-3
     swap_dir: str | None = None
     swap_through: bool = False  # swapped bytes leave the page cache too (runtime/swapio.py)
+    threads: int | None = None  # per op; None: as the load allows (runtime/kernels/threads.py)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,8 @@ class Session:
                                  optimizer=self.graph.graph["optimizer"],
                                  hyper=Hyper(learning_rate=self.options.learning_rate),
                                  seed=self.options.seed, full_context=self.plan is None,
-                                 replays=self.plan.replays_at() if self.plan else None, **hooks)
+                                 replays=self.plan.replays_at() if self.plan else None,
+                                 threads=self.options.threads, **hooks)
         for buffer in self.persistent:
             self.store(buffer, initial_value(self.graph, buffer, self.options.seed))
 

@@ -1,5 +1,6 @@
 """The training loop: epochs of shuffled batches, loss and accuracy, a test split, checkpoints,
-and the measurements the runtime reports (time, stalls, bytes moved, peak RSS, arena)."""
+and the measurements the runtime reports (time, stalls, bytes moved, peak RSS, arena, the
+thread policy: ``SessionOptions.threads`` pins it)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class TrainReport:
     bytes_written: int = 0
     bytes_read: int = 0
     weights_sha256: str = ""
+    thread_policy: str = ""
     iteration_seconds: list[float] = field(default_factory=list)
 
     def record(self) -> dict:
@@ -92,6 +94,7 @@ def _finish(session: Session, report: TrainReport, stall0: float) -> TrainReport
         report.bytes_read = session.swapfile.bytes_read
     report.peak_rss_bytes = peak_rss_bytes()
     report.weights_sha256 = session.weights_sha256()
+    report.thread_policy = session.executor.policy.describe()
     return report
 
 

@@ -2,21 +2,45 @@
 
 from trainplan.planner.errors import InvalidShape
 from trainplan.planner.layers.base import (
-    AG, CD, CG, F, Helper, LayerSpec, Realised, Weight, pair, positive, register,
+    AG, CD, CG, F, Helper, LayerSpec, Realised, Weight, numel, pair, positive, register,
 )
-
 
 # im2col runs on chunks of samples: enough columns per matrix product for BLAS to run near its
 # peak and for the filter gradient to be summed over few chunks, within a bounded workspace.
 COL_MIN_COLUMNS = 1024
 COL_BUDGET_BYTES = 1 << 20
+# Column workspace worth holding once per lane: beyond it (one sample of a 224x224, 64-channel
+# 3x3 convolution is 116 MB) a step runs in one lane rather than double its largest tensor
+LANE_WORKSPACE_MAX = 16 << 20
+# The runtime cuts forward and calc_derivative into this many lanes of samples, each with its
+# own chunk workspace (the column budget shared among them), so that as many threads can run
+# them; the count is fixed, so the results are the same bits on any number of threads.
+LANES = 2
 
 
-def conv_chunk(batch: int, rows: int, cols: int) -> int:
-    """Samples per im2col chunk for a (rows, cols) per-sample column matrix."""
+def conv_chunk(batch: int, rows: int, cols: int, lanes: int = 1) -> int:
+    """Samples per im2col chunk for a (rows, cols) per-sample column matrix, in one of
+    ``lanes`` lanes of samples sharing the column budget."""
+    lane_batch = -(-batch // lanes)
     by_cols = -(-COL_MIN_COLUMNS // cols)
-    by_bytes = COL_BUDGET_BYTES // (4 * rows * cols)
-    return max(1, min(batch, max(by_cols, by_bytes)))
+    by_bytes = COL_BUDGET_BYTES // lanes // (4 * rows * cols)
+    most = max(1, min(lane_batch, max(by_cols, by_bytes)))
+    return -(-lane_batch // -(-lane_batch // most))  # as many chunks, evened out
+
+
+# Output rows this short cost more as separate col2im rows than as extra matrix columns
+# (lenet5's 10-wide conv2: calc_derivative 1.2 -> 0.87 ms; its 28-wide conv1 was slower).
+WIDE_MAX_ROW = 16
+
+
+def wide_grid(stride, pad, out_width: int, in_width: int) -> bool:
+    """Whether the runtime's calc_derivative of an unpadded stride-1 convolution with short
+    output rows works on rows as wide as the input rows (zero gradients past the real
+    outputs): every tap is then one shift of the whole flattened plane, so col2im adds one run
+    per plane and tap instead of one per output row (runtime/kernels/windows.py); its
+    workspaces are that much wider."""
+    return (tuple(stride) == (1, 1) and tuple(pad) == (0, 0)
+            and out_width < in_width and out_width <= WIDE_MAX_ROW)
 
 
 def padding(value, kernel, dilation, name):
@@ -64,38 +88,114 @@ def realise_conv2d(inputs, props, compat):
         weights["bias"] = Weight((filters,), read_at_derivative=False)
     mac = b * filters * oh * ow * (c // groups) * k[0] * k[1]
     pointwise = (k, s, p) == ((1, 1), (1, 1), (0, 0))
-    helpers = [] if compat else _conv_helpers(b, c * k[0] * k[1], oh * ow, weights["filter"],
-                                              pointwise=pointwise)
+    flipped = derivative_as_convolution(s, (oh, ow), (h, w), k, b, c, filters)
+    wide = not flipped and wide_grid(s, p, ow, w)
+    rows, cols = c * k[0] * k[1], oh * ow
+    helpers = [] if compat else _conv_helpers(b, rows, cols, weights["filter"],
+                                              pointwise=pointwise, wide_cols=oh * w if wide
+                                              else None, flipped=flipped)
     # im2col (forward, calc_gradient) and col2im (calc_derivative) copy one output row of
-    # every (sample, channel, tap) — unless the input itself is the column matrix
-    direct = pointwise and conv_chunk(b, c, oh * ow) == 1
-    rows = 0 if direct else b * c * k[0] * k[1] * oh
+    # every (sample, channel, tap) — one whole plane when a tap is a flat shift (stride 1,
+    # padded, output rows as wide as input rows: runtime/kernels/windows.py), none when the
+    # input itself is the column matrix
+    shifted = s == (1, 1) and ow == w and p != (0, 0)
+    copied = b * c * k[0] * k[1] * (1 if shifted else oh)
+    cg_lanes = LANES if gradient_in_sample_lanes(b, rows, cols, weights["filter"].shape) else 1
+    lanes_at = {F: step_lanes(b, rows, cols), CG: cg_lanes, CD: step_lanes(b, rows, cols)}
+    gathers = {step: 0 if pointwise and conv_chunk(b, rows, cols, lanes) == 1 else copied
+               for step, lanes in lanes_at.items()}
+    if wide:
+        gathers[CD] = b * c * k[0] * k[1]
+    if flipped:  # im2col of the output gradient, by flat shifts
+        gathers[CD] = b * filters * k[0] * k[1]
     return Realised(
         outputs=[(b, filters, oh, ow)], weights=weights, helpers=helpers,
         flops={F: 2 * mac, CG: 2 * mac, CD: 2 * mac}, input_steps=frozenset({F, CG}),
-        gather_rows={F: rows, CG: rows, CD: rows},
+        gather_rows=gathers,
     )
 
 
-def _conv_helpers(batch, rows, cols, filt, pointwise):
+def derivative_as_convolution(stride, out, plane, kernel, batch: int, channels: int,
+                              filters: int) -> bool:
+    """Whether the runtime's calc_derivative of a stride-1 convolution whose output planes are
+    its input planes ("same") is itself such a convolution: dx = the output gradient convolved
+    with the filters flipped and channels and filters swapped (``filter_flipped``), im2col by
+    flat shifts and one product, no col2im summing taps back. Worth it when the output
+    gradient has no more channels than the input (its columns are no larger than col2im's)
+    and the flipped copy of the filters is no larger than the output gradient (input channels
+    x taps no more than the batch's output positions): resnet18's first two stages."""
+    return (tuple(stride) == (1, 1) and tuple(out) == tuple(plane)
+            and tuple(kernel) != (1, 1) and filters <= channels
+            and channels * kernel[0] * kernel[1] <= batch * out[0] * out[1])
+
+
+def step_lanes(batch: int, rows: int, cols: int) -> int:
+    """Lanes of samples a forward or calc_derivative step runs, each with its own column
+    workspace: LANES, or one when so many workspaces would exceed LANE_WORKSPACE_MAX."""
+    g = conv_chunk(batch, rows, cols, LANES)
+    return LANES if LANES * 4 * rows * g * cols <= LANE_WORKSPACE_MAX else 1
+
+
+def gradient_in_sample_lanes(batch: int, rows: int, cols: int, filt_shape) -> bool:
+    """Whether calc_gradient runs lanes of samples, each summing its own partial filter
+    gradient (added up in lane order), rather than lanes of channels over shared chunks: when
+    a filter gradient is no larger than one lane's column chunk, its extra copies cost little
+    and the lanes need not meet after every chunk."""
+    g = conv_chunk(batch, rows, cols, LANES)
+    return 4 * numel(filt_shape) <= 4 * rows * g * cols and step_lanes(batch, rows, cols) > 1
+
+
+def _conv_helpers(batch, rows, cols, filt, pointwise, wide_cols=None, flipped=False):
     """im2col workspaces for one chunk of samples, each living in its own step only.
 
     Every step makes one matrix product per chunk with the chunk's samples side by side:
     columns (rows, chunk, cols) — unless the convolution is pointwise and a chunk is one
     sample, when the input itself is the column matrix — and, when a chunk has several
-    samples, the output (forward) or output gradient (backward) laid out (filters, chunk, cols).
-    calc_gradient sums chunks after the first through a partial filter gradient.
+    samples, the output (forward) or output gradient (backward) laid out (filters, chunk,
+    cols) — calc_derivative's always when its rows are wide (``wide_grid``: ``wide_cols``
+    columns per sample).
+    Forward and calc_derivative run ``step_lanes`` lanes of samples (``LANES``, or one where
+    that many workspaces would be too large), each with its own chunk workspace (a leading
+    lane axis). So does calc_gradient when ``gradient_in_sample_lanes``,
+    each lane summing into its own partial filter gradient (``filter_grad_lanes``, added up at
+    the end); otherwise it splits each chunk's work by channels and has one workspace. Either
+    sums a lane's chunks after the first through a partial filter gradient. When
+    ``derivative_as_convolution``, calc_derivative's columns are the output gradient's
+    (filters x taps rows) and its product is laid out (channels, chunk, cols).
     """
-    g = conv_chunk(batch, rows, cols)
     helpers = []
+    sample_lanes = gradient_in_sample_lanes(batch, rows, cols, filt.shape)
     for step in (F, CG, CD):
+        wide = step == CD and wide_cols is not None
+        width = wide_cols if wide else cols
+        flip = step == CD and flipped
+        taps = filt.shape[2] * filt.shape[3]
+        # the output gradient's columns when flipped: filters x taps rows
+        step_rows = filt.shape[0] * taps if flip else rows
+        if step == CG:  # lanes of samples, or of channels sharing one workspace
+            lanes = LANES if sample_lanes else 1
+            lead = (LANES,) if sample_lanes else ()
+        else:  # lanes of samples, each its workspace: a leading axis of that many
+            lanes = step_lanes(batch, step_rows, width)
+            lead = (lanes,)
+        g = conv_chunk(batch, step_rows, width, lanes)
         if not (pointwise and g == 1):
-            helpers.append(Helper(f"col_{step}", (rows, g, cols), (step,)))
-        if g > 1:
+            helpers.append(Helper(f"col_{step}", (*lead, step_rows, g, width), (step,)))
+        if flip:
+            channels = rows // taps
+            per_group = numel(filt.shape) // (channels * taps)  # filters per group
+            helpers.append(Helper("filter_flipped", (channels, per_group, *filt.shape[2:]),
+                                  (step,)))
+            if g > 1:
+                helpers.append(Helper("dx_t_calc_derivative", (*lead, channels, g, width),
+                                      (step,)))
+        elif g > 1 or wide:
             name = "out_t_forward" if step == F else f"grad_t_{step}"
-            helpers.append(Helper(name, (filt.shape[0], g, cols), (step,)))
-    if g < batch:
-        helpers.append(Helper("filter_grad_part", filt.shape, (CG,)))
+            helpers.append(Helper(name, (*lead, filt.shape[0], g, width), (step,)))
+        if step == CG and sample_lanes:
+            helpers.append(Helper("filter_grad_lanes", (LANES, *filt.shape), (CG,)))
+        if step == CG and g < batch:  # (an op too small for threads runs in one lane)
+            helpers.append(Helper("filter_grad_part", (*lead, *filt.shape), (CG,)))
     return helpers
 
 

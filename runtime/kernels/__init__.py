@@ -2,7 +2,9 @@
 calc_derivative)``, one module per layer family as in planner/layers; and the kernels of the
 op phases of split steps, ``PHASE_KERNELS[phase]`` (runtime/kernels/split.py)."""
 
-from trainplan.runtime.kernels import conv, dense, elementwise, loss, norm, sequence  # noqa: F401
+from trainplan.runtime.kernels import (  # noqa: F401
+    conv, dense, elementwise, loss, norm, pool, sequence,
+)
 from trainplan.runtime.kernels.base import KERNELS, KernelError, KernelSpec, LayerCtx
 from trainplan.runtime.kernels.split import PHASE_KERNELS
 

@@ -5,7 +5,9 @@ writes its results into the arrays it is given (``out=``, slice assignment), nev
 and allocates nothing tensor-sized: a temporary it needs is a helper tensor declared by the
 layer (planner/layers), or a bounded slice of at most ``CHUNK`` elements (``chunks``), or a
 per-row / per-channel vector. Kernels are dtype-generic (float32 in the runtime, float64 in the
-gradient checks).
+gradient checks). A kernel may use ``ctx.threads`` threads by cutting its work into
+``ctx.lanes`` lanes (runtime/kernels/parallel.py): the lanes are fixed per op (one for an op too
+small for threads, else ``LANES``), so the bits do not depend on the thread count.
 
 In-place layers (graph record ``inplace != 'none'``): ``outputs[0]`` may be the same memory as
 ``inputs[0]`` and, in backward, ``in_derivs[0]`` the same memory as ``out_grads[0]`` (multiout
@@ -18,6 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from trainplan.runtime.kernels.parallel import LANES, over_lanes, run_lanes
 
 # Elements per slice of a chunked element-wise pass: temporaries stay at CHUNK elements,
 # small enough to sit in L2, large enough that the Python loop costs little.
@@ -44,11 +48,23 @@ class LayerCtx:
     training: bool = True
     rng_key: tuple[int, ...] = ()
     replay: bool = False  # run again to recompute: leave running statistics alone
+    threads: int = 1  # threads the step may use (runtime/kernels/threads.py decides per op)
+    lanes: int = LANES  # parts the step cuts its work into: 1 for an op too small for threads
+    memo: dict = field(default_factory=dict, repr=False)  # per-layer facts a kernel derives once
 
     @property
     def rng(self) -> np.random.Generator:
         """Random numbers keyed by (seed, iteration, op): a recomputation draws the same."""
         return np.random.default_rng(self.rng_key)
+
+    def over(self, n: int, work: Callable[[slice], object], *, elementwise: bool = False
+             ) -> None:
+        """``work`` on this step's lanes of ``range(n)`` (parallel.py ``over_lanes``)."""
+        over_lanes(n, self.threads, work, elementwise=elementwise, lanes=self.lanes)
+
+    def each_lane(self, work: Callable[[int], object]) -> None:
+        """``work(lane)`` for each of this step's lanes (parallel.py ``run_lanes``)."""
+        run_lanes(work, self.threads, self.lanes)
 
     def helper(self, name: str) -> np.ndarray:
         """A declared helper tensor; KernelError names the layer and helper when missing."""
@@ -65,11 +81,14 @@ Kernel = Callable[[LayerCtx], "float | None"]
 
 @dataclass(frozen=True)
 class KernelSpec:
-    """The three steps of one layer type; a backward step is None when the layer has none."""
+    """The three steps of one layer type; a backward step is None when the layer has none.
+    ``blas``: the steps are BLAS products that use the op's threads themselves (otherwise the
+    kernel runs lanes on them, BLAS single-threaded inside)."""
 
     forward: Kernel
     calc_gradient: Kernel | None = None
     calc_derivative: Kernel | None = None
+    blas: bool = False
 
 
 KERNELS: dict[str, KernelSpec] = {}

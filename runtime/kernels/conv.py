@@ -1,24 +1,35 @@
-"""Convolution (grouped, strided, dilated, padded) and pooling kernels.
+"""Convolution kernels (grouped, strided, dilated, padded).
 
 Convolution is im2col plus one BLAS product per chunk of samples, the chunk's samples side by
 side in the columns. The chunk size is read off the declared column helpers
 (planner/layers/conv.py ``conv_chunk``), so the runtime and the plan agree on the workspace.
-Forward: Y = W · col(x), written back sample-major. calc_gradient: dW = Σ_chunks dY · colᵀ, the
-chunks after the first through a partial helper, added in order. calc_derivative: col = Wᵀ · dY,
-then col2im sums the columns back onto dx tap by tap.
+Forward: Y = W · col(x), written back sample-major. calc_derivative: col = Wᵀ · dY, then col2im
+sums the columns back onto dx tap by tap — or, for a "same" stride-1 convolution, dx is the
+convolution of dY with the flipped filters (no summing back). Both run lanes of samples, each
+lane its chunks in its own workspace (the helpers' leading axis). calc_gradient: dW = Σ_chunks
+dY · colᵀ over all samples, the chunks after the first through a partial helper, added in
+order: in lanes of samples, each summing its own partial dW, when the filter is small
+(planner/layers/conv.py ``gradient_in_sample_lanes``); else in lanes that split each chunk by
+channels (or groups, or taps for one channel), each gathering its channels' columns and
+computing its own columns of dW.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from trainplan.planner.layers.base import pair
-from trainplan.planner.layers.conv import padding
-from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, chunks, flat, register, view
-from trainplan.runtime.kernels.windows import Tap, col2im, im2col, taps
+from trainplan.planner.layers.conv import padding, wide_grid
+from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, flat, register, view
+from trainplan.runtime.kernels.parallel import split
+from trainplan.runtime.kernels.windows import (
+    ShiftPlan, Tap, col2im, col2im_wide, im2col, im2col_taps, shifts, taps, unpadded, wide_run,
+    window_view,
+)
 
 
 @dataclass(frozen=True)
@@ -30,28 +41,53 @@ class ConvGeom:
     kernel: tuple[int, int]
     out: tuple[int, int]
     taps: tuple[Tap, ...]
+    shifts: ShiftPlan | None
     pointwise: bool
+    grid_width: int  # output rows as the workspaces hold them: the input's width when wide
+    run: int  # a wide tap's flat run
 
     @property
     def rows(self) -> int:  # column-matrix rows per group
         return self.channels // self.groups * self.kernel[0] * self.kernel[1]
 
     @property
-    def cols(self) -> int:
+    def cols(self) -> int:  # outputs per sample
         return self.out[0] * self.out[1]
+
+    @property
+    def wide(self) -> bool:
+        return self.grid_width != self.out[1]
+
+    @property
+    def gcols(self) -> int:  # workspace columns per sample
+        return self.out[0] * self.grid_width
 
 
 def _geom(ctx: LayerCtx) -> ConvGeom:
-    b, c, h, w = ctx.inputs[0].shape
-    f, cg, kh, kw = ctx.weights["filter"].shape
-    oh, ow = ctx.outputs[0].shape[2:]
-    props = ctx.props
-    s = pair(props.get("stride", 1))
-    d = pair(props.get("dilation", 1))
-    p = padding(props.get("padding", 0), (kh, kw), d, props.get("name", "conv2d"))
-    pointwise = (kh, kw) == (1, 1) and s == (1, 1) and p == (0, 0)
-    return ConvGeom(b, c, f, c // cg, (kh, kw), (oh, ow), taps((h, w), (oh, ow), (kh, kw), s, p, d),
-                    pointwise)
+    """The layer's geometry, derived once per context."""
+    geom = ctx.memo.get("conv")
+    if geom is None:
+        b, c, h, w = ctx.inputs[0].shape
+        f, cg, kh, kw = ctx.weights["filter"].shape
+        oh, ow = ctx.outputs[0].shape[2:]
+        props = ctx.props
+        s = pair(props.get("stride", 1))
+        d = pair(props.get("dilation", 1))
+        p = padding(props.get("padding", 0), (kh, kw), d, props.get("name", "conv2d"))
+        pointwise = (kh, kw) == (1, 1) and s == (1, 1) and p == (0, 0)
+        tap_list = taps((h, w), (oh, ow), (kh, kw), s, p, d)
+        geom = ctx.memo["conv"] = ConvGeom(
+            b, c, f, c // cg, (kh, kw), (oh, ow), tap_list, shifts(tap_list, (h, w), (oh, ow)),
+            pointwise, ow, wide_run(tap_list, (h, w), (oh, ow)))
+        ctx.memo["conv_derivative"] = (dataclasses.replace(geom, grid_width=w)
+                                       if wide_grid(s, p, ow, w) else geom)
+    return geom
+
+
+def _derivative_geom(ctx: LayerCtx) -> ConvGeom:
+    """calc_derivative's geometry: rows as wide as the input's when ``wide_grid``."""
+    _geom(ctx)
+    return ctx.memo["conv_derivative"]
 
 
 def _prefix(buf: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -59,38 +95,85 @@ def _prefix(buf: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return view(flat(buf)[:math.prod(shape)], shape)
 
 
-def _chunks(ctx: LayerCtx, g: ConvGeom, step: str):
-    """Sample ranges of the step's chunks (the size is the column helper's)."""
+def _chunk_size(ctx: LayerCtx, g: ConvGeom, step: str) -> int:
+    """Samples per chunk of the step (the column helper's; 1 when the input is the columns)."""
     col = ctx.helpers.get(f"col_{step}")
-    size = col.shape[1] if col is not None else 1 if g.pointwise else ctx.helper(f"col_{step}")
-    for n0 in range(0, g.batch, size):
-        yield n0, min(g.batch, n0 + size)
+    if col is None:
+        return 1 if g.pointwise else ctx.helper(f"col_{step}").shape[-2]  # KernelError
+    return col.shape[-2]
+
+
+def _ranges(samples: slice, size: int):
+    """(n0, n1) chunks of ``size`` samples over a lane's samples."""
+    for n0 in range(samples.start, samples.stop, size):
+        yield n0, min(samples.stop, n0 + size)
 
 
 def _col6(buf: np.ndarray, g: ConvGeom, n: int) -> np.ndarray:
-    """A (rows, n, cols) column buffer viewed (n, c, kh, kw, oh, ow) for im2col/col2im."""
+    """A (rows, n, cols) column buffer viewed (n, c, kh, kw, oh, ow) for im2col/col2im, or
+    (n, c, kh, kw, oh * w) when the rows are wide."""
+    if g.wide:
+        return _prefix(buf, (g.channels, *g.kernel, n, g.gcols)).transpose(3, 0, 1, 2, 4)
     return _prefix(buf, (g.channels, *g.kernel, n, *g.out)).transpose(3, 0, 1, 2, 4, 5)
 
 
-def _columns(ctx: LayerCtx, g: ConvGeom, step: str, n0: int, n1: int) -> np.ndarray:
-    """The chunk's column matrix (groups, rows, n * cols), im2col'd into the step's helper."""
+def _windows(ctx: LayerCtx, g: ConvGeom) -> np.ndarray | None:
+    """The input's windows (n, c, kh, kw, oh, ow) when no tap is padded, made once per input
+    array."""
     x = ctx.inputs[0]
-    col = ctx.helpers.get(f"col_{step}")
-    if col is None:  # pointwise, one sample per chunk: the input is the column matrix
+    made = ctx.memo.get("windows")
+    if made is None or made[0] is not x:
+        made = ctx.memo["windows"] = (
+            x, window_view(x, g.taps, (*g.kernel, *g.out)) if unpadded(g.taps) else None)
+    return made[1]
+
+
+def _columns(ctx: LayerCtx, col: np.ndarray | None, g: ConvGeom, n0: int, n1: int,
+             channels: slice = slice(None), which: slice | None = None) -> np.ndarray:
+    """The chunk's column matrix (groups, rows, n * cols), im2col'd (the ``channels`` only, or
+    the taps ``which`` only) into ``col`` — or, pointwise one sample at a time (``col`` None),
+    the input itself."""
+    x = ctx.inputs[0]
+    if col is None:
         return view(x[n0], (g.groups, g.rows, g.cols))
-    im2col(x[n0:n1], _col6(col, g, n1 - n0), g.taps)
+    col6 = _col6(col, g, n1 - n0)[:, channels]
+    windows = _windows(ctx, g)
+    windows = None if windows is None else windows[n0:n1, channels]
+    if which is None:
+        im2col(x[n0:n1, channels], col6, g.taps, g.shifts, windows)
+    else:
+        im2col_taps(x[n0:n1, channels], col6, g.taps, which, windows)
     return _prefix(col, (g.groups, g.rows, (n1 - n0) * g.cols))
 
 
-def _grads(ctx: LayerCtx, g: ConvGeom, step: str, n0: int, n1: int) -> np.ndarray:
-    """The chunk's output gradient as (groups, filters / groups, n * cols)."""
+def _transposed(dy3: np.ndarray, buf: np.ndarray | None, g: ConvGeom, n0: int, n1: int,
+                filters: slice = slice(None)) -> np.ndarray:
+    """The chunk's output gradient as (groups, filters / groups, n * cols); several samples,
+    or wide rows (zeros past the real outputs), are copied (the ``filters`` only) into ``buf``
+    laid out (filters, n, cols)."""
     fg = g.filters // g.groups
-    dy3 = view(ctx.out_grads[0], (g.batch, g.filters, g.cols))
-    if n1 - n0 == 1:
+    if n1 - n0 == 1 and not g.wide:
         return view(dy3[n0], (g.groups, fg, g.cols))
-    buf = _prefix(ctx.helper(f"grad_t_{step}"), (g.filters, n1 - n0, g.cols))
-    np.copyto(buf, dy3[n0:n1].transpose(1, 0, 2))
-    return view(buf, (g.groups, fg, (n1 - n0) * g.cols))
+    if g.wide:
+        out = _prefix(buf, (g.filters, n1 - n0, g.out[0], g.grid_width))
+        dy4 = view(dy3, (g.batch, g.filters, *g.out))
+        np.copyto(out[filters, :, :, :g.out[1]], dy4[n0:n1, filters].transpose(1, 0, 2, 3))
+        out[filters, :, :, g.out[1]:] = 0
+    else:
+        out = _prefix(buf, (g.filters, n1 - n0, g.cols))
+        np.copyto(out[filters], dy3[n0:n1, filters].transpose(1, 0, 2))
+    return view(out, (g.groups, fg, (n1 - n0) * g.gcols))
+
+
+def _lane(helper: np.ndarray | None, lane: int) -> np.ndarray | None:
+    return None if helper is None else helper[lane]
+
+
+def _declared_lanes(ctx: LayerCtx, helper: np.ndarray | None) -> None:
+    """Run no more lanes than the step's workspace declares (its leading axis: one for a
+    convolution whose columns are too large to hold twice, planner/layers/conv.py)."""
+    if helper is not None:
+        ctx.lanes = min(ctx.lanes, helper.shape[0])
 
 
 def conv_forward(ctx: LayerCtx) -> None:
@@ -98,16 +181,45 @@ def conv_forward(ctx: LayerCtx) -> None:
     fg = g.filters // g.groups
     w3 = view(ctx.weights["filter"], (g.groups, fg, g.rows))
     y3 = view(ctx.outputs[0], (g.batch, g.filters, g.cols))
-    for n0, n1 in _chunks(ctx, g, "forward"):
-        cols = _columns(ctx, g, "forward", n0, n1)
-        if n1 - n0 == 1:
-            np.matmul(w3, cols, out=view(y3[n0], (g.groups, fg, g.cols)))
-            continue
-        out_t = _prefix(ctx.helper("out_t_forward"), (g.groups, fg, (n1 - n0) * g.cols))
-        np.matmul(w3, cols, out=out_t)
-        np.copyto(y3[n0:n1], view(out_t, (g.filters, n1 - n0, g.cols)).transpose(1, 0, 2))
-    if "bias" in ctx.weights:
-        y3 += ctx.weights["bias"][:, None]
+    size = _chunk_size(ctx, g, "forward")
+    col, out_t = ctx.helpers.get("col_forward"), ctx.helpers.get("out_t_forward")
+    bias = ctx.weights.get("bias")
+    _declared_lanes(ctx, col if col is not None else out_t)
+    lanes = split(g.batch, ctx.lanes)
+
+    def lane(k: int) -> None:
+        for n0, n1 in _ranges(lanes[k], size):
+            cols = _columns(ctx, _lane(col, k), g, n0, n1)
+            if n1 - n0 == 1:
+                np.matmul(w3, cols, out=view(y3[n0], (g.groups, fg, g.cols)))
+            else:
+                buf = _prefix(out_t[k], (g.groups, fg, (n1 - n0) * g.cols))
+                np.matmul(w3, cols, out=buf)
+                np.copyto(y3[n0:n1], view(buf, (g.filters, n1 - n0, g.cols)).transpose(1, 0, 2))
+            if bias is not None:
+                y3[n0:n1] += bias[:, None]
+
+    ctx.each_lane(lane)
+
+
+def _channel_lanes(g: ConvGeom, lanes: int) -> list[tuple[slice, slice, tuple, slice | None]]:
+    """calc_gradient's lanes: (input channels, their column rows, their index into the
+    (groups, filters / groups, rows) filter gradient, the taps or None for all); whole groups
+    when grouped, taps when there is one channel."""
+    kk = g.kernel[0] * g.kernel[1]
+    out = []
+    if g.groups > 1:
+        per = g.channels // g.groups
+        for s in split(g.groups, lanes):
+            out.append((slice(s.start * per, s.stop * per), slice(None), (s,), None))
+    elif g.channels == 1:
+        for s in split(kk, lanes):
+            out.append((slice(None), s, (slice(None), slice(None), s), s))
+    else:
+        for s in split(g.channels, lanes):
+            rows = slice(s.start * kk, s.stop * kk)
+            out.append((s, rows, (slice(None), slice(None), rows), None))
+    return out
 
 
 def conv_calc_gradient(ctx: LayerCtx) -> None:
@@ -118,125 +230,129 @@ def conv_calc_gradient(ctx: LayerCtx) -> None:
     if "filter" not in ctx.weight_grads:
         return
     dw3 = view(ctx.weight_grads["filter"], (g.groups, g.filters // g.groups, g.rows))
-    for k, (n0, n1) in enumerate(_chunks(ctx, g, "calc_gradient")):
-        cols = _columns(ctx, g, "calc_gradient", n0, n1)
-        grads = _grads(ctx, g, "calc_gradient", n0, n1)
-        target = dw3 if k == 0 else view(ctx.helper("filter_grad_part"), dw3.shape)
-        np.matmul(grads, cols.transpose(0, 2, 1), out=target)
-        if k:
-            dw3 += target
+    if "filter_grad_lanes" in ctx.helpers:
+        _gradient_in_sample_lanes(ctx, g, dy3, dw3)
+        return
+    part = ctx.helpers.get("filter_grad_part")
+    col, grad_t = ctx.helpers.get("col_calc_gradient"), ctx.helpers.get("grad_t_calc_gradient")
+    size = _chunk_size(ctx, g, "calc_gradient")
+    filter_lanes, channel_lanes = split(g.filters, ctx.lanes), _channel_lanes(g, ctx.lanes)
+    for k, (n0, n1) in enumerate(_ranges(slice(0, g.batch), size)):
+        if n1 - n0 > 1:  # every lane needs every filter's gradient: transpose them first
+            ctx.each_lane(lambda i, n0=n0, n1=n1: _transposed(dy3, grad_t, g, n0, n1,
+                                                              filter_lanes[i]))
+        grads = _transposed_view(dy3, grad_t, g, n0, n1)
+
+        def lane(i: int, k=k, n0=n0, n1=n1, grads=grads) -> None:
+            channels, rows, index, which = channel_lanes[i]
+            cols = _columns(ctx, col, g, n0, n1, channels, which)
+            target = dw3 if k == 0 else view(part, dw3.shape)
+            np.matmul(grads[index[:1]], cols[index[:1] + (rows,)].transpose(0, 2, 1),
+                      out=target[index])
+            if k:
+                dw3[index] += target[index]
+
+        ctx.each_lane(lane)
+
+
+def _gradient_in_sample_lanes(ctx: LayerCtx, g: ConvGeom, dy3: np.ndarray,
+                              dw3: np.ndarray) -> None:
+    """dW = Σ over lanes of samples of each lane's Σ over its chunks, added in lane order. A
+    lane sums dWᵀ = col · dYᵀ into its ``filter_grad_lanes``: BLAS runs the product with the
+    columns untransposed about a fifth faster than dY · colᵀ (resnet18's first stage)."""
+    col, grad_t = ctx.helpers.get("col_calc_gradient"), ctx.helpers.get("grad_t_calc_gradient")
+    part = ctx.helpers.get("filter_grad_part")
+    shape_t = (g.groups, g.rows, g.filters // g.groups)
+    sums = [view(buf, shape_t) for buf in ctx.helper("filter_grad_lanes")]
+    size = _chunk_size(ctx, g, "calc_gradient")
+    lanes = split(g.batch, ctx.lanes)
+
+    def lane(k: int) -> None:
+        for j, (n0, n1) in enumerate(_ranges(lanes[k], size)):
+            cols = _columns(ctx, _lane(col, k), g, n0, n1)
+            grads = _transposed(dy3, _lane(grad_t, k), g, n0, n1)
+            target = sums[k] if j == 0 else view(part[k], shape_t)
+            np.matmul(cols, grads.transpose(0, 2, 1), out=target)
+            if j:
+                sums[k] += target
+
+    ctx.each_lane(lane)
+    used = [k for k in range(ctx.lanes) if lanes[k].stop > lanes[k].start]
+    np.copyto(dw3, sums[used[0]].transpose(0, 2, 1))
+    for k in used[1:]:
+        dw3 += sums[k].transpose(0, 2, 1)
+
+
+def _transposed_view(dy3: np.ndarray, buf: np.ndarray | None, g: ConvGeom, n0: int,
+                     n1: int) -> np.ndarray:
+    """The chunk's output gradient (groups, filters / groups, n * cols) once transposed."""
+    fg = g.filters // g.groups
+    if n1 - n0 == 1:
+        return view(dy3[n0], (g.groups, fg, g.cols))
+    return _prefix(buf, (g.groups, fg, (n1 - n0) * g.cols))
+
+
+def _derivative_as_convolution(ctx: LayerCtx, g: ConvGeom) -> None:
+    """dx as a "same" stride-1 convolution of dY with the filters flipped, channels and
+    filters swapped (planner/layers/conv.py ``derivative_as_convolution``): W' = the
+    ``filter_flipped`` helper, W'[c, f, i, j] = W[f, c, kh-1-i, kw-1-j] per group; then per
+    chunk im2col(dY) by flat shifts and one product W' · col, laid out (channels, n, cols)."""
+    kh, kw = g.kernel
+    fg, cg = g.filters // g.groups, g.channels // g.groups
+    w5 = view(ctx.weights["filter"], (g.groups, fg, cg, kh, kw))
+    flip = ctx.helper("filter_flipped")
+    np.copyto(view(flip, (g.groups, cg, fg, kh, kw)), w5.transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1])
+    wf3 = view(flip, (g.groups, cg, fg * kh * kw))
+    dy, dx = ctx.out_grads[0], ctx.in_derivs[0]
+    dx3 = view(dx, (g.batch, g.channels, g.cols))
+    col, dx_t = ctx.helpers["col_calc_derivative"], ctx.helpers.get("dx_t_calc_derivative")
+    _declared_lanes(ctx, col)
+    size, lanes = col.shape[-2], split(g.batch, ctx.lanes)
+
+    def lane(k: int) -> None:
+        for n0, n1 in _ranges(lanes[k], size):
+            n = n1 - n0
+            col6 = _prefix(col[k], (g.filters, kh, kw, n, *g.out)).transpose(3, 0, 1, 2, 4, 5)
+            im2col(dy[n0:n1], col6, g.taps, g.shifts)
+            cols = _prefix(col[k], (g.groups, fg * kh * kw, n * g.cols))
+            if n == 1:
+                np.matmul(wf3, cols, out=view(dx[n0], (g.groups, cg, g.cols)))
+            else:
+                buf = _prefix(dx_t[k], (g.groups, cg, n * g.cols))
+                np.matmul(wf3, cols, out=buf)
+                np.copyto(dx3[n0:n1], view(buf, (g.channels, n, g.cols)).transpose(1, 0, 2))
+
+    ctx.each_lane(lane)
 
 
 def conv_calc_derivative(ctx: LayerCtx) -> None:
-    g = _geom(ctx)
+    if "filter_flipped" in ctx.helpers:
+        _derivative_as_convolution(ctx, _geom(ctx))
+        return
+    g = _derivative_geom(ctx)
     dx = ctx.in_derivs[0]
+    dy3 = view(ctx.out_grads[0], (g.batch, g.filters, g.cols))
     w3t = view(ctx.weights["filter"], (g.groups, g.filters // g.groups, g.rows))
     w3t = w3t.transpose(0, 2, 1)
-    col = ctx.helpers.get("col_calc_derivative")
-    for n0, n1 in _chunks(ctx, g, "calc_derivative"):
-        grads = _grads(ctx, g, "calc_derivative", n0, n1)
-        if col is None:
-            np.matmul(w3t, grads, out=view(dx[n0], (g.groups, g.rows, g.cols)))
-            continue
-        np.matmul(w3t, grads, out=_prefix(col, (g.groups, g.rows, (n1 - n0) * g.cols)))
-        col2im(_col6(col, g, n1 - n0), dx[n0:n1], g.taps)
+    col, grad_t = ctx.helpers.get("col_calc_derivative"), ctx.helpers.get(
+        "grad_t_calc_derivative")
+    size = _chunk_size(ctx, g, "calc_derivative")
+    _declared_lanes(ctx, col if col is not None else grad_t)
+    lanes = split(g.batch, ctx.lanes)
 
-
-# --- pooling: window by window over (batch x channel) planes, in bounded row chunks ---------
-
-def _pool_setup(ctx: LayerCtx) -> tuple[str, tuple[Tap, ...]]:
-    props = ctx.props
-    kind = str(props.get("pooling", "max")).lower()
-    if kind.startswith("global"):
-        return kind, ()
-    h, w = ctx.inputs[0].shape[2:]
-    k = pair(props.get("pool_size", 2))
-    s = pair(props.get("stride", 1))
-    p = padding(props.get("padding", 0), k, (1, 1), props.get("name", "pooling2d"))
-    return kind, taps((h, w), ctx.outputs[0].shape[2:], k, s, p)
-
-
-def _planes(a: np.ndarray) -> np.ndarray:
-    return view(a, (a.shape[0] * a.shape[1], *a.shape[2:]))
-
-
-def _argmax(ctx: LayerCtx) -> np.ndarray:
-    """The saved window index of each maximum (int32, one per output)."""
-    name = "argmax" if "argmax" in ctx.helpers else "helper_idx"
-    return _planes(ctx.helper(name))
-
-
-def pool_forward(ctx: LayerCtx) -> None:
-    """Max (first maximum wins), average (padding counts as zeros) or global pooling."""
-    kind, tap_list = _pool_setup(ctx)
-    x, y = _planes(ctx.inputs[0]), _planes(ctx.outputs[0])
-    if kind.startswith("global"):
-        x2, y1 = view(x, (x.shape[0], -1)), flat(y)
-        if kind == "global_average":
-            np.sum(x2, axis=1, out=y1)
-            y1 *= 1.0 / x2.shape[1]
-        else:
-            np.max(x2, axis=1, out=y1)
-            flat(_argmax(ctx))[...] = np.argmax(x2, axis=1)
-        return
-    if kind == "average":
-        y[...] = 0
-        for t in tap_list:
-            if not t.empty:
-                y[:, t.out_rows, t.out_cols] += x[:, t.in_rows, t.in_cols]
-        y *= 1.0 / len(tap_list)
-        return
-    arg = _argmax(ctx)
-    for s in chunks(y.shape[0], y[0].size):
-        _max_chunk(x[s], y[s], arg[s], tap_list)
-
-
-def _max_chunk(x: np.ndarray, y: np.ndarray, arg: np.ndarray, tap_list) -> None:
-    """Branch-free running maximum over the taps (random masks make masked copies slow).
-
-    Taps come in increasing index order, so "the index of a strictly better tap, else the old
-    one" is max(old, better * index): the first maximum wins, as in PyTorch.
-    """
-    y[...] = -np.inf
-    arg[...] = 0
-    for index, t in enumerate(tap_list):
-        if t.empty:
-            continue
-        src, dst = x[:, t.in_rows, t.in_cols], y[:, t.out_rows, t.out_cols]
-        where = arg[:, t.out_rows, t.out_cols]
-        if index:
-            np.maximum(where, (src > dst) * np.int32(index), out=where)
-        np.maximum(dst, src, out=dst)
-
-
-def pool_calc_derivative(ctx: LayerCtx) -> None:
-    """Each output gradient goes back to its window's maximum, or spread over the window."""
-    kind, tap_list = _pool_setup(ctx)
-    dy, dx = _planes(ctx.out_grads[0]), _planes(ctx.in_derivs[0])
-    if kind.startswith("global"):
-        dx2, dy1 = view(dx, (dx.shape[0], -1)), view(dy, (dy.shape[0], 1))
-        if kind == "global_average":
-            np.multiply(dy1, 1.0 / dx2.shape[1], out=dx2)
-        else:
-            dx2[...] = 0
-            index = view(_argmax(ctx), (dx2.shape[0], 1)).astype(np.intp)
-            np.put_along_axis(dx2, index, dy1, axis=1)
-        return
-    dx[...] = 0
-    if kind == "average":
-        for t in tap_list:
-            if not t.empty:
-                dx[:, t.in_rows, t.in_cols] += dy[:, t.out_rows, t.out_cols]
-        dx *= 1.0 / len(tap_list)
-        return
-    arg = _argmax(ctx)
-    for s in chunks(dy.shape[0], dy[0].size):
-        for index, t in enumerate(tap_list):
-            if t.empty:
+    def lane(k: int) -> None:
+        for n0, n1 in _ranges(lanes[k], size):
+            grads = _transposed(dy3, _lane(grad_t, k), g, n0, n1)
+            if col is None:
+                np.matmul(w3t, grads, out=view(dx[n0], (g.groups, g.rows, g.cols)))
                 continue
-            hit = arg[s, t.out_rows, t.out_cols] == index
-            dx[s, t.in_rows, t.in_cols] += dy[s, t.out_rows, t.out_cols] * hit
+            np.matmul(w3t, grads, out=_prefix(col[k], (g.groups, g.rows, (n1 - n0) * g.gcols)))
+            if g.wide:
+                col2im_wide(_col6(col[k], g, n1 - n0), dx[n0:n1], g.taps, g.run)
+            else:
+                col2im(_col6(col[k], g, n1 - n0), dx[n0:n1], g.taps, g.shifts)
+
+    ctx.each_lane(lane)
 
 
 register("conv2d", KernelSpec(conv_forward, conv_calc_gradient, conv_calc_derivative))
-register("pooling2d", KernelSpec(pool_forward, None, pool_calc_derivative))

@@ -1,4 +1,8 @@
-"""Input, fully-connected and embedding kernels (planner/layers/dense.py)."""
+"""Input, fully-connected and embedding kernels (planner/layers/dense.py).
+
+Fully connected layers run in lanes (runtime/kernels/parallel.py) with BLAS on one thread in
+each: OpenBLAS's own threads spin waiting for each other, and a product on two of them takes
+tens of times longer when another process holds one of the cores."""
 
 from __future__ import annotations
 
@@ -13,24 +17,34 @@ def input_forward(ctx: LayerCtx) -> None:
 
 
 def fc_forward(ctx: LayerCtx) -> None:
-    """y = x W + b over the last dimension."""
-    x, y = rows(ctx.inputs[0]), rows(ctx.outputs[0])
-    np.matmul(x, ctx.weights["weight"], out=y)
-    if "bias" in ctx.weights:
-        y += ctx.weights["bias"]
+    """y = x W + b over the last dimension, in lanes of rows."""
+    x, y, w = rows(ctx.inputs[0]), rows(ctx.outputs[0]), ctx.weights["weight"]
+    bias = ctx.weights.get("bias")
+
+    def lane(r: slice) -> None:
+        np.matmul(x[r], w, out=y[r])
+        if bias is not None:
+            y[r] += bias
+
+    ctx.over(x.shape[0], lane)
 
 
 def fc_calc_gradient(ctx: LayerCtx) -> None:
-    """dW = xᵀ dy, db = Σ dy."""
-    x, dy = rows(ctx.inputs[0]), rows(ctx.out_grads[0])
-    np.matmul(x.T, dy, out=ctx.weight_grads["weight"])
-    if "bias" in ctx.weight_grads:
-        np.sum(dy, axis=0, out=ctx.weight_grads["bias"])
+    """dW = xᵀ dy, db = Σ dy: sums over every row, so in lanes of their columns."""
+    x, dy, g = rows(ctx.inputs[0]), rows(ctx.out_grads[0]), ctx.weight_grads
+
+    def lane(c: slice) -> None:
+        np.matmul(x.T, dy[:, c], out=g["weight"][:, c])
+        if "bias" in g:
+            np.sum(dy[:, c], axis=0, out=g["bias"][c])
+
+    ctx.over(dy.shape[1], lane)
 
 
 def fc_calc_derivative(ctx: LayerCtx) -> None:
-    """dx = dy Wᵀ."""
-    np.matmul(rows(ctx.out_grads[0]), ctx.weights["weight"].T, out=rows(ctx.in_derivs[0]))
+    """dx = dy Wᵀ, in lanes of rows."""
+    dy, dx, w = rows(ctx.out_grads[0]), rows(ctx.in_derivs[0]), ctx.weights["weight"]
+    ctx.over(dy.shape[0], lambda r: np.matmul(dy[r], w.T, out=dx[r]))
 
 
 def embedding_forward(ctx: LayerCtx) -> None:

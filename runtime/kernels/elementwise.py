@@ -180,17 +180,23 @@ def _kind(ctx: LayerCtx) -> tuple[Callable, Callable, bool]:
     return ACTIVATIONS[str(ctx.props.get("activation", "relu")).lower()]
 
 
+def _parts(forward: Callable, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The arrays as the lanes cut them: rows for softmax, elements for the others."""
+    return tuple((rows if forward is _softmax else flat)(a) for a in arrays)
+
+
 def activation_forward(ctx: LayerCtx) -> None:
-    _kind(ctx)[0](ctx.inputs[0], ctx.outputs[0])
+    forward = _kind(ctx)[0]
+    x, y = _parts(forward, ctx.inputs[0], ctx.outputs[0])
+    ctx.over(len(x), lambda s: forward(x[s], y[s]), elementwise=True)
 
 
 def activation_calc_derivative(ctx: LayerCtx) -> None:
-    _, backward, from_input = _kind(ctx)
+    forward, backward, from_input = _kind(ctx)
     saved = ctx.inputs[0] if from_input else ctx.outputs[0]
-    if backward is _d_softmax or backward is _d_none:
-        backward(ctx.out_grads[0], saved, ctx.in_derivs[0])
-    else:
-        backward(flat(ctx.out_grads[0]), flat(saved), flat(ctx.in_derivs[0]))
+    dy, kept, dx = _parts(forward, ctx.out_grads[0], saved, ctx.in_derivs[0])
+    ctx.over(len(dx), lambda s: backward(dy[s], kept[s], dx[s]),
+               elementwise=True)
 
 
 def dropout_forward(ctx: LayerCtx) -> None:
@@ -214,20 +220,32 @@ def dropout_calc_derivative(ctx: LayerCtx) -> None:
 
 
 def addition_forward(ctx: LayerCtx) -> None:
-    x, y = ctx.inputs, ctx.outputs[0]
+    x, y = [flat(a) for a in ctx.inputs], flat(ctx.outputs[0])
     if len(x) == 1:
-        copy_into(y, x[0])
+        copy_into(ctx.outputs[0], ctx.inputs[0])
         return
-    np.add(x[0], x[1], out=y)
-    for other in x[2:]:
-        y += other
+
+    def lane(s: slice) -> None:
+        np.add(x[0][s], x[1][s], out=y[s])
+        for other in x[2:]:
+            y[s] += other[s]
+
+    ctx.over(y.size, lane, elementwise=True)
+
+
+def _copy(ctx: LayerCtx, dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst[...] = src`` (reshaped) in lanes; nothing when they are the same bytes."""
+    if same_memory(dst, src):
+        return
+    d, s_ = flat(dst), flat(src)
+    ctx.over(d.size, lambda s: np.copyto(d[s], s_[s]), elementwise=True)
 
 
 def copy_to_inputs(ctx: LayerCtx) -> None:
     """Every input receives the output gradient (addition, reshape, flatten, identity)."""
     for dx in ctx.in_derivs:
         if dx is not None:
-            copy_into(dx, ctx.out_grads[0])
+            _copy(ctx, dx, ctx.out_grads[0])
 
 
 def _axis_slices(ctx: LayerCtx) -> list[tuple]:
@@ -276,12 +294,12 @@ def concat_calc_derivative(ctx: LayerCtx) -> None:
 
 def passthrough_forward(ctx: LayerCtx) -> None:
     """Reshape, flatten, identity: a copy, nothing at all when the output is the input."""
-    copy_into(ctx.outputs[0], ctx.inputs[0])
+    _copy(ctx, ctx.outputs[0], ctx.inputs[0])
 
 
 def multiout_forward(ctx: LayerCtx) -> None:
     for y in ctx.outputs:
-        copy_into(y, ctx.inputs[0])
+        _copy(ctx, y, ctx.inputs[0])
 
 
 def multiout_calc_derivative(ctx: LayerCtx) -> None:
@@ -293,10 +311,16 @@ def multiout_calc_derivative(ctx: LayerCtx) -> None:
     if not grads:
         dx[...] = 0
         return
-    if not same_memory(dx, grads[0]):
-        np.copyto(dx, grads[0])
-    for g in grads[1:]:
-        dx += g
+    first = None if same_memory(dx, grads[0]) else flat(grads[0])
+    d, rest = flat(dx), [flat(g) for g in grads[1:]]
+
+    def lane(s: slice) -> None:
+        if first is not None:
+            np.copyto(d[s], first[s])
+        for g in rest:
+            d[s] += g[s]
+
+    ctx.over(d.size, lane, elementwise=True)
 
 
 register("activation", KernelSpec(activation_forward, None, activation_calc_derivative))

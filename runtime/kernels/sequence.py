@@ -5,6 +5,9 @@ and leave the gradients of their projections (``dq``/``dk``/``dv``, ``d_gates``)
 calc_derivative, which only multiplies them by the input weights. A layer that sends a
 derivative without learning (frozen in the middle of a learning network) is not supported.
 LSTM time steps use (batch, units)-sized temporaries: one time step, not the sequence.
+Attention runs in lanes of samples (its many small per-head products are too small for BLAS to
+share among threads) and sums its weight gradients in lanes of their columns; the LSTM's
+products are BLAS's to thread.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from trainplan.runtime.kernels.base import (
 )
 from trainplan.planner.layers.sequence import lstm_dims
 from trainplan.runtime.kernels.elementwise import sigmoid
+from trainplan.runtime.kernels.parallel import split
 
 
 def _needs_gradient_step(ctx: LayerCtx) -> None:
@@ -47,49 +51,68 @@ def _project(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray) ->
 
 
 def mha_forward(ctx: LayerCtx) -> None:
+    """Per lane of samples: the projections, scaled dot-product attention, the output."""
     heads = int(ctx.props.get("num_heads", 1))
     w, h = ctx.weights, ctx.helpers
     xq, xk, xv = _qkv_inputs(ctx, ctx.inputs)
-    for name, x in (("query", xq), ("key", xk), ("value", xv)):
-        _project(x, w[f"{name}_weight"], w[f"{name}_bias"], ctx.helper(name[0]))
-    q4, k4, v4 = (_heads(h[n], heads) for n in "qkv")
-    probs = ctx.helper("probs")
-    np.matmul(q4, k4.transpose(0, 1, 3, 2), out=probs)
-    probs *= 1.0 / np.sqrt(q4.shape[-1])
-    p2 = rows(probs)
-    p2 -= np.max(p2, axis=1)[:, None]
-    np.exp(p2, out=p2)
-    p2 /= np.sum(p2, axis=1)[:, None]
-    context = ctx.helper("context")
-    np.matmul(probs, v4, out=_heads(context, heads))
-    _project(context, w["output_weight"], w["output_bias"], ctx.outputs[0])
+    probs, context, y = ctx.helper("probs"), ctx.helper("context"), ctx.outputs[0]
+
+    def lane(b: slice) -> None:
+        for name, x in (("query", xq), ("key", xk), ("value", xv)):
+            _project(x[b], w[f"{name}_weight"], w[f"{name}_bias"], ctx.helper(name[0])[b])
+        q4, k4, v4 = (_heads(h[n][b], heads) for n in "qkv")
+        p = probs[b]
+        np.matmul(q4, k4.transpose(0, 1, 3, 2), out=p)
+        p *= 1.0 / np.sqrt(q4.shape[-1])
+        p2 = rows(p)
+        p2 -= np.max(p2, axis=1)[:, None]
+        np.exp(p2, out=p2)
+        p2 /= np.sum(p2, axis=1)[:, None]
+        np.matmul(p, v4, out=_heads(context[b], heads))
+        _project(context[b], w["output_weight"], w["output_bias"], y[b])
+
+    ctx.over(xq.shape[0], lane)
 
 
 def mha_calc_gradient(ctx: LayerCtx) -> None:
-    """The attention backward: weight gradients, and dq, dk, dv for calc_derivative."""
+    """The attention backward: per lane of samples dq, dk, dv (for calc_derivative too); then
+    the weight and bias gradients, sums over every sample, per lane of their columns."""
     heads = int(ctx.props.get("num_heads", 1))
     w, g, h = ctx.weights, ctx.weight_grads, ctx.helpers
-    dy = rows(ctx.out_grads[0])
-    np.matmul(rows(ctx.helper("context")).T, dy, out=g["output_weight"])
-    np.sum(dy, axis=0, out=g["output_bias"])
+    dy = ctx.out_grads[0]
     dq, dk, dv = ctx.helper("dq"), ctx.helper("dk"), ctx.helper("dv")
-    np.matmul(dy, w["output_weight"].T, out=rows(dq))  # d context, kept in dq for a while
-    q4, k4, v4 = (_heads(h[n], heads) for n in "qkv")
     probs, dprobs = ctx.helper("probs"), ctx.helper("dprobs")
-    dctx4 = _heads(dq, heads)
-    np.matmul(probs.transpose(0, 1, 3, 2), dctx4, out=_heads(dv, heads))
-    np.matmul(dctx4, v4.transpose(0, 1, 3, 2), out=dprobs)
-    d2, p2 = rows(dprobs), rows(probs)
-    along = np.einsum("rk,rk->r", d2, p2)
-    d2 -= along[:, None]
-    d2 *= p2
-    d2 *= 1.0 / np.sqrt(q4.shape[-1])  # now d scores
-    np.matmul(dprobs.transpose(0, 1, 3, 2), q4, out=_heads(dk, heads))
-    np.matmul(dprobs, k4, out=dctx4)  # dq replaces d context
+
+    def samples(b: slice) -> None:
+        np.matmul(rows(dy[b]), w["output_weight"].T, out=rows(dq[b]))  # d context, for now
+        q4, k4, v4 = (_heads(h[n][b], heads) for n in "qkv")
+        p, dp = probs[b], dprobs[b]
+        dctx4 = _heads(dq[b], heads)
+        np.matmul(p.transpose(0, 1, 3, 2), dctx4, out=_heads(dv[b], heads))
+        np.matmul(dctx4, v4.transpose(0, 1, 3, 2), out=dp)
+        d2, p2 = rows(dp), rows(p)
+        along = np.einsum("rk,rk->r", d2, p2)
+        d2 -= along[:, None]
+        d2 *= p2
+        d2 *= 1.0 / np.sqrt(q4.shape[-1])  # now d scores
+        np.matmul(dp.transpose(0, 1, 3, 2), q4, out=_heads(dk[b], heads))
+        np.matmul(dp, k4, out=dctx4)  # dq replaces d context
+
+    ctx.over(dy.shape[0], samples)
     xq, xk, xv = _qkv_inputs(ctx, ctx.inputs)
-    for name, x, d in (("query", xq, dq), ("key", xk, dk), ("value", xv, dv)):
-        np.matmul(rows(x).T, rows(d), out=g[f"{name}_weight"])
-        np.sum(rows(d), axis=0, out=g[f"{name}_bias"])
+    pairs = [(rows(ctx.helper("context")), rows(dy), "output"),
+             *((rows(x), rows(d), name) for name, x, d in
+               (("query", xq, dq), ("key", xk, dk), ("value", xv, dv)))]
+
+    parts = [split(d.shape[1], ctx.lanes) for _, d, _ in pairs]
+
+    def columns(lane: int) -> None:
+        for (x, d, name), cut in zip(pairs, parts):
+            c = cut[lane]
+            np.matmul(x.T, d[:, c], out=g[f"{name}_weight"][:, c])
+            np.sum(d[:, c], axis=0, out=g[f"{name}_bias"][c])
+
+    ctx.each_lane(columns)
 
 
 def mha_calc_derivative(ctx: LayerCtx) -> None:
@@ -97,17 +120,21 @@ def mha_calc_derivative(ctx: LayerCtx) -> None:
     _needs_gradient_step(ctx)
     w = ctx.weights
     sources = [0, min(1, len(ctx.inputs) - 1), min(2, len(ctx.inputs) - 1)]
-    written: set[int] = set()
-    for name, src in zip(("query", "key", "value"), sources):
-        dx = ctx.in_derivs[src]
-        if dx is None:
-            continue
-        d, wt = rows(ctx.helper("d" + name[0])), w[f"{name}_weight"].T
-        if src in written:
-            matmul_acc(d, wt, rows(dx))
-        else:
-            np.matmul(d, wt, out=rows(dx))
-            written.add(src)
+
+    def lane(b: slice) -> None:
+        written: set[int] = set()
+        for name, src in zip(("query", "key", "value"), sources):
+            dx = ctx.in_derivs[src]
+            if dx is None:
+                continue
+            d, wt = rows(ctx.helper("d" + name[0])[b]), w[f"{name}_weight"].T
+            if src in written:
+                matmul_acc(d, wt, rows(dx[b]))
+            else:
+                np.matmul(d, wt, out=rows(dx[b]))
+                written.add(src)
+
+    ctx.over(ctx.inputs[0].shape[0], lane)
 
 
 # --- LSTM ----------------------------------------------------------------------------------
@@ -225,4 +252,5 @@ def lstm_calc_derivative(ctx: LayerCtx) -> None:
 
 
 register("multi_head_attention", KernelSpec(mha_forward, mha_calc_gradient, mha_calc_derivative))
-register("lstm", KernelSpec(lstm_forward, lstm_calc_gradient, lstm_calc_derivative))
+register("lstm", KernelSpec(lstm_forward, lstm_calc_gradient, lstm_calc_derivative,
+                            blas=True))

@@ -22,17 +22,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainplan.runtime.kernels.base import Kernel, LayerCtx, chunks, matmul_acc, rows
-from trainplan.runtime.kernels.norm import (
-    EPSILON,
-    MOMENTUM,
-    _channels,
-    _per_plane,
-    _planes,
-    bn_forward,
-)
+from trainplan.runtime.kernels.base import Kernel, LayerCtx, chunks, matmul_acc, rows, view
+from trainplan.runtime.kernels.norm import EPSILON, MOMENTUM, _channels, bn_forward
 
 PHASE_KERNELS: dict[str, Kernel] = {}
+
+
+def _planes(a3: np.ndarray) -> np.ndarray:
+    """(rows * channels, positions) of a (rows, channels, positions) view."""
+    return view(a3, (a3.shape[0] * a3.shape[1], a3.shape[2]))
+
+
+def _per_plane(coef: np.ndarray, s: slice) -> np.ndarray:
+    """Per-channel coefficients for planes ``s`` of a (rows * channels, positions) view."""
+    return coef[np.arange(s.start, s.stop) % coef.size][:, None]
 
 
 def register_phase(phase: str, kernel: Kernel) -> Kernel:

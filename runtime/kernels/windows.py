@@ -3,6 +3,11 @@
 A tap (i, j) of a kernel with stride s, padding p and dilation d pairs output position o with
 input position ``o * s - p + i * d``. Each tap knows the block of outputs whose input is inside
 the plane, so padding is never materialised: out-of-plane columns are zeros.
+
+When the stride is 1 and output rows are as wide as input rows (a "same" convolution), a tap is
+one shift of the whole flattened plane: im2col copies one contiguous run per (sample, channel,
+tap) and then zeroes the few out-of-plane elements (whole rows at the top or bottom, a column
+strip at the sides), instead of one short copy per output row; col2im adds back the same way.
 """
 
 from __future__ import annotations
@@ -57,10 +62,58 @@ def taps(plane: tuple[int, int], out: tuple[int, int], kernel: tuple[int, int],
     return tuple(result)
 
 
-def im2col(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...]) -> None:
-    """Columns of ``x`` (n, c, h, w) into ``col`` viewed (n, c, kh, kw, oh, ow)."""
-    if _unpadded(tap_list):  # every window inside the plane: one strided copy
-        np.copyto(col, _windows(x, tap_list, col.shape[2:]))
+@dataclass(frozen=True)
+class Shift:
+    """A tap as a shift of flattened planes: output positions [start, stop) read input positions
+    ``offset`` further on (in between, the run wraps round row ends)."""
+
+    tap: Tap
+    start: int
+    stop: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class ShiftPlan:
+    """Every non-empty tap as a Shift; the out-of-plane outputs are, whatever the other kernel
+    index, the row ``bands`` (kernel row i, output rows) and the column ``strips`` (kernel
+    column j, output columns): zeroed once per kernel row and column, not per tap."""
+
+    shifts: tuple[Shift, ...]
+    bands: tuple[tuple[int, slice], ...]
+    strips: tuple[tuple[int, slice], ...]
+
+
+def shifts(tap_list: tuple[Tap, ...], plane: tuple[int, int],
+           out: tuple[int, int]) -> ShiftPlan | None:
+    """The taps as a ShiftPlan, or None unless the stride is 1 and the output rows are as wide
+    as the input rows (then output (r, q) reads input (r + dr, q + dc) for the tap's fixed dr,
+    dc: one flat offset)."""
+    if out[1] != plane[1] or any(
+            not t.empty and (t.in_rows.step != 1 or t.in_cols.step != 1) for t in tap_list):
+        return None
+    width, result, bands, strips = plane[1], [], {}, {}
+    for t in tap_list:
+        r0, r1, c0, c1 = t.out_rows.start, t.out_rows.stop, t.out_cols.start, t.out_cols.stop
+        bands[t.i] = (slice(0, r0), slice(r1, out[0])) if r1 > r0 else (slice(0, out[0]),)
+        strips[t.j] = (slice(0, c0), slice(c1, out[1])) if c1 > c0 else (slice(0, out[1]),)
+        if not t.empty:
+            offset = (t.in_rows.start - r0) * width + (t.in_cols.start - c0)
+            result.append(Shift(t, r0 * width + c0, (r1 - 1) * width + c1, offset))
+    return ShiftPlan(tuple(result),
+                     tuple((i, s) for i, cut in bands.items() for s in cut if s.stop > s.start),
+                     tuple((j, s) for j, cut in strips.items() for s in cut if s.stop > s.start))
+
+
+def im2col(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...],
+           plan: ShiftPlan | None = None, windows: np.ndarray | None = None) -> None:
+    """Columns of ``x`` (n, c, h, w) into ``col`` viewed (n, c, kh, kw, oh, ow); ``plan``: the
+    taps' ``shifts`` when there are; ``windows``: ``window_view(x)`` when already made."""
+    if windows is not None or unpadded(tap_list):  # every window inside the plane: one copy
+        np.copyto(col, window_view(x, tap_list, col.shape[2:]) if windows is None else windows)
+        return
+    if plan is not None:
+        _im2col_shifted(x, col, plan)
         return
     for t in tap_list:
         dst = col[:, :, t.i, t.j]
@@ -72,12 +125,71 @@ def im2col(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...]) -> None:
             dst[:, :, rows, cols] = 0
 
 
-def _unpadded(tap_list: tuple[Tap, ...]) -> bool:
+def im2col_taps(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...], which: slice,
+                windows: np.ndarray | None = None) -> None:
+    """The columns of the taps ``tap_list[which]`` only (as ``im2col`` fills them)."""
+    for t in tap_list[which]:
+        dst = col[:, :, t.i, t.j]
+        if windows is not None:
+            np.copyto(dst, windows[:, :, t.i, t.j])
+        elif t.empty:
+            dst[...] = 0
+        else:
+            dst[:, :, t.out_rows, t.out_cols] = x[:, :, t.in_rows, t.in_cols]
+            for rows, cols in t.borders:
+                dst[:, :, rows, cols] = 0
+
+
+def wide_run(tap_list: tuple[Tap, ...], plane: tuple[int, int], out: tuple[int, int]) -> int:
+    """On output rows as wide as the input's (an unpadded stride-1 kernel), the flat length
+    every tap copies: up to the last real output."""
+    return (out[0] - 1) * plane[1] + out[1]
+
+
+def _wide_offset(t: Tap, width: int) -> int:
+    return t.in_rows.start * width + t.in_cols.start
+
+
+def col2im_wide(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...], run: int) -> None:
+    """Sum columns ``col`` (n, c, kh, kw, oh * w) of an unpadded stride-1 kernel on output rows
+    w wide, zero past each row's real outputs, back onto ``dx`` (n, c, h, w) in kernel order:
+    one flat run per plane and tap (the zeros land on real inputs and add nothing)."""
+    dx[...] = 0
+    dst = _flat(dx)
+    for t in tap_list:
+        off = _wide_offset(t, dx.shape[3])
+        dst[:, :, off:off + run] += col[:, :, t.i, t.j, :run]
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """(n, c, rows, cols) with contiguous planes as (n, c, rows * cols), a view (ValueError
+    if the planes are not contiguous)."""
+    n, c, h, w = a.shape
+    flat = a.view()
+    flat.shape = (n, c, h * w)
+    return flat
+
+
+def _im2col_shifted(x: np.ndarray, col: np.ndarray, plan: ShiftPlan) -> None:
+    src = _flat(x)
+    for sh in plan.shifts:
+        _flat(col[:, :, sh.tap.i, sh.tap.j])[:, :, sh.start:sh.stop] = \
+            src[:, :, sh.start + sh.offset:sh.stop + sh.offset]
+    for i, rows in plan.bands:
+        col[:, :, i, :, rows] = 0
+    for j, cols in plan.strips:
+        col[:, :, :, j, :, cols] = 0
+
+
+def unpadded(tap_list: tuple[Tap, ...]) -> bool:
     return all(not t.empty and not t.borders for t in tap_list)
 
 
-def _windows(x: np.ndarray, tap_list: tuple[Tap, ...], shape: tuple[int, ...]) -> np.ndarray:
-    """A (n, c, kh, kw, oh, ow) view of x's windows (no copy), for an unpadded kernel."""
+def window_view(x: np.ndarray, tap_list: tuple[Tap, ...],
+                shape: tuple[int, ...]) -> np.ndarray:
+    """A (n, c, kh, kw, oh, ow) view of x's windows (no copy), for an unpadded kernel. Make it
+    once per array and slice it: making it reads ``__array_interface__``, which has been seen
+    to allocate megabytes inside a long-running process."""
     kh, kw, oh, ow = shape
     first, last = tap_list[0], tap_list[-1]
     dil = ((last.in_rows.start - first.in_rows.start) // max(kh - 1, 1),
@@ -89,11 +201,13 @@ def _windows(x: np.ndarray, tap_list: tuple[Tap, ...], shape: tuple[int, ...]) -
     return windows[:, :, :oh, :ow].transpose(0, 1, 4, 5, 2, 3)
 
 
-def col2im(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...]) -> None:
+def col2im(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...],
+           plan: ShiftPlan | None = None) -> None:
     """Sum columns ``col`` (n, c, kh, kw, oh, ow) back onto ``dx`` (n, c, h, w), tap by tap.
 
     A tap that reads the whole plane (stride 1) is assigned first instead of zeroing ``dx``;
-    the others are added in kernel order, the same order whatever the chunk.
+    the others are added in kernel order, the same order whatever the chunk. With a flat-shift
+    plan the out-of-plane elements of ``col`` are overwritten with zeros.
     """
     plane = dx.shape[2:]
     full = next((t for t in tap_list if _covers(t, plane)), None)
@@ -101,6 +215,15 @@ def col2im(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...]) -> None:
         dx[...] = 0
     else:
         np.copyto(dx, col[:, :, full.i, full.j])
+    if plan is not None:  # the columns are scratch: their out-of-plane strips become zeros
+        for j, cols in plan.strips:
+            col[:, :, :, j, :, cols] = 0
+        dst = _flat(dx)
+        for sh in plan.shifts:
+            if sh.tap is not full:
+                dst[:, :, sh.start + sh.offset:sh.stop + sh.offset] += \
+                    _flat(col[:, :, sh.tap.i, sh.tap.j])[:, :, sh.start:sh.stop]
+        return
     for t in tap_list:
         if not t.empty and t is not full:
             dx[:, :, t.in_rows, t.in_cols] += col[:, :, t.i, t.j, t.out_rows, t.out_cols]

@@ -66,7 +66,37 @@ def test_ratios_are_ours_over_pytorch_against_the_targets():
     rows = bench.ratios(records)
     assert [(r["planner"], r["memory ratio"], r["time ratio"]) for r in rows] == [
         ("nntrainer_v1", 0.4, 1.5), ("basic", 0.6, 0.5)]
-    assert [(r["memory ok"], r["time ok"]) for r in rows] == [(True, True), (False, True)]
+    assert [(r["memory ok"], r["time ok"]) for r in rows] == [(True, False), (False, True)]
+
+
+def test_slowdowns_compare_each_framework_under_load_with_its_quiet_run():
+    def at(load: int, record: dict) -> dict:
+        return {**record, "load": load}
+
+    records = [at(0, fake("ours", "m", 1, 1.0, "basic")), at(1, fake("ours", "m", 1, 1.5, "basic")),
+               at(0, fake("torch", "m", 1, 1.0)), at(1, fake("torch", "m", 1, 2.5)),
+               at(1, fake("ours", "other", 1, 9.0, "basic"))]  # no quiet run: no row
+    (row,) = bench.slowdowns(records)
+    assert (row["ours slowdown"], row["torch slowdown"], row["load"]) == (1.5, 2.5, 1)
+    assert row["slowdown ratio"] == pytest.approx(0.6) and row["slowdown ok"]
+    assert row["loaded time ratio"] == pytest.approx(0.6)
+    assert [r["planner"] for r in bench.ratios(records)] == ["basic"]  # quiet runs only
+
+
+def test_jobs_repeat_every_measurement_at_each_load_and_the_load_runs():
+    todo = bench.jobs(["lenet5"], ["basic"], [2], torch=True, mnist=False, loads=[0, 1])
+    assert [(j.framework, j.load) for j in todo] == [("ours", 0), ("torch", 0), ("ours", 1),
+                                                     ("torch", 1)]
+    import psutil
+
+    procs = bench.start_load(1)
+    try:
+        busy = psutil.Process(procs[0].pid)
+        assert len(procs) == 1 and busy.cpu_affinity() == [max(psutil.Process().cpu_affinity())]
+        assert busy.cpu_times().user > 0  # spinning since it started
+    finally:
+        bench.stop_load(procs)
+    assert procs[0].poll() is not None and bench.start_load(0) == []
 
 
 def test_best_rounds_keep_the_fastest_run_of_each_measurement():

@@ -30,6 +30,13 @@ CASES = [
     ("conv_rect_same", CONV, [(2, 2, 5, 6)], {"filters": 3, "kernel_size": "3,1",
                                                "padding": "same"}),
     ("conv1x1", CONV, [(3, 4, 3, 3)], {"filters": 5, "kernel_size": 1}),
+    ("conv_one_channel", CONV, [(2, 1, 6, 6)], {"filters": 2, "kernel_size": 3}),
+    # "same", no more filters than channels: calc_derivative convolves dY with flipped filters
+    ("conv_same_flipped", CONV, [(4, 4, 4, 4)], {"filters": 3, "kernel_size": 3, "padding": 1}),
+    # filters larger than a lane's columns: calc_gradient in lanes of channels
+    ("conv_large_filter", CONV, [(2, 4, 2, 2)], {"filters": 16, "kernel_size": 3, "padding": 1}),
+    ("conv_one_channel_same", CONV, [(2, 1, 5, 5)],
+     {"filters": 2, "kernel_size": 3, "padding": 1, "bias": False}),
     ("conv1x1_s2", CONV, [(2, 4, 5, 5)], {"filters": 3, "kernel_size": 1, "stride": 2}),
     ("conv_depthwise", CONV, [(2, 4, 5, 5)],
      {"filters": 4, "kernel_size": 3, "padding": 1, "groups": 4}),
@@ -162,6 +169,19 @@ def _check(ctx, layer_type: str, props: dict) -> int:
 def test_backward_matches_finite_differences(case):
     _, layer_type, shapes, props = case
     ctx = standalone_ctx(layer_type, shapes, props, dtype=np.float64)
+    assert _check(ctx, layer_type, props) > 0
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[1] in (CONV, "pooling2d")]
+                         + [("lenet5_conv2", CONV, [(4, 6, 14, 14)], {"filters": 16,
+                                                                     "kernel_size": 5})],
+                         ids=lambda c: c[0])
+def test_one_lane_matches_finite_differences(case):
+    """An op too small for threads runs in one lane (the engine's choice): lane 0 then takes
+    every sample, chunk after chunk, in the workspaces declared for its share."""
+    _, layer_type, shapes, props = case
+    ctx = standalone_ctx(layer_type, shapes, props, dtype=np.float64)
+    ctx.lanes = 1
     assert _check(ctx, layer_type, props) > 0
 
 

@@ -167,3 +167,51 @@ def test_frozen_attention_cannot_send_a_derivative():
     KERNELS["multi_head_attention"].forward(ctx)
     with pytest.raises(KernelError, match="frozen"):
         KERNELS["multi_head_attention"].calc_derivative(ctx)
+
+
+THREADED = CASES + MEDIUM + [
+    ("conv_lanes", "conv2d", [(5, 3, 9, 9)], {"filters": 4, "kernel_size": 3, "padding": 1}),
+    ("conv_one_channel", "conv2d", [(3, 1, 8, 8)], {"filters": 3, "kernel_size": 5}),
+    ("conv_grouped_lanes", "conv2d", [(3, 4, 6, 6)],
+     {"filters": 8, "kernel_size": 3, "padding": 1, "groups": 4}),
+]
+
+
+@pytest.mark.parametrize("case", THREADED, ids=[c[0] for c in THREADED])
+def test_results_do_not_depend_on_the_thread_count(case):
+    """Kernels cut their work into fixed lanes: two threads give one thread's bits."""
+    _, layer_type, shapes, props = case
+    runs = []
+    for threads in (1, 2, 1):
+        ctx = standalone_ctx(layer_type, shapes, props, seed=4)
+        ctx.threads = threads
+        runs.append((_run(ctx, layer_type), _results(ctx)))
+    for loss, results in runs[1:]:
+        assert loss == runs[0][0]
+        _assert_same_bits(runs[0][1], results, layer_type)
+
+
+def test_calc_gradient_lanes_follow_the_filter_size():
+    """Samples in lanes, each its own partial sum, for a small filter; channels in lanes over
+    shared chunks for a filter larger than a lane's columns."""
+    small = standalone_ctx("conv2d", [(4, 3, 8, 8)], {"filters": 4, "kernel_size": 3})
+    large = standalone_ctx("conv2d", [(2, 4, 2, 2)],
+                           {"filters": 16, "kernel_size": 3, "padding": 1})
+    assert small.helpers["filter_grad_lanes"].shape == (2, 4, 3, 3, 3)
+    assert small.helpers["col_calc_gradient"].shape[0] == 2  # a workspace per lane
+    assert "filter_grad_lanes" not in large.helpers
+    assert large.helpers["col_calc_gradient"].ndim == 3
+
+
+def test_same_convolutions_take_their_derivative_as_a_convolution():
+    """Stride 1, output planes the input's, no more filters than channels: calc_derivative
+    gathers dY's columns (filters x taps rows) and a flipped copy of the filters; more filters
+    than channels keep col2im."""
+    same = standalone_ctx("conv2d", [(4, 4, 4, 4)], {"filters": 3, "kernel_size": 3,
+                                                      "padding": 1})
+    assert same.helpers["filter_flipped"].shape == (4, 3, 3, 3)
+    assert same.helpers["col_calc_derivative"].shape[1] == 3 * 9
+    wider = standalone_ctx("conv2d", [(4, 3, 4, 4)], {"filters": 4, "kernel_size": 3,
+                                                       "padding": 1})
+    assert "filter_flipped" not in wider.helpers
+    assert wider.helpers["col_calc_derivative"].shape[1] == 3 * 9

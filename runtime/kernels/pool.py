@@ -1,0 +1,162 @@
+"""Pooling kernels (max, average, global): window by window over (batch x channel) planes,
+in lanes of planes and bounded chunks of them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trainplan.planner.layers.base import pair
+from trainplan.planner.layers.conv import padding
+from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, chunks, flat, register, view
+from trainplan.runtime.kernels.windows import Tap, taps
+
+
+def _pool_setup(ctx: LayerCtx) -> tuple[str, tuple[Tap, ...]]:
+    setup = ctx.memo.get("pool")
+    if setup is None:
+        props = ctx.props
+        kind = str(props.get("pooling", "max")).lower()
+        if kind.startswith("global"):
+            setup = kind, ()
+        else:
+            h, w = ctx.inputs[0].shape[2:]
+            k = pair(props.get("pool_size", 2))
+            s = pair(props.get("stride", 1))
+            p = padding(props.get("padding", 0), k, (1, 1), props.get("name", "pooling2d"))
+            setup = kind, taps((h, w), ctx.outputs[0].shape[2:], k, s, p)
+        ctx.memo["pool"] = setup
+    return setup
+
+
+def _planes(a: np.ndarray) -> np.ndarray:
+    return view(a, (a.shape[0] * a.shape[1], *a.shape[2:]))
+
+
+def _argmax(ctx: LayerCtx) -> np.ndarray:
+    """The saved window index of each maximum (int32, one per output)."""
+    name = "argmax" if "argmax" in ctx.helpers else "helper_idx"
+    return _planes(ctx.helper(name))
+
+
+def pool_forward(ctx: LayerCtx) -> None:
+    """Max (first maximum wins), average (padding counts as zeros) or global pooling."""
+    kind, tap_list = _pool_setup(ctx)
+    x, y = _planes(ctx.inputs[0]), _planes(ctx.outputs[0])
+    arg = _argmax(ctx) if kind in ("max", "global_max") else None
+
+    def lane(planes: slice) -> None:
+        for s in _plane_chunks(planes, y[0].size):
+            _pool_forward_planes(kind, tap_list, x[s], y[s], None if arg is None else arg[s])
+
+    ctx.over(y.shape[0], lane, elementwise=True)
+
+
+def _plane_chunks(planes: slice, per_plane: int):
+    for s in chunks(planes.stop - planes.start, per_plane):
+        yield slice(planes.start + s.start, planes.start + s.stop)
+
+
+def _pool_forward_planes(kind: str, tap_list, x: np.ndarray, y: np.ndarray,
+                         arg: np.ndarray | None) -> None:
+    if kind.startswith("global"):
+        x2, y1 = view(x, (x.shape[0], -1)), flat(y)
+        if kind == "global_average":
+            np.sum(x2, axis=1, out=y1)
+            y1 *= 1.0 / x2.shape[1]
+        else:
+            np.max(x2, axis=1, out=y1)
+            flat(arg)[...] = np.argmax(x2, axis=1)
+        return
+    if kind == "average":
+        y[...] = 0
+        for t in tap_list:
+            if not t.empty:
+                y[:, t.out_rows, t.out_cols] += x[:, t.in_rows, t.in_cols]
+        y *= 1.0 / len(tap_list)
+        return
+    _max_chunk(x, y, arg, tap_list)
+
+
+def _max_chunk(x: np.ndarray, y: np.ndarray, arg: np.ndarray, tap_list) -> None:
+    """Branch-free running maximum over the taps (random masks make masked copies slow).
+
+    Taps come in increasing index order, so "the index of a strictly better tap, else the old
+    one" is max(old, better * index): the first maximum wins, as in PyTorch.
+    """
+    first = tap_list[0]
+    if _covers_outputs(first, y.shape[1:]):  # the first tap starts the maximum
+        np.copyto(y, x[:, first.in_rows, first.in_cols])
+    else:
+        y[...] = -np.inf
+    arg[...] = 0
+    for index, t in enumerate(tap_list):
+        if t.empty or (index == 0 and _covers_outputs(t, y.shape[1:])):
+            continue
+        src, dst = x[:, t.in_rows, t.in_cols], y[:, t.out_rows, t.out_cols]
+        where = arg[:, t.out_rows, t.out_cols]
+        if index:
+            np.maximum(where, (src > dst) * np.int32(index), out=where)
+        np.maximum(dst, src, out=dst)
+
+
+def _covers_outputs(t: Tap, out: tuple[int, int]) -> bool:
+    """The tap has an input for every output position."""
+    return (not t.empty and t.out_rows.start == 0 and t.out_cols.start == 0
+            and t.out_rows.stop == out[0] and t.out_cols.stop == out[1])
+
+
+def _tiles(tap_list, plane: tuple[int, int], out: tuple[int, int]) -> bool:
+    """The windows tile the plane: every input element in exactly one window (stride equal
+    to the pool size, no padding, nothing left over)."""
+    rows = {t.in_rows.start for t in tap_list}
+    cols = {t.in_cols.start for t in tap_list}
+    kh, kw = len(rows), len(cols)
+    return (all(_covers_outputs(t, out) for t in tap_list)
+            and sorted(rows) == list(range(kh)) and sorted(cols) == list(range(kw))
+            and all(t.in_rows.step == kh and t.in_cols.step == kw for t in tap_list)
+            and plane == (out[0] * kh, out[1] * kw))
+
+
+def pool_calc_derivative(ctx: LayerCtx) -> None:
+    """Each output gradient goes back to its window's maximum, or spread over the window."""
+    kind, tap_list = _pool_setup(ctx)
+    dy, dx = _planes(ctx.out_grads[0]), _planes(ctx.in_derivs[0])
+    arg = _argmax(ctx) if kind in ("max", "global_max") else None
+
+    def lane(planes: slice) -> None:
+        for s in _plane_chunks(planes, dy[0].size):
+            _pool_back_planes(kind, tap_list, dy[s], dx[s], None if arg is None else arg[s])
+
+    ctx.over(dy.shape[0], lane, elementwise=True)
+
+
+def _pool_back_planes(kind: str, tap_list, dy: np.ndarray, dx: np.ndarray,
+                      arg: np.ndarray | None) -> None:
+    if kind.startswith("global"):
+        dx2, dy1 = view(dx, (dx.shape[0], -1)), view(dy, (dy.shape[0], 1))
+        if kind == "global_average":
+            np.multiply(dy1, 1.0 / dx2.shape[1], out=dx2)
+        else:
+            dx2[...] = 0
+            index = view(arg, (dx2.shape[0], 1)).astype(np.intp)
+            np.put_along_axis(dx2, index, dy1, axis=1)
+        return
+    if kind == "max" and _tiles(tap_list, dx.shape[1:], dy.shape[1:]):
+        for index, t in enumerate(tap_list):  # one tap per input element: assign, no sum
+            np.multiply(dy, arg == index, out=dx[:, t.in_rows, t.in_cols])
+        return
+    dx[...] = 0
+    if kind == "average":
+        for t in tap_list:
+            if not t.empty:
+                dx[:, t.in_rows, t.in_cols] += dy[:, t.out_rows, t.out_cols]
+        dx *= 1.0 / len(tap_list)
+        return
+    for index, t in enumerate(tap_list):
+        if t.empty:
+            continue
+        hit = arg[:, t.out_rows, t.out_cols] == index
+        dx[:, t.in_rows, t.in_cols] += dy[:, t.out_rows, t.out_cols] * hit
+
+
+register("pooling2d", KernelSpec(pool_forward, None, pool_calc_derivative))
