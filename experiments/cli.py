@@ -7,7 +7,7 @@ import sys
 
 from trainplan import __version__
 from trainplan.experiments import cmd_graph, cmd_plan, cmd_sim, cmd_train
-from trainplan.experiments.output import emit
+from trainplan.experiments.output import emit_stdout
 from trainplan.planner.errors import TrainplanError
 
 COMMAND_MODULES = [cmd_graph, cmd_plan, cmd_sim, cmd_train]
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trainplan {args.command}: interrupted", file=sys.stderr)
         return 130
     if result is not None:
-        emit(result, getattr(args, "json", False))
+        return emit_stdout(result, getattr(args, "json", False))
     return 0
 
 

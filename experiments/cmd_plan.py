@@ -13,7 +13,7 @@ from trainplan.experiments.graph_options import (
     planned_graph,
     planner_list,
 )
-from trainplan.experiments.output import write_frame
+from trainplan.experiments.output import Formatted
 from trainplan.planner.allocation import AllocationProblem
 from trainplan.planner.build import build_training_graph
 from trainplan.planner.errors import TrainplanError
@@ -87,7 +87,7 @@ def run_plan(args: argparse.Namespace) -> dict:
         from trainplan.simulator.simulate import simulate
         summary = simulate(graph, plan, args.device).summary
         record["device"] = args.device
-        record["simulated_stall_seconds"] = round(summary.stall_seconds, 6)
+        record["simulated_stall_seconds"] = round(summary.total_stall_seconds, 6)
     if args.out:
         plan.save(args.out)
         record["out"] = args.out
@@ -121,7 +121,7 @@ def compare_frame(models: list[str], planners: list[str], *, batch: int | None =
     rows = []
     graphs = {m: build_training_graph(get_model(m, batch=batch)) for m in models}
     pairs = [(m, p) for m in models for p in planners]
-    for model, planner in tqdm(pairs, desc="planning", disable=not progress, leave=False):
+    for model, planner in tqdm(pairs, desc="planning", disable=None if progress else True, leave=False):
         plan = plan_training(graphs[model], order=order, offsets=planner,
                              time_limit=time_limit, seed=seed)
         record = plan.record()
@@ -131,7 +131,7 @@ def compare_frame(models: list[str], planners: list[str], *, batch: int | None =
     return pd.DataFrame(rows)
 
 
-def run_compare(args: argparse.Namespace) -> None:
+def run_compare(args: argparse.Namespace) -> Formatted:
     if args.plot and not args.plot.lower().endswith((".png", ".svg", ".pdf")):
         raise TrainplanError(f"--plot {args.plot!r}: use a .png, .svg or .pdf file name")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -139,13 +139,12 @@ def run_compare(args: argparse.Namespace) -> None:
     frame = compare_frame(models, planner_list(args.planners), batch=args.batch,
                           order=args.order, time_limit=args.time_limit, seed=args.seed,
                           keep=pairs if args.plot else None)
-    fmt = "json" if args.json else args.format
-    write_frame(frame, fmt)
     if args.out:
         save_frame(frame, args.out)
     if args.plot:
         from trainplan.experiments.plot_compare import planner_curves, plot_compare
         plot_compare(planner_curves(pairs), args.plot)
+    return Formatted(frame, "json" if args.json else args.format)
 
 
 def save_frame(frame: pd.DataFrame, path: str) -> None:

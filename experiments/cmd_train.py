@@ -41,7 +41,7 @@ def register(sub) -> None:
 def run_train(args: argparse.Namespace) -> dict:
     from trainplan.runtime.data import digits, synthetic
     from trainplan.runtime.session import Session, SessionOptions
-    from trainplan.runtime.train import train
+    from trainplan.runtime.train import rss_bytes, train
 
     if args.resume and not args.checkpoint:
         raise TrainplanError("--resume needs --checkpoint PATH")
@@ -68,16 +68,19 @@ def run_train(args: argparse.Namespace) -> dict:
     lr = args.learning_rate or (1e-3 if graph.graph["optimizer"] == "adam" else 1e-2)
     options = SessionOptions(seed=args.seed, learning_rate=lr, swap_dir=args.swap_dir,
                              swap_through=args.swap_through)
+    baseline = rss_bytes()  # before the session allocates the arena
     session = Session(graph, plan, options) if plan is not None else Session.reference(
         graph, options, order=args.order or "nntrainer")
     with session:
         report = train(session, data, batch=batch, epochs=args.epochs,
                        iterations=args.iterations, test=test, seed=args.seed,
                        checkpoint=args.checkpoint, resume=args.resume,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, baseline_rss_bytes=baseline)
     figures = plan.record() if plan is not None else {}
+    measured = report.record()
     return {"model": graph.graph["model"],
             "planner": figures.get("planner", "reference"), "swap": figures.get("swap"),
-            **{k: figures.get(k) for k in ("budget_bytes", "peak_resident_bytes",
-                                           "peak_live_bytes")},
-            **report.record()}
+            "budget_bytes": figures.get("budget_bytes"),
+            "arena_bytes": measured.pop("arena_bytes"),
+            **{k: figures.get(k) for k in ("peak_resident_bytes", "peak_live_bytes")},
+            **measured}

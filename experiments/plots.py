@@ -220,7 +220,7 @@ def plot_timeline(tl: Timeline, path: str, *, x: str = "time", stack_top: int = 
                  fontsize=12, y=0.985)
     verdict = "fits" if s.fits else "DOES NOT FIT"
     ax.set_title(f"iteration {s.iteration_seconds * k:,.1f} {unit} (stalls "
-                 f"{s.stall_seconds * k / s.iterations:,.1f} {unit}) · arena "
+                 f"{s.total_stall_seconds * k / s.iterations:,.1f} {unit} per iteration) · arena "
                  f"{s.arena_bytes / MIB:,.1f} MiB of {s.available_bytes / MIB:,.0f} MiB "
                  f"available: {verdict} · peak resident {s.peak_resident_bytes / MIB:,.1f} MiB "
                  f"· order {s.order}"

@@ -26,7 +26,7 @@ def test_lenet5_learns_the_digits_and_swapping_under_half_the_arena_changes_no_b
     assert plain["test_accuracy"] >= 0.95 and plain["iterations"] == 440
     budget = plain["arena_bytes"] // 2
     swapped = train(capsys, "--budget", str(budget), "--swap-dir", str(tmp_path))
-    assert swapped["arena_bytes"] <= budget and swapped["bytes_read"] > 0
+    assert swapped["arena_bytes"] <= budget and swapped["total_bytes_read"] > 0
     assert swapped["weights_sha256"] == plain["weights_sha256"]
     assert swapped["test_accuracy"] == plain["test_accuracy"]
     reference = train(capsys, "--reference")
