@@ -47,7 +47,7 @@ from trainplan.experiments.measured import (
     load_note,
     measure_graph,
 )
-from trainplan.experiments.plot_measured import plot_overlay
+from trainplan.experiments.plot_measured import lined_up, plot_overlay
 from trainplan.planner.fileio import atomic_write_text
 from trainplan.runtime.measure import Measurement
 from trainplan.simulator.calibrate import calibrate
@@ -104,9 +104,9 @@ def predict(model: str, graph: nx.DiGraph, rounds: list[Measurement], profile: D
         suffix = "" if key == "measured" else f"_{key}"
         rec[f"error{suffix}_pct"] = error_pct(rec["predicted_s"], rec[f"{key}_s"])
     figure = os.path.join(args.figures, f"predict_{model}.png")
-    rows = plot_overlay(tl, shown.events, figure, measured_seconds=rec["measured_s"],
-                        note=f"{load_note(shown)} · the round nearest the median of "
-                             f"{len(rounds)}")
+    plot_overlay(tl, shown.events, figure, measured_seconds=rec["measured_s"],
+                 note=f"{load_note(shown)} · the round nearest the median of {len(rounds)}")
+    rows = lined_up(tl, shown.events)
     by_class = rows.groupby("op_class")[["predicted_s", "measured_s"]].sum().round(6)
     within = abs(rec["error_pct"]) <= TOLERANCE_PCT
     return {**rec, f"within_{TOLERANCE_PCT:g}pct": within, "figure": figure,

@@ -16,7 +16,8 @@ COMMAND_MODULES = [cmd_graph, cmd_plan, cmd_sim, cmd_train]
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trainplan",
-        description="Memory planning for neural-network training on small devices.")
+        description="Memory planning for neural-network training on small devices.",
+        epilog=cmd_plan.PLANNERS_EPILOG)
     parser.add_argument("--version", action="version", version=f"trainplan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:

@@ -4,38 +4,69 @@ from __future__ import annotations
 
 import argparse
 
+from trainplan.experiments.cli_rules import Rule, check, flag, given, search_rules
 from trainplan.experiments.graph_options import (
+    PLANNING,
+    _positive_int,
     add_graph_options,
     add_plan_options,
     graph_from_args,
     planned_graph,
 )
+from trainplan.experiments.progress import planning
 from trainplan.planner.errors import TrainplanError
 
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a model with the numpy runtime inside one arena")
     add_graph_options(p, model_required=False)
-    p.add_argument("--dataset", default="synthetic", choices=["digits", "synthetic"])
+    p.add_argument("--dataset", default="synthetic", choices=["digits", "synthetic"],
+                   help="digits: scikit-learn's handwritten digits (8x8, needs .[data]), with a "
+                   "test split; synthetic: random inputs and labels (default synthetic)")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--epochs", type=int, default=None)
-    group.add_argument("--iterations", type=int, default=None)
+    group.add_argument("--epochs", type=_positive_int, default=None,
+                       help="passes over the training data (default 1)")
+    group.add_argument("--iterations", type=_positive_int, default=None,
+                       help="train exactly this many iterations instead of whole epochs")
     add_plan_options(p)
     p.add_argument("--reference", action="store_true",
                    help="train without a plan: every buffer its own array")
     p.add_argument("--learning-rate", type=float, default=None,
                    help="default 1e-3 (adam), 1e-2 otherwise")
-    p.add_argument("--samples", type=int, default=None,
-                   help="synthetic samples (default 8 batches)")
+    p.add_argument("--samples", type=_positive_int, default=None,
+                   help="with --dataset synthetic: samples (default 8 batches)")
     p.add_argument("--checkpoint", default=None, help="write a checkpoint after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
-    p.add_argument("--swap-dir", default=None, help="directory for the swap file")
+    p.add_argument("--swap-dir", default=None, help="directory for the swap file of a plan "
+                   "that swaps (default: the system's temporary directory)")
     p.add_argument("--swap-through", action="store_true",
                    help="flush every swap write to storage and keep no swapped bytes in the "
                    "page cache (as a device under memory pressure; slower)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar and no per-epoch lines on stderr (the bar shows only "
+                   "on a terminal)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run_train)
+
+
+def _planning_given(args: argparse.Namespace) -> list[str]:
+    return [flag(k) for k in (*PLANNING, "plan") if given(args, k)]
+
+
+TRAIN_RULES = [
+    Rule(lambda a: a.resume and not a.checkpoint, "--resume needs --checkpoint PATH"),
+    Rule(lambda a: a.model is None and not a.plan, "give --model NAME (or --plan FILE)"),
+    Rule(lambda a: a.reference and _planning_given(a),
+         lambda a: f"--reference trains without a plan; drop {', '.join(_planning_given(a))}"),
+    Rule(lambda a: given(a, "samples") and a.dataset != "synthetic",
+         "--samples sizes the synthetic data set; the digits come with their own samples"),
+    *search_rules(seeds_runtime=True),
+]
+
+
+def _needs_swapping(option: str) -> str:
+    return (f"{option} needs a plan that swaps (--budget BYTES below what the model needs, or "
+            "a --plan that swaps): otherwise nothing is swapped")
 
 
 def run_train(args: argparse.Namespace) -> dict:
@@ -43,21 +74,15 @@ def run_train(args: argparse.Namespace) -> dict:
     from trainplan.runtime.session import Session, SessionOptions
     from trainplan.runtime.train import rss_bytes, train
 
-    if args.resume and not args.checkpoint:
-        raise TrainplanError("--resume needs --checkpoint PATH")
-    if args.model is None and not args.plan:
-        raise TrainplanError("give --model NAME (or --plan FILE)")
-    if args.reference and (args.plan or args.budget is not None or args.planner):
-        raise TrainplanError("--reference trains without a plan; drop --plan, --planner and "
-                             "--budget")
+    check(args, TRAIN_RULES, {"seed": 0})
     if args.reference:
         graph, plan = graph_from_args(args), None
     else:
-        graph, plan = planned_graph(args)
-    if args.swap_through and (plan is None or not plan.swapped):
-        raise TrainplanError("--swap-through needs a plan that swaps (--budget BYTES below "
-                             "what the model needs, or a --plan that swaps): otherwise nothing "
-                             "is swapped")
+        with planning(args):
+            graph, plan = planned_graph(args)
+    for option in ("swap_through", "swap_dir"):
+        if given(args, option) and (plan is None or not plan.swapped):
+            raise TrainplanError(_needs_swapping(flag(option)))
     batch = graph.graph["batch"]
     if args.dataset == "digits":
         data, test = digits(graph, seed=args.seed)

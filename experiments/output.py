@@ -53,13 +53,13 @@ def emit(result, as_json: bool, stream=None) -> None:
         if as_json:
             print(result.to_json(orient="records", indent=1), file=stream)
         else:
-            print(result.to_string(index=False), file=stream)
+            print(table_text(result), file=stream)
         return
     if as_json:
         print(json.dumps(to_jsonable(result), indent=1), file=stream)
         return
     if isinstance(result, list):
-        print(pd.DataFrame(result).to_string(index=False), file=stream)
+        print(table_text(pd.DataFrame(result)), file=stream)
         return
     width = max((len(k) for k in result), default=0)
     for key, value in result.items():
@@ -78,6 +78,21 @@ def emit(result, as_json: bool, stream=None) -> None:
                 print(f"  - {_fmt(v)}", file=stream)
         else:
             print(f"{key:<{width}} {_fmt(value)}", file=stream)
+
+
+def table_text(df: pd.DataFrame) -> str:
+    """A DataFrame as a text table: numbers right-aligned as pandas prints them, text
+    left-aligned."""
+    if df.empty or not len(df.columns):
+        return df.to_string(index=False)
+    columns = []
+    for col in df.columns:
+        lines = df[[col]].to_string(index=False).splitlines()
+        if all(isinstance(v, str) for v in df[col].tolist()):
+            width = max(len(line.strip()) for line in lines)
+            lines = [line.strip().ljust(width) for line in lines]
+        columns.append(lines)
+    return "\n".join("  ".join(parts).rstrip() for parts in zip(*columns, strict=True))
 
 
 def _fmt(value) -> str:
@@ -102,4 +117,17 @@ def write_frame(df: pd.DataFrame, fmt: str, stream=None) -> None:
     elif fmt == "json":
         print(df.to_json(orient="records", indent=1), file=stream)
     else:
-        print(df.to_string(index=False), file=stream)
+        print(table_text(df), file=stream)
+
+
+def save_frame(frame: pd.DataFrame, path: str) -> None:
+    """Write a DataFrame atomically as CSV, Markdown or JSON, by the file's suffix."""
+    from trainplan.planner.fileio import atomic_write_text
+
+    if path.endswith(".md"):
+        text = frame.to_markdown(index=False) + "\n"
+    elif path.endswith(".json"):
+        text = frame.to_json(orient="records", indent=1) + "\n"
+    else:
+        text = frame.to_csv(index=False)
+    atomic_write_text(path, text)

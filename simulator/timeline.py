@@ -163,6 +163,7 @@ def _events(run: EngineRun, memory: pd.DataFrame, transfers: pd.DataFrame) -> pd
         "start_s": run.start, "end_s": run.end, "stall_s": run.stall,
     })
     ev["held_bytes"] = memory["held_bytes"].to_numpy()
+    ev["live_bytes"] = memory["live_bytes"].to_numpy()
     for kind, col in (("read", "bytes_read"), ("write", "bytes_written")):
         counts = np.zeros(len(ev), dtype=np.int64)
         sel = transfers[transfers["kind"] == kind]

@@ -120,7 +120,7 @@ def test_compare_plot(capsys, tmp_path):
 
 def test_calibrate_writes_a_profile(capsys, tmp_path):
     out = tmp_path / "host.json"
-    code, rec = run_json(capsys, ["calibrate", "--dir", str(tmp_path), "--storage-mib", "8",
+    code, rec = run_json(capsys, ["calibrate", "--dir", str(tmp_path), "--storage", "8MiB",
                                   "--out", str(out)])
     assert code == 0 and rec["out"] == str(out) and rec["gemm_gflops"] > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["host.json"]
