@@ -249,8 +249,9 @@ def plot_timeline(tl: Timeline, path: str | None = None, *, x: str = "time",
     unit, k = _time_unit(s.total_seconds)
     batch = f", batch {s.batch}" if s.batch else ""
     if created:
-        fig.suptitle(title or f"{s.model}{batch} · planner {s.planner} · device {s.device}",
-                     fontsize=12, y=0.985)
+        swap = f" · swap {s.swap} under {s.budget_bytes / MIB:,.1f} MiB" if s.swap else ""
+        fig.suptitle(title or f"{s.model}{batch} · planner {s.planner}{swap} · device "
+                     f"{s.device}", fontsize=12, y=0.985)
     verdict = "fits" if s.fits else "DOES NOT FIT"
     ax.set_title(f"iteration {s.iteration_seconds * k:,.1f} {unit} (stalls "
                  f"{s.total_stall_seconds * k / s.iterations:,.1f} {unit} per iteration) · arena "

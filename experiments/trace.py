@@ -97,7 +97,8 @@ def timeline_events(tl: Timeline, pid: int = 1, label: str | None = None) -> lis
     tracks = {COMPUTE_TID: "compute", **{COMPUTE_TID + 1 + i: f"storage {c}"
                                          for i, c in enumerate(channels)}}
     tid_of = {c: COMPUTE_TID + 1 + i for i, c in enumerate(channels)}
-    name = label or f"simulated: {s.model} · {s.planner} · {s.device}"
+    swap = f" + {s.swap} swap" if s.swap else ""
+    name = label or f"simulated: {s.model} · {s.planner}{swap} · {s.device}"
     counters = [("memory", ("resident_bytes", "live_bytes", "held_bytes"))]
     if groups:
         counters.append(("resident by group", tuple(groups.values())))
@@ -136,7 +137,7 @@ def trace_document(events: list[dict], **other) -> dict:
 def timeline_trace(tl: Timeline) -> dict:
     """A simulated Timeline as a trace-event document."""
     s = tl.summary
-    return trace_document(timeline_events(tl), model=s.model, planner=s.planner,
+    return trace_document(timeline_events(tl), model=s.model, planner=s.planner, swap=s.swap,
                           device=s.device, iterations=s.iterations)
 
 

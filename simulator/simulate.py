@@ -149,7 +149,8 @@ def simulate(graph: nx.DiGraph, plan: TrainingPlan, device: DeviceProfile | str,
     ``plan`` on ``device``; resident bytes grouped ``by`` role or layer."""
     device = load_device(device)
     check_plan_for(graph, plan)
-    meta: Mapping = {"model": plan.graph.model, "planner": _label(plan),
+    meta: Mapping = {"model": plan.graph.model, "planner": plan.provenance.offsets,
+                     "swap": plan.provenance.swap,
                      "order": plan.order.name, "batch": plan.graph.batch}
     steps = graph_steps(graph, plan.order, plan.member_buffer())
     return simulate_events(steps, plan_transfers(plan), device,
@@ -157,7 +158,3 @@ def simulate(graph: nx.DiGraph, plan: TrainingPlan, device: DeviceProfile | str,
                            live=plan.live_curve(), resident=resident_by(graph, plan, by),
                            budget_bytes=plan.budget_bytes, meta=meta)
 
-
-def _label(plan: TrainingPlan) -> str:
-    p = plan.provenance
-    return f"{p.offsets} + {p.swap} swap" if p.swap else p.offsets

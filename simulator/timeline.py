@@ -50,6 +50,7 @@ class Summary:
 
     model: str
     planner: str
+    swap: str | None
     device: str
     order: str
     batch: int | None
@@ -198,7 +199,7 @@ def simulate_events(steps: Sequence[Step], transfers: Sequence[Transfer], device
                     budget_bytes: int | None = None, meta: Mapping | None = None) -> Timeline:
     """Run the engine and assemble the Timeline; ``held`` and ``live`` (a number or one per
     EO; live defaults to the resident bytes) and ``resident`` (per group, one per EO) as in the
-    module docstring; ``meta`` may name the model, planner, order and batch."""
+    module docstring; ``meta`` may name the model, planner (offsets), swap (planner), order and batch."""
     run = run_engine(steps, transfers, device, n_eo=n_eo, iterations=iterations)
     held = _per_eo(held, run.n_eo)
     resident = {k: _per_eo(v, run.n_eo) for k, v in (resident or {}).items()}
@@ -214,6 +215,7 @@ def simulate_events(steps: Sequence[Step], transfers: Sequence[Transfer], device
     ends += [float(transfers_df["end_s"].max())] if len(transfers_df) else []
     summary = Summary(
         model=str(meta.get("model", "")), planner=str(meta.get("planner", "")),
+        swap=meta.get("swap"),
         device=device.name, order=str(meta.get("order", "")), batch=meta.get("batch"),
         iterations=iterations, n_eo=run.n_eo, ops=len(run.steps),
         iteration_seconds=ends[0] / iterations, total_seconds=max(ends),

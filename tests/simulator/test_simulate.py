@@ -96,7 +96,7 @@ def test_a_swap_plan_moves_the_bytes_its_schedule_says(graphs):
     assert s.total_bytes_written == 2 * rec["bytes_written"]
     assert s.iteration_seconds >= s.total_compute_seconds / 2 and s.total_stall_seconds >= 0
     assert (tl.by_eo["live_bytes"].to_numpy()[:swapped.n_eo] == swapped.live_curve()).all()
-    assert "swap" in s.planner
+    assert s.swap == swapped.provenance.swap == "belady" and s.planner == rec["planner"]
     resident = tl.by_eo[tl.resident_columns()].sum(axis=1)
     assert resident.max() <= rec["budget_bytes"]
 
