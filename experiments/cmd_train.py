@@ -14,13 +14,14 @@ from trainplan.experiments.graph_options import (
     planned_graph,
 )
 from trainplan.experiments.progress import planning
+from trainplan.experiments.training import DATASETS
 from trainplan.planner.errors import TrainplanError
 
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a model with the numpy runtime inside one arena")
     add_graph_options(p, model_required=False)
-    p.add_argument("--dataset", default="synthetic", choices=["digits", "synthetic"],
+    p.add_argument("--dataset", default="synthetic", choices=list(DATASETS),
                    help="digits: scikit-learn's handwritten digits (8x8, needs .[data]), with a "
                    "test split; synthetic: random inputs and labels (default synthetic)")
     group = p.add_mutually_exclusive_group()
@@ -70,9 +71,7 @@ def _needs_swapping(option: str) -> str:
 
 
 def run_train(args: argparse.Namespace) -> dict:
-    from trainplan.runtime.data import digits, synthetic
-    from trainplan.runtime.session import Session, SessionOptions
-    from trainplan.runtime.train import rss_bytes, train
+    from trainplan.experiments.training import run_training, train_record
 
     check(args, TRAIN_RULES, {"seed": 0})
     if args.reference:
@@ -83,29 +82,10 @@ def run_train(args: argparse.Namespace) -> dict:
     for option in ("swap_through", "swap_dir"):
         if given(args, option) and (plan is None or not plan.swapped):
             raise TrainplanError(_needs_swapping(flag(option)))
-    batch = graph.graph["batch"]
-    if args.dataset == "digits":
-        data, test = digits(graph, seed=args.seed)
-    else:
-        data, test = synthetic(graph, args.samples or 8 * batch, seed=args.seed), None
-    if args.epochs is None and args.iterations is None:
-        args.epochs = 1
-    lr = args.learning_rate or (1e-3 if graph.graph["optimizer"] == "adam" else 1e-2)
-    options = SessionOptions(seed=args.seed, learning_rate=lr, swap_dir=args.swap_dir,
-                             swap_through=args.swap_through)
-    baseline = rss_bytes()  # before the session allocates the arena
-    session = Session(graph, plan, options) if plan is not None else Session.reference(
-        graph, options, order=args.order or "nntrainer")
-    with session:
-        report = train(session, data, batch=batch, epochs=args.epochs,
-                       iterations=args.iterations, test=test, seed=args.seed,
-                       checkpoint=args.checkpoint, resume=args.resume,
-                       progress=not args.no_progress, baseline_rss_bytes=baseline)
-    figures = plan.record() if plan is not None else {}
-    measured = report.record()
-    return {"model": graph.graph["model"],
-            "planner": figures.get("planner", "reference"), "swap": figures.get("swap"),
-            "budget_bytes": figures.get("budget_bytes"),
-            "arena_bytes": measured.pop("arena_bytes"),
-            **{k: figures.get(k) for k in ("peak_resident_bytes", "peak_live_bytes")},
-            **measured}
+    report = run_training(graph, plan, dataset=args.dataset, epochs=args.epochs,
+                          iterations=args.iterations, samples=args.samples,
+                          learning_rate=args.learning_rate, seed=args.seed,
+                          swap_dir=args.swap_dir, swap_through=args.swap_through,
+                          checkpoint=args.checkpoint, resume=args.resume,
+                          order=args.order or "nntrainer", progress=not args.no_progress)
+    return train_record(graph, plan, report)

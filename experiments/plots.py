@@ -248,16 +248,20 @@ def plot_timeline(tl: Timeline, path: str | None = None, *, x: str = "time",
     ax.legend(loc="upper left", fontsize=7, ncol=3, framealpha=0.9)
     unit, k = _time_unit(s.total_seconds)
     batch = f", batch {s.batch}" if s.batch else ""
-    if created:
-        swap = f" · swap {s.swap} under {s.budget_bytes / MIB:,.1f} MiB" if s.swap else ""
-        fig.suptitle(title or f"{s.model}{batch} · planner {s.planner}{swap} · device "
-                     f"{s.device}", fontsize=12, y=0.985)
+    swap = f" · swap {s.swap} under {s.budget_bytes / MIB:,.1f} MiB" if s.swap else ""
+    heading = f"{s.model}{batch} · planner {s.planner}{swap} · device {s.device}"
     verdict = "fits" if s.fits else "DOES NOT FIT"
-    ax.set_title(f"iteration {s.iteration_seconds * k:,.1f} {unit} (stalls "
-                 f"{s.total_stall_seconds * k / s.iterations:,.1f} {unit} per iteration) · arena "
-                 f"{s.arena_bytes / MIB:,.1f} MiB of {s.available_bytes / MIB:,.0f} MiB "
-                 f"available: {verdict} · peak resident {s.peak_resident_bytes / MIB:,.1f} MiB "
-                 f"· order {s.order}"
-                 + (f" · {s.iterations} iterations" if s.iterations > 1 else ""), fontsize=9)
+    figures = (f"iteration {s.iteration_seconds * k:,.1f} {unit} (stalls "
+               f"{s.total_stall_seconds * k / s.iterations:,.1f} {unit} per iteration) · arena "
+               f"{s.arena_bytes / MIB:,.1f} MiB of {s.available_bytes / MIB:,.0f} MiB "
+               f"available: {verdict} · peak resident {s.peak_resident_bytes / MIB:,.1f} MiB")
+    if created:
+        fig.suptitle(title or heading, fontsize=12, y=0.985)
+        ax.set_title(f"{figures} · order {s.order}"
+                     + (f" · {s.iterations} iterations" if s.iterations > 1 else ""),
+                     fontsize=9)
+    else:  # a panel of someone else's figure: the heading, and the figures wrapped under it
+        ax.set_title(f"{title or heading}\n{figures.replace(' · arena', chr(10) + 'arena')}",
+                     fontsize=8)
     ax.set_xlim(left=0)
     return finish(fig, path, created)
