@@ -7,8 +7,8 @@ words follow docs/glossary.md.
 
 >>> import trainplan as tp
 >>> g = tp.graph("mlp", batch=4)
->>> p = tp.plan(g, budget="3.5MiB")
->>> p.swapped, p.arena_bytes <= 3.5 * 2**20
+>>> p = tp.plan(g, budget="3.3MB")
+>>> p.swapped, p.arena_bytes <= 3.3e6
 (True, True)
 """
 
