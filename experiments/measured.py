@@ -131,7 +131,8 @@ def compare(graph: nx.DiGraph, measurement: Measurement, device: DeviceProfile
         "stall_s": round(s.stall_seconds, 6),
         "predicted_stall_s": round(tl.summary.total_stall_seconds, 6), "bytes_read": s.bytes_read,
         "predicted_bytes_read": tl.summary.total_bytes_read, "bytes_written": s.bytes_written,
-        "predicted_bytes_written": tl.summary.total_bytes_written, "peak_rss_bytes": s.peak_rss_bytes,
+        "predicted_bytes_written": tl.summary.total_bytes_written,
+        "peak_iteration_rss_bytes": s.peak_rss_bytes,
         "arena_bytes": s.arena_bytes, "load_average": list(s.load_average),
         "other_cpus": s.other_cpus,
         "blas_threads": s.blas_threads}
