@@ -32,7 +32,7 @@ def run_training(graph: nx.DiGraph, plan: TrainingPlan | None, *, dataset: str =
     for ``epochs`` (default 1) or exactly ``iterations``."""
     from trainplan.runtime.data import digits, synthetic
     from trainplan.runtime.session import Session, SessionOptions
-    from trainplan.runtime.train import rss_bytes, train
+    from trainplan.runtime.train import reset_peak_rss, rss_bytes, train
 
     batch = graph.graph["batch"]
     if dataset == "digits":
@@ -44,7 +44,8 @@ def run_training(graph: nx.DiGraph, plan: TrainingPlan | None, *, dataset: str =
     options = SessionOptions(seed=seed, learning_rate=learning_rate
                              or default_learning_rate(graph), swap_dir=swap_dir,
                              swap_through=swap_through)
-    baseline = rss_bytes()  # before the session allocates the arena
+    # before the session allocates the arena; the peak counts from here (where the OS lets us)
+    baseline = rss_bytes() if reset_peak_rss() else None
     session = Session(graph, plan, options) if plan is not None else Session.reference(
         graph, options, order=order)
     with session:

@@ -25,10 +25,10 @@ class TrainReport:
     """What a training run measured. ``train_accuracy`` is the last epoch's (the batches since
     the last epoch began), ``epochs`` one record per epoch (mean loss, accuracy over its
     batches); ``iteration_seconds`` the median wall time of an iteration; ``total_*`` figures
-    cover the whole run. ``peak_rss_bytes`` is the whole process's peak RSS,
-    ``baseline_rss_bytes`` its RSS before the session allocated the arena (the interpreter, the
-    libraries, the data, the plan), ``peak_rss_above_baseline_bytes`` the difference: what
-    training added."""
+    cover the whole run. ``baseline_rss_bytes`` is the process's RSS before the session
+    allocated the arena (the interpreter, the libraries, the data, the plan), ``peak_rss_bytes``
+    its peak RSS from then on (from its start where the OS cannot restart the count; then no
+    baseline is given), ``peak_rss_above_baseline_bytes`` the difference: what training added."""
 
     final_loss: float = float("nan")
     train_accuracy: float | None = None
@@ -60,8 +60,28 @@ class TrainReport:
 
 
 def peak_rss_bytes() -> int:
-    """The process's peak resident set size so far (Linux reports KiB)."""
+    """The process's peak resident set size since it started or since ``reset_peak_rss``
+    (Linux: VmHWM; elsewhere getrusage's lifetime peak)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def reset_peak_rss() -> bool:
+    """Restart the count of the peak RSS from the RSS now (Linux: /proc/self/clear_refs), so
+    that a run's peak is its own even when the process ran others before; False where the OS
+    does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def rss_bytes() -> int:
