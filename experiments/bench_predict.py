@@ -48,6 +48,7 @@ from trainplan.experiments.measured import (
     measure_graph,
 )
 from trainplan.experiments.plot_measured import lined_up, plot_overlay
+from trainplan.experiments.plots import use_file_backend
 from trainplan.planner.fileio import atomic_write_text
 from trainplan.runtime.measure import Measurement
 from trainplan.simulator.calibrate import calibrate
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="results/bench_predict.json", help="JSON output")
     parser.add_argument("--figures", default="docs/figures", help="figure directory")
     args = parser.parse_args(argv)
+    use_file_backend()
     began = time.perf_counter()
     held = args.models.split(",")
     both = sorted(set(held) & set(args.calibration_models.split(",")))
