@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = ["README.md", *sorted(os.path.relpath(p, ROOT) for p in
                               glob.glob(os.path.join(ROOT, "docs", "**", "*.md"),
                                         recursive=True))]
-BLOCK = re.compile(r"```(\w*)\n(.*?)```", re.S)
+BLOCK = re.compile(r"```(\w*)\n(.*?)```", re.DOTALL)
 COUNTS = re.compile(r"(--(?:epochs|iterations|measure-iterations))(?:\s+|=)\d+")
 PREFIXES = ("trainplan ", "python -m trainplan ")
 
@@ -28,7 +28,8 @@ PREFIXES = ("trainplan ", "python -m trainplan ")
 def examples(page: str) -> list[tuple[str, str]]:
     """(kind, text) in page order: ("cli", a trainplan command) or ("python", a block)."""
     out = []
-    text = open(os.path.join(ROOT, page), encoding="utf-8").read()
+    with open(os.path.join(ROOT, page), encoding="utf-8") as fh:
+        text = fh.read()
     for lang, body in BLOCK.findall(text):
         if lang == "python":
             out.append(("python", body))
@@ -64,7 +65,7 @@ def test_every_example_of_the_page_runs(page, tmp_path, monkeypatch, capsys):
     namespace: dict = {"__name__": "__example__"}
     for kind, text in examples(page):
         if kind == "python":
-            exec(compile(text, f"{page} (a Python block)", "exec"), namespace)
+            exec(compile(text, f"{page} (a Python block)", "exec"), namespace)  # noqa: S102
             continue
         argv = shortened(text)
         try:

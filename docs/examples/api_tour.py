@@ -10,9 +10,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # this script only writes files; a notebook keeps its own backend
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-import trainplan as tp  # noqa: E402
+import trainplan as tp
 
 out = sys.argv[1] if len(sys.argv) > 1 else "."
 os.makedirs(out, exist_ok=True)

@@ -191,7 +191,8 @@ def buffers(plan: TrainingPlan) -> pd.DataFrame:
 
 def c_header(plan: TrainingPlan, path: str | None = None) -> str:
     """The arena size and every piece's offset as a C header; written to ``path`` if given."""
-    from trainplan.experiments.exports import c_header as text, write_c_header
+    from trainplan.experiments.exports import c_header as text
+    from trainplan.experiments.exports import write_c_header
 
     if path is not None:
         write_c_header(plan, path)

@@ -45,8 +45,9 @@ def test_two_epochs_learn_with_one_record_each_and_swapping_changes_no_bit(capsy
     # the run's train accuracy is the last epoch's, not the mean over all of them
     assert plain["train_accuracy"] == epochs[1]["train_accuracy"]
     assert plain["test_accuracy"] >= 0.8
-    assert plain["peak_rss_above_baseline_bytes"] == (plain["peak_rss_bytes"]
-                                                      - plain["baseline_rss_bytes"]) > 0
+    if plain["baseline_rss_bytes"] is not None:  # the OS let the peak's count restart
+        assert plain["peak_rss_above_baseline_bytes"] == (plain["peak_rss_bytes"]
+                                                          - plain["baseline_rss_bytes"]) > 0
     swapped = train(capsys, 2, "--budget", str(plain["arena_bytes"] // 2),
                     "--swap-dir", str(tmp_path))
     assert swapped["arena_bytes"] <= plain["arena_bytes"] // 2 and swapped["total_bytes_read"] > 0
