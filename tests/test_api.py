@@ -98,6 +98,7 @@ def test_identical_planner_curves_share_one_line():
 def test_a_trace_of_a_simulation_and_a_measurement(lenet, tmp_path):
     g, plan, tl = lenet
     m = tp.measure(g, plan, iterations=1)
+    assert "\n" not in repr(m) and len(repr(m)) < 300
     doc = tp.trace(tl, str(tmp_path / "t.json"), measured=m)
     assert json.loads((tmp_path / "t.json").read_text()) == doc
     assert {e["pid"] for e in doc["traceEvents"]} == {1, 2}
