@@ -14,9 +14,11 @@ import os
 
 import pandas as pd
 
-from trainplan.experiments.cmd_plan import compare_frame, save_frame
+from trainplan.experiments.compare import compare_frame, compare_plans
+from trainplan.experiments.output import save_frame
+from trainplan.planner.build import build_training_graph
 from trainplan.planner.offsets import PLANNERS
-from trainplan.planner.zoo import MODELS
+from trainplan.planner.zoo import MODELS, get_model
 
 
 def pivot(frame: pd.DataFrame) -> pd.DataFrame:
@@ -36,8 +38,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--planners", default=",".join(PLANNERS))
     parser.add_argument("--out", default="results/bench_planners.json")
     args = parser.parse_args(argv)
-    frame = compare_frame(args.models.split(","), args.planners.split(","), batch=args.batch,
-                          time_limit=args.time_limit)
+    graphs = {m: build_training_graph(get_model(m, batch=args.batch))
+              for m in args.models.split(",")}
+    frame = compare_frame(compare_plans(graphs, args.planners.split(","),
+                                        time_limit=args.time_limit))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     save_frame(frame, args.out)
     table = pivot(frame)

@@ -47,7 +47,8 @@ from trainplan.experiments.measured import (
     load_note,
     measure_graph,
 )
-from trainplan.experiments.plot_measured import plot_overlay
+from trainplan.experiments.plot_measured import lined_up, plot_overlay
+from trainplan.experiments.plots import use_file_backend
 from trainplan.planner.fileio import atomic_write_text
 from trainplan.runtime.measure import Measurement
 from trainplan.simulator.calibrate import calibrate
@@ -104,9 +105,9 @@ def predict(model: str, graph: nx.DiGraph, rounds: list[Measurement], profile: D
         suffix = "" if key == "measured" else f"_{key}"
         rec[f"error{suffix}_pct"] = error_pct(rec["predicted_s"], rec[f"{key}_s"])
     figure = os.path.join(args.figures, f"predict_{model}.png")
-    rows = plot_overlay(tl, shown.events, figure, measured_seconds=rec["measured_s"],
-                        note=f"{load_note(shown)} · the round nearest the median of "
-                             f"{len(rounds)}")
+    plot_overlay(tl, shown.events, figure, measured_seconds=rec["measured_s"],
+                 note=f"{load_note(shown)} · the round nearest the median of {len(rounds)}")
+    rows = lined_up(tl, shown.events)
     by_class = rows.groupby("op_class")[["predicted_s", "measured_s"]].sum().round(6)
     within = abs(rec["error_pct"]) <= TOLERANCE_PCT
     return {**rec, f"within_{TOLERANCE_PCT:g}pct": within, "figure": figure,
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="results/bench_predict.json", help="JSON output")
     parser.add_argument("--figures", default="docs/figures", help="figure directory")
     args = parser.parse_args(argv)
+    use_file_backend()
     began = time.perf_counter()
     held = args.models.split(",")
     both = sorted(set(held) & set(args.calibration_models.split(",")))

@@ -80,7 +80,7 @@ def _record(case, tl, seconds, **extra) -> dict:
             "seconds": round(seconds, 4),
             "us_per_op": round(seconds / max(1, s.ops) * 1e6, 2), "under_1s": seconds < 1.0,
             "simulated_iteration_s": round(s.iteration_seconds, 3),
-            "stall_s": round(s.stall_seconds, 3), **extra}
+            "stall_s": round(s.total_stall_seconds, 3), **extra}
 
 
 def bench(n_ops: int = 10_000, device: str = "raspberry-pi-4", repeat: int = 3,

@@ -58,10 +58,11 @@ def bench_model(name: str, batch: int, fraction: float, fill: float, device: str
         rows.append({**base, "order": label,
                      "split_lower_bound_bytes": plan.bounds.lower_bound_bytes,
                      "valid": plan.valid, "arena_bytes": plan.arena_bytes,
-                     "bytes_read": summary.bytes_read, "bytes_written": summary.bytes_written,
+                     "bytes_read": summary.total_bytes_read,
+                     "bytes_written": summary.total_bytes_written,
                      "plan_seconds": round(planned, 2),
                      "simulated_seconds": round(summary.iteration_seconds, 4),
-                     "stall_seconds": round(summary.stall_seconds, 4),
+                     "stall_seconds": round(summary.total_stall_seconds, 4),
                      "slowdown": round(summary.iteration_seconds / reference, 3)})
     return rows
 

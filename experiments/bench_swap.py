@@ -59,7 +59,7 @@ def sweep_model(name: str, batch: int, points: int, time_limit: float) -> list[d
                                           "bytes_written", "bytes_read", "valid")}}
             for d in DEVICES:
                 s = simulate(graph, plan, d).summary
-                row[f"{d}_stall_s"] = round(s.stall_seconds, 4)
+                row[f"{d}_stall_s"] = round(s.total_stall_seconds, 4)
                 row[f"{d}_slowdown"] = round(s.total_seconds / base[d].total_seconds, 3)
             rows.append(row)
     return rows

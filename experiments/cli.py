@@ -7,7 +7,7 @@ import sys
 
 from trainplan import __version__
 from trainplan.experiments import cmd_graph, cmd_plan, cmd_sim, cmd_train
-from trainplan.experiments.output import emit
+from trainplan.experiments.output import emit_stdout
 from trainplan.planner.errors import TrainplanError
 
 COMMAND_MODULES = [cmd_graph, cmd_plan, cmd_sim, cmd_train]
@@ -16,7 +16,8 @@ COMMAND_MODULES = [cmd_graph, cmd_plan, cmd_sim, cmd_train]
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trainplan",
-        description="Memory planning for neural-network training on small devices.")
+        description="Memory planning for neural-network training on small devices.",
+        epilog=cmd_plan.PLANNERS_EPILOG)
     parser.add_argument("--version", action="version", version=f"trainplan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trainplan {args.command}: interrupted", file=sys.stderr)
         return 130
     if result is not None:
-        emit(result, getattr(args, "json", False))
+        return emit_stdout(result, getattr(args, "json", False))
     return 0
 
 

@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import argparse
 
+from trainplan.experiments.cli_rules import Rule, check, flag, given, search_rules
 from trainplan.experiments.graph_options import (
+    PLANNING,
+    _positive_int,
     add_graph_options,
     add_plan_options,
     graph_from_args,
     planned_graph,
 )
+from trainplan.experiments.progress import planning
+from trainplan.experiments.training import DATASETS
 from trainplan.planner.errors import TrainplanError
 
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a model with the numpy runtime inside one arena")
     add_graph_options(p, model_required=False)
-    p.add_argument("--dataset", default="synthetic", choices=["digits", "synthetic"])
+    p.add_argument("--dataset", default="synthetic", choices=list(DATASETS),
+                   help="digits: scikit-learn's handwritten digits (8x8, needs .[data]), with a "
+                   "test split; synthetic: random inputs and labels (default synthetic)")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--epochs", type=int, default=None)
-    group.add_argument("--iterations", type=int, default=None)
+    group.add_argument("--epochs", type=_positive_int, default=None,
+                       help="passes over the training data (default 1)")
+    group.add_argument("--iterations", type=_positive_int, default=None,
+                       help="train exactly this many iterations instead of whole epochs")
     add_plan_options(p)
     p.add_argument("--device", default=None, help="a device profile whose storage and compute "
                    "guide the optimal planners and joint strategies (needed by --swap joint*)")
@@ -27,64 +36,64 @@ def register(sub) -> None:
                    help="train without a plan: every buffer its own array")
     p.add_argument("--learning-rate", type=float, default=None,
                    help="default 1e-3 (adam), 1e-2 otherwise")
-    p.add_argument("--samples", type=int, default=None,
-                   help="synthetic samples (default 8 batches)")
+    p.add_argument("--samples", type=_positive_int, default=None,
+                   help="with --dataset synthetic: samples (default 8 batches)")
     p.add_argument("--checkpoint", default=None, help="write a checkpoint after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
-    p.add_argument("--swap-dir", default=None, help="directory for the swap file")
+    p.add_argument("--swap-dir", default=None, help="directory for the swap file of a plan "
+                   "that swaps (default: the system's temporary directory)")
     p.add_argument("--swap-through", action="store_true",
                    help="flush every swap write to storage and keep no swapped bytes in the "
                    "page cache (as a device under memory pressure; slower)")
     p.add_argument("--threads", type=int, default=None, help="pin every op large enough for "
                    "several threads to this many (default: as many as the cores other processes "
                    "leave free)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar and no per-epoch lines on stderr (the bar shows only "
+                   "on a terminal)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run_train)
 
 
-def run_train(args: argparse.Namespace) -> dict:
-    from trainplan.runtime.data import digits, synthetic
-    from trainplan.runtime.session import Session, SessionOptions
-    from trainplan.runtime.train import train
+def _planning_given(args: argparse.Namespace) -> list[str]:
+    return [flag(k) for k in (*PLANNING, "plan") if given(args, k)]
 
-    if args.resume and not args.checkpoint:
-        raise TrainplanError("--resume needs --checkpoint PATH")
-    if args.threads is not None and args.threads < 1:
-        raise TrainplanError(f"--threads must be at least 1, got {args.threads}")
-    if args.model is None and not args.plan:
-        raise TrainplanError("give --model NAME (or --plan FILE)")
-    if args.reference and (args.plan or args.budget is not None or args.planner):
-        raise TrainplanError("--reference trains without a plan; drop --plan, --planner and "
-                             "--budget")
+
+TRAIN_RULES = [
+    Rule(lambda a: a.resume and not a.checkpoint, "--resume needs --checkpoint PATH"),
+    Rule(lambda a: a.model is None and not a.plan, "give --model NAME (or --plan FILE)"),
+    Rule(lambda a: a.reference and _planning_given(a),
+         lambda a: f"--reference trains without a plan; drop {', '.join(_planning_given(a))}"),
+    Rule(lambda a: a.threads is not None and a.threads < 1,
+         lambda a: f"--threads must be at least 1, got {a.threads}"),
+    Rule(lambda a: given(a, "samples") and a.dataset != "synthetic",
+         "--samples sizes the synthetic data set; the digits come with their own samples"),
+    *search_rules(seeds_runtime=True),
+]
+
+
+def _needs_swapping(option: str) -> str:
+    return (f"{option} needs a plan that swaps (--budget BYTES below what the model needs, or "
+            "a --plan that swaps): otherwise nothing is swapped")
+
+
+def run_train(args: argparse.Namespace) -> dict:
+    from trainplan.experiments.training import run_training, train_record
+
+    check(args, TRAIN_RULES, {"seed": 0})
     if args.reference:
         graph, plan = graph_from_args(args), None
     else:
-        graph, plan = planned_graph(args, args.device)
-    if args.swap_through and (plan is None or not plan.swapped):
-        raise TrainplanError("--swap-through needs a plan that swaps (--budget BYTES below "
-                             "what the model needs, or a --plan that swaps): otherwise nothing "
-                             "is swapped")
-    batch = graph.graph["batch"]
-    if args.dataset == "digits":
-        data, test = digits(graph, seed=args.seed)
-    else:
-        data, test = synthetic(graph, args.samples or 8 * batch, seed=args.seed), None
-    if args.epochs is None and args.iterations is None:
-        args.epochs = 1
-    lr = args.learning_rate or (1e-3 if graph.graph["optimizer"] == "adam" else 1e-2)
-    options = SessionOptions(seed=args.seed, learning_rate=lr, swap_dir=args.swap_dir,
-                             swap_through=args.swap_through, threads=args.threads)
-    session = Session(graph, plan, options) if plan is not None else Session.reference(
-        graph, options, order=args.order or "nntrainer")
-    with session:
-        report = train(session, data, batch=batch, epochs=args.epochs,
-                       iterations=args.iterations, test=test, seed=args.seed,
-                       checkpoint=args.checkpoint, resume=args.resume,
-                       progress=not args.no_progress)
-    figures = plan.record() if plan is not None else {}
-    return {"model": graph.graph["model"],
-            "planner": figures.get("planner", "reference"), "swap": figures.get("swap"),
-            **{k: figures.get(k) for k in ("budget_bytes", "peak_resident_bytes",
-                                           "peak_live_bytes")},
-            **report.record()}
+        with planning(args):
+            graph, plan = planned_graph(args, args.device)
+    for option in ("swap_through", "swap_dir"):
+        if given(args, option) and (plan is None or not plan.swapped):
+            raise TrainplanError(_needs_swapping(flag(option)))
+    report = run_training(graph, plan, dataset=args.dataset, epochs=args.epochs,
+                          iterations=args.iterations, samples=args.samples,
+                          learning_rate=args.learning_rate, seed=args.seed,
+                          swap_dir=args.swap_dir, swap_through=args.swap_through,
+                          checkpoint=args.checkpoint, resume=args.resume,
+                          order=args.order or "nntrainer", threads=args.threads,
+                          progress=not args.no_progress)
+    return train_record(graph, plan, report)

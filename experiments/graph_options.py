@@ -30,12 +30,14 @@ from trainplan.planner.zoo import get_model
 DEFAULT_ORDER = "nntrainer"
 
 
-def add_graph_options(parser: argparse.ArgumentParser, model_required: bool = True) -> None:
-    parser.add_argument("--model", required=model_required,
-                        help="a zoo model name (see `trainplan models`), an NNTrainer .ini "
-                        "(a path or a shipped example), an ONNX file (model.onnx), or a "
-                        "PyTorch factory returning an nn.Module (path/to/file.py:fn or "
-                        "package.module:fn, with --input-shape)")
+def add_graph_options(parser: argparse.ArgumentParser, model_required: bool = True, *,
+                      model: bool = True) -> None:
+    if model:
+        parser.add_argument("--model", required=model_required,
+                            help="a zoo model name (see `trainplan models`), an NNTrainer .ini "
+                            "(a path or a shipped example), an ONNX file (model.onnx), or a "
+                            "PyTorch factory returning an nn.Module (path/to/file.py:fn or "
+                            "package.module:fn, with --input-shape)")
     parser.add_argument("--batch", type=_positive_int, default=None,
                         help="batch size (default: 32, or the .ini file's batch_size)")
     parser.add_argument("--input-shape", default=None, help="input shape without batch, "
@@ -137,9 +139,9 @@ def add_plan_options(parser: argparse.ArgumentParser, *, saved_plan: bool = True
                         "what the runtime needs; with --nntrainer-compat 1: NNTrainer's "
                         "unpadded pools)")
     parser.add_argument("--time-limit", type=_seconds, default=None, metavar="SECONDS",
-                        help="seconds a searching planner (exact, cpsat, optimal) may use "
-                        "(default: its own, 10 s for optimal)")
-    parser.add_argument("--seed", type=int, default=0,
+                        help="seconds a searching planner (exact, cpsat, --swap optimal) may "
+                        "use on each problem it solves (default 10)")
+    parser.add_argument("--seed", type=int, default=None,
                         help="seed of searching planners and of the runtime (default 0)")
     if saved_plan:
         parser.add_argument("--plan", default=None, metavar="FILE",
@@ -190,7 +192,7 @@ def planned_graph(args: argparse.Namespace, device=None) -> tuple[nx.DiGraph, Tr
                          budget=args.budget, swap=args.swap,
                          lookahead=1 if args.lookahead is None else args.lookahead,
                          remat=args.remat, alignment=args.alignment, costs=costs, score=score,
-                         time_limit=args.time_limit, seed=args.seed)
+                         time_limit=args.time_limit, seed=args.seed or 0)
     return graph, plan
 
 

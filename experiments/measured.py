@@ -8,6 +8,7 @@ times; ``compare`` simulates a measured graph's own plan on a profile and lines 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 
 import networkx as nx
@@ -28,6 +29,11 @@ from trainplan.simulator.timeline import Timeline
 # fully connected layers, batch norm, activations, pooling, additions) without being them.
 CALIBRATION_MODELS = ("mlp", "vgg16_cifar", "mobilenetv2_cifar")
 HELD_OUT_MODELS = ("lenet5", "resnet18_cifar")
+# how long the runtime is measured: at least N recorded iterations, more until these seconds
+# are recorded (per model), at most MAX_ITERATIONS
+OVERLAY_ITERATIONS, OVERLAY_MIN_SECONDS = 5, 2.0
+CALIBRATION_ITERATIONS, CALIBRATION_MIN_SECONDS = 3, 10.0
+MAX_ITERATIONS = 50
 
 
 def build(model: str, batch: int = 32) -> nx.DiGraph:
@@ -37,13 +43,14 @@ def build(model: str, batch: int = 32) -> nx.DiGraph:
 
 def measure_graph(graph: nx.DiGraph, plan: TrainingPlan | None = None, *,
                   warmup: int = 1, iterations: int = 3, min_seconds: float = 0.0,
-                  max_iterations: int = 50, threads: int | None = 1,
+                  max_iterations: int = MAX_ITERATIONS, threads: int | None = 1,
                   progress: bool = True) -> Measurement:
     """``trainplan.runtime.measure.measure`` of ``plan`` (default: ``plan_training(graph)``)
     with a progress bar naming the model."""
     plan = plan_training(graph) if plan is None else plan
     name = graph.graph.get("model", "model")
-    with tqdm(desc=f"measuring {name}", unit="it", disable=not progress, leave=False) as bar:
+    with tqdm(desc=f"measuring {name}", unit="it", file=sys.stderr, leave=False,
+              disable=None if progress else True) as bar:
         def tick(i: int, seconds: float) -> None:
             bar.set_postfix_str("warm-up" if i < 0 else f"{seconds:.3g} s")
             bar.update(1)
@@ -53,8 +60,9 @@ def measure_graph(graph: nx.DiGraph, plan: TrainingPlan | None = None, *,
 
 
 def runtime_calibration(base: DeviceProfile, models: Sequence[str] = CALIBRATION_MODELS, *,
-                        batch: int = 32, warmup: int = 1, iterations: int = 3,
-                        min_seconds: float = 10.0, threads: int | None = 1,
+                        batch: int = 32, warmup: int = 1,
+                        iterations: int = CALIBRATION_ITERATIONS,
+                        min_seconds: float = CALIBRATION_MIN_SECONDS, threads: int | None = 1,
                         name: str = "host", progress: bool = True,
                         ) -> tuple[DeviceProfile, RuntimeFit, list[dict]]:
     """Measure ``models`` and fit ``base``'s efficiencies and overhead to their op times;
@@ -121,27 +129,27 @@ def compare(graph: nx.DiGraph, measurement: Measurement, device: DeviceProfile
         "error_uninterrupted_pct": error_pct(predicted, s.uninterrupted_seconds),
         "error_cpu_pct": error_pct(predicted, s.cpu_seconds),
         "stall_s": round(s.stall_seconds, 6),
-        "predicted_stall_s": round(tl.summary.stall_seconds, 6), "bytes_read": s.bytes_read,
-        "predicted_bytes_read": tl.summary.bytes_read, "bytes_written": s.bytes_written,
-        "predicted_bytes_written": tl.summary.bytes_written, "peak_rss_bytes": s.peak_rss_bytes,
+        "predicted_stall_s": round(tl.summary.total_stall_seconds, 6), "bytes_read": s.bytes_read,
+        "predicted_bytes_read": tl.summary.total_bytes_read, "bytes_written": s.bytes_written,
+        "predicted_bytes_written": tl.summary.total_bytes_written,
+        "peak_iteration_rss_bytes": s.peak_rss_bytes,
         "arena_bytes": s.arena_bytes, "load_average": list(s.load_average),
         "other_cpus": s.other_cpus,
         "blas_threads": s.blas_threads}
 
 
-def overlay(graph: nx.DiGraph, plan: TrainingPlan, device: DeviceProfile, out: str, *,
-            warmup: int = 1, iterations: int = 5, min_seconds: float = 2.0,
-            threads: int | None = 1, progress: bool = True) -> dict:
-    """Run the runtime on synthetic data, simulate the plan it ran on ``device`` and draw the
-    overlay to ``out``; returns the comparison record."""
-    from trainplan.experiments.plot_measured import plot_overlay
-
+def measure_and_compare(graph: nx.DiGraph, plan: TrainingPlan, device: DeviceProfile, *,
+                        warmup: int = 1, iterations: int = OVERLAY_ITERATIONS,
+                        min_seconds: float = OVERLAY_MIN_SECONDS, threads: int | None = 1,
+                        progress: bool = True) -> tuple[Measurement, Timeline, dict]:
+    """Run the runtime on synthetic data (at least ``iterations`` recorded, more until
+    ``min_seconds`` are, at most MAX_ITERATIONS), simulate the plan it ran on ``device`` and
+    line up the two: the measurement, the simulated Timeline and the comparison record."""
     m = measure_graph(graph, plan, warmup=warmup, iterations=iterations,
-                      min_seconds=min_seconds, threads=threads, progress=progress)
+                      min_seconds=min_seconds, max_iterations=MAX_ITERATIONS, threads=threads,
+                      progress=progress)
     tl, rec = compare(graph, m, device)
-    plot_overlay(tl, m.events, out, measured_seconds=rec["measured_s"],
-                 note=load_note(m))
-    return {**rec, "figure": out}
+    return m, tl, rec
 
 
 def load_note(m: Measurement) -> str:

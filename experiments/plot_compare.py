@@ -4,7 +4,8 @@
 ``plot_compare`` draws only from that DataFrame: per model, each planner's footprint over EO
 (the highest arena byte in use at that EO, whose maximum is the arena) over
 the live-bytes curve (whose maximum is the lower bound), and a bar per planner of arena over
-lower bound.
+lower bound. Planners whose curves are identical share one line (and one legend entry), so the
+planners that reach the bound do not hide each other.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from trainplan.experiments.plots import _COMMAS, MIB, save_figure
+from trainplan.experiments.plots import _COMMAS, MIB, axes_pair, finish
+from trainplan.planner.errors import TrainplanError
 from trainplan.planner.training_plan import TrainingPlan
 
 
@@ -37,6 +39,15 @@ def planner_curves(pairs: Iterable[tuple[nx.DiGraph, TrainingPlan]]) -> pd.DataF
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def same_curves(rows: pd.DataFrame) -> list[tuple[list[str], np.ndarray]]:
+    """The distinct in-use curves of one model's rows, each with the planners drawing it."""
+    groups: dict[bytes, tuple[list[str], np.ndarray]] = {}
+    for planner, sel in rows.groupby("planner", sort=False):
+        y = sel["in_use_bytes"].to_numpy()
+        groups.setdefault(y.tobytes(), ([], y))[0].append(str(planner))
+    return list(groups.values())
+
+
 def _curves(ax, rows: pd.DataFrame, colors: dict) -> None:
     first = rows[rows["planner"] == rows["planner"].iloc[0]]
     eo = np.append(first["eo"].to_numpy(), first["eo"].iloc[-1] + 1)
@@ -46,10 +57,10 @@ def _curves(ax, rows: pd.DataFrame, colors: dict) -> None:
     bound = first["lower_bound_bytes"].iloc[0] / MIB
     ax.axhline(bound, color="black", ls=(0, (4, 3)), lw=1.6, zorder=5,
                label=f"lower bound {bound:,.1f} MiB")
-    for planner, sel in rows.groupby("planner", sort=False):
-        y = sel["in_use_bytes"].to_numpy() / MIB
-        ax.step(eo, np.append(y, y[-1]), where="post", lw=1.3, color=colors[planner], alpha=0.9,
-                label=f"{planner}: {sel['arena_bytes'].iloc[0] / MIB:,.1f} MiB")
+    for planners, y in same_curves(rows):
+        y = y / MIB
+        ax.step(eo, np.append(y, y[-1]), where="post", lw=1.3, color=colors[planners[0]],
+                alpha=0.9, label=f"{' = '.join(planners)}: {y.max():,.1f} MiB")
     ax.set_xlabel("execution order (EO)")
     ax.set_ylabel("bytes in use (MiB)")
     ax.set_ylim(0, rows["in_use_bytes"].max() / MIB * 1.12)
@@ -75,20 +86,32 @@ def _bars(ax, rows: pd.DataFrame, colors: dict) -> None:
     ax.xaxis.set_major_formatter(_COMMAS)
 
 
-def plot_compare(frame: pd.DataFrame, path: str, *, title: str | None = None) -> None:
-    """One row per model: footprint over EO per planner (left), arena per planner (right)."""
+def plot_compare(frame: pd.DataFrame, path: str | None = None, *, title: str | None = None,
+                 ax=None):
+    """One row per model: footprint over EO per planner (left), arena per planner (right).
+    ``ax``: for a frame of one model, one Axes (the curves only) or two (curves, bars);
+    default a new figure. Written to ``path`` when given; returns the Figure."""
     models = list(dict.fromkeys(frame["model"]))
     planners = list(dict.fromkeys(frame["planner"]))
     palette = plt.get_cmap("tab10").colors
     colors = {p: palette[i % len(palette)] for i, p in enumerate(planners)}
-    fig, axes = plt.subplots(len(models), 2, figsize=(13, 5 * len(models)), squeeze=False,
-                             gridspec_kw={"width_ratios": [3, 1.2], "wspace": 0.28,
-                                          "hspace": 0.62})
+    given, created = axes_pair(ax)
+    if created:
+        fig, axes = plt.subplots(len(models), 2, figsize=(13, 5 * len(models)), squeeze=False,
+                                 gridspec_kw={"width_ratios": [3, 1.2], "wspace": 0.28,
+                                              "hspace": 0.62})
+    elif len(models) != 1:
+        raise TrainplanError(f"ax: draws one model; the frame holds {len(models)} "
+                             f"({', '.join(models)}); select one or leave ax out")
+    else:
+        fig, axes = given[0].figure, [given]
     for row, model in zip(axes, models, strict=True):
         rows = frame[frame["model"] == model]
         _curves(row[0], rows, colors)
-        _bars(row[1], rows, colors)
         row[0].set_title(f"{model}: highest byte in use at each EO, per planner", fontsize=10)
-        row[1].set_title(f"{model}: arena per planner", fontsize=10)
-    fig.suptitle(title or f"Offset planners compared ({', '.join(planners)})", fontsize=12)
-    save_figure(fig, path)
+        if len(row) > 1:
+            _bars(row[1], rows, colors)
+            row[1].set_title(f"{model}: arena per planner", fontsize=10)
+    if created:
+        fig.suptitle(title or f"Offset planners compared ({', '.join(planners)})", fontsize=12)
+    return finish(fig, path, created)

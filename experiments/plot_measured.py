@@ -11,14 +11,11 @@ by op class. The title gives the totals and the ratio predicted / measured.
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from trainplan.experiments.plots import STEP_COLORS, save_figure
+from trainplan.experiments.plots import STEP_COLORS, axes_pair, finish
 from trainplan.simulator.timeline import Timeline
 
 PREDICTED, MEASURED = "#4c72b0", "#111111"
@@ -106,25 +103,34 @@ def median_wall_iteration(measured: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(end_s=rows["end_s"] - first[it])
 
 
-def plot_overlay(predicted: Timeline, measured: pd.DataFrame, path: str, *,
+def plot_overlay(predicted: Timeline, measured: pd.DataFrame, path: str | None = None, *,
                  measured_seconds: float | None = None, note: str = "",
-                 title: str | None = None) -> pd.DataFrame:
-    """Write the overlay of a predicted iteration and the measured ones to ``path``
-    (.png/.svg/.pdf); ``measured_seconds`` (the median wall time per iteration) heads the
-    title, else the sum of the per-EO medians. Returns the lined-up rows."""
+                 title: str | None = None, ax=None):
+    """The overlay of a predicted iteration and the measured ones; ``measured_seconds`` (the
+    median wall time per iteration) heads the title, else the sum of the per-EO medians.
+    ``ax``: one Axes (time per EO only), two (and the cumulative time) or three (and by op
+    class); default a new figure with all three. Written to ``path`` (.png/.svg/.pdf) when
+    given; returns the Figure (``lined_up`` gives the rows it draws)."""
     s = predicted.summary
     rows = lined_up(predicted, measured)
     meas = measured_seconds if measured_seconds is not None else float(rows["measured_s"].sum())
     unit, k = _unit(max(s.iteration_seconds, meas))
-    fig = plt.figure(figsize=(13, 7.2))
-    grid = fig.add_gridspec(2, 2, width_ratios=[3.2, 1], height_ratios=[1.3, 1],
-                            hspace=0.08, wspace=0.3, top=0.83)
-    ax = fig.add_subplot(grid[0, 0])
-    cx = fig.add_subplot(grid[1, 0], sharex=ax)
-    _per_eo(ax, rows)
-    ax.tick_params(labelbottom=False)
-    _cumulative(cx, rows, median_wall_iteration(measured), unit, k)
-    _by_class(fig.add_subplot(grid[:, 1]), rows, unit, k)
+    axes, created = axes_pair(ax, 3)
+    if created:
+        fig = plt.figure(figsize=(13, 7.2))
+        grid = fig.add_gridspec(2, 2, width_ratios=[3.2, 1], height_ratios=[1.3, 1],
+                                hspace=0.08, wspace=0.3, top=0.83)
+        top = fig.add_subplot(grid[0, 0])
+        axes = [top, fig.add_subplot(grid[1, 0], sharex=top), fig.add_subplot(grid[:, 1])]
+    fig = axes[0].figure
+    _per_eo(axes[0], rows)
+    if len(axes) > 1:
+        axes[0].tick_params(labelbottom=False)
+        _cumulative(axes[1], rows, median_wall_iteration(measured), unit, k)
+    else:
+        axes[0].set_xlabel("execution order (EO)")
+    if len(axes) > 2:
+        _by_class(axes[2], rows, unit, k)
     ratio = s.iteration_seconds / meas if meas else float("nan")
     batch = f", batch {s.batch}" if s.batch else ""
     medians = float(rows["measured_s"].sum())
@@ -132,12 +138,13 @@ def plot_overlay(predicted: Timeline, measured: pd.DataFrame, path: str, *,
     if "measured_cpu_s" in rows:
         c = float(rows["measured_cpu_s"].sum())
         cpu = f", CPU {c * k:.3g} {unit} (error {100 * (s.iteration_seconds / c - 1):+.1f}%)"
-    fig.suptitle(
+    heading = (
         (title or f"{s.model}{batch} · simulator on {s.device} against the numpy runtime")
         + f"\nper iteration: predicted {s.iteration_seconds * k:.3g} {unit}, measured "
         f"{meas * k:.3g} {unit} (median wall time): predicted / measured = {ratio:.3f}, "
         f"error {100 * (ratio - 1):+.1f}%\nsums of the per-EO medians: wall {medians * k:.3g} "
         f"{unit} (error {100 * (s.iteration_seconds / medians - 1):+.1f}%){cpu}"
-        + (f"\n{note}" if note else ""), fontsize=10, y=1.01)
-    save_figure(fig, path)
-    return rows
+        + (f"\n{note}" if note else ""))
+    if created:
+        fig.suptitle(heading, fontsize=10, y=1.01)
+    return finish(fig, path, created)

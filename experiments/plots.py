@@ -1,9 +1,11 @@
-"""Memory-timeline figures (matplotlib, Agg) drawn from a Timeline alone, written atomically.
+"""Memory-timeline figures (matplotlib) drawn from a Timeline alone.
 
 The upper panel stacks resident bytes (buffers in RAM) by tensor role (or layer) over time or
-over execution order, with the arena bytes held, the budget and the device's RAM as lines, prefetches (▲) and
-evictions (▼) marked and stalls shaded; the strip under it is a Gantt chart of the compute and
-storage streams.
+over execution order, with the arena bytes held, the budget and the device's RAM as lines,
+prefetches (▲) and evictions (▼) marked and stalls shaded; the strip under it is a Gantt chart
+of the compute and storage streams. Every plot function draws into the Axes it is given (or a
+new figure), returns the Figure, and writes it atomically when given a path. No backend is
+chosen at import: a notebook keeps its own; the command line calls ``use_file_backend``.
 """
 
 from __future__ import annotations
@@ -11,11 +13,8 @@ from __future__ import annotations
 import io
 import os
 
-import matplotlib
-import matplotlib.ticker
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 
@@ -36,9 +35,14 @@ STALL = "#d62728"
 _COMMAS = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 10 else f"{v:g}")
 
 
-def save_figure(fig, path: str) -> None:
+def use_file_backend() -> None:
+    """Draw off screen (Agg): for commands that only write figure files."""
+    plt.switch_backend("Agg")
+
+
+def save_figure(fig, path: str, *, close: bool = True) -> None:
     """Render ``fig`` in the format its suffix names and write it atomically (its directory
-    created when missing); close it."""
+    created when missing); with ``close``, release it from pyplot afterwards."""
     fmt = os.path.splitext(path)[1].lstrip(".").lower()
     try:
         if fmt not in FORMATS:
@@ -48,7 +52,27 @@ def save_figure(fig, path: str) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         atomic_write_bytes(path, buf.getvalue())
     finally:
-        plt.close(fig)
+        if close:
+            plt.close(fig)
+
+
+def finish(fig, path: str | None, created: bool):
+    """Write ``fig`` to ``path`` when given (releasing a figure made here from pyplot, so a
+    command drawing many leaks none); return it."""
+    if path is not None:
+        save_figure(fig, path, close=created)
+    return fig
+
+
+def axes_pair(ax, n: int = 2) -> tuple[list, bool]:
+    """``ax`` (None, one Axes, or a sequence or array of up to ``n``) as a list, and whether
+    the caller must make the figure (``ax`` is None)."""
+    if ax is None:
+        return [], True
+    axes = list(np.ravel(np.asarray(ax, dtype=object)))
+    if not 1 <= len(axes) <= n:
+        raise TrainplanError(f"ax: give one Axes or {n}, not {len(axes)}")
+    return axes, False
 
 
 def _time_unit(seconds: float) -> tuple[str, float]:
@@ -200,30 +224,44 @@ def _shared(tl: Timeline) -> bool:
     return (not len(tr)) or "storage" in set(tr["channel"])
 
 
-def plot_timeline(tl: Timeline, path: str, *, x: str = "time", stack_top: int = 9,
-                  title: str | None = None) -> None:
+def plot_timeline(tl: Timeline, path: str | None = None, *, x: str = "time",
+                  stack_top: int = 9, title: str | None = None, ax=None):
     """Resident memory over ``x`` ("time" or "eo") stacked by role or layer, plus a Gantt
-    strip of the streams; written to ``path`` (.png/.svg/.pdf)."""
+    strip of the streams. ``ax``: one Axes (the memory panel only) or two (memory, Gantt);
+    default a new figure with both. Written to ``path`` (.png/.svg/.pdf) when given; returns
+    the Figure."""
     if x not in ("time", "eo"):
         raise TrainplanError(f"--x {x!r}: use time or eo")
     s = tl.summary
     bars, mem, mem_x, to_x, xlabel = _axis(tl, x)
-    fig, (ax, gx) = plt.subplots(2, 1, figsize=(12, 7.2), sharex=True,
+    axes, created = axes_pair(ax)
+    if created:
+        fig, axes = plt.subplots(2, 1, figsize=(12, 7.2), sharex=True,
                                  gridspec_kw={"height_ratios": [4, 1.3], "hspace": 0.08})
+    ax, fig = axes[0], axes[0].figure
     _memory_panel(ax, tl, mem, mem_x, to_x, stack_top)
-    _gantt(gx, tl, bars, to_x, xlabel)
-    _shade_stalls((ax, gx), tl, bars, to_x, x)
+    if len(axes) > 1:
+        _gantt(axes[1], tl, bars, to_x, xlabel)
+    else:
+        ax.set_xlabel(xlabel)
+    _shade_stalls(axes, tl, bars, to_x, x)
     ax.legend(loc="upper left", fontsize=7, ncol=3, framealpha=0.9)
     unit, k = _time_unit(s.total_seconds)
     batch = f", batch {s.batch}" if s.batch else ""
-    fig.suptitle(title or f"{s.model}{batch} · planner {s.planner} · device {s.device}",
-                 fontsize=12, y=0.985)
+    swap = f" · swap {s.swap} under {s.budget_bytes / MIB:,.1f} MiB" if s.swap else ""
+    heading = f"{s.model}{batch} · planner {s.planner}{swap} · device {s.device}"
     verdict = "fits" if s.fits else "DOES NOT FIT"
-    ax.set_title(f"iteration {s.iteration_seconds * k:,.1f} {unit} (stalls "
-                 f"{s.stall_seconds * k / s.iterations:,.1f} {unit}) · arena "
-                 f"{s.arena_bytes / MIB:,.1f} MiB of {s.available_bytes / MIB:,.0f} MiB "
-                 f"available: {verdict} · peak resident {s.peak_resident_bytes / MIB:,.1f} MiB "
-                 f"· order {s.order}"
-                 + (f" · {s.iterations} iterations" if s.iterations > 1 else ""), fontsize=9)
+    figures = (f"iteration {s.iteration_seconds * k:,.1f} {unit} (stalls "
+               f"{s.total_stall_seconds * k / s.iterations:,.1f} {unit} per iteration) · arena "
+               f"{s.arena_bytes / MIB:,.1f} MiB of {s.available_bytes / MIB:,.0f} MiB "
+               f"available: {verdict} · peak resident {s.peak_resident_bytes / MIB:,.1f} MiB")
+    if created:
+        fig.suptitle(title or heading, fontsize=12, y=0.985)
+        ax.set_title(f"{figures} · order {s.order}"
+                     + (f" · {s.iterations} iterations" if s.iterations > 1 else ""),
+                     fontsize=9)
+    else:  # a panel of someone else's figure: the heading, and the figures wrapped under it
+        ax.set_title(f"{title or heading}\n{figures.replace(' · arena', chr(10) + 'arena')}",
+                     fontsize=8)
     ax.set_xlim(left=0)
-    save_figure(fig, path)
+    return finish(fig, path, created)

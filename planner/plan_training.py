@@ -239,7 +239,9 @@ def _pools(spans: dict[str, Lifespan], offsets: str, alignment: int, search: dic
         for s in spans.values() if s.pool in shift)
     w, t = plans["weight"], plans["tensor"]
     proofs = (w.optimal, t.optimal)
-    bound = None if t.best_bound is None else (w.best_bound or w.arena_bytes) + t.best_bound
+    # the tensor pool starts at the aligned end of the weight pool, in the bound as in the arena
+    bound = None if t.best_bound is None else \
+        -(-(w.best_bound or w.arena_bytes) // alignment) * alignment + t.best_bound
     arena = base + t.arena_bytes
     provenance = {"offsets_requested": offsets, "offsets": offsets, "status": t.status,
                   "optimal": None if None in proofs else all(proofs),

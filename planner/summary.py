@@ -43,7 +43,7 @@ def graph_summary(graph: nx.DiGraph, order: str | ExecutionOrder = "nntrainer") 
         "bytes_by_role": dict(sorted(by_role.items())),
         "no_reuse_bytes": no_reuse_bytes(spans),
         "lower_bound_bytes": lower_bound(spans, eo.n_eo),
-        "weight_pool_bytes": no_reuse_bytes(spans, ("weight",)),
-        "tensor_lower_bound_bytes": lower_bound(spans, eo.n_eo, ("tensor",)),
-        "execution_steps": eo.n_eo,
+        "weight_pool_lower_bound_bytes": no_reuse_bytes(spans, ("weight",)),
+        "tensor_pool_lower_bound_bytes": lower_bound(spans, eo.n_eo, ("tensor",)),
+        "n_eo": eo.n_eo,
     }

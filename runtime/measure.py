@@ -98,6 +98,12 @@ class Measurement:
     summary: MeasuredSummary
     plan: TrainingPlan | None = field(default=None, compare=False, repr=False)
 
+    def __repr__(self) -> str:
+        s = self.summary
+        return (f"Measurement({s.model}, {s.planner}: {len(self.events)} EO rows over "
+                f"{s.iterations} iterations, {s.seconds_per_iteration:.3g} s per iteration "
+                f"(median), peak RSS {s.peak_rss_bytes:,} B)")
+
 
 class ResidentSet:
     """The process's resident set size, read from /proc/self/statm through a file kept open

@@ -222,11 +222,11 @@ def device_table() -> list[dict]:
             "device": d.name, "ram_mib": round(d.ram_bytes / 2**20),
             "available_mib": round(d.available_bytes / 2**20),
             "gemm_gflops": round(d.gemm_flops / 1e9, 2),
-            "mem_gb_s": round(d.memory_bandwidth / 1e9, 2), "storage": d.storage,
+            "memory_gb_s": round(d.memory_bandwidth / 1e9, 2), "storage": d.storage,
             "read_mb_s": round(d.read_bandwidth / 1e6, 1),
             "write_mb_s": round(d.write_bandwidth / 1e6, 1),
-            "read_lat_ms": round(d.read_latency_s * 1e3, 4),
-            "write_lat_ms": round(d.write_latency_s * 1e3, 4),
+            "read_latency_ms": round(d.read_latency_s * 1e3, 4),
+            "write_latency_ms": round(d.write_latency_s * 1e3, 4),
             "channel": "shared" if d.shared_channel else "separate",
         })
     return rows

@@ -156,17 +156,12 @@ def simulate(graph: nx.DiGraph, plan: TrainingPlan, device: DeviceProfile | str,
     ``plan`` on ``device``; resident bytes grouped ``by`` role or layer."""
     device = load_device(device)
     check_plan_for(graph, plan)
-    meta: Mapping = {"model": plan.graph.model, "planner": _label(plan),
-                     "order": plan.order.name, "batch": plan.graph.batch,
-                     "peak_live_bytes": plan.peak_live_bytes}
+    meta: Mapping = {"model": plan.graph.model, "planner": plan.provenance.offsets,
+                     "swap": plan.provenance.swap, "remat": plan.provenance.remat,
+                     "order": plan.order.name, "batch": plan.graph.batch}
     steps = graph_steps(graph, plan.order, plan.member_buffer(), plan.recomputes)
     return simulate_events(steps, plan_transfers(plan), device,
                            iterations=iterations, n_eo=plan.n_eo, held=held_curve(plan),
-                           resident=resident_by(graph, plan, by),
+                           live=plan.live_curve(), resident=resident_by(graph, plan, by),
                            budget_bytes=plan.budget_bytes, meta=meta)
 
-
-def _label(plan: TrainingPlan) -> str:
-    p = plan.provenance
-    label = f"{p.offsets} + {p.swap} swap" if p.swap else p.offsets
-    return label + (f" + {p.remat} remat" if plan.recomputes else "")

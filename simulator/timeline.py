@@ -15,6 +15,8 @@ Timeline.
 >>> s = tl.summary
 >>> s.iteration_seconds, s.arena_bytes, s.peak_resident_bytes, s.fits
 (1.0, 300, 200, True)
+>>> s
+Summary(1 iteration of 2 ops on raspberry-pi-4: 1 s per iteration, 0 s stalled; arena 300 B, peak resident 200 B, peak live 200 B, fits)
 """
 
 from __future__ import annotations
@@ -38,15 +40,18 @@ TRANSFER_COLUMNS = ["iteration", "transfer", "tensor", "kind", "nbytes", "issue_
 
 @dataclass(frozen=True)
 class Summary:
-    """Figures of a whole run. ``*_seconds`` other than ``iteration_seconds`` (the compute
-    stream's time per iteration) and bytes moved cover all ``iterations``. ``arena_bytes`` is
-    the most arena bytes held (the plan's arena), ``peak_resident_bytes`` the most bytes of
+    """Figures of a run of ``iterations`` iterations. ``iteration_seconds`` is one iteration's
+    time (the compute stream's, averaged over the iterations); every ``total_*`` figure covers
+    all ``iterations`` (``total_seconds``: until the last op or transfer ends). ``arena_bytes``
+    is the most arena bytes held (the plan's arena), ``peak_resident_bytes`` the most bytes of
     buffers in RAM at once, ``peak_live_bytes`` the most bytes of live buffers at once (in RAM
     or in storage). ``out_of_ram`` says where held bytes first exceeded the device's available
     RAM (None when the run fits)."""
 
     model: str
     planner: str
+    swap: str | None
+    remat: str | None
     device: str
     order: str
     batch: int | None
@@ -54,24 +59,33 @@ class Summary:
     n_eo: int
     ops: int
     iteration_seconds: float
-    compute_seconds: float
-    recompute_seconds: float
-    stall_seconds: float
     total_seconds: float
+    total_compute_seconds: float
+    total_recompute_seconds: float
+    total_stall_seconds: float
     arena_bytes: int
     peak_resident_bytes: int
     peak_live_bytes: int
     ram_bytes: int
     available_bytes: int
     budget_bytes: int | None
-    bytes_read: int
-    bytes_written: int
+    total_bytes_read: int
+    total_bytes_written: int
     fits: bool
     within_budget: bool | None
     out_of_ram: dict | None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def __repr__(self) -> str:
+        its = f"{self.iterations} iteration{'s' if self.iterations > 1 else ''}"
+        verdict = "fits" if self.fits else "DOES NOT FIT"
+        return (f"Summary({its} of {self.ops} ops on {self.device}: "
+                f"{self.iteration_seconds:.3g} s per iteration, {self.total_stall_seconds:.3g} s "
+                f"stalled; arena {self.arena_bytes:,} B, peak resident "
+                f"{self.peak_resident_bytes:,} B, peak live {self.peak_live_bytes:,} B, "
+                f"{verdict})")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -84,12 +98,16 @@ class Summary:
 @dataclass(frozen=True)
 class Timeline:
     """``events``: one row per op instance; ``transfers``: one row per transfer instance;
-    ``by_eo``: resident and live bytes at every EO slot (empty EOs included)."""
+    ``by_eo``: held, live and resident bytes at every EO slot (empty EOs included)."""
 
     events: pd.DataFrame
     transfers: pd.DataFrame
     by_eo: pd.DataFrame
     summary: Summary
+
+    def __repr__(self) -> str:
+        return (f"Timeline({len(self.events)} events, {len(self.transfers)} transfers, "
+                f"{len(self.by_eo)} EO rows; {self.summary!r})")
 
     def resident_columns(self) -> list[str]:
         return [c for c in self.events.columns if c.startswith(RESIDENT)]
@@ -118,13 +136,14 @@ def _per_eo(values, n_eo: int) -> np.ndarray:
     return arr
 
 
-def _memory_frames(run: EngineRun, held: np.ndarray, resident: dict[str, np.ndarray]):
+def _memory_frames(run: EngineRun, held: np.ndarray, live: np.ndarray,
+                   resident: dict[str, np.ndarray]):
     """Per-event and per-EO memory columns; after iteration 0 every touched page stays."""
     n, iters = run.n_eo, run.iterations
     held = np.concatenate([held] + [np.full(n, held.max(initial=0))] * (iters - 1))
     by_eo = pd.DataFrame({"iteration": np.repeat(np.arange(iters), n),
                           "eo": np.tile(np.arange(n), iters),
-                          "held_bytes": held})
+                          "held_bytes": held, "live_bytes": np.tile(live, iters)})
     by_eo["g_eo"] = by_eo["iteration"] * n + by_eo["eo"]
     for key, curve in resident.items():
         by_eo[RESIDENT + key] = np.tile(curve, iters)
@@ -148,6 +167,7 @@ def _events(run: EngineRun, memory: pd.DataFrame, transfers: pd.DataFrame) -> pd
         "start_s": run.start, "end_s": run.end, "stall_s": run.stall,
     })
     ev["held_bytes"] = memory["held_bytes"].to_numpy()
+    ev["live_bytes"] = memory["live_bytes"].to_numpy()
     for kind, col in (("read", "bytes_read"), ("write", "bytes_written")):
         counts = np.zeros(len(ev), dtype=np.int64)
         sel = transfers[transfers["kind"] == kind]
@@ -177,37 +197,40 @@ def _out_of_ram(by_eo: pd.DataFrame, events: pd.DataFrame, available: int) -> di
 
 
 def simulate_events(steps: Sequence[Step], transfers: Sequence[Transfer], device: DeviceProfile,
-                    *, iterations: int = 1, n_eo: int | None = None, held=None,
+                    *, iterations: int = 1, n_eo: int | None = None, held=None, live=None,
                     resident: Mapping[str, Sequence[int]] | None = None,
                     budget_bytes: int | None = None, meta: Mapping | None = None) -> Timeline:
-    """Run the engine and assemble the Timeline; ``held`` (a number or one per EO) and
-    ``resident`` (per group, one per EO) as in the module docstring; ``meta`` may name the
-    model, planner, order, batch and ``peak_live_bytes`` (else the peak resident)."""
+    """Run the engine and assemble the Timeline; ``held`` and ``live`` (a number or one per
+    EO; live defaults to the resident bytes) and ``resident`` (per group, one per EO) as in the
+    module docstring; ``meta`` may name the model, planner (offsets), swap (planner), order and batch."""
     run = run_engine(steps, transfers, device, n_eo=n_eo, iterations=iterations)
     held = _per_eo(held, run.n_eo)
     resident = {k: _per_eo(v, run.n_eo) for k, v in (resident or {}).items()}
-    by_eo, memory = _memory_frames(run, held, resident)
+    total = sum(resident.values()) if resident else np.zeros(run.n_eo, dtype=np.int64)
+    live = total if live is None else _per_eo(live, run.n_eo)
+    by_eo, memory = _memory_frames(run, held, live, resident)
     transfers_df = pd.DataFrame(run.transfers, columns=TRANSFER_COLUMNS)
     events = _events(run, memory, transfers_df)
     meta = dict(meta or {})
     peak = int(by_eo["held_bytes"].max()) if len(by_eo) else 0
-    total = sum(resident.values()) if resident else np.zeros(1, dtype=np.int64)
-    peak_resident = int(np.max(total))
+    peak_resident = int(np.max(total, initial=0))
     ends = [float(run.end[-1]) if len(run.end) else 0.0]
     ends += [float(transfers_df["end_s"].max())] if len(transfers_df) else []
     summary = Summary(
         model=str(meta.get("model", "")), planner=str(meta.get("planner", "")),
+        swap=meta.get("swap"), remat=meta.get("remat"),
         device=device.name, order=str(meta.get("order", "")), batch=meta.get("batch"),
         iterations=iterations, n_eo=run.n_eo, ops=len(run.steps),
-        iteration_seconds=ends[0] / iterations,
-        compute_seconds=float((run.end - run.start).sum()),
-        recompute_seconds=float((run.end - run.start)[events["recompute"].to_numpy()].sum()),
-        stall_seconds=float(run.stall.sum()), total_seconds=max(ends),
+        iteration_seconds=ends[0] / iterations, total_seconds=max(ends),
+        total_compute_seconds=float((run.end - run.start).sum()),
+        total_recompute_seconds=float(
+            (run.end - run.start)[events["recompute"].to_numpy()].sum()),
+        total_stall_seconds=float(run.stall.sum()),
         arena_bytes=peak, peak_resident_bytes=peak_resident,
-        peak_live_bytes=int(meta.get("peak_live_bytes", peak_resident)),
+        peak_live_bytes=int(np.max(live, initial=0)),
         ram_bytes=device.ram_bytes, available_bytes=device.available_bytes,
-        budget_bytes=budget_bytes, bytes_read=int(events["bytes_read"].sum()),
-        bytes_written=int(events["bytes_written"].sum()),
+        budget_bytes=budget_bytes, total_bytes_read=int(events["bytes_read"].sum()),
+        total_bytes_written=int(events["bytes_written"].sum()),
         fits=peak <= device.available_bytes,
         within_budget=None if budget_bytes is None else peak <= budget_bytes,
         out_of_ram=_out_of_ram(by_eo, events, device.available_bytes),

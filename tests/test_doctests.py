@@ -22,7 +22,7 @@ def _modules() -> list[str]:
     return sorted(names)
 
 
-MODULES = _modules()
+MODULES = _modules() + ["trainplan.api"]
 WITH_EXAMPLES = [m for m in MODULES if ">>>" in (importlib.util.find_spec(m).loader
                                                   .get_source(m) or "")]
 

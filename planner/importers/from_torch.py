@@ -58,11 +58,23 @@ def require_torch():
     return torch
 
 
+def _model_file(target: str) -> str:
+    """A path as given, else a shipped example of that name (planner/zoo/examples)."""
+    from trainplan.planner.zoo import EXAMPLES_DIR, example_files
+
+    if os.path.exists(target):
+        return target
+    shipped = os.path.join(EXAMPLES_DIR, target)
+    if os.path.sep not in target and os.path.exists(shipped):
+        return shipped
+    raise UnknownModel(f"file {target!r} does not exist (the shipped examples: "
+                       f"{', '.join([*example_files(), 'torch_models.py'])})")
+
+
 def _factory(value: str):
     target, fn = value.rsplit(":", 1)
     if target.endswith(".py"):
-        if not os.path.exists(target):
-            raise UnknownModel(f"{value}: file {target!r} does not exist")
+        target = _model_file(target)
         name = "trainplan_user_" + os.path.splitext(os.path.basename(target))[0]
         spec = importlib.util.spec_from_file_location(name, target)
         module = importlib.util.module_from_spec(spec)

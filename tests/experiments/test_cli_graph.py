@@ -17,7 +17,7 @@ def test_graph_json_fields(capsys):
     assert main(["graph", "--model", "lenet5", "--batch", "8", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     for key in ("model", "batch", "layers", "ops", "tensors", "parameters", "bytes_by_role",
-                "no_reuse_bytes", "lower_bound_bytes", "execution_steps"):
+                "no_reuse_bytes", "lower_bound_bytes", "n_eo"):
         assert key in out
     assert out["parameters"] == 61_706 and out["batch"] == 8
 

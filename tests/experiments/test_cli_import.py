@@ -11,9 +11,9 @@ import sys
 import pytest
 
 from trainplan.experiments.cli import main
+from trainplan.planner.zoo import EXAMPLES_DIR
 
-MODELS = os.path.join(os.path.dirname(__file__), "..", "planner", "torch_models",
-                      "reference.py")
+MODELS = os.path.join(EXAMPLES_DIR, "torch_models.py")
 
 
 def test_graph_of_a_pytorch_factory(capsys):
@@ -44,8 +44,8 @@ def test_refusals_exit_without_a_traceback():
 
 def test_graph_of_an_onnx_file(capsys, tmp_path):
     onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
     import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
     w = numpy_helper.from_array(np.ones((3, 2), np.float32), "w")
     graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],

@@ -42,8 +42,8 @@ def test_simulate_prints_the_summary(capsys):
     code, out = run_json(capsys, ["simulate", "--model", "lenet5", "--batch", "4",
                                   "--device", "raspberry-pi-4", "--iterations", "2"])
     assert code == 0 and out["fits"] is True and out["iterations"] == 2
-    for key in ("iteration_seconds", "compute_seconds", "stall_seconds", "peak_resident_bytes",
-                "bytes_read", "bytes_written"):
+    for key in ("iteration_seconds", "total_compute_seconds", "total_stall_seconds",
+                "peak_resident_bytes", "total_bytes_read", "total_bytes_written"):
         assert key in out
     _, plan = run_json(capsys, ["plan", "--model", "lenet5", "--batch", "4"])
     assert out["arena_bytes"] == plan["arena_bytes"]
@@ -61,8 +61,9 @@ def test_simulate_with_a_budget_swaps_and_stalls(capsys, tmp_path):
                                   "--device", "smartwatch", "--budget", budget,
                                   "--out", str(out_json)])
     assert code == 0 and out["budget_bytes"] == int(budget) and out["within_budget"] is True
-    assert out["bytes_written"] > 0 and out["bytes_read"] > 0
-    assert json.loads(out_json.read_text())["summary"]["bytes_read"] == out["bytes_read"]
+    assert out["total_bytes_written"] > 0 and out["total_bytes_read"] > 0
+    summary = json.loads(out_json.read_text())["summary"]
+    assert summary["total_bytes_read"] == out["total_bytes_read"]
 
 
 def test_a_plan_too_big_for_the_device_is_not_an_error(capsys, tmp_path):
@@ -119,7 +120,7 @@ def test_compare_plot(capsys, tmp_path):
 
 def test_calibrate_writes_a_profile(capsys, tmp_path):
     out = tmp_path / "host.json"
-    code, rec = run_json(capsys, ["calibrate", "--dir", str(tmp_path), "--storage-mib", "8",
+    code, rec = run_json(capsys, ["calibrate", "--dir", str(tmp_path), "--storage", "8MiB",
                                   "--out", str(out)])
     assert code == 0 and rec["out"] == str(out) and rec["gemm_gflops"] > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["host.json"]

@@ -7,7 +7,11 @@ import os
 from trainplan.planner.allocation import AllocationProblem, Buffer
 from trainplan.planner.offsets import run_planner
 from trainplan.planner.offsets.basic import plan_basic
-from trainplan.planner.offsets.nntrainer import plan_nntrainer_v1, plan_nntrainer_v2, plan_nntrainer_v3
+from trainplan.planner.offsets.nntrainer import (
+    plan_nntrainer_v1,
+    plan_nntrainer_v2,
+    plan_nntrainer_v3,
+)
 from trainplan.planner.validate import check_plan, validate_plan
 
 DATA = os.path.join(os.path.dirname(__file__), "data")

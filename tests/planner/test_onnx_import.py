@@ -14,13 +14,13 @@ from trainplan.planner.build import build_training_graph
 from trainplan.planner.errors import InvalidShape
 from trainplan.planner.importers.builder import UnsupportedOperator
 from trainplan.planner.order import execution_order, lifespans, lower_bound
-from trainplan.planner.zoo import get_model
+from trainplan.planner.zoo import EXAMPLES_DIR, get_model
 from trainplan.runtime.session import Session, SessionOptions
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-MODELS = os.path.join(os.path.dirname(__file__), "torch_models", "reference.py")
+MODELS = os.path.join(EXAMPLES_DIR, "torch_models.py")
 RNG = np.random.default_rng(0)
 
 

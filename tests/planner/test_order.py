@@ -4,7 +4,13 @@ import pytest
 
 from trainplan.planner.build import build_training_graph
 from trainplan.planner.errors import UnknownName
-from trainplan.planner.order import execution_order, lifespans, live_bytes, lower_bound, no_reuse_bytes
+from trainplan.planner.order import (
+    execution_order,
+    lifespans,
+    live_bytes,
+    lower_bound,
+    no_reuse_bytes,
+)
 from trainplan.planner.zoo import get_model
 
 # Worked by hand from NNTrainer's rule: forward EOs 0..6; backward from 7 in reverse order,

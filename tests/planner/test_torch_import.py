@@ -12,12 +12,12 @@ from trainplan.planner.build import build_training_graph
 from trainplan.planner.errors import InvalidShape, TrainplanError
 from trainplan.planner.importers.builder import UnsupportedOperator
 from trainplan.planner.order import execution_order, lifespans, lower_bound
-from trainplan.planner.zoo import get_model
+from trainplan.planner.zoo import EXAMPLES_DIR, get_model
 from trainplan.planner.zoo.sequence import lstm_classifier
 
 torch = pytest.importorskip("torch")
 
-MODELS = os.path.join(os.path.dirname(__file__), "torch_models", "reference.py")
+MODELS = os.path.join(EXAMPLES_DIR, "torch_models.py")
 # factory, input shape, exact trainable parameters, the zoo model that is the same network
 ACCEPTANCE = [
     ("resnet18", (3, 224, 224), 11_689_512, lambda: get_model("resnet18", batch=8)),
@@ -104,7 +104,7 @@ def test_unsupported_op_names_op_node_line_and_the_supported():
     assert "aten.sort" in message and "node 'sort'" in message
     with open(MODELS) as fh:
         line = next(i for i, t in enumerate(fh, 1) if "torch.sort(x" in t)
-    assert f"reference.py:{line}" in message
+    assert f"torch_models.py:{line}" in message
     assert "aten.conv2d.default" in message and "nn.MultiheadAttention" in message
 
 

@@ -18,13 +18,12 @@ import pytest
 
 from trainplan.planner.build import build_training_graph
 from trainplan.planner.importers.torch_blocks import take
-from trainplan.planner.zoo import get_model
+from trainplan.planner.zoo import EXAMPLES_DIR, get_model
 from trainplan.runtime.session import Session, SessionOptions
 
 torch = pytest.importorskip("torch")
 
-MODELS_FILE = os.path.join(os.path.dirname(__file__), "..", "planner", "torch_models",
-                           "reference.py")
+MODELS_FILE = os.path.join(EXAMPLES_DIR, "torch_models.py")
 RTOL, ATOL = 1e-4, 1e-6
 STEPS, LR = 5, 0.05
 # factory, input shape, token vocabulary (None: float inputs), batch (ResNet-18's batch norms

@@ -6,12 +6,12 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from tests.runtime.test_gradcheck import CASES
 from trainplan.planner.layers import LAYERS
 from trainplan.planner.layers.base import NONE
 from trainplan.runtime.kernels import KERNELS, KernelError
 from trainplan.runtime.kernels.base import same_memory, view
 from trainplan.runtime.kernels.standalone import standalone_ctx
-from tests.runtime.test_gradcheck import CASES
 
 pytestmark = pytest.mark.usefixtures("one_blas_thread")
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.simulator.conftest import make_device
 from trainplan.simulator.engine import Step, Transfer, run_engine
 from trainplan.simulator.errors import InvalidSchedule
-from tests.simulator.conftest import make_device
 
 
 def test_one_op_takes_the_slower_of_flops_and_bytes(device):

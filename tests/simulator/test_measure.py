@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.simulator.conftest import make_device
 from trainplan.experiments.cli import main
-from trainplan.experiments.plot_measured import plot_overlay
+from trainplan.experiments.plot_measured import lined_up, plot_overlay
 from trainplan.planner.build import build_training_graph
 from trainplan.planner.order import execution_order
 from trainplan.planner.plan_training import plan_training
@@ -21,10 +22,14 @@ from trainplan.planner.zoo import get_model
 from trainplan.runtime.measure import EVENT_COLUMNS, measure
 from trainplan.runtime.session import SessionOptions
 from trainplan.simulator.calibrate_runtime import fit_runtime, op_times, predicted_seconds, with_fit
-from trainplan.simulator.device import DeviceProfile, load_device, profile_document, profile_from_dict
+from trainplan.simulator.device import (
+    DeviceProfile,
+    load_device,
+    profile_document,
+    profile_from_dict,
+)
 from trainplan.simulator.engine import Step, step_seconds
 from trainplan.simulator.simulate import simulate
-from tests.simulator.conftest import make_device
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -135,7 +140,9 @@ def test_the_overlay_figure(lenet4, tmp_path):
     m = measure(lenet4, plan_training(lenet4), warmup=1, iterations=2)
     tl = simulate(lenet4, m.plan, "raspberry-pi-4")
     out = tmp_path / "overlay.png"
-    rows = plot_overlay(tl, m.events, str(out), measured_seconds=m.summary.seconds_per_iteration)
+    fig = plot_overlay(tl, m.events, str(out), measured_seconds=m.summary.seconds_per_iteration)
+    assert len(fig.axes) == 3
+    rows = lined_up(tl, m.events)
     assert out.read_bytes().startswith(PNG) and [p.name for p in tmp_path.iterdir()] == [
         out.name]
     assert rows["predicted_s"].sum() == pytest.approx(tl.summary.iteration_seconds)

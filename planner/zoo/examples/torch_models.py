@@ -2,7 +2,7 @@
 architectures (torchvision itself does not install beside this PyTorch), an
 ``nn.TransformerEncoder`` classifier and an LSTM classifier shaped like the zoo's, and small
 models for the cross-framework checks. Each factory returns an ``nn.Module``
-(``--model tests/planner/torch_models/reference.py:resnet18``)."""
+(``--model torch_models.py:resnet18``, a file shipped with trainplan)."""
 
 from __future__ import annotations
 
