@@ -86,14 +86,15 @@ def plan_training(graph: nx.DiGraph, *, order: str | ExecutionOrder = "nntrainer
                   swap: str | None = None, lookahead: int = 1,
                   alignment: int | None = None, costs: CostModel | None = None,
                   time_limit: float | None = None, seed: int = 0,
-                  workers: int = 2) -> TrainingPlan:
+                  workers: int = 2, deterministic: bool = False) -> TrainingPlan:
     """The TrainingPlan of ``graph`` under ``order``: offsets by ``offsets`` (default
     ``nntrainer_v1``, or under a budget ``best``), and under ``budget`` bytes a swap schedule by
     ``swap`` (default ``belady``; ``lookahead`` prefetches ``lookahead`` EOs ahead), every offset
     a multiple of ``alignment`` (default 64, what the runtime needs; 1 for a graph realised as
     NNTrainer does, whose pools are unpadded). ``costs`` gives a device's storage and compute to the
     ``optimal`` swap planner; ``time_limit``, ``seed`` and ``workers`` reach planners that
-    search. Raises Infeasible (with the bytes needed) when the budget is too small."""
+    search, and ``deterministic`` makes ``time_limit`` CP-SAT's deterministic time where a
+    planner offers it (with ``workers=1``: the same plan under any load). Raises Infeasible (with the bytes needed) when the budget is too small."""
     began = time.perf_counter()
     if alignment is None:
         alignment = 1 if graph.graph.get("compat") else DEFAULT_ALIGNMENT
@@ -104,7 +105,8 @@ def plan_training(graph: nx.DiGraph, *, order: str | ExecutionOrder = "nntrainer
     uses = buffer_uses(graph, eo, spans)
     bounds = Bounds(lower_bound(spans, eo.n_eo), min_budget(uses, eo.n_eo),
                     no_reuse_bytes(spans))
-    search = {"time_limit": time_limit, "seed": seed, "workers": workers}
+    search = {"time_limit": time_limit, "seed": seed, "workers": workers,
+              "deterministic": deterministic or None}
     if budget is None:
         parts = _pools(spans, offsets or DEFAULT_OFFSETS, alignment, search)
     else:
@@ -178,6 +180,8 @@ def _swapped(graph, eo: ExecutionOrder, spans: dict[str, Lifespan],
                          f"EO's working set needs at least {bounds.min_budget_bytes:,} bytes",
                          bounds.min_budget_bytes)
     options = {"lookahead": lookahead, "seed": search["seed"], "workers": search["workers"]}
+    if search["deterministic"]:
+        options["deterministic"] = True
     if search["time_limit"] is not None:
         options["time_limit"] = search["time_limit"]
     if costs is not None:

@@ -149,4 +149,5 @@ def _place(problem: AllocationProblem, offsets: str, options: dict) -> Plan:
 
 
 def _search(options: dict) -> dict:
-    return {k: options[k] for k in ("time_limit", "seed") if k in options}
+    return {k: options[k] for k in ("time_limit", "seed", "workers", "deterministic")
+            if k in options}
