@@ -40,6 +40,23 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run_sweep_command)
 
+    p = sub.add_parser("report", help="reproduce the NNTrainer paper's claims from a sweep: "
+                       "Markdown and figures")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for report.md, "
+                   "figures/, the grids and the sweep's rows (a rerun resumes the sweep)")
+    p.add_argument("--size", default="full", choices=["small", "full"], help="full: "
+                   "NNTrainer's example models and the zoo at batch 32 (default); small: two "
+                   "small models, for a quick look")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--jobs", type=_jobs, default=None, metavar="N",
+                       help="worker processes of the embedded Dask cluster (default: one "
+                       "per core)")
+    where.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                       help="run the sweep on an existing Dask cluster instead")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=run_report)
+
 
 def run_sweep_command(args: argparse.Namespace):
     if args.query is not None:
@@ -72,3 +89,13 @@ def _query(args: argparse.Namespace) -> None:
         raise TrainplanError("--query is empty; e.g. --query \"SELECT model, count(*) FROM "
                              "results GROUP BY model\"")
     write_frame(query(args.source, args.query), "json" if args.json else args.format)
+
+
+def run_report(args: argparse.Namespace) -> dict:
+    from trainplan.experiments.report import make_report
+
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise TrainplanError(f"--out {args.out!r} is a file; give a directory")
+    return make_report(args.out, size=args.size, jobs=args.jobs, scheduler=args.scheduler,
+                       progress=not args.no_progress)
+

@@ -49,7 +49,8 @@ class InvalidGrid(TrainplanError):
     the wrong type; the message names the file, the table and the key."""
 
 
-# --- value checks: each returns the canonical value or raises ValueError saying what is wanted
+# --- value checks: each returns the canonical value or raises TypeError or ValueError saying
+# what is wanted
 
 
 def _text(value) -> str:
@@ -60,7 +61,7 @@ def _text(value) -> str:
 
 def _int(value, low: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError("a whole number" + (f" of at least {low}" if low is not None else ""))
+        raise TypeError("a whole number" + (f" of at least {low}" if low is not None else ""))
     if low is not None and value < low:
         raise ValueError(f"a whole number of at least {low}")
     return value
@@ -83,7 +84,7 @@ def _positive_float(value) -> float:
 
 def _bool(value) -> bool:
     if not isinstance(value, bool):
-        raise ValueError("true or false")
+        raise TypeError("true or false")
     return value
 
 
@@ -91,7 +92,7 @@ def _bytes(value) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
-        raise ValueError("a byte count: a whole number or a string such as \"64MiB\"")
+        raise TypeError("a byte count: a whole number or a string such as \"64MiB\"")
     try:
         return parse_bytes(value)
     except TrainplanError as exc:
@@ -273,7 +274,7 @@ def _checked(axis: Axis, value, where: str):
         return axis.default
     try:
         value = axis.check(value)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise InvalidGrid(f"{where}: {axis.name} = {value!r}: expected {exc}") from None
     if axis.keyword is not None and axis.keyword not in plan_keywords():
         raise InvalidGrid(f"{where}: {axis.name} is not a planning option of this trainplan "
@@ -375,3 +376,23 @@ def task_key(axes: dict, device_sha256: str, model_sha256: str | None) -> str:
     identity = {"axes": {k: v for k, v in axes.items() if v is not None},
                 "trainplan": __version__, "device": device_sha256, "model": model_sha256}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def grid_toml(tables: list[dict]) -> str:
+    """Grid tables as a TOML file ``load_grid`` reads back: one ``[[grid]]`` per table, values
+    strings, numbers, booleans or lists of them (None written as "none").
+
+    >>> print(grid_toml([{"model": ["mlp"], "budget_fraction": [None, 0.5], "reference": True}]))
+    [[grid]]
+    model = ["mlp"]
+    budget_fraction = ["none", 0.5]
+    reference = true
+    <BLANKLINE>
+    """
+    def value(v) -> str:
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps("none" if v is None else v)
+    return "\n".join("[[grid]]\n" + "".join(f"{k} = {value(v)}\n" for k, v in t.items())
+                     for t in tables)
+

@@ -138,11 +138,15 @@ def compact(out: str) -> int:
 
 def query(out: str, sql: str) -> pd.DataFrame:
     """Run ``sql`` with DuckDB over the sweep's rows, the table named ``results``."""
+    return query_frame(load_sweep(out), sql)
+
+
+def query_frame(results: pd.DataFrame, sql: str) -> pd.DataFrame:
+    """Run ``sql`` with DuckDB over ``results`` (a sweep's rows), the table named ``results``."""
     try:
         import duckdb
     except ImportError:
         raise TrainplanError("--query runs DuckDB: pip install 'trainplan[sweep]'") from None
-    results = load_sweep(out)
     connection = duckdb.connect()
     try:
         connection.register("results", results)

@@ -104,10 +104,10 @@ def start_dask():
         stop_local_dask(cluster)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def local_dask(tmp_path_factory):
-    """One scheduler and two workers on 127.0.0.1 shared by a module's tests that do not
-    kill them."""
+    """One scheduler and two workers on 127.0.0.1 shared by the tests that do not kill
+    them."""
     cluster = start_local_dask(str(tmp_path_factory.mktemp("dask")))
     yield cluster
     stop_local_dask(cluster)

@@ -16,12 +16,9 @@ import time
 import pandas as pd
 import pytest
 
-pytest.importorskip("distributed")
-pytest.importorskip("pyarrow")
-
 from trainplan.experiments.cli import main
 from trainplan.experiments.sweep import comparable, run_sweep
-from trainplan.experiments.sweep_grid import expand_grid
+from trainplan.experiments.sweep_grid import expand_grid, grid_toml
 from trainplan.experiments.sweep_store import (
     PARTS,
     RESULTS,
@@ -30,6 +27,9 @@ from trainplan.experiments.sweep_store import (
     write_part,
 )
 from trainplan.experiments.sweep_task import VOLATILE, run_task
+
+pytest.importorskip("distributed")
+pytest.importorskip("pyarrow")
 
 GRID = {"grid": [
     {"model": ["mlp", "lenet5", "mnist.ini"], "batch": [1, 2],
@@ -136,7 +136,7 @@ def test_interrupted_sweep_keeps_finished_rows_and_resumes(tasks, embedded, loca
     """Ctrl-C in `trainplan sweep`: it stops with 130 keeping every finished row; the rerun
     runs only the rest and the table is the uninterrupted one."""
     grid = tmp_path / "grid.toml"
-    grid.write_text(_toml(GRID))
+    grid.write_text(grid_toml(GRID["grid"]))
     out = str(tmp_path / "out")
     proc = subprocess.Popen([sys.executable, "-m", "trainplan", "sweep", str(grid), "--out",
                              out, "--scheduler", local_dask.address, "--json"],
@@ -213,12 +213,3 @@ def _wait_for_progress(proc: subprocess.Popen, at_least: int, seconds: float) ->
         time.sleep(0.05)
     raise AssertionError(f"no progress within {seconds} s: {text.decode()[-2000:]}")
 
-
-def _toml(document: dict) -> str:
-    """The test grid as a TOML file (tables of lists of strings, numbers and booleans)."""
-    def value(v):
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return json.dumps(v)
-    return "\n".join("[[grid]]\n" + "\n".join(f"{k} = {value(v)}" for k, v in table.items())
-                     for table in document["grid"]) + "\n"
