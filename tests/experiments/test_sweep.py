@@ -107,6 +107,20 @@ def test_distributed_sweep_equals_embedded(tasks, embedded, local_dask, tmp_path
                                   comparable(embedded[2]))
 
 
+@pytest.mark.slow
+def test_thousand_tasks_identical_embedded_and_through_a_scheduler(local_dask, tmp_path):
+    """The acceptance grid (experiments/bench_sweep.py measures it): 1,440 small tasks."""
+    from trainplan.experiments.bench_sweep import bench_tasks
+
+    tasks = bench_tasks()
+    assert len(tasks) >= 1000
+    here, there = str(tmp_path / "embedded"), str(tmp_path / "scheduler")
+    assert run_sweep(tasks, here, jobs=2, progress=False)["ran"] == len(tasks)
+    assert run_sweep(tasks, there, scheduler=local_dask.address, progress=False)["ran"] == \
+        len(tasks)
+    pd.testing.assert_frame_equal(comparable(load_sweep(here)), comparable(load_sweep(there)))
+
+
 def test_worker_killed_mid_sweep_loses_nothing(tasks, embedded, start_dask, tmp_path):
     """SIGKILL one of two workers once rows are being written: Dask reruns its tasks on the
     other; every task is written once, and a rerun finds nothing left to do."""
