@@ -34,7 +34,7 @@ def register(sub) -> None:
                        help="run on an existing Dask cluster instead")
     p.add_argument("--query", default=None, metavar="SQL", help="run SQL (DuckDB) over the "
                    "rows of the sweep directory DIR, the table named results")
-    p.add_argument("--format", default="table", choices=["table", "csv", "markdown", "json"],
+    p.add_argument("--format", default=None, choices=["table", "csv", "markdown", "json"],
                    help="how --query prints its rows (default table)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -66,6 +66,9 @@ def run_sweep_command(args: argparse.Namespace):
 
     if args.out is None:
         raise TrainplanError("give --out DIR, the sweep directory the rows go to")
+    if args.format is not None:
+        raise TrainplanError("--format says how --query prints rows; a sweep prints its "
+                             "summary (use --json for JSON)")
     if os.path.isdir(args.source):
         raise TrainplanError(f"{args.source!r} is a directory: run a grid file, or query the "
                              "directory's rows with --query SQL")
@@ -88,7 +91,7 @@ def _query(args: argparse.Namespace) -> None:
     if not args.query.strip():
         raise TrainplanError("--query is empty; e.g. --query \"SELECT model, count(*) FROM "
                              "results GROUP BY model\"")
-    write_frame(query(args.source, args.query), "json" if args.json else args.format)
+    write_frame(query(args.source, args.query), "json" if args.json else args.format or "table")
 
 
 def run_report(args: argparse.Namespace) -> dict:

@@ -56,14 +56,15 @@ def draw_pareto(rows: pd.DataFrame, ax=None, *, x: str = "peak_resident_bytes",
     fig, ax = _axes(ax)
     rows = rows[rows[x].notna() & rows[y].notna()].assign(strategy=lambda f: strategy(f))
     colors = _colors(sorted(rows["strategy"].unique(), key=lambda s: (s != NO_SWAP, s)))
+    unit, scale = ("ms", 1e3) if rows[y].max() < 1 else ("s", 1.0)
     for name, color in colors.items():
         sel = rows[rows["strategy"] == name]
-        ax.scatter(sel[x] / MIB, sel[y] * 1e3, s=14, color=color, alpha=0.45, lw=0)
+        ax.scatter(sel[x] / MIB, sel[y] * scale, s=14, color=color, alpha=0.45, lw=0)
         front = pareto_front(sel, x, y)
-        ax.step(front[x] / MIB, front[y] * 1e3, where="post", color=color, lw=1.6,
+        ax.step(front[x] / MIB, front[y] * scale, where="post", color=color, lw=1.6,
                 marker="o", ms=3, label=f"{name} ({len(sel)} plans)")
     ax.set_xlabel("peak resident memory (MiB)")
-    ax.set_ylabel("simulated seconds per iteration (ms)")
+    ax.set_ylabel(f"simulated time per iteration ({unit})")
     ax.xaxis.set_major_formatter(_COMMAS)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, frameon=False)
@@ -201,7 +202,7 @@ def plot_personalisation(table: pd.DataFrame, ax=None):
         ax.scatter(sel["peak_resident_bytes"] / MIB, sel["train_test_accuracy"] * 100,
                    color=colors[kind], label=kind, s=30)
         for _, r in sel.iterrows():
-            ax.annotate(f"{r['sim_total_seconds'] * 1e3:.0f} ms", (r["peak_resident_bytes"] / MIB,
+            ax.annotate(f"{r['sim_total_seconds']:.3g} s", (r["peak_resident_bytes"] / MIB,
                         r["train_test_accuracy"] * 100), fontsize=6, xytext=(3, 3),
                         textcoords="offset points")
     ax.set_xlabel("peak resident memory (MiB)")

@@ -49,7 +49,7 @@ SIZES = {
                    0.13, 0.11, 0.1, 0.09, 0.08),
         devices=_DEVICES, trained=("mnist.ini", "lenet5.ini", "mlp", "resnet_small.ini"),
         train_iterations=2, personal=("lenet5.ini", "pool2"), personal_iterations=44,
-        personal_fractions=(0.9, 0.8, 0.7), time_limit=0.5),
+        personal_fractions=(0.9, 0.8), time_limit=0.5),
     "small": ReportSize(
         models=("mnist.ini", "lenet5.ini"), searched=("mnist.ini",), batch=4,
         fractions=(1.0, 0.9, 0.8, 0.7), devices=(WATCH, BASE_DEVICE), trained=("mnist.ini",),

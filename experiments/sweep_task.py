@@ -67,9 +67,9 @@ def _execute(task: Task) -> dict:
     search = {"workers": 1}
     if "deterministic" in plan_keywords():
         search["deterministic"] = True
-    plan = plan_training(graph, budget=budget,
-                         costs=device_costs(task.device) if budget is not None else None,
-                         **search, **task.plan_options())
+    # only the optimal swap planner reads a device's costs; the others plan alike anywhere
+    costs = device_costs(task.device) if budget is not None and a["swap"] == "optimal" else None
+    plan = plan_training(graph, budget=budget, costs=costs, **search, **task.plan_options())
     errors = verify_plan(graph, plan)
     row = plan_columns(plan)
     row.update(verified=not errors, verify_errors=json.dumps(errors[:5]) if errors else None)

@@ -171,3 +171,15 @@ def test_cli_answers_bad_grids_and_options_without_a_traceback(tmp_path, capsys)
     assert "needs a sweep directory" in capsys.readouterr().err
     assert main(["sweep", str(tmp_path), "--out", "x"]) == 2
     assert "is a directory" in capsys.readouterr().err
+    assert main(["sweep", good, "--out", "x", "--format", "csv"]) == 2
+    assert "--format says how --query prints" in capsys.readouterr().err
+    assert main(["sweep", str(tmp_path), "--query", " "]) == 2
+    assert "--query is empty" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert main(["sweep", good, "--out", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert main(["report", "--out", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["report", "--out", "x", "--size", "huge"])
+    assert "invalid choice" in capsys.readouterr().err
