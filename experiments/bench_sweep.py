@@ -7,8 +7,10 @@ orders; seven greedy offset planners without a budget, two swap planners under f
 runs on the embedded cluster with one worker and with two, and through a real Dask scheduler
 with two worker processes on 127.0.0.1, in that order each round (interleaved, so load
 drifts hit all three alike). Tasks per second count from a ready cluster to the last row
-written. The tables of every run must be identical once sorted by task hash and stripped of
-the measured columns (seconds, memory); the benchmark fails otherwise.
+written; the mean seconds inside a task and how many tasks ran at once (task seconds over
+wall seconds) tell a slow scheduler from a busy machine. The tables of every run must be
+identical once sorted by task hash and stripped of the measured columns (seconds, memory);
+the benchmark fails otherwise.
 """
 
 from __future__ import annotations
@@ -47,8 +49,12 @@ def run_once(tasks: list[Task], where: str, workers: int, *,
         report = run_sweep(tasks, out, jobs=None if scheduler else workers,
                            scheduler=scheduler, progress=False)
         frame = load_sweep(out)
+    # seconds inside tasks against the wall: how many ran at once, how long one took
+    busy = frame["seconds"].sum()
     return {"where": where, "workers": workers, **{k: report[k] for k in (
         "tasks", "ran", "failed", "lost", "seconds", "running_seconds", "tasks_per_second")},
+        "task_seconds_mean": round(busy / len(frame), 4),
+        "tasks_at_once": round(busy / report["running_seconds"], 2),
         "load_average": round(os.getloadavg()[0], 2)}, frame
 
 

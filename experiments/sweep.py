@@ -131,10 +131,10 @@ def _collect(client, todo: list[Task], out: str, initial: int, progress: bool,
     bar = tqdm(total=initial + len(todo), initial=initial, unit="task", desc="sweep",
                disable=not progress, smoothing=0.1)
     try:
-        for future in as_completed(futures):
-            try:  # a result held by a worker that died since is computed again here
-                row = future.result()
-            except Exception:  # noqa: BLE001 -- tasks never raise: workers died on this one
+        # results come gathered in batches, not one round trip per task
+        for future, row in as_completed(futures, with_results=True, raise_errors=False):
+            row = row if isinstance(row, dict) else _again(future)
+            if row is None:
                 lost += 1
             else:
                 pending.append(row)
@@ -142,7 +142,8 @@ def _collect(client, todo: list[Task], out: str, initial: int, progress: bool,
                 failed += row["error"] is not None
             future.release()
             bar.update(1)
-            if len(pending) >= batch_rows or time.monotonic() - flushed >= batch_seconds:
+            if pending and (len(pending) >= batch_rows
+                            or time.monotonic() - flushed >= batch_seconds):
                 write_part(out, pending)
                 pending, flushed = [], time.monotonic()
     finally:
@@ -151,6 +152,15 @@ def _collect(client, todo: list[Task], out: str, initial: int, progress: bool,
             write_part(out, pending)
         client.cancel(futures)
     return ran, failed, lost
+
+
+def _again(future) -> dict | None:
+    """The row of a task whose result could not be gathered (the worker holding it died):
+    Dask computes it again; None when workers died on it more often than Dask retries."""
+    try:
+        return future.result()
+    except Exception:  # noqa: BLE001 -- tasks never raise: workers died on this one
+        return None
 
 
 def comparable(frame):

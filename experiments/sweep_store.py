@@ -56,7 +56,10 @@ def column_rank(name: str) -> tuple:
 
 
 def write_part(out: str, rows: list[dict]) -> str:
-    """Write ``rows`` as one new Parquet file under ``out/parts`` (atomically); its path."""
+    """Write ``rows`` (at least one) as one new Parquet file under ``out/parts``
+    (atomically); its path."""
+    if not rows:
+        raise ValueError("write_part needs at least one row")
     pa, pq = _pyarrow()
     columns = sorted({k for r in rows for k in r}, key=column_rank)
     table = pa.table({c: pa.array([r.get(c) for r in rows]) for c in columns})

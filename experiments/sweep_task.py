@@ -44,7 +44,7 @@ def run_task(task: Task) -> dict:
            **task.columns()}
     try:
         with threadpool_limits(1):
-            row.update(_execute(task))
+            _execute(task, row)
         row["error"] = row["error_type"] = row["needed_bytes"] = None
     except Exception as exc:  # noqa: BLE001 -- any failure is this task's row, not the sweep's
         row.update(error=str(exc) or repr(exc), error_type=type(exc).__name__,
@@ -53,7 +53,8 @@ def run_task(task: Task) -> dict:
     return row
 
 
-def _execute(task: Task) -> dict:
+def _execute(task: Task, row: dict) -> None:
+    """Fill ``row`` stage by stage, so that a failure keeps what the stages before it found."""
     from trainplan.experiments.device_costs import device_costs
     from trainplan.planner.plan_training import plan_training
     from trainplan.planner.verify import verify_plan
@@ -71,7 +72,7 @@ def _execute(task: Task) -> dict:
     costs = device_costs(task.device) if budget is not None and a["swap"] == "optimal" else None
     plan = plan_training(graph, budget=budget, costs=costs, **search, **task.plan_options())
     errors = verify_plan(graph, plan)
-    row = plan_columns(plan)
+    row.update(plan_columns(plan))
     row.update(verified=not errors, verify_errors=json.dumps(errors[:5]) if errors else None)
     if errors:
         raise TrainplanError("the plan failed validation: " + "; ".join(errors[:3]))
@@ -79,7 +80,6 @@ def _execute(task: Task) -> dict:
     row.update({f"sim_{k}": _flat(v) for k, v in summary.items() if k not in _SUMMARY_DROP})
     if a["iterations"]:
         row.update(_train(task, graph, plan))
-    return row
 
 
 def plan_columns(plan: TrainingPlan) -> dict:
