@@ -50,7 +50,7 @@ def run_once(tasks: list[Task], where: str, workers: int, *,
                            scheduler=scheduler, progress=False)
         frame = load_sweep(out)
     # seconds inside tasks against the wall: how many ran at once, how long one took
-    busy = frame["seconds"].sum()
+    busy = float(frame["seconds"].sum())
     return {"where": where, "workers": workers, **{k: report[k] for k in (
         "tasks", "ran", "failed", "lost", "seconds", "running_seconds", "tasks_per_second")},
         "task_seconds_mean": round(busy / len(frame), 4),

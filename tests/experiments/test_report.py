@@ -11,7 +11,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trainplan.experiments import plot_sweep
@@ -74,6 +74,7 @@ def test_rerun_resumes_without_sweeping_again(report, capsys):
     assert json.loads(capsys.readouterr().out)["tasks_run"] == 0
 
 
+@settings(deadline=None, max_examples=80)  # the first call imports pandas' machinery
 @given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20)), min_size=1, max_size=30))
 def test_pareto_front_is_exactly_the_undominated_points(points):
     frame = pd.DataFrame(points, columns=["x", "y"])
