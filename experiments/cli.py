@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from trainplan import __version__
-from trainplan.experiments import cmd_graph, cmd_plan, cmd_sim, cmd_train
+from trainplan.experiments import cmd_graph, cmd_plan, cmd_sim, cmd_sweep, cmd_train
 from trainplan.experiments.output import emit_stdout
 from trainplan.planner.errors import TrainplanError
 
-COMMAND_MODULES = [cmd_graph, cmd_plan, cmd_sim, cmd_train]
+COMMAND_MODULES = [cmd_graph, cmd_plan, cmd_sim, cmd_train, cmd_sweep]
 
 
 def make_parser() -> argparse.ArgumentParser:

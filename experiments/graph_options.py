@@ -22,6 +22,7 @@ from trainplan.planner.plan_training import (
     plan_training,
 )
 from trainplan.planner.remat import REMAT_PLANNERS
+from trainplan.planner.split import graph_for
 from trainplan.planner.strategies import STRATEGIES
 from trainplan.planner.swap import SWAP_PLANNERS
 from trainplan.planner.training_plan import TrainingPlan
@@ -131,6 +132,10 @@ def add_plan_options(parser: argparse.ArgumentParser, *, saved_plan: bool = True
                             f"{k}: {v.description}" for k, v in REMAT_PLANNERS.items())
                         + " (default none; optimal uses --budget, else the sqrt planner's "
                         "memory, and --time-limit)")
+    parser.add_argument("--split", default=None, metavar="off|auto|K",
+                        help="with --budget: run the steps whose working set exceeds the "
+                        "budget over the batch in chunks (auto: as many as each needs; K: K "
+                        "chunks), so the minimum feasible budget falls (default off)")
     parser.add_argument("--lookahead", type=_non_negative_int, default=None, metavar="K",
                         help="EOs the lookahead swap planner prefetches ahead (default 1; "
                         "only with --swap lookahead)")
@@ -149,7 +154,8 @@ def add_plan_options(parser: argparse.ArgumentParser, *, saved_plan: bool = True
                             "(the graph options, if given, must match it)")
 
 
-PLANNING = ("planner", "budget", "swap", "lookahead", "remat", "alignment", "time_limit")
+PLANNING = ("planner", "budget", "swap", "lookahead", "remat", "split", "alignment",
+            "time_limit")
 
 
 def graph_from_args(args: argparse.Namespace) -> nx.DiGraph:
@@ -192,8 +198,9 @@ def planned_graph(args: argparse.Namespace, device=None) -> tuple[nx.DiGraph, Tr
                          budget=args.budget, swap=args.swap,
                          lookahead=1 if args.lookahead is None else args.lookahead,
                          remat=args.remat, alignment=args.alignment, costs=costs, score=score,
-                         time_limit=args.time_limit, seed=args.seed or 0)
-    return graph, plan
+                         time_limit=args.time_limit, seed=args.seed or 0,
+                         split=getattr(args, "split", None))
+    return graph_for(graph, plan), plan
 
 
 def _saved(args: argparse.Namespace) -> tuple[nx.DiGraph, TrainingPlan]:
@@ -209,7 +216,7 @@ def _saved(args: argparse.Namespace) -> tuple[nx.DiGraph, TrainingPlan]:
     for key in GRAPH_SOURCE:  # what the command line leaves out, the plan's record gives
         if getattr(args, key, None) in (None, False):
             setattr(args, key, source.get(key))
-    graph = graph_from_args(args)
+    graph = graph_for(graph_from_args(args), plan)
     wrong = mismatch(plan.graph, graph_identity(graph))
     if wrong:
         raise InvalidPlanFile(f"{args.plan} was planned for {wrong}; plan this graph with "

@@ -31,7 +31,7 @@ import networkx as nx
 
 from trainplan.planner.curves import peak
 from trainplan.planner.errors import Infeasible, TrainplanError, UnknownName
-from trainplan.planner.identity import graph_identity
+from trainplan.planner.identity import fingerprint, graph_identity
 from trainplan.planner.offsets import PLANNERS, run_planner
 from trainplan.planner.order import (
     ExecutionOrder,
@@ -45,6 +45,8 @@ from trainplan.planner.problems import problem_from_lifespans
 from trainplan.planner.remat import REMAT_PLANNERS, plan_remat
 from trainplan.planner.remat.evaluate import value_curve
 from trainplan.planner.remat.replays import expand_order
+from trainplan.planner.split import resplit
+from trainplan.planner.split_auto import auto_splits
 from trainplan.planner.strategies import STRATEGIES
 from trainplan.planner.swap import SWAP_PLANNERS, SwapSchedule
 from trainplan.planner.swap.arena import SwapArena, place_pieces, plan_swap_arena
@@ -60,6 +62,7 @@ from trainplan.planner.training_plan import (
     Prefetch,
     Provenance,
     Replay,
+    SplitRecord,
     TrainingPlan,
 )
 from trainplan.planner.verify import verify_plan
@@ -112,7 +115,8 @@ def plan_training(graph: nx.DiGraph, *, order: str | ExecutionOrder = "nntrainer
                   remat_budget: int | None = None, alignment: int | None = None,
                   costs: CostModel | None = None, score: Score | None = None,
                   time_limit: float | None = None, seed: int = 0,
-                  workers: int = 2) -> TrainingPlan:
+                  workers: int = 2, deterministic: bool = False,
+                  split: str | int | None = None) -> TrainingPlan:
     """The TrainingPlan of ``graph`` under ``order``: offsets by ``offsets`` (default
     ``nntrainer_v1``, or under a budget or with recomputation ``best``), recomputation by
     ``remat`` (``sqrt``, ``greedy``, ``optimal``; default none), and under ``budget`` bytes a
@@ -123,16 +127,31 @@ def plan_training(graph: nx.DiGraph, *, order: str | ExecutionOrder = "nntrainer
     keep, swap or recompute each value), which compares whole plans by ``score``.
     ``remat_budget``: the live bytes recomputation aims at (default the budget). ``costs``
     gives a device's storage and compute to the ``optimal`` planners; ``time_limit``, ``seed``
-    and ``workers`` reach planners that search. Raises Infeasible (with the bytes needed) when
-    the budget is too small."""
+    and ``workers`` reach planners that search, and ``deterministic`` makes ``time_limit``
+    CP-SAT's deterministic time where a planner offers it (with ``workers=1``: the same plan
+    under any load). ``split`` (``auto`` or a chunk count) first runs the steps whose working
+    set exceeds the budget over the batch in chunks (planner/split_auto.py): the plan is then
+    the split graph's and records how to rebuild it (``planner.split.graph_for``). Raises
+    Infeasible (with the bytes needed) when the budget is too small."""
     began = time.perf_counter()
+    if split not in (None, "off"):
+        record = _split(graph, split, order, budget)
+        graph = resplit(graph, record)
+        plan = plan_training(graph, order=order, offsets=offsets, budget=budget, swap=swap,
+                             lookahead=lookahead, remat=remat, remat_budget=remat_budget,
+                             alignment=alignment, costs=costs, score=score,
+                             time_limit=time_limit, seed=seed, workers=workers,
+                             deterministic=deterministic)
+        return replace(plan, split=record, provenance=replace(
+            plan.provenance, solve_seconds=time.perf_counter() - began))
     if swap in STRATEGIES:
         return _strategy(graph, order, offsets, budget, swap, lookahead, alignment, costs,
-                         score, time_limit, seed, workers, began)
+                         score, time_limit, seed, workers, deterministic, began)
     if alignment is None:
         alignment = 1 if graph.graph.get("compat") else DEFAULT_ALIGNMENT
     _check_options(offsets, budget, swap, lookahead, remat, alignment)
-    search = {"time_limit": time_limit, "seed": seed, "workers": workers}
+    search = {"time_limit": time_limit, "seed": seed, "workers": workers,
+              "deterministic": deterministic or None}
     # computed once, passed on
     eo = order if isinstance(order, ExecutionOrder) else execution_order(graph, order)
     device = costs(graph, eo) if costs is not None else None
@@ -278,6 +297,8 @@ def _swapped(values: _Values, n_eo: int, bounds: Bounds, budget: int, offsets: s
                          f"EO's working set needs at least {bounds.min_budget_bytes:,} bytes",
                          bounds.min_budget_bytes)
     options = {"lookahead": lookahead, "seed": search["seed"], "workers": search["workers"]}
+    if search["deterministic"]:
+        options["deterministic"] = True
     if search["time_limit"] is not None:
         options["time_limit"] = search["time_limit"]
     if device is not None:
@@ -348,7 +369,7 @@ def _piece_starting(schedule: SwapSchedule, key: str, start: int) -> int:
 
 
 def _strategy(graph, order, offsets, budget, name, lookahead, alignment, costs, score,
-              time_limit, seed, workers, began) -> TrainingPlan:
+              time_limit, seed, workers, deterministic, began) -> TrainingPlan:
     """Every combination the strategy proposes, planned in full; the one with the least
     score (iteration seconds on the device)."""
     if budget is None:
@@ -367,7 +388,8 @@ def _strategy(graph, order, offsets, budget, name, lookahead, alignment, costs, 
             plan = plan_training(graph, order=order, offsets=offsets, budget=budget,
                                  swap=c.swap, lookahead=lookahead, remat=c.remat,
                                  remat_budget=target, alignment=alignment, costs=costs,
-                                 time_limit=share, seed=seed, workers=workers)
+                                 time_limit=share, seed=seed, workers=workers,
+                                 deterministic=deterministic)
         except Infeasible:
             continue
         if not plan.valid:
@@ -386,3 +408,30 @@ def _strategy(graph, order, offsets, budget, name, lookahead, alignment, costs, 
                          options={**plan.provenance.options, "strategy": name,
                                   "tried": tried, "seconds": seconds})
     return replace(plan, provenance=provenance)
+
+
+def _split(graph: nx.DiGraph, split: str | int, order, budget: int | None
+           ) -> SplitRecord | None:
+    """What to split (auto_splits) for ``budget``: None when nothing needs it."""
+    if budget is None:
+        raise TrainplanError("splitting runs steps in chunks until they fit a budget; give one "
+                             "(e.g. --budget 100MiB)")
+    chunks = None if split == "auto" else _chunk_count(split)
+    name = order.name if isinstance(order, ExecutionOrder) else order
+    choice = auto_splits(graph, budget, name, chunks=chunks)
+    if not choice.splits and not choice.units:
+        return None
+    return SplitRecord(fingerprint(graph),
+                       tuple((a, b, k) for (a, b), k in choice.splits.items()),
+                       tuple(choice.units.items()))
+
+
+def _chunk_count(split) -> int:
+    try:
+        chunks = int(split)
+    except (TypeError, ValueError):
+        raise TrainplanError(f"split {split!r}: use off, auto or a chunk count of 2 or more") \
+            from None
+    if chunks < 2:
+        raise TrainplanError(f"split {chunks}: a chunk count is 2 or more (or use off)")
+    return chunks

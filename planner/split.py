@@ -37,6 +37,7 @@ import networkx as nx
 from trainplan.planner.build import grad_name, out_name
 from trainplan.planner.errors import UnknownName
 from trainplan.planner.graph import check_graph, new_graph
+from trainplan.planner.identity import fingerprint
 from trainplan.planner.layers import LAYERS
 from trainplan.planner.layers.base import CD, F
 from trainplan.planner.split_boundary import emit_boundary_layers
@@ -226,3 +227,17 @@ def describe_split(graph: nx.DiGraph) -> str:
 
 __all__ = ["InvalidSplit", "Region", "Splits", "chunk_bounds", "describe_split",
            "resolve_regions", "split_graph"]
+
+
+def graph_for(graph: nx.DiGraph, plan) -> nx.DiGraph:
+    """The graph ``plan`` was made for: ``graph`` itself, or — when the plan splits steps and
+    ``graph`` is the unsplit graph it names — its split graph (``resplit``)."""
+    return resplit(graph, getattr(plan, "split", None))
+
+
+def resplit(graph: nx.DiGraph, record) -> nx.DiGraph:
+    """``graph`` split as a SplitRecord says, when it is the unsplit graph the record names;
+    else ``graph`` itself."""
+    if record is None or fingerprint(graph) != record.unsplit:
+        return graph
+    return split_graph(graph, {(a, b): k for a, b, k in record.regions}, dict(record.units))

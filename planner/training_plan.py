@@ -102,6 +102,17 @@ class Replay:
 
 
 @dataclass(frozen=True)
+class SplitRecord:
+    """The plan is for the split graph of the graph with fingerprint ``unsplit`` (its regions
+    ``(first layer, last layer, chunks)`` run in chunks of the batch, its fully-connected
+    ``units`` ``(layer, blocks)`` in blocks): planner/split.py rebuilds it."""
+
+    unsplit: str
+    regions: tuple[tuple[str, str, int], ...] = ()
+    units: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class Eviction:
     """Buffer ``buffer`` leaves RAM after EO ``after_eo`` (ending piece ``piece``); ``write``:
     its bytes go to storage (storage lacks them and they are read again)."""
@@ -188,6 +199,7 @@ class TrainingPlan:
     bounds: Bounds
     provenance: Provenance
     recomputes: tuple[Replay, ...] = ()
+    split: SplitRecord | None = None
     errors: tuple[str, ...] = ()
     schema: int = SCHEMA
 
@@ -276,6 +288,9 @@ class TrainingPlan:
             "bytes_written": self.bytes_written, "bytes_read": self.bytes_read,
             "evictions": len(self.evictions), "prefetches": len(self.prefetches),
             "recomputed_ops": len(self.recomputes),
+            "split": None if self.split is None else {
+                "regions": [list(r) for r in self.split.regions],
+                "units": dict(self.split.units)},
             "status": prov.status, "optimal": prov.optimal,
             "best_bound_bytes": prov.best_bound_bytes,
             "gap": None if prov.gap is None else round(prov.gap, 6),
@@ -340,6 +355,10 @@ def plan_from_dict(data: dict, origin: str = "plan") -> TrainingPlan:
                                            "live": tuple(tuple(s) for s in b.get("live", ()))})
                           for b in data["buffers"]),
             recomputes=tuple(Replay(**r) for r in data.get("recomputes", ())),
+            split=None if data.get("split") is None else SplitRecord(
+                data["split"]["unsplit"],
+                tuple(tuple(r) for r in data["split"]["regions"]),
+                tuple(tuple(u) for u in data["split"]["units"])),
             evictions=tuple(Eviction(**e) for e in data["evictions"]),
             prefetches=tuple(Prefetch(**p) for p in data["prefetches"]),
             pools=tuple(Pool(**p) for p in data["pools"]),

@@ -47,6 +47,7 @@ import networkx as nx
 import numpy as np
 
 from trainplan.planner.identity import fingerprint
+from trainplan.planner.split import graph_for
 
 _STEP_RANK = {"forward": 0, "calc_gradient": 1, "calc_derivative": 2, "apply_gradient": 3}
 _DATA_ROLES = ("input", "label")  # filled from the data set when their bytes become theirs
@@ -61,7 +62,9 @@ class _Use:
 
 
 def verify_plan(graph: nx.DiGraph, plan) -> list[str]:
-    """Every rule ``plan`` breaks for ``graph``, one sentence each; [] when it is valid."""
+    """Every rule ``plan`` breaks for ``graph`` (or for its split graph, when the plan splits
+    steps), one sentence each; [] when it is valid."""
+    graph = graph_for(graph, plan)
     if plan.graph.fingerprint != fingerprint(graph):
         return [(f"the plan was made for another graph ({plan.graph.describe()}, fingerprint "
                  f"{plan.graph.fingerprint}); this one has fingerprint {fingerprint(graph)}")]

@@ -18,6 +18,7 @@ import numpy as np
 
 from trainplan.planner.errors import TrainplanError
 from trainplan.planner.order import ExecutionOrder, execution_order, lifespans
+from trainplan.planner.split import graph_for
 from trainplan.planner.training_plan import TrainingPlan
 from trainplan.planner.verify import verify_plan
 from trainplan.runtime.data import feed_tensors
@@ -73,6 +74,7 @@ class Session:
 
     def __init__(self, graph: nx.DiGraph, plan: TrainingPlan,
                  options: SessionOptions = SessionOptions()):
+        graph = graph_for(graph, plan)  # the split graph, when the plan splits steps
         self.graph, self.options, self.plan = graph, options, plan
         self.swapfile = self.controller = None
         _refuse_unrunnable(graph, plan)

@@ -25,10 +25,11 @@ from collections.abc import Mapping, Sequence
 import networkx as nx
 import numpy as np
 
-from trainplan.planner.identity import graph_identity, mismatch
 from trainplan.planner.graph import replay_edges
+from trainplan.planner.identity import graph_identity, mismatch
 from trainplan.planner.layers.base import AG
 from trainplan.planner.order import ExecutionOrder
+from trainplan.planner.split import graph_for
 from trainplan.planner.training_plan import Replay, TrainingPlan
 from trainplan.simulator.device import DeviceProfile, load_device
 from trainplan.simulator.engine import Step, Transfer
@@ -155,6 +156,7 @@ def simulate(graph: nx.DiGraph, plan: TrainingPlan, device: DeviceProfile | str,
     """Discrete-event simulation of ``iterations`` training iterations of ``graph`` under
     ``plan`` on ``device``; resident bytes grouped ``by`` role or layer."""
     device = load_device(device)
+    graph = graph_for(graph, plan)  # the split graph, when the plan splits steps
     check_plan_for(graph, plan)
     meta: Mapping = {"model": plan.graph.model, "planner": plan.provenance.offsets,
                      "swap": plan.provenance.swap, "remat": plan.provenance.remat,

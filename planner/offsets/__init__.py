@@ -23,6 +23,7 @@ trainplan.planner.errors.Infeasible: infeasible: needs at least 8 bytes (the low
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,14 +91,16 @@ def run_planner(
     time_limit: float | None = None,
     seed: int = 0,
     workers: int = 2,
+    deterministic: bool = False,
 ) -> Plan:
     """Run a registered planner and return its Plan with ``solve_seconds`` measured.
 
     Raises ``UnknownName`` (listing the valid names) for an unregistered name, and
     ``Infeasible`` without searching when the capacity is below the problem's lower bound.
     ``time_limit``/``seed``/``workers`` reach only planners that search (``time_limit=None``
-    leaves the planner's own default). Greedy planners ignore the capacity: when their arena
-    exceeds it, ``validate_plan`` says so.
+    leaves the planner's own default); ``deterministic`` reaches those whose function takes it
+    (their time limit is then CP-SAT's deterministic time). Greedy planners ignore the capacity:
+    when their arena exceeds it, ``validate_plan`` says so.
     """
     spec = PLANNERS.get(name)
     if spec is None:
@@ -114,6 +117,8 @@ def run_planner(
         options = {"seed": seed, "workers": workers}
         if time_limit is not None:
             options["time_limit"] = time_limit
+        if deterministic and "deterministic" in inspect.signature(spec.function).parameters:
+            options["deterministic"] = True
     began = time.perf_counter()
     plan = spec.function(problem, **options)
     return dataclasses.replace(plan, solve_seconds=time.perf_counter() - began)

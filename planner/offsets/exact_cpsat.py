@@ -35,21 +35,25 @@ if TYPE_CHECKING:  # OR-Tools is heavy: loaded where a solve needs it
 
 
 def plan_cpsat(
-    problem: AllocationProblem, *, time_limit: float = 10.0, seed: int = 0, workers: int = 2
+    problem: AllocationProblem, *, time_limit: float = 10.0, seed: int = 0, workers: int = 2,
+    deterministic: bool = False,
 ) -> Plan:
-    """Solve the NoOverlap2D model with CP-SAT (see module doc); warm-started from greedy."""
+    """Solve the NoOverlap2D model with CP-SAT (see module doc); warm-started from greedy.
+    ``deterministic``: ``time_limit`` in CP-SAT's deterministic seconds, so that one worker
+    and a seed give the same plan under any load."""
     started = time.perf_counter()
     s = scale(problem)
     options = {"time_limit": time_limit, "seed": seed, "workers": workers}
     hint, _ = greedy_warm_start(s)
     remaining = max(0.01, time_limit - (time.perf_counter() - started))
-    offsets, fields = solve_cpsat(s, hint, time_limit=remaining, seed=seed, workers=workers)
+    offsets, fields = solve_cpsat(s, hint, time_limit=time_limit if deterministic else remaining,
+                                  seed=seed, workers=workers, deterministic=deterministic)
     return make_plan(s, "cpsat", offsets, started, options=options, **fields)
 
 
 def solve_cpsat(
     s: Scaled, hint: np.ndarray, *, time_limit: float, seed: int, workers: int,
-    solver: cp_model.CpSolver | None = None,
+    solver: cp_model.CpSolver | None = None, deterministic: bool = False,
 ) -> tuple[np.ndarray, dict]:
     """Run the model; return scaled offsets and the Plan fields (optimal, status, best_bound).
 
@@ -69,7 +73,10 @@ def solve_cpsat(
     from ortools.sat.python import cp_model
 
     solver = cp_model.CpSolver() if solver is None else solver
-    solver.parameters.max_time_in_seconds = time_limit
+    if deterministic:
+        solver.parameters.max_deterministic_time = time_limit
+    else:
+        solver.parameters.max_time_in_seconds = time_limit
     solver.parameters.random_seed = seed
     solver.parameters.num_workers = workers
     code = solver.solve(model)

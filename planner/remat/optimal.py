@@ -58,11 +58,12 @@ class _Model:
 
 def plan_optimal_remat(graph: nx.DiGraph, eo: ExecutionOrder, groups: list[Group], *,
                        budget: int | None = None, time_limit: float | None = None,
-                       seed: int = 0, workers: int = 2, info: dict | None = None,
-                       **_) -> list[tuple[str, int]]:
+                       seed: int = 0, workers: int = 2, deterministic: bool = False,
+                       info: dict | None = None, **_) -> list[tuple[str, int]]:
     """Replays (op, EO) of the least cost keeping live bytes within ``budget`` (None: within
-    the √n planner's peak, i.e. the same memory for less recomputation); ``info`` receives the
-    status, bound, gap and the model's size."""
+    the √n planner's peak, i.e. the same memory for less recomputation); ``deterministic``
+    makes ``time_limit`` CP-SAT's deterministic time; ``info`` receives the status, bound, gap
+    and the model's size."""
     began = time.perf_counter()
     info = {} if info is None else info
     warm = plan_sqrt(graph, eo, groups)
@@ -76,7 +77,10 @@ def plan_optimal_remat(graph: nx.DiGraph, eo: ExecutionOrder, groups: list[Group
     _hint(m, groups, warm)
     solver = cp_model.CpSolver()
     limit = 30.0 if time_limit is None else time_limit
-    solver.parameters.max_time_in_seconds = max(0.1, limit - (time.perf_counter() - began))
+    if deterministic:  # CP-SAT's own work units: the same answer under any load
+        solver.parameters.max_deterministic_time = limit
+    else:
+        solver.parameters.max_time_in_seconds = max(0.1, limit - (time.perf_counter() - began))
     solver.parameters.random_seed = seed
     solver.parameters.num_workers = workers
     if workers <= len(SMALL_PORTFOLIO):  # a few workers: make sure some of them bound

@@ -37,11 +37,11 @@ def _belady(buffers, n_eo, budget, *, evict_all=False, early=True, floor=None, *
 
 
 def _optimal(buffers, n_eo, budget, *, step_seconds=None, storage=None, time_limit=10.0, seed=0,
-             workers=2, floor=None, **_):
+             workers=2, floor=None, deterministic=False, **_):
     from trainplan.planner.swap.optimal import SolvedGaps, optimal_gaps  # loads OR-Tools
     return SolvedGaps(*optimal_gaps(buffers, n_eo, budget, step_seconds=step_seconds,
                                     storage=storage, time_limit=time_limit, seed=seed,
-                                    workers=workers, floor=floor))
+                                    workers=workers, floor=floor, deterministic=deterministic))
 
 
 SWAP_PLANNERS: dict[str, SwapPlannerSpec] = {

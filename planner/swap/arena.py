@@ -160,6 +160,5 @@ def _place(problem: AllocationProblem, offsets: str, options: dict) -> Plan:
 
 
 def _search(options: dict) -> dict:
-    searching = {k: options[k] for k in ("time_limit", "seed", "workers")
-                 if options.get(k) is not None}
-    return searching
+    return {k: options[k] for k in ("time_limit", "seed", "workers", "deterministic")
+            if options.get(k) is not None}

@@ -76,6 +76,7 @@ class _Setup:
     workers: int
     max_cells: int
     cover: float
+    deterministic: bool = False  # time limits in CP-SAT's deterministic seconds, not wall time
 
     def score(self, gaps: list[Gap]) -> tuple[float, int]:
         """(estimated stall in seconds, bytes moved) of a gap choice: what the planner ranks."""
@@ -94,12 +95,13 @@ class SolvedGaps(list):
 def plan_optimal(buffers: dict[str, BufferUses], n_eo: int, budget: int, *,
                  step_seconds: list[float] | None = None, storage: StorageModel | None = None,
                  time_limit: float = 10.0, seed: int = 0, workers: int = 2,
-                 max_cells: int = 4_000, cover: float = 3.0) -> SwapSchedule:
+                 max_cells: int = 4_000, cover: float = 3.0,
+                 deterministic: bool = False) -> SwapSchedule:
     """The schedule with least estimated stall (then fewest bytes moved) found in ``time_limit``
     seconds; ``options`` carry status, best bound, gap and the estimate (see ``optimal_gaps``)."""
     gaps, info = optimal_gaps(buffers, n_eo, budget, step_seconds=step_seconds, storage=storage,
                               time_limit=time_limit, seed=seed, workers=workers,
-                              max_cells=max_cells, cover=cover)
+                              max_cells=max_cells, cover=cover, deterministic=deterministic)
     return build_schedule("optimal", buffers, gaps, n_eo, budget, info)
 
 
@@ -107,7 +109,8 @@ def optimal_gaps(buffers: dict[str, BufferUses], n_eo: int, budget: int, *,
                  step_seconds: list[float] | None = None, storage: StorageModel | None = None,
                  time_limit: float = 10.0, seed: int = 0, workers: int = 2,
                  max_cells: int = 4_000, cover: float = 3.0,
-                 floor: int | None = None) -> tuple[list[Gap], dict]:
+                 floor: int | None = None,
+                 deterministic: bool = False) -> tuple[list[Gap], dict]:
     """Gap choices and a report: ``status`` (CP-SAT's, of the stall solve), ``proven`` (least
     stall proven: no stall, or OPTIMAL on the full model), ``source`` (``cpsat`` or the warm start returned),
     ``estimated_stall_seconds``, ``bytes_moved``, ``best_bound_seconds``, ``gap`` (estimate vs
@@ -115,7 +118,8 @@ def optimal_gaps(buffers: dict[str, BufferUses], n_eo: int, budget: int, *,
 
     ``max_cells``: EO-gap cells past which windows are restricted; ``cover``: a restricted
     prefetch window's compute over its read time (planner/swap/optimal_data.py); ``floor``:
-    the minimum budget when the caller knows it already.
+    the minimum budget when the caller knows it already; ``deterministic``: ``time_limit`` in
+    CP-SAT's deterministic seconds (with one worker and a seed, the same answer under any load).
     """
     began = time.perf_counter()
     need = min_budget(buffers, n_eo) if floor is None else floor
@@ -123,11 +127,12 @@ def optimal_gaps(buffers: dict[str, BufferUses], n_eo: int, budget: int, *,
         raise Infeasible(f"budget {budget} bytes is below the minimum feasible budget: needs "
                          f"at least {need} bytes (the largest working set of one EO)", need)
     setup = _Setup(buffers, n_eo, budget, default_steps(n_eo, step_seconds),
-                   storage or UFS_PHONE, seed, workers, max_cells, cover)
+                   storage or UFS_PHONE, seed, workers, max_cells, cover, deterministic)
     warm = warm_starts(buffers, n_eo, budget, setup.score, need)
     source = min(warm, key=lambda name: warm[name][1], default=None)
     best_gaps, best = warm[source] if source is not None else (None, None)
-    found, info = _solve(setup, warm, time_limit - (time.perf_counter() - began))
+    left = time_limit if deterministic else time_limit - (time.perf_counter() - began)
+    found, info = _solve(setup, warm, left)
     scored = setup.score(found) if found is not None else None
     if scored is not None and (best is None or _better(scored, best)):
         best_gaps, best, source = found, scored, "cpsat"
@@ -173,7 +178,9 @@ def _solve(setup: _Setup, warm: dict, time_left: float) -> tuple[list[Gap] | Non
     # objective: stall
     sm.model.minimize(sm.stall)
     # solve
-    solver = _solver(0.7 * (deadline - time.perf_counter()), setup, info["restricted"])
+    # deterministic: a fixed split of the time, whatever the clock says meanwhile
+    first = 0.7 * (time_left if setup.deterministic else deadline - time.perf_counter())
+    solver = _solver(first, setup, info["restricted"])
     code = solver.solve(sm.model)
     info["status"] = solver.status_name(code)
     if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -186,7 +193,8 @@ def _solve(setup: _Setup, warm: dict, time_left: float) -> tuple[list[Gap] | Non
     _hint_solution(sm, solver)
     sm.model.add(sm.stall <= round(solver.objective_value))
     sm.model.minimize(sm.moved)
-    second = _solver(deadline - time.perf_counter(), setup, info["restricted"])
+    rest = 0.3 * time_left if setup.deterministic else deadline - time.perf_counter()
+    second = _solver(rest, setup, info["restricted"])
     code = second.solve(sm.model)
     info["bytes_status"] = second.status_name(code)
     if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -221,7 +229,10 @@ def _solver(seconds: float, setup: _Setup, restricted: bool) -> cp_model.CpSolve
     neighbourhoods only, without presolve: presolve can eat the whole time limit, and its
     bound would not bound the problem anyway."""
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(seconds, 0.01)
+    if setup.deterministic:
+        solver.parameters.max_deterministic_time = max(seconds, 0.01)
+    else:
+        solver.parameters.max_time_in_seconds = max(seconds, 0.01)
     solver.parameters.random_seed = setup.seed
     solver.parameters.num_workers = setup.workers
     solver.parameters.cp_model_presolve = not restricted
