@@ -24,7 +24,6 @@ import inspect
 import itertools
 import json
 import math
-import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -361,12 +360,13 @@ def _check_combination(point: dict, where: str) -> None:
 
 
 def _model_file_sha(model: str) -> str | None:
-    """The content hash of a model file (INI), None for a zoo model (its code is the
-    version's)."""
-    if not (model.lower().endswith(".ini") or os.path.sep in model):
+    """The content hash of a model file (INI, ONNX, PyTorch source), None for a zoo model (its
+    code is the version's)."""
+    from trainplan.planner.importers import model_source
+    path = model_source(model)
+    if path is None:
         return None
-    from trainplan.planner.zoo import _model_file
-    with open(_model_file(model), "rb") as fh:
+    with open(path, "rb") as fh:
         return hashlib.sha256(fh.read()).hexdigest()
 
 

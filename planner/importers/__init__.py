@@ -46,6 +46,20 @@ def importer_for(value: str) -> str | None:
     return next((name for name, imp in IMPORTERS.items() if imp.accepts(value)), None)
 
 
+def model_source(value: str) -> str | None:
+    """The file a ``--model`` value reads (an INI, an ONNX file, a PyTorch module's source),
+    None for a zoo model, whose code is trainplan's own; so a sweep can key its rows by the
+    file's content."""
+    name = importer_for(value)
+    if name == "ini":
+        return ini.model_file(value)
+    if name == "onnx":
+        return value
+    if name == "torch":
+        return from_torch.source_file(value)
+    return None
+
+
 def import_model(value: str, *, batch: int | None = None,
                  input_shape: tuple[int, ...] | None = None,
                  classes: int | None = None) -> ModelSpec:

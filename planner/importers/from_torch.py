@@ -71,6 +71,15 @@ def _model_file(target: str) -> str:
                        f"{', '.join([*example_files(), 'torch_models.py'])})")
 
 
+def source_file(value: str) -> str | None:
+    """The Python file defining the factory ``value`` names, None if it has no file."""
+    target = value.rsplit(":", 1)[0]
+    if target.endswith(".py"):
+        return _model_file(target)
+    found = importlib.util.find_spec(target)
+    return found.origin if found is not None and found.has_location else None
+
+
 def _factory(value: str):
     target, fn = value.rsplit(":", 1)
     if target.endswith(".py"):
