@@ -43,7 +43,8 @@ class PlannerSpec:
     """A registry row: the planner function, one line saying what it does, whether it searches.
 
     A planner with ``searches=True`` accepts the keyword arguments ``time_limit`` (seconds),
-    ``seed`` and ``workers``; the others take the problem alone.
+    ``seed``, ``workers`` and ``deterministic`` (work limits instead of the clock, so the plan
+    does not depend on the machine's load); the others take the problem alone.
     """
 
     function: Callable[..., Plan]
@@ -90,13 +91,14 @@ def run_planner(
     time_limit: float | None = None,
     seed: int = 0,
     workers: int = 2,
+    deterministic: bool = False,
 ) -> Plan:
     """Run a registered planner and return its Plan with ``solve_seconds`` measured.
 
     Raises ``UnknownName`` (listing the valid names) for an unregistered name, and
     ``Infeasible`` without searching when the capacity is below the problem's lower bound.
-    ``time_limit``/``seed``/``workers`` reach only planners that search (``time_limit=None``
-    leaves the planner's own default). Greedy planners ignore the capacity: when their arena
+    ``time_limit``/``seed``/``workers``/``deterministic`` reach only planners that search
+    (``time_limit=None`` leaves the planner's own default). Greedy planners ignore the capacity: when their arena
     exceeds it, ``validate_plan`` says so.
     """
     spec = PLANNERS.get(name)
@@ -111,7 +113,7 @@ def run_planner(
         )
     options: dict = {}
     if spec.searches:
-        options = {"seed": seed, "workers": workers}
+        options = {"seed": seed, "workers": workers, "deterministic": deterministic}
         if time_limit is not None:
             options["time_limit"] = time_limit
     began = time.perf_counter()

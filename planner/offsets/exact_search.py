@@ -32,9 +32,10 @@ The ideas follow MiniMalloc (Moffitt, ASPLOS 2023; google/minimalloc ``solver.cc
   in training graphs) split the problem before any search.
 * **Memo and restarts.** A node's future depends only on its unplaced buffers, their minimum
   offsets and which of them wait, so failed states are remembered (and skipped when met again
-  through another order). The search restarts round-robin over MiniMalloc's static preorders
-  (``WAT``, ``TAW``, ``TWA``: lifespan Width, Area, section Total, descending; they break ties
-  between candidates) under a node limit that doubles each round, keeping the memo.
+  through another order). The search restarts (``Restarts``) round-robin over MiniMalloc's
+  static preorders (``WAT``, ``TAW``, ``TWA``: lifespan Width, Area, section Total,
+  descending; they break ties between candidates) and randomised variants of them, under a
+  node limit that doubles each round, keeping the memo.
 
 The search is complete: with no node or time limit it either finds a plan or proves that none
 exists below ``H``. It is fast on full packings (every section as full as ``H``), where the
@@ -60,7 +61,7 @@ import numpy as np
 
 from trainplan.planner.offsets.exact_layout import HEURISTICS, Layout, build_layout, preorder, section_grid
 
-__all__ = ["ABORTED", "EXHAUSTED", "FOUND", "TIMEOUT", "build_layout", "decide"]
+__all__ = ["ABORTED", "EXHAUSTED", "FOUND", "TIMEOUT", "Restarts", "build_layout", "decide"]
 
 FOUND, EXHAUSTED, ABORTED, TIMEOUT = "found", "exhausted", "aborted", "timeout"
 _BIG = np.iinfo(np.int64).max // 4
@@ -113,11 +114,11 @@ class _Search:
     def _search(self, part, p0: int, p1: int) -> str:
         """A DFS node: prune by dominance, memo or inference, else branch on the tightest cell."""
         self.nodes += 1
-        if not self.nodes & 127:
-            if self.nodes > self.limit:
-                return ABORTED
-            if time.perf_counter() > self.deadline or (self.stop and self.stop.is_set()):
-                return TIMEOUT
+        if self.nodes > self.limit:
+            return ABORTED
+        if not self.nodes & 7 and (
+                time.perf_counter() > self.deadline or (self.stop and self.stop.is_set())):
+            return TIMEOUT
         free = part[self.off[part] < 0]
         if not free.size:
             return FOUND
@@ -222,9 +223,12 @@ class _Search:
         order = np.argsort(sections * (self.height + 2) - rel, kind="stable")
         sections, rel, sizes = sections[order], rel[order], sizes[order]
         above = np.cumsum(sizes)
-        is_head = np.r_[True, sections[1:] != sections[:-1]]
+        is_head = np.empty(len(sections), dtype=bool)
+        is_head[0] = True
+        np.not_equal(sections[1:], sections[:-1], out=is_head[1:])
         heads = np.flatnonzero(is_head)
-        base = np.repeat(above[heads] - sizes[heads], np.diff(np.r_[heads, len(sizes)]))
+        runs = np.diff(heads, append=len(sizes))
+        base = np.repeat(above[heads] - sizes[heads], runs)
         need = rel + above - base
         if pad is not None:  # the top buffer needs no rounding: take back the largest pad
             shift = (np.cumsum(is_head) - 1) * (int(pad.max()) + 1)
@@ -278,30 +282,83 @@ class _Search:
         self.off[b] = -1
 
 
+class Restarts:
+    """The search for one height as a series of restarts (*slices*), each under a node limit
+    and one preorder; states proven hopeless are remembered across all of them.
+
+    Slice ``k`` uses MiniMalloc's preorders ``WAT``, ``TAW``, ``TWA`` in turn, and from the
+    fourth on one of them with a random perturbation of ranks (drawn from ``seed``), so that
+    restarts explore different orders: the time a given order needs is heavy-tailed, and a
+    few short runs under different orders beat one long run.
+    """
+
+    def __init__(self, lay: Layout, size, align, height: int, *, seed: int = 0, stop=None):
+        self.lay, self.size, self.align, self.height, self.stop = lay, size, align, height, stop
+        self.bases = [preorder(lay, size, h) for h in HEURISTICS]
+        self.rng = np.random.default_rng(seed)
+        self.failed: set = set()
+        self.nodes = 0
+        self.slices = 0
+        self.solution: np.ndarray | None = None
+
+    def preorder(self, k: int) -> np.ndarray:
+        """Ranks for slice ``k``: a base heuristic, perturbed from the fourth slice on."""
+        base = self.bases[k % len(self.bases)]
+        if k < len(self.bases):
+            return base
+        n = len(base)
+        noisy = base + self.rng.integers(0, max(2, n // 8), n) + self.rng.random(n)
+        return np.argsort(np.argsort(noisy))
+
+    def run(self, limit: int, deadline: float) -> str:
+        """One slice of at most ``limit`` nodes: FOUND (plan in ``solution``), EXHAUSTED
+        (proven: nothing fits), ABORTED (limit reached) or TIMEOUT (deadline or stop)."""
+        if self.stop is not None and self.stop.is_set():
+            return TIMEOUT
+        search = _Search(self.lay, self.size, self.align, self.preorder(self.slices),
+                         self.height, deadline, limit, self.failed, self.stop)
+        self.slices += 1
+        old_depth = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(old_depth, 8 * len(self.size) + 1000))  # ~3 frames a level
+        try:
+            result = search.run()
+        finally:
+            sys.setrecursionlimit(old_depth)
+            self.nodes += search.nodes
+        if result == FOUND:
+            self.solution = search.solution.copy()
+        return result
+
+
+def slice_limit(k: int, n: int, per_round: int = 4) -> int:
+    """Node limit of slice ``k``: ``2n``, doubling after every round of ``per_round`` slices
+    (MiniMalloc's round robin, with one randomised order per round besides its three).
+
+    >>> [slice_limit(k, 10) for k in (0, 3, 4, 8)]
+    [20, 20, 40, 80]
+    """
+    return 2 * max(1, n) << (k // per_round)
+
+
 def decide(
     lay: Layout, size: np.ndarray, align: np.ndarray, height: int, *, deadline: float,
-    stop=None, first_limit: int | None = None,
+    stop=None, seed: int = 0, node_budget: int | None = None,
 ) -> tuple[str, np.ndarray | None]:
     """FOUND with offsets, EXHAUSTED (proven: nothing fits), or TIMEOUT with None.
 
-    Round-robins the static preorders under a node limit that doubles every round; states
-    proven hopeless are remembered across the restarts. ``stop`` (a ``threading.Event``)
-    ends the search early, reported as TIMEOUT.
+    Restarts (``Restarts``) under node limits that double every round; ``stop`` (a
+    ``threading.Event``) ends the search early, reported as TIMEOUT, and so does a spent
+    ``node_budget`` (a machine-independent limit).
     """
-    orders = [preorder(lay, size, h) for h in HEURISTICS]
-    limit = first_limit or 2 * len(size)
-    failed: set = set()
-    old_depth = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old_depth, 8 * len(size) + 1000))  # ~3 frames per placement
-    try:
-        while True:
-            for pre in orders:
-                search = _Search(lay, size, align, pre, height, deadline, limit, failed, stop)
-                result = search.run()
-                if result == FOUND:
-                    return FOUND, search.solution.copy()
-                if result in (EXHAUSTED, TIMEOUT):
-                    return result, None
-            limit *= 2
-    finally:
-        sys.setrecursionlimit(old_depth)
+    search = Restarts(lay, size, align, height, seed=seed, stop=stop)
+    while True:
+        limit = slice_limit(search.slices, len(size))
+        if node_budget is not None:
+            limit = min(limit, node_budget - search.nodes)
+            if limit <= 0:
+                return TIMEOUT, None
+        result = search.run(limit, deadline)
+        if result == FOUND:
+            return FOUND, search.solution
+        if result in (EXHAUSTED, TIMEOUT):
+            return result, None
