@@ -38,11 +38,16 @@ def register(sub) -> None:
     p.set_defaults(run=run_plan)
 
     p = sub.add_parser("alloc", help="plan a standalone MiniMalloc CSV problem")
-    p.add_argument("file", help="CSV with header id,lower,upper,size[,alignment]")
+    p.add_argument("file", help="MiniMalloc CSV: id,lower,upper,size[,alignment][,hint]"
+                   "[,gaps][,offset] (an offset column fixes those buffers)")
     p.add_argument("--planner", default="greedy_size")
     p.add_argument("--capacity", type=int, default=None, help="bytes the arena may use")
     p.add_argument("--out", default=None, help="write the solution CSV (adds offset)")
     _search_options(p)
+    p.add_argument("--workers", type=int, default=2, help="cores a searching planner may use")
+    p.add_argument("--deterministic", action="store_true",
+                   help="searching planners count work instead of seconds: the same plan on "
+                        "any machine and load (the time limit sets the amount of work)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run_alloc)
 
@@ -86,13 +91,15 @@ def run_plan(args: argparse.Namespace) -> dict:
 
 def run_alloc(args: argparse.Namespace) -> dict:
     problem = AllocationProblem.from_csv(args.file, capacity=args.capacity)
-    plan = run_planner(args.planner, problem, time_limit=args.time_limit, seed=args.seed)
+    plan = run_planner(args.planner, problem, time_limit=args.time_limit, seed=args.seed,
+                       workers=args.workers, deterministic=args.deterministic)
     errors = validate_plan(problem.with_capacity(None), plan)
     result = {
         "problem": args.file, "buffers": len(problem.buffers), "planner": args.planner,
         "arena_bytes": plan.arena_bytes, "lower_bound_bytes": plan.lower_bound_bytes,
         "ratio": round(plan.ratio, 6), "solve_seconds": round(plan.solve_seconds, 6),
         "optimal": plan.optimal, "valid": not errors, "status": plan.status,
+        "best_bound_bytes": plan.best_bound,
     }
     if args.capacity is not None:
         result["capacity"] = args.capacity

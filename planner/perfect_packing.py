@@ -33,6 +33,10 @@ from trainplan.planner.errors import InvalidProblem
 
 _Live = tuple[int, int, int]  # (offset, size, start time) of a live simulated buffer
 
+# The dense setting: few buffers live at once, each spanning more steps; MiniMalloc (C++)
+# fits none of 20 such instances within 30 s (docs/BENCHMARKS.md).
+DENSE = {"live": 10}
+
 
 def perfect_packing(
     n: int,

@@ -46,7 +46,13 @@ from trainplan.planner.offsets.exact_portfolio import decide_height
 from trainplan.planner.offsets.exact_search import EXHAUSTED, FOUND
 from trainplan.planner.plan import Plan
 
-WORK_PER_SECOND = 1.0  # deterministic mode: CP-SAT deterministic time granted per second
+# Deterministic mode turns seconds into work, measured on a 2-core machine with nothing else
+# running: a first portfolio round (both sides) takes about ROUND_SECONDS and each round doubles
+# the work of the one before; CP-SAT's deterministic time runs at about DTIME_PER_SECOND on the
+# clique model.
+ROUND_SECONDS = 1.0
+DTIME_PER_SECOND = 0.05
+MAX_HEIGHTS = 16  # deterministic mode: heights tried up from the bound before minimising
 
 
 def plan_exact(
@@ -81,10 +87,11 @@ class _Run:
         self.started, self.deadline, self.seed = started, deadline, seed
         self.workers, self.deterministic = workers, deterministic
         limit = deadline - started
-        # deterministic budgets: portfolio rounds (the n-th doubles the work of the n-1 before
-        # it) and CP-SAT deterministic time, both from the limit alone
-        self.rounds = max(1, int(np.log2(1 + limit * WORK_PER_SECOND / 2)))
-        self.cpsat_work = limit * WORK_PER_SECOND / 2
+        # deterministic budgets from the limit alone: rounds whose work adds up to the time
+        # (half of it when minimising), CP-SAT deterministic time for the other half
+        share = limit if s.capacity is not None else limit / 2
+        self.rounds = max(1, int(np.log2(1 + share / ROUND_SECONDS)))
+        self.cpsat_work = limit / 2 * DTIME_PER_SECOND
         self.cut_by_clock = False
 
     def decide(self) -> dict:
@@ -102,7 +109,14 @@ class _Run:
     def minimise(self) -> dict:
         """Heights up from the bound for half the time, then CP-SAT minimises the rest."""
         half = self.started + (self.deadline - self.started) / 2
-        while self.bound < self.s.height(self.best) and time.perf_counter() < half:
+        tried = 0
+        while self.bound < self.s.height(self.best):
+            if time.perf_counter() >= half:
+                self.cut_by_clock = self.deterministic
+                break
+            if self.deterministic and tried >= MAX_HEIGHTS:
+                break
+            tried += 1
             out = self._height(self.bound, half)
             if out.result == FOUND:
                 self.best = out.offsets

@@ -132,18 +132,28 @@ def section_bound(lay: Layout, size: np.ndarray, align: np.ndarray) -> int:
     return max(best, int(np.add.reduceat(sizes, lay.ptr[:-1]).max()))
 
 
-def preorder(lay: Layout, size: np.ndarray, heuristic: str) -> np.ndarray:
-    """Rank of every buffer in a static preorder such as ``"WAT"`` (keys descending, then id)."""
+def preorder(
+    lay: Layout, size: np.ndarray, heuristic: str, *, load: np.ndarray | None = None,
+    subset: np.ndarray | None = None,
+) -> np.ndarray:
+    """Rank of every buffer in a static preorder such as ``"WAT"`` (keys descending, then id).
+
+    ``load`` (per section) replaces the sections' total sizes behind ``T``; with ``subset``
+    only those buffers are ranked (0, 1, ... in the returned order of ``subset``), as
+    MiniMalloc re-ranks the unplaced buffers of each part it splits off.
+    """
     n = len(size)
     if not n:
         return np.zeros(0, dtype=np.int64)
-    load = np.add.reduceat(size[lay.members], lay.ptr[:-1])
+    if load is None:
+        load = np.add.reduceat(size[lay.members], lay.ptr[:-1])
     total = np.maximum.reduceat(load[_section_index(lay)], _run_starts(lay))
     keys = {"W": lay.width, "A": size * lay.width, "T": total, "Z": size}
-    columns = [-keys[c] for c in reversed(heuristic)]
-    order = np.lexsort([np.arange(n)] + columns)
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
+    pick = np.arange(n) if subset is None else subset
+    columns = [-keys[c][pick] for c in reversed(heuristic)]
+    order = np.lexsort([pick] + columns)
+    rank = np.empty(len(pick), dtype=np.int64)
+    rank[order] = np.arange(len(pick))
     return rank
 
 

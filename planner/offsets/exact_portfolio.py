@@ -50,7 +50,6 @@ from trainplan.planner.offsets.exact_search import (
 )
 
 CPSAT_SLICE = 0.01  # deterministic time of a first-round CP-SAT slice (about 0.2 s of CPU)
-PER_ROUND = 4  # slices per round on each side
 
 
 @dataclass
@@ -66,19 +65,34 @@ class Outcome:
     cut_by_clock: bool = False
 
 
+@dataclass(frozen=True)
+class Strategy:
+    """What the portfolio runs: the search's slices (``Restarts.SLICES`` or a subset; None:
+    no search), CP-SAT's slice kinds (None: no CP-SAT), and whether time splits into windows.
+    The default is everything; the others measure what each part buys."""
+
+    search: tuple | None = Restarts.SLICES
+    cpsat: tuple | None = (*HEURISTICS, "auto")
+    windows: bool = True
+
+
+FULL = Strategy()
+
+
 def decide_height(
     s: Scaled, height: int, *, deadline: float, seed: int = 0, workers: int = 2,
-    deterministic: bool = False, budget_rounds: int | None = None,
+    deterministic: bool = False, budget_rounds: int | None = None, strategy: Strategy = FULL,
 ) -> Outcome:
     """Decide ``height`` window by window (see module doc). ``budget_rounds`` caps the rounds
     of a deterministic run (the machine-independent budget)."""
-    windows = split_windows(s)
+    windows = split_windows(s) if strategy.windows else [np.arange(s.n)]
     offsets = np.zeros(s.n, dtype=np.int64)
     by: list[str] = []
     cut = False
     for idx in windows:
         sub = restrict(s, idx) if len(windows) > 1 else s
-        race = _Race(sub, height, deadline, seed, workers, deterministic, budget_rounds)
+        race = _Race(sub, height, deadline, seed, workers, deterministic, budget_rounds,
+                     strategy)
         result, found, who = race.run()
         cut = cut or race.cut_by_clock
         if result != FOUND:
@@ -112,23 +126,42 @@ class _Race:
     """The search and CP-SAT slices on one window (see module doc)."""
 
     def __init__(self, s: Scaled, height: int, deadline: float, seed: int, workers: int,
-                 deterministic: bool, budget_rounds: int | None):
+                 deterministic: bool, budget_rounds: int | None, strategy: Strategy):
         self.s, self.height, self.deadline, self.seed = s, height, deadline, seed
         self.workers, self.deterministic, self.budget_rounds = workers, deterministic, budget_rounds
         self.stop = threading.Event()
         self.search = None
-        if s.plain:
+        if s.plain and strategy.search:
             lay = build_layout(s.start, s.end)
-            self.search = Restarts(lay, s.size, s.align, height, seed=seed, stop=self.stop)
-        self.cpsat = _CpsatSlices(s, height, seed, self.stop)
+            self.search = Restarts(lay, s.size, s.align, height, seed=seed, stop=self.stop,
+                                   slices=strategy.search)
+        self.cpsat = None
+        if strategy.cpsat or not s.plain:
+            self.cpsat = _CpsatSlices(s, height, seed, self.stop, strategy.cpsat or ("auto",))
         self.cut_by_clock = False
 
     def run(self) -> tuple[str, np.ndarray | None, str]:
-        if self.search is None:  # gaps or fixed offsets: CP-SAT alone, on every core
+        if not self.s.plain:  # gaps or fixed offsets: CP-SAT alone, on every core
             return self._cpsat_only()
+        if self.cpsat is None or self.search is None:
+            return self._alone()
         if self.deterministic or self.workers < 2:
             return self._lockstep()
         return self._free_race()
+
+    def _alone(self) -> tuple[str, np.ndarray | None, str]:
+        """One side only (measuring what each buys): its slices until settled or time."""
+        rounds = self.budget_rounds if self.deterministic else None
+        if self.search is not None:
+            result = self._search_until(self.deadline, rounds)
+            return (result, self.search.solution, "search") if result in (FOUND, EXHAUSTED) \
+                else (TIMEOUT, None, "")
+        if rounds is None:
+            self.cpsat.run_until(self.deadline)
+        else:
+            self.cpsat.run_rounds(rounds, self.deadline)
+        self.cpsat.halt()
+        return (self.cpsat.result or TIMEOUT), self.cpsat.solution, self.cpsat.settled_by
 
     def _free_race(self) -> tuple[str, np.ndarray | None, str]:
         """Both sides run their slices continuously; the first to settle stops the other."""
@@ -151,9 +184,9 @@ class _Race:
         n = len(self.s.size)
         while not self.stop.is_set():
             k = self.search.slices
-            if rounds is not None and k >= rounds * PER_ROUND:
+            if rounds is not None and k >= rounds * self.search.per_round:
                 return ABORTED
-            result = self.search.run(slice_limit(k, n, PER_ROUND), deadline)
+            result = self.search.run(slice_limit(k, n, self.search.per_round), deadline)
             if result in (FOUND, EXHAUSTED):
                 return result
             if result == TIMEOUT or time.perf_counter() > deadline:
@@ -198,12 +231,11 @@ class _CpsatSlices:
     """CP-SAT on the clique model in slices: bottom-left in MiniMalloc's three orders, then
     its own search, each slice's deterministic time doubling every round."""
 
-    KINDS = (*HEURISTICS, "auto")
-
-    def __init__(self, s: Scaled, height: int, seed: int, stop: threading.Event):
+    def __init__(self, s: Scaled, height: int, seed: int, stop: threading.Event,
+                 kinds: tuple = (*HEURISTICS, "auto")):
         from ortools.sat.python import cp_model
 
-        self.s, self.height, self.seed, self.stop = s, height, seed, stop
+        self.s, self.height, self.seed, self.stop, self.kinds = s, height, seed, stop, kinds
         self.solver = cp_model.CpSolver()
         self.slices = 0
         self.result: str | None = None
@@ -220,8 +252,8 @@ class _CpsatSlices:
 
     def run_slice(self, deadline: float) -> str | None:
         """One slice; sets ``result`` when it settles the question."""
-        kind = self.KINDS[self.slices % len(self.KINDS)]
-        dtime = CPSAT_SLICE * (1 << (self.slices // len(self.KINDS)))
+        kind = self.kinds[self.slices % len(self.kinds)]
+        dtime = CPSAT_SLICE * (1 << (self.slices // len(self.kinds)))
         self.slices += 1
         order = self._orders(kind)
         built = clique_model(self.s, self.height, order=order)
@@ -243,7 +275,7 @@ class _CpsatSlices:
         """Slices up to the end of round ``rounds`` (lockstep mode)."""
         try:
             while (self.result is None and not self.stop.is_set()
-                   and self.slices < rounds * len(self.KINDS)
+                   and self.slices < rounds * len(self.kinds)
                    and time.perf_counter() < deadline):
                 self.run_slice(deadline)
         except BaseException as exc:  # noqa: BLE001 -- re-raised by halt

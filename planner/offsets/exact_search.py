@@ -72,9 +72,11 @@ class _Search:
 
     def __init__(
         self, lay: Layout, size, align, pre, height: int, deadline: float, limit: int,
-        failed: set | None = None, stop=None,
+        failed: set | None = None, stop=None, first_in_order: bool = False,
+        heuristic: str | None = None,
     ):
-        self.lay, self.size, self.align, self.pre = lay, size, align, pre
+        self.lay, self.size, self.align, self.pre = lay, size, align, pre.copy()
+        self.first_in_order, self.heuristic = first_in_order, heuristic
         self.height, self.deadline, self.limit, self.stop = height, deadline, limit, stop
         self.aligned = bool((align > 1).any())
         self.grid = section_grid(lay, align)
@@ -101,12 +103,19 @@ class _Search:
         return self._split(np.arange(len(self.size)), 0, self.lay.n_sections, cuts)
 
     def _split(self, part, p0: int, p1: int, cuts: list[int]) -> str:
-        """Solve the independent sides of ``[p0, p1)`` cut at ``cuts``, one after the other."""
+        """Solve the independent sides of ``[p0, p1)`` cut at ``cuts``, one after the other;
+        under a named heuristic each side's buffers are re-ranked by what is left unplaced
+        (MiniMalloc's ``SubSolve``)."""
         lay, bounds = self.lay, [p0, *cuts, p1]
         for a, z in itertools.pairwise(bounds):
             sub = part[(self.off[part] < 0) & (lay.s0[part] < z) & (lay.s1[part] > a)]
             if sub.size:
+                old = self.pre[sub]
+                if self.heuristic:
+                    self.pre[sub] = preorder(lay, self.size, self.heuristic, load=self.total,
+                                             subset=sub)
                 result = self._search(sub, a, z)
+                self.pre[sub] = old
                 if result != FOUND:
                     return result
         return FOUND
@@ -143,6 +152,8 @@ class _Search:
         if cell is None:
             return EXHAUSTED
         section, forced = cell
+        if self.first_in_order:
+            return self._branch_first(part, p0, p1, free, lows, stuck, level)
         members = self.lay.members[self.lay.ptr[section]:self.lay.ptr[section + 1]]
         cover = members[(self.off[members] < 0) & (self.min_off[members] == level)]
         cover = cover[self.min_off[cover] > self.banned[cover]]
@@ -156,6 +167,22 @@ class _Search:
         self.banned[cover] = level  # the cell stays empty: its coverers must be lifted first
         result = self._search(part, p0, p1)
         self.banned[cover] = old
+        return result
+
+    def _branch_first(self, part, p0, p1, free, lows, stuck, level: int) -> str:
+        """MiniMalloc's branching: the first candidate in the preorder goes at the level, or
+        waits. A candidate with no unplaced neighbour that fails fails either way."""
+        cand = free[~stuck & (lows == level)]
+        b = int(cand[np.argmin(self.pre[cand])])
+        nbrs = self.lay.nbrs[b]
+        hatless = not (self.off[nbrs] < 0).any()
+        result = self._try(b, level, part, p0, p1)
+        if result != EXHAUSTED or hatless:
+            return result
+        old = self.banned[b]
+        self.banned[b] = level
+        result = self._search(part, p0, p1)
+        self.banned[b] = old
         return result
 
     def _value_order(self, cover, level: int) -> list[int]:
@@ -200,8 +227,7 @@ class _Search:
             return None
         raised = self._stack_need(sections, np.where(is_cand, level + 1, rel),
                                   self.size[free[idx]])
-        forced_at = set(raised[0][raised[1] > self.height].tolist())
-        forced = np.array([s in forced_at for s in open_secs.tolist()])
+        forced = np.isin(open_secs, raised[0][raised[1] > self.height])
         best = np.lexsort((open_secs, counts[open_secs], ~forced))[0]
         return int(open_secs[best]), bool(forced[best])
 
@@ -283,29 +309,34 @@ class _Search:
 
 
 class Restarts:
-    """The search for one height as a series of restarts (*slices*), each under a node limit
-    and one preorder; states proven hopeless are remembered across all of them.
+    """The search for one height as a series of restarts (*slices*), each under a node limit;
+    states proven hopeless are remembered across all of them.
 
-    Slice ``k`` uses MiniMalloc's preorders ``WAT``, ``TAW``, ``TWA`` in turn, and from the
-    fourth on one of them with a random perturbation of ranks (drawn from ``seed``), so that
-    restarts explore different orders: the time a given order needs is heavy-tailed, and a
-    few short runs under different orders beat one long run.
+    A round of slices varies the two things that decide how long a complete search takes
+    (heavy-tailed in both): the branching rule (``cell``: the tightest cell at the level, or
+    ``first``: MiniMalloc's, the first candidate in the preorder goes at the level or waits)
+    and the preorder (MiniMalloc's ``WAT``, ``TAW``, ``TWA``, re-ranked in every part split
+    off, or one of them randomly perturbed from ``seed``).
     """
 
-    def __init__(self, lay: Layout, size, align, height: int, *, seed: int = 0, stop=None):
+    SLICES = (("cell", "WAT"), ("first", "TWA"), ("cell", "TAW"), ("first", "WAT"),
+              ("first", "TAW"), ("cell", None), ("first", None))
+    PER_ROUND = len(SLICES)
+
+    def __init__(self, lay: Layout, size, align, height: int, *, seed: int = 0, stop=None,
+                 slices: tuple = SLICES):
         self.lay, self.size, self.align, self.height, self.stop = lay, size, align, height, stop
-        self.bases = [preorder(lay, size, h) for h in HEURISTICS]
+        self.slice_kinds, self.per_round = slices, len(slices)
+        self.bases = {h: preorder(lay, size, h) for h in HEURISTICS}
         self.rng = np.random.default_rng(seed)
         self.failed: set = set()
         self.nodes = 0
         self.slices = 0
         self.solution: np.ndarray | None = None
 
-    def preorder(self, k: int) -> np.ndarray:
-        """Ranks for slice ``k``: a base heuristic, perturbed from the fourth slice on."""
-        base = self.bases[k % len(self.bases)]
-        if k < len(self.bases):
-            return base
+    def _random_preorder(self) -> np.ndarray:
+        """One of the heuristics' ranks with a random perturbation."""
+        base = self.bases[HEURISTICS[int(self.rng.integers(len(HEURISTICS)))]]
         n = len(base)
         noisy = base + self.rng.integers(0, max(2, n // 8), n) + self.rng.random(n)
         return np.argsort(np.argsort(noisy))
@@ -315,8 +346,10 @@ class Restarts:
         (proven: nothing fits), ABORTED (limit reached) or TIMEOUT (deadline or stop)."""
         if self.stop is not None and self.stop.is_set():
             return TIMEOUT
-        search = _Search(self.lay, self.size, self.align, self.preorder(self.slices),
-                         self.height, deadline, limit, self.failed, self.stop)
+        rule, heuristic = self.slice_kinds[self.slices % self.per_round]
+        pre = self.bases[heuristic] if heuristic else self._random_preorder()
+        search = _Search(self.lay, self.size, self.align, pre, self.height, deadline, limit,
+                         self.failed, self.stop, rule == "first", heuristic)
         self.slices += 1
         old_depth = sys.getrecursionlimit()
         sys.setrecursionlimit(max(old_depth, 8 * len(self.size) + 1000))  # ~3 frames a level
@@ -330,11 +363,11 @@ class Restarts:
         return result
 
 
-def slice_limit(k: int, n: int, per_round: int = 4) -> int:
+def slice_limit(k: int, n: int, per_round: int = Restarts.PER_ROUND) -> int:
     """Node limit of slice ``k``: ``2n``, doubling after every round of ``per_round`` slices
-    (MiniMalloc's round robin, with one randomised order per round besides its three).
+    (MiniMalloc's round robin, over more ways to search).
 
-    >>> [slice_limit(k, 10) for k in (0, 3, 4, 8)]
+    >>> [slice_limit(k, 10, 4) for k in (0, 3, 4, 8)]
     [20, 20, 40, 80]
     """
     return 2 * max(1, n) << (k // per_round)
