@@ -110,11 +110,12 @@ class AllocationProblem:
 
     def live_curve(self) -> tuple[np.ndarray, np.ndarray]:
         """Bytes in use over time: (times, bytes) with bytes[i] in use on [times[i], times[i+1])
-        (a gap counts its window only)."""
+        (a gap counts its window only); every buffer's start and end is among the times."""
         pieces = [p for b in self.buffers for p in b.pieces()]
         if not pieces:
             return np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
-        times = np.array(sorted({p[0] for p in pieces} | {p[1] for p in pieces}))
+        bounds = {b.start for b in self.buffers} | {b.end for b in self.buffers}
+        times = np.array(sorted(bounds | {p[0] for p in pieces} | {p[1] for p in pieces}))
         delta = np.zeros(len(times), dtype=np.int64)
         index = {t: i for i, t in enumerate(times)}
         for t0, t1, lo, hi in pieces:
