@@ -218,48 +218,61 @@ class _Search:
         keep = idx >= 0
         idx, sections = idx[keep], sections[keep]
         rel, is_cand = release[idx], cand[idx]
-        need = self._stack_need(sections, rel, self.size[free[idx]])
-        if need is None or int(need[1].max()) > self.height:
+        sizes = self.size[free[idx]]
+        if self._overfull(sections, rel, sizes).size:
             return None
         counts = np.bincount(sections[is_cand], minlength=self.lay.n_sections)
         open_secs = np.flatnonzero(counts)
         if not open_secs.size:
             return None
-        raised = self._stack_need(sections, np.where(is_cand, level + 1, rel),
-                                  self.size[free[idx]])
-        forced = np.isin(open_secs, raised[0][raised[1] > self.height])
+        if self.first_in_order:  # MiniMalloc's branching uses no cell
+            return int(open_secs[0]), False
+        raised = np.where(is_cand, level + 1, rel)
+        forced = np.isin(open_secs, self._overfull(sections, raised, sizes))
         best = np.lexsort((open_secs, counts[open_secs], ~forced))[0]
         return int(open_secs[best]), bool(forced[best])
 
-    def _stack_need(self, sections, rel, sizes) -> tuple[np.ndarray, np.ndarray] | None:
-        """Per section (ids, Jackson stacking height) for jobs (section, release, size).
+    def _overfull(self, sections, rel, sizes) -> np.ndarray:
+        """Sections whose Jackson stacking height exceeds the height, for jobs (section,
+        release, size) listed section by section.
 
         With alignments, every offset in a section is a multiple of the gcd ``g`` of its
         buffers' alignments, so each stacked buffer but the top one takes its size rounded up
-        to ``g`` (``exact_layout.section_bound`` is the same bound with no releases).
+        to ``g`` (``exact_layout.section_bound`` is the same bound with no releases). Only
+        sections whose highest release plus total size exceeds the height can fail, so only
+        their jobs are sorted.
         """
         if not len(sections):
-            return None
+            return sections
         pad = None
         if self.aligned:
             grid = self.grid[sections]
             rel = -(-rel // grid) * grid
             rounded = -(-sizes // grid) * grid
             pad, sizes = rounded - sizes, rounded
-        order = np.argsort(sections * (self.height + 2) - rel, kind="stable")
+        is_head = np.empty(len(sections), dtype=bool)
+        is_head[0] = True
+        np.not_equal(sections[1:], sections[:-1], out=is_head[1:])
+        heads = np.flatnonzero(is_head)
+        upper = np.maximum.reduceat(rel, heads) + np.add.reduceat(sizes, heads)
+        maybe = upper > self.height
+        if not maybe.any():
+            return sections[:0]
+        pick = np.repeat(maybe, np.diff(heads, append=len(sections)))
+        sections, rel, sizes = sections[pick], rel[pick], sizes[pick]
+        order = np.argsort(sections * (self.height + 2) - rel, kind="stable")  # runs: fast
         sections, rel, sizes = sections[order], rel[order], sizes[order]
         above = np.cumsum(sizes)
         is_head = np.empty(len(sections), dtype=bool)
         is_head[0] = True
         np.not_equal(sections[1:], sections[:-1], out=is_head[1:])
         heads = np.flatnonzero(is_head)
-        runs = np.diff(heads, append=len(sizes))
-        base = np.repeat(above[heads] - sizes[heads], runs)
+        base = np.repeat(above[heads] - sizes[heads], np.diff(heads, append=len(sizes)))
         need = rel + above - base
         if pad is not None:  # the top buffer needs no rounding: take back the largest pad
             shift = (np.cumsum(is_head) - 1) * (int(pad.max()) + 1)
-            need -= np.maximum.accumulate(pad[order] + shift) - shift
-        return sections[heads], np.maximum.reduceat(need, heads)
+            need -= np.maximum.accumulate(pad[pick][order] + shift) - shift
+        return sections[heads][np.maximum.reduceat(need, heads) > self.height]
 
     def _try(self, b: int, low: int, part, p0: int, p1: int) -> str:
         """Place ``b`` at ``low`` and recurse, splitting at the cut points this opens."""
@@ -319,8 +332,8 @@ class Restarts:
     off, or one of them randomly perturbed from ``seed``).
     """
 
-    SLICES = (("cell", "WAT"), ("first", "TWA"), ("cell", "TAW"), ("first", "WAT"),
-              ("first", "TAW"), ("cell", None), ("first", None))
+    SLICES = (("cell", "WAT"), ("first", "TWA"), ("cell", "TAW"), ("cell", None),
+              ("first", None), ("first", "WAT"), ("first", "TAW"), ("cell", None))
     PER_ROUND = len(SLICES)
 
     def __init__(self, lay: Layout, size, align, height: int, *, seed: int = 0, stop=None,
