@@ -34,7 +34,9 @@ from trainplan.planner.offsets.best_fit import plan_best_fit
 from trainplan.planner.offsets.exact import plan_exact
 from trainplan.planner.offsets.exact_cpsat import plan_cpsat
 from trainplan.planner.offsets.greedy import plan_greedy_breadth, plan_greedy_size
-from trainplan.planner.offsets.nntrainer import plan_nntrainer_v1, plan_nntrainer_v2, plan_nntrainer_v3
+from trainplan.planner.offsets.nntrainer import (
+    plan_nntrainer_v1, plan_nntrainer_v2, plan_nntrainer_v3,
+)
 from trainplan.planner.plan import Plan
 
 
@@ -98,8 +100,8 @@ def run_planner(
     Raises ``UnknownName`` (listing the valid names) for an unregistered name, and
     ``Infeasible`` without searching when the capacity is below the problem's lower bound.
     ``time_limit``/``seed``/``workers``/``deterministic`` reach only planners that search
-    (``time_limit=None`` leaves the planner's own default). Greedy planners ignore the capacity: when their arena
-    exceeds it, ``validate_plan`` says so.
+    (``time_limit=None`` leaves the planner's own default). Greedy planners ignore the
+    capacity: when their arena exceeds it, ``validate_plan`` says so.
     """
     spec = PLANNERS.get(name)
     if spec is None:

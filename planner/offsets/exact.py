@@ -41,17 +41,17 @@ import numpy as np
 
 from trainplan.planner.allocation import AllocationProblem
 from trainplan.planner.offsets.exact_clique import best_bound, clique_model, solve_clique
-from trainplan.planner.offsets.exact_common import Scaled, greedy_warm_start, make_plan, scale, settled
+from trainplan.planner.offsets.exact_common import (
+    DTIME_PER_SECOND, Scaled, greedy_warm_start, make_plan, scale, settled,
+)
 from trainplan.planner.offsets.exact_portfolio import decide_height
 from trainplan.planner.offsets.exact_search import EXHAUSTED, FOUND
 from trainplan.planner.plan import Plan
 
 # Deterministic mode turns seconds into work, measured on a 2-core machine with nothing else
 # running: a first portfolio round (both sides) takes about ROUND_SECONDS and each round doubles
-# the work of the one before; CP-SAT's deterministic time runs at about DTIME_PER_SECOND on the
-# clique model.
+# the work of the one before; CP-SAT gets ``exact_common.DTIME_PER_SECOND``.
 ROUND_SECONDS = 1.0
-DTIME_PER_SECOND = 0.05
 MAX_HEIGHTS = 16  # deterministic mode: heights tried up from the bound before minimising
 
 

@@ -27,6 +27,12 @@ from trainplan.planner.offsets.exact_layout import (
 from trainplan.planner.plan import Plan
 
 
+# Deterministic mode turns seconds into CP-SAT's deterministic time at this rate, measured on a
+# 2-core machine with nothing else running (CP-SAT counts far less than a second of its work on
+# these no-overlap models as one unit).
+DTIME_PER_SECOND = 0.05
+
+
 @dataclass(frozen=True)
 class Parts:
     """The parts in use of every buffer (see ``Buffer.pieces``), in units: buffer index, time

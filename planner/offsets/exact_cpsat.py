@@ -31,7 +31,9 @@ import time
 import numpy as np
 
 from trainplan.planner.allocation import AllocationProblem
-from trainplan.planner.offsets.exact_common import Scaled, greedy_warm_start, make_plan, scale, settled
+from trainplan.planner.offsets.exact_common import (
+    DTIME_PER_SECOND, Scaled, greedy_warm_start, make_plan, scale, settled,
+)
 from trainplan.planner.plan import Plan
 
 if TYPE_CHECKING:  # OR-Tools is heavy: loaded where a solve needs it
@@ -49,8 +51,11 @@ def plan_cpsat(
                "deterministic": deterministic}
     hint, _ = greedy_warm_start(s)
     remaining = max(0.01, time_limit - (time.perf_counter() - started))
+    work = time_limit * DTIME_PER_SECOND if deterministic else None
     offsets, fields = solve_cpsat(s, hint, time_limit=remaining, seed=seed, workers=workers,
-                                  deterministic_time=time_limit if deterministic else None)
+                                  deterministic_time=work)
+    if deterministic:  # the clock cut the work short: the plan may depend on the load
+        options["cut_by_clock"] = time.perf_counter() - started >= time_limit
     return make_plan(s, "cpsat", offsets, started, options=options, **fields)
 
 

@@ -59,7 +59,9 @@ import time
 
 import numpy as np
 
-from trainplan.planner.offsets.exact_layout import HEURISTICS, Layout, build_layout, preorder, section_grid
+from trainplan.planner.offsets.exact_layout import (
+    HEURISTICS, Layout, build_layout, preorder, section_grid,
+)
 
 __all__ = ["ABORTED", "EXHAUSTED", "FOUND", "TIMEOUT", "Restarts", "build_layout", "decide"]
 
