@@ -12,8 +12,9 @@ each restarted in *slices* whose budget doubles every round:
   inference, dominance, cut points and a memo, restarted under MiniMalloc's preorders and
   randomised ones.
 * **CP-SAT slices** (``exact_clique``, a second thread; CP-SAT releases the interpreter lock):
-  the clique model under a fixed bottom-left search in the same three orders, with clause
-  learning, then CP-SAT's own search, each bounded by CP-SAT's deterministic time.
+  the clique model under a fixed bottom-left search in the same three orders and three
+  randomly perturbed ones, with clause learning, then CP-SAT's own search, each bounded by
+  CP-SAT's deterministic time.
 
 Whichever settles the question first (a plan, or a proof that none exists) stops the other.
 With ``deterministic=True`` the two advance in lockstep rounds of fixed work (nodes for the
@@ -44,12 +45,15 @@ import numpy as np
 from trainplan.planner.allocation import AllocationProblem
 from trainplan.planner.offsets.exact_clique import clique_model, solve_clique
 from trainplan.planner.offsets.exact_common import Parts, Scaled
-from trainplan.planner.offsets.exact_layout import HEURISTICS, build_layout, preorder, section_bound
+from trainplan.planner.offsets.exact_layout import (
+    HEURISTICS, build_layout, perturb, preorder, section_bound,
+)
 from trainplan.planner.offsets.exact_search import (
     ABORTED, EXHAUSTED, FOUND, TIMEOUT, Restarts, slice_limit,
 )
 
-CPSAT_SLICE = 0.01  # deterministic time of a first-round CP-SAT slice (about 0.2 s of CPU)
+CPSAT_SLICE = 0.005  # deterministic time of a first-round CP-SAT slice (about 0.1 s of CPU)
+CPSAT_KINDS = (*HEURISTICS, "random", "random", "random", "auto")
 
 
 @dataclass
@@ -72,7 +76,7 @@ class Strategy:
     The default is everything; the others measure what each part buys."""
 
     search: tuple | None = Restarts.SLICES
-    cpsat: tuple | None = (*HEURISTICS, "auto")
+    cpsat: tuple | None = CPSAT_KINDS
     windows: bool = True
 
 
@@ -232,10 +236,12 @@ class _CpsatSlices:
     its own search, each slice's deterministic time doubling every round."""
 
     def __init__(self, s: Scaled, height: int, seed: int, stop: threading.Event,
-                 kinds: tuple = (*HEURISTICS, "auto")):
+                 kinds: tuple = CPSAT_KINDS):
         from ortools.sat.python import cp_model
 
         self.s, self.height, self.seed, self.stop, self.kinds = s, height, seed, stop, kinds
+        self.lay = build_layout(s.start, s.end) if s.plain else None
+        self.rng = np.random.default_rng(seed)
         self.solver = cp_model.CpSolver()
         self.slices = 0
         self.result: str | None = None
@@ -245,10 +251,13 @@ class _CpsatSlices:
         self._lock = threading.Lock()
 
     def _orders(self, kind: str) -> np.ndarray | None:
-        if kind == "auto" or not self.s.plain:
+        """Buffers in the order of a heuristic (or a perturbed one); None: CP-SAT's search."""
+        if kind == "auto" or self.lay is None:
             return None
-        lay = build_layout(self.s.start, self.s.end)
-        return np.argsort(preorder(lay, self.s.size, kind), kind="stable")
+        if kind == "random":
+            base = HEURISTICS[int(self.rng.integers(len(HEURISTICS)))]
+            return np.argsort(perturb(preorder(self.lay, self.s.size, base), self.rng))
+        return np.argsort(preorder(self.lay, self.s.size, kind), kind="stable")
 
     def run_slice(self, deadline: float) -> str | None:
         """One slice; sets ``result`` when it settles the question."""

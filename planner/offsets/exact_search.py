@@ -60,7 +60,7 @@ import time
 import numpy as np
 
 from trainplan.planner.offsets.exact_layout import (
-    HEURISTICS, Layout, build_layout, preorder, section_grid,
+    HEURISTICS, Layout, build_layout, perturb, preorder, section_grid,
 )
 
 __all__ = ["ABORTED", "EXHAUSTED", "FOUND", "TIMEOUT", "Restarts", "build_layout", "decide"]
@@ -351,10 +351,8 @@ class Restarts:
 
     def _random_preorder(self) -> np.ndarray:
         """One of the heuristics' ranks with a random perturbation."""
-        base = self.bases[HEURISTICS[int(self.rng.integers(len(HEURISTICS)))]]
-        n = len(base)
-        noisy = base + self.rng.integers(0, max(2, n // 8), n) + self.rng.random(n)
-        return np.argsort(np.argsort(noisy))
+        return perturb(self.bases[HEURISTICS[int(self.rng.integers(len(HEURISTICS)))]],
+                       self.rng)
 
     def run(self, limit: int, deadline: float) -> str:
         """One slice of at most ``limit`` nodes: FOUND (plan in ``solution``), EXHAUSTED
