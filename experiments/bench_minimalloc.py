@@ -79,13 +79,14 @@ def perfect_instances(count: int, directory: str) -> list[tuple[str, str, int]]:
 
 def _row(name: str, solver: str, problem: AllocationProblem, offsets: dict | None,
          seconds: float, status: str, **extra) -> dict:
-    """One result row; the plan (when there is one) goes through the validator."""
-    valid, arena = False, None
+    """One result row; the plan (when there is one) goes through the validator (``valid`` is
+    None without a plan)."""
+    valid, arena = None, None
     if offsets is not None and set(offsets) == {b.id for b in problem.buffers}:
         arena = max((offsets[b.id] + b.size for b in problem.buffers), default=0)
         plan = Plan(solver, offsets, arena, problem.lower_bound())
         valid = not validate_plan(problem.with_capacity(None), plan)
-    fitted = valid and arena is not None and arena <= problem.capacity
+    fitted = bool(valid) and arena <= problem.capacity
     return {"instance": name, "buffers": len(problem.buffers), "solver": solver,
             "capacity": problem.capacity, "arena_bytes": arena, "fitted": fitted,
             "valid": valid, "status": status, "seconds": round(seconds, 3), **extra}
@@ -110,7 +111,9 @@ def run_minimalloc(binary: str, name: str, path: str, capacity: int, time_limit:
             solved = AllocationProblem.from_csv(out)
             offsets = {b.id: b.offset for b in solved.buffers}
     reported = re.search(r"Elapsed time ([\d.]+)s", log)
-    status = "FEASIBLE" if offsets is not None else ("TIMEOUT" if code == -1 else f"exit {code}")
+    status = "FEASIBLE" if offsets is not None else f"exit {code}"
+    if code == -1 or "DEADLINE_EXCEEDED" in log:
+        status = "TIMEOUT"
     return _row(name, "minimalloc", problem, offsets, seconds, status,
                 reported_seconds=float(reported.group(1)) if reported else None)
 
@@ -150,7 +153,7 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
         "fitted": grouped["fitted"].sum(),
         "total_s": grouped["seconds"].sum().round(2),
         "max_s": grouped["seconds"].max().round(2),
-        "all_valid": grouped["valid"].all(),
+        "all_valid": grouped["valid"].agg(lambda v: bool(v.dropna().all())),
     }).reset_index()
 
 
