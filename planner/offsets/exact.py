@@ -49,9 +49,11 @@ from trainplan.planner.offsets.exact_search import EXHAUSTED, FOUND
 from trainplan.planner.plan import Plan
 
 # Deterministic mode turns seconds into work, measured on a 2-core machine with nothing else
-# running: a first portfolio round (both sides) takes about ROUND_SECONDS and each round doubles
-# the work of the one before; CP-SAT gets ``exact_common.DTIME_PER_SECOND``.
-ROUND_SECONDS = 1.0
+# running: a first portfolio round (both sides) takes about a second and each round doubles the
+# work of the one before; CP-SAT gets ``exact_common.DTIME_PER_SECOND``. The budgets leave a
+# margin (ROUND_SECONDS above the measured second, 40 % of the limit for minimising) so that the
+# clock, which stays as a guard, rarely cuts the work on a machine that is busy too.
+ROUND_SECONDS = 1.5
 MAX_HEIGHTS = 16  # deterministic mode: heights tried up from the bound before minimising
 
 
@@ -91,7 +93,7 @@ class _Run:
         # (half of it when minimising), CP-SAT deterministic time for the other half
         share = limit if s.capacity is not None else limit / 2
         self.rounds = max(1, int(np.log2(1 + share / ROUND_SECONDS)))
-        self.cpsat_work = limit / 2 * DTIME_PER_SECOND
+        self.cpsat_work = 0.4 * limit * DTIME_PER_SECOND
         self.cut_by_clock = False
 
     def decide(self) -> dict:

@@ -227,7 +227,13 @@ class _Race:
         return TIMEOUT, None, ""
 
     def _cpsat_only(self) -> tuple[str, np.ndarray | None, str]:
-        self.cpsat.run_whole(self.deadline, self.workers, self.deterministic)
+        work = None
+        if self.deterministic:  # the CP-SAT work its slices would have had in those rounds
+            rounds = self.budget_rounds or 1
+            work = CPSAT_SLICE * len(CPSAT_KINDS) * ((1 << rounds) - 1)
+        self.cpsat.run_whole(self.deadline, self.workers, work)
+        if self.deterministic and self.cpsat.result is None:
+            self.cut_by_clock = time.perf_counter() >= self.deadline
         return (self.cpsat.result or TIMEOUT), self.cpsat.solution, self.cpsat.settled_by
 
 
@@ -290,14 +296,13 @@ class _CpsatSlices:
         except BaseException as exc:  # noqa: BLE001 -- re-raised by halt
             self.error = exc
 
-    def run_whole(self, deadline: float, workers: int, deterministic: bool) -> None:
-        """One CP-SAT run on the whole question (problems the search cannot take)."""
+    def run_whole(self, deadline: float, workers: int, work: float | None) -> None:
+        """One CP-SAT run on the whole question (problems the search cannot take); with
+        ``work`` (deterministic time) on one worker, so the answer does not depend on load."""
         built = clique_model(self.s, self.height, hint=self.s.hint if (self.s.hint >= 0).all()
                              else None)
-        dtime = None
-        if deterministic:
-            dtime, workers = max(0.0, deadline - time.perf_counter()) * 0.5, 1
-        status, offsets = self._solve(built, deadline, dtime, False, workers)
+        status, offsets = self._solve(built, deadline, work, False,
+                                      workers if work is None else 1)
         self._record(status, offsets, "cpsat")
 
     def _solve(self, built, deadline: float, dtime: float | None, fixed_search: bool,
