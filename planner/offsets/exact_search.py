@@ -26,6 +26,8 @@ The ideas follow MiniMalloc (Moffitt, ASPLOS 2023; google/minimalloc ``solver.cc
   weaker lowest release + total.)
 * **Dominance.** A waiting buffer whose lowest slot lies wholly below the level could drop into
   a gap that nothing will fill: a plan without that gap is not worse, so the node is pruned.
+* **Symmetry.** Identical buffers (same span, size and alignment) are interchangeable: once one
+  has failed in a cell, or been made to wait, its twins are not tried there.
 * **Decomposition at cut points.** Between two sections that no unplaced buffer crosses, the
   sides no longer interact; they are solved one after the other, and a side that fails makes the
   whole choice fail without re-searching the other. Cut points present from the start (common
@@ -79,6 +81,7 @@ class _Search:
     ):
         self.lay, self.size, self.align, self.pre = lay, size, align, pre.copy()
         self.first_in_order, self.heuristic = first_in_order, heuristic
+        self.twin = twins(lay, size, align)
         self.height, self.deadline, self.limit, self.stop = height, deadline, limit, stop
         self.aligned = bool((align > 1).any())
         self.grid = section_grid(lay, align)
@@ -159,7 +162,11 @@ class _Search:
         members = self.lay.members[self.lay.ptr[section]:self.lay.ptr[section + 1]]
         cover = members[(self.off[members] < 0) & (self.min_off[members] == level)]
         cover = cover[self.min_off[cover] > self.banned[cover]]
+        tried = set()
         for b in self._value_order(cover, level):
+            if self.twin[b] in tried:  # an identical buffer failed here: so would this one
+                continue
+            tried.add(self.twin[b])
             result = self._try(b, level, part, p0, p1)
             if result != EXHAUSTED:
                 return result
@@ -181,10 +188,11 @@ class _Search:
         result = self._try(b, level, part, p0, p1)
         if result != EXHAUSTED or hatless:
             return result
-        old = self.banned[b]
-        self.banned[b] = level
+        waiting = cand[self.twin[cand] == self.twin[b]]  # identical ones would fail the same
+        old = self.banned[waiting]
+        self.banned[waiting] = level
         result = self._search(part, p0, p1)
-        self.banned[b] = old
+        self.banned[waiting] = old
         return result
 
     def _value_order(self, cover, level: int) -> list[int]:
@@ -321,6 +329,16 @@ class _Search:
         self.total[s0:s1] += int(self.size[b])
         self.cuts[s0:s1 - 1] += 1
         self.off[b] = -1
+
+
+def twins(lay: Layout, size: np.ndarray, align: np.ndarray) -> np.ndarray:
+    """A class per buffer: identical buffers (same sections, size and alignment) share one.
+
+    Swapping two of them maps plans to plans, so once one has failed somewhere, its twins
+    need not be tried there (symmetry breaking).
+    """
+    keys = np.stack([lay.s0, lay.s1, size, align], axis=1) if len(size) else np.zeros((0, 4))
+    return np.unique(keys, axis=0, return_inverse=True)[1].reshape(-1)
 
 
 class Restarts:
