@@ -1,7 +1,7 @@
 """Benchmark: how many tight problems (perfect packings) each planner fits in the time limit.
 
-    python -m trainplan.experiments.bench_exact [--instances 50] [--time-limit 20]
-        [--out results/bench_exact.json]
+    python -m trainplan.experiments.bench_exact [--instances 50] [--time-limit 20] [--dense]
+        [--deterministic] [--out results/bench_exact.json]
 
 Instance ``i`` is ``perfect_packing(n_i, seed=i)`` with ``n_i`` spread evenly over 150..450
 buffers; its capacity is the optimum (every time step is exactly full), so a planner *fits* an
@@ -10,7 +10,9 @@ capacity set), the time limit, seed 0 and ``--workers`` cores. Every plan is che
 ``validate_plan`` (without the capacity, so a plan that does not fit still gets checked).
 The JSON (rewritten atomically after every instance, so a long run can be watched) holds the
 settings, one row per (instance, planner) and the summary that is printed at the end: per
-planner, instances fitted and mean/max seconds.
+planner, instances fitted and mean/max seconds. ``--dense`` uses the generator's dense setting
+(``perfect_packing.DENSE``: few buffers live at once), where MiniMalloc fails;
+``--deterministic`` runs the searching planners on work budgets.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from tqdm import tqdm
 
 from trainplan.planner.fileio import atomic_write_text
 from trainplan.planner.offsets import run_planner
-from trainplan.planner.perfect_packing import perfect_packing
+from trainplan.planner.perfect_packing import DENSE, perfect_packing
 from trainplan.planner.validate import validate_plan
 
 PLANNERS = ("exact", "cpsat", "greedy_size")
@@ -39,10 +41,12 @@ def instance_sizes(count: int, low: int = 150, high: int = 450) -> list[int]:
     return [low + (high - low) * i // max(1, count - 1) for i in range(count)]
 
 
-def run_one(index: int, n: int, planner: str, time_limit: float, workers: int) -> dict:
+def run_one(index: int, n: int, planner: str, time_limit: float, workers: int,
+            dense: bool = False, deterministic: bool = False) -> dict:
     """Plan instance ``index`` with one planner; the row records fit, time, status, validity."""
-    problem = perfect_packing(n, seed=index)
-    plan = run_planner(planner, problem, time_limit=time_limit, seed=0, workers=workers)
+    problem = perfect_packing(n, seed=index, **(DENSE if dense else {}))
+    plan = run_planner(planner, problem, time_limit=time_limit, seed=0, workers=workers,
+                       deterministic=deterministic)
     errors = validate_plan(problem.with_capacity(None), plan)
     return {
         "instance": index,
@@ -79,17 +83,21 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--time-limit", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--planners", default=",".join(PLANNERS))
+    parser.add_argument("--dense", action="store_true", help="the generator's dense setting")
+    parser.add_argument("--deterministic", action="store_true")
     parser.add_argument("--out", default="results/bench_exact.json")
     args = parser.parse_args(argv)
     planners = [p.strip() for p in args.planners.split(",") if p.strip()]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     settings = {"instances": args.instances, "time_limit": args.time_limit,
                 "workers": args.workers, "planners": planners,
-                "generator": "perfect_packing(n, seed=instance), capacity 1 MiB"}
+                "generator": "perfect_packing(n, seed=instance), capacity 1 MiB"
+                + (f", {DENSE}" if args.dense else ""), "deterministic": args.deterministic}
     rows: list[dict] = []
     pairs = [(i, n, p) for i, n in enumerate(instance_sizes(args.instances)) for p in planners]
     for index, n, planner in tqdm(pairs, desc="bench_exact"):
-        rows.append(run_one(index, n, planner, args.time_limit, args.workers))
+        rows.append(run_one(index, n, planner, args.time_limit, args.workers, args.dense,
+                            args.deterministic))
         table = summary(pd.DataFrame(rows))
         atomic_write_text(args.out, json.dumps(
             {"settings": settings, "summary": table.to_dict(orient="records"), "rows": rows},

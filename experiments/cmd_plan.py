@@ -71,7 +71,8 @@ def register(sub) -> None:
     p.set_defaults(run=run_plan)
 
     p = sub.add_parser("alloc", help="plan a standalone MiniMalloc CSV problem")
-    p.add_argument("file", help="CSV with header id,lower,upper,size[,alignment]")
+    p.add_argument("file", help="MiniMalloc CSV: id,lower,upper,size[,alignment][,hint]"
+                   "[,gaps][,offset] (an offset column fixes those buffers; docs/minimalloc.md)")
     p.add_argument("--planner", default="greedy_size", choices=list(PLANNERS), metavar="P",
                    help=f"offset planner: {', '.join(PLANNERS)} (default greedy_size)")
     p.add_argument("--capacity", type=byte_size, default=None, metavar="BYTES",
@@ -79,6 +80,12 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, metavar="FILE.csv",
                    help="write the solution CSV (the problem plus an offset column)")
     _search_options(p, SEARCHING_OFFSETS)
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help=f"cores a searching planner ({SEARCHING_OFFSETS}) may use (default 2)")
+    p.add_argument("--deterministic", action="store_true",
+                   help=f"a searching planner ({SEARCHING_OFFSETS}) counts work instead of "
+                   "seconds: the same plan on any machine and load (the time limit sets the "
+                   "amount of work)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run_alloc)
 
@@ -142,11 +149,19 @@ ALLOC_RULES = [
     Rule(lambda a: given(a, "seed") and not PLANNERS[a.planner].searches,
          lambda a: f"--seed seeds a searching planner ({SEARCHING_OFFSETS}); {a.planner} "
          "does not search"),
+    Rule(lambda a: given(a, "workers") and not PLANNERS[a.planner].searches,
+         lambda a: f"--workers gives cores to a searching planner ({SEARCHING_OFFSETS}); "
+         f"{a.planner} does not search"),
+    Rule(lambda a: a.deterministic and not PLANNERS[a.planner].searches,
+         lambda a: f"--deterministic makes a searching planner ({SEARCHING_OFFSETS}) count "
+         f"work; {a.planner} does not search"),
+    Rule(lambda a: given(a, "workers") and a.workers < 1,
+         lambda a: f"--workers {a.workers}: give 1 or more"),
 ]
 
 
 def run_alloc(args: argparse.Namespace) -> dict:
-    check(args, ALLOC_RULES, {"seed": 0})
+    check(args, ALLOC_RULES, {"seed": 0, "workers": 2})
     text = read_text_file(args.file, "problem")
     try:
         problem = AllocationProblem.from_csv(text, capacity=args.capacity)
@@ -154,7 +169,8 @@ def run_alloc(args: argparse.Namespace) -> dict:
         raise InvalidProblem(f"{args.file}: {exc}") from None
     began = time.perf_counter()
     with solving(args.planner, args.time_limit, enabled=PLANNERS[args.planner].searches):
-        plan = run_planner(args.planner, problem, time_limit=args.time_limit, seed=args.seed)
+        plan = run_planner(args.planner, problem, time_limit=args.time_limit, seed=args.seed,
+                           workers=args.workers, deterministic=args.deterministic)
     seconds = time.perf_counter() - began
     errors = validate_plan(problem.with_capacity(None), plan)
     result = {

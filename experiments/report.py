@@ -89,7 +89,7 @@ def slowdown_section(rows: pd.DataFrame) -> Section:
 , unswapped AS (SELECT model, device, min(sim_total_seconds) AS unswapped_seconds
   FROM rows WHERE budget_bytes IS NULL GROUP BY model, device),
 least AS (SELECT model, device, peak_resident_bytes, budget_fraction,
-    sim_total_seconds AS swapped_seconds, sim_stall_seconds AS stall_seconds,
+    sim_total_seconds AS swapped_seconds, sim_total_stall_seconds AS stall_seconds,
     row_number() OVER (PARTITION BY model, device ORDER BY budget_bytes, task_hash) AS k
   FROM rows WHERE budget_bytes IS NOT NULL)
 SELECT model, device, budget_fraction, peak_resident_bytes, unswapped_seconds,

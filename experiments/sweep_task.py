@@ -22,8 +22,9 @@ from trainplan.planner.errors import TrainplanError
 from trainplan.planner.training_plan import TrainingPlan
 
 #: Columns measured rather than computed: they change from run to run.
-VOLATILE = ("seconds", "solve_seconds", "train_seconds_per_iteration", "train_stall_seconds",
-            "train_peak_rss_bytes")
+VOLATILE = ("seconds", "solve_seconds", "train_iteration_seconds", "train_total_seconds",
+            "train_total_stall_seconds", "train_peak_rss_bytes", "train_baseline_rss_bytes",
+            "train_peak_rss_above_baseline_bytes", "train_thread_policy")
 #: The columns that say which task a row is, before its axes.
 IDENTITY = ("task_hash", "trainplan_version", "device_sha256", "model_sha256")
 # plan.record() keys that the axes already hold, and those renamed beside the axes they echo

@@ -12,8 +12,9 @@ Every time step has exactly ``capacity`` bytes live, so ``lower_bound() == capac
 simulated offsets (kept in ``problem.meta["offsets"]``) are a plan of height ``capacity``: the
 optimum is known. With the defaults (150-450 buffers, 128 granules, about n/5 live at once)
 greedy_size lands 5-16 % above it and plain CP-SAT rarely closes the gap in 20 s
-(``trainplan.experiments.bench_exact``). Fewer buffers live at once (``live`` of 8-16 with 300 buffers)
-make much harder instances: greedy lands 10-45 % above, and the exact search too fails on most.
+(``trainplan.experiments.bench_exact``). Fewer buffers live at once (``live`` of 8-16 with 300
+buffers, ``DENSE``) make much harder instances: greedy lands 10-45 % above, and MiniMalloc fails
+them (``trainplan.experiments.bench_minimalloc --perfect``).
 
 >>> p = perfect_packing(40, capacity=4096, seed=1)
 >>> len(p.buffers), p.capacity, p.lower_bound()
@@ -32,6 +33,10 @@ from trainplan.planner.allocation import AllocationProblem, Buffer
 from trainplan.planner.errors import InvalidProblem
 
 _Live = tuple[int, int, int]  # (offset, size, start time) of a live simulated buffer
+
+# The dense setting: few buffers live at once, each spanning more steps; MiniMalloc (C++)
+# fits none of 20 such instances within 30 s (docs/BENCHMARKS.md).
+DENSE = {"live": 10}
 
 
 def perfect_packing(

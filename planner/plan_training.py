@@ -413,10 +413,10 @@ def _strategy(graph, order, offsets, budget, name, lookahead, alignment, costs, 
 def _split(graph: nx.DiGraph, split: str | int, order, budget: int | None
            ) -> SplitRecord | None:
     """What to split (auto_splits) for ``budget``: None when nothing needs it."""
+    chunks = None if split == "auto" else _chunk_count(split)
     if budget is None:
         raise TrainplanError("splitting runs steps in chunks until they fit a budget; give one "
                              "(e.g. --budget 100MiB)")
-    chunks = None if split == "auto" else _chunk_count(split)
     name = order.name if isinstance(order, ExecutionOrder) else order
     choice = auto_splits(graph, budget, name, chunks=chunks)
     if not choice.splits and not choice.units:
@@ -430,8 +430,8 @@ def _chunk_count(split) -> int:
     try:
         chunks = int(split)
     except (TypeError, ValueError):
-        raise TrainplanError(f"split {split!r}: use off, auto or a chunk count of 2 or more") \
-            from None
+        raise UnknownName(f"unknown split {split!r}: use off, auto or a chunk count of 2 or "
+                          "more") from None
     if chunks < 2:
         raise TrainplanError(f"split {chunks}: a chunk count is 2 or more (or use off)")
     return chunks

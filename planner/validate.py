@@ -5,9 +5,12 @@ raises ``PlanError`` carrying that list. It shares no code with any planner, so 
 cannot hide behind the same bug in its checker.
 
 Rules: every buffer has an integer offset, ``offset >= 0`` and a multiple of the buffer's
-alignment, ``offset + size <= plan.arena_bytes``, ``arena_bytes`` is exactly the highest byte in
-use (0 for an empty problem), at most the capacity when there is one and at least the lower
-bound, and no two buffers whose ``[start, end)`` intervals overlap share a byte.
+alignment, equal to its fixed offset when it has one, ``offset + size <= plan.arena_bytes``,
+``arena_bytes`` is exactly the highest byte reserved (0 for an empty problem), at most the
+capacity when there is one and at least the lower bound, and no two buffers share a byte while
+both are in use: a gap frees a buffer's bytes (all of them, or all but its window) for its
+duration. That is the physical rule; MiniMalloc's own validator is stricter with gap windows
+(it wants one buffer wholly above the other wherever they meet).
 
 >>> from trainplan.planner.allocation import AllocationProblem, Buffer
 >>> from trainplan.planner.plan import Plan
@@ -26,11 +29,23 @@ from __future__ import annotations
 import bisect
 import numbers
 
-from trainplan.planner.allocation import AllocationProblem, Buffer
+from typing import NamedTuple
+
+from trainplan.planner.allocation import AllocationProblem
 from trainplan.planner.errors import PlanError
 from trainplan.planner.plan import Plan
 
 MAX_OVERLAPS = 100  # overlapping pairs listed before the list is cut short
+
+
+class _Piece(NamedTuple):
+    """Bytes ``[lo, hi)`` of buffer ``id`` in use over ``[start, end)``."""
+
+    start: int
+    end: int
+    lo: int
+    hi: int
+    id: str
 
 
 def validate_plan(
@@ -39,8 +54,12 @@ def validate_plan(
     """Every rule the plan breaks, one sentence each naming the buffer(s); [] when valid."""
     errors = _offset_errors(problem, plan)
     errors += _arena_errors(problem, plan)
-    placed = [b for b in problem.buffers if _is_offset(plan.offsets.get(b.id))]
-    errors += _overlap_errors(placed, plan.offsets, max_overlaps)
+    placed = [
+        _Piece(t0, t1, plan.offsets[b.id] + lo, plan.offsets[b.id] + hi, b.id)
+        for b in problem.buffers if _is_offset(plan.offsets.get(b.id))
+        for t0, t1, lo, hi in b.pieces()
+    ]
+    errors += _overlap_errors(placed, max_overlaps)
     return errors
 
 
@@ -74,6 +93,9 @@ def _offset_errors(problem: AllocationProblem, plan: Plan) -> list[str]:
         elif off < 0:
             errors.append(f"buffer {b.id!r}: offset {off} is negative")
         else:
+            if b.offset is not None and off != b.offset:
+                errors.append(f"buffer {b.id!r}: offset {off} differs from its fixed offset "
+                              f"{b.offset}")
             if off % b.alignment:
                 errors.append(
                     f"buffer {b.id!r}: offset {off} is not a multiple of its alignment "
@@ -113,48 +135,42 @@ def _arena_errors(problem: AllocationProblem, plan: Plan) -> list[str]:
     return errors
 
 
-def _overlap_errors(placed: list[Buffer], offsets: dict[str, int], limit: int) -> list[str]:
-    """Pairs alive at the same time that share bytes, found by a sweep over time.
+def _overlap_errors(placed: list[_Piece], limit: int) -> list[str]:
+    """Pairs in use at the same time that share bytes, found by a sweep over time.
 
-    The fast path keeps the live buffers sorted by offset and checks each newcomer against its
-    two neighbours: while no pair has overlapped, live byte ranges are disjoint, so neighbours
-    are the only candidates. On the first hit, ``_all_overlaps`` lists every pair.
+    The fast path keeps the pieces in use sorted by their low byte and checks each newcomer
+    against its two neighbours: while no pair has overlapped, byte ranges in use are disjoint,
+    so neighbours are the only candidates. On the first hit, ``_all_overlaps`` lists every pair.
     """
     events = sorted(
-        [(b.end, 0, i) for i, b in enumerate(placed)]
-        + [(b.start, 1, i) for i, b in enumerate(placed)]
+        [(p.end, 0, i) for i, p in enumerate(placed)]
+        + [(p.start, 1, i) for i, p in enumerate(placed)]
     )  # at equal times ends (0) come before starts (1): [s, e) intervals touching is fine
-    live_off: list[tuple[int, int]] = []  # (offset, index), sorted
+    live: list[tuple[int, int]] = []  # (low byte, index), sorted
     for _, is_start, i in events:
-        key = (offsets[placed[i].id], i)
+        key = (placed[i].lo, i)
         if not is_start:
-            del live_off[bisect.bisect_left(live_off, key)]
+            del live[bisect.bisect_left(live, key)]
             continue
-        pos = bisect.bisect_left(live_off, key)
-        below = pos > 0 and _top(placed, offsets, live_off[pos - 1][1]) > key[0]
-        above = pos < len(live_off) and live_off[pos][0] < key[0] + placed[i].size
+        pos = bisect.bisect_left(live, key)
+        below = pos > 0 and placed[live[pos - 1][1]].hi > key[0]
+        above = pos < len(live) and live[pos][0] < placed[i].hi
         if below or above:
-            return _all_overlaps(placed, offsets, events, limit)
-        live_off.insert(pos, key)
+            return _all_overlaps(placed, events, limit)
+        live.insert(pos, key)
     return []
 
 
-def _top(placed: list[Buffer], offsets: dict[str, int], i: int) -> int:
-    return offsets[placed[i].id] + placed[i].size
-
-
-def _all_overlaps(
-    placed: list[Buffer], offsets: dict[str, int], events: list, limit: int
-) -> list[str]:
+def _all_overlaps(placed: list[_Piece], events: list, limit: int) -> list[str]:
     """Every overlapping pair (up to ``limit``) in O((n + k) log n) with a max-segment tree.
 
-    Leaves are the buffers ranked by offset and hold a live buffer's end byte (or -1). When a
-    buffer starts, the live buffers sharing its bytes are exactly the leaves ranked below its
-    end byte whose end byte is above its offset; the tree prunes every subtree without one.
+    Leaves are the pieces ranked by low byte and hold a live piece's high byte (or -1). When a
+    piece starts, the live pieces sharing its bytes are exactly the leaves ranked below its
+    high byte whose high byte is above its low byte; the tree prunes every subtree without one.
     """
-    order = sorted(range(len(placed)), key=lambda i: (offsets[placed[i].id], i))
+    order = sorted(range(len(placed)), key=lambda i: (placed[i].lo, i))
     rank = {i: r for r, i in enumerate(order)}
-    sorted_offs = [offsets[placed[i].id] for i in order]
+    sorted_lows = [placed[i].lo for i in order]
     size = 1
     while size < max(1, len(order)):
         size *= 2
@@ -162,14 +178,13 @@ def _all_overlaps(
     found: list[str] = []
     for _, is_start, i in events:
         if is_start:
-            off = offsets[placed[i].id]
-            hi = bisect.bisect_left(sorted_offs, off + placed[i].size)
-            for leaf in _leaves_above(tree, size, hi, off):
-                found.append(_describe(placed, offsets, order[leaf], i))
+            hi = bisect.bisect_left(sorted_lows, placed[i].hi)
+            for leaf in _leaves_above(tree, size, hi, placed[i].lo):
+                found.append(_describe(placed[order[leaf]], placed[i]))
                 if len(found) >= limit:
                     found.append(f"... stopped after {limit} overlapping pairs; there are more")
                     return found
-        _set_leaf(tree, size, rank[i], _top(placed, offsets, i) if is_start else -1)
+        _set_leaf(tree, size, rank[i], placed[i].hi if is_start else -1)
     return found
 
 
@@ -198,10 +213,8 @@ def _leaves_above(tree: list[int], size: int, hi: int, threshold: int) -> list[i
     return out
 
 
-def _describe(placed: list[Buffer], offsets: dict[str, int], j: int, i: int) -> str:
-    a, b = placed[j], placed[i]
-    oa, ob = offsets[a.id], offsets[b.id]
+def _describe(a: _Piece, b: _Piece) -> str:
     return (
-        f"buffer {a.id!r} (time [{a.start},{a.end}), bytes [{oa},{oa + a.size})) overlaps "
-        f"buffer {b.id!r} (time [{b.start},{b.end}), bytes [{ob},{ob + b.size}))"
+        f"buffer {a.id!r} (time [{a.start},{a.end}), bytes [{a.lo},{a.hi})) overlaps "
+        f"buffer {b.id!r} (time [{b.start},{b.end}), bytes [{b.lo},{b.hi}))"
     )

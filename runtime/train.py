@@ -181,6 +181,7 @@ def _finish(session: Session, report: TrainReport, stall0: float) -> TrainReport
     report.iteration_seconds = float(np.median(times)) if times else 0.0
     report.total_stall_seconds = _stall(session) - stall0
     if session.swapfile is not None:
+        session.controller.flush()  # the last writes may still be in flight
         report.total_bytes_written = session.swapfile.bytes_written
         report.total_bytes_read = session.swapfile.bytes_read
     report.peak_rss_bytes = peak_rss_bytes()

@@ -23,7 +23,6 @@ trainplan.planner.errors.Infeasible: infeasible: needs at least 8 bytes (the low
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +34,9 @@ from trainplan.planner.offsets.best_fit import plan_best_fit
 from trainplan.planner.offsets.exact import plan_exact
 from trainplan.planner.offsets.exact_cpsat import plan_cpsat
 from trainplan.planner.offsets.greedy import plan_greedy_breadth, plan_greedy_size
-from trainplan.planner.offsets.nntrainer import plan_nntrainer_v1, plan_nntrainer_v2, plan_nntrainer_v3
+from trainplan.planner.offsets.nntrainer import (
+    plan_nntrainer_v1, plan_nntrainer_v2, plan_nntrainer_v3,
+)
 from trainplan.planner.plan import Plan
 
 
@@ -44,7 +45,8 @@ class PlannerSpec:
     """A registry row: the planner function, one line saying what it does, whether it searches.
 
     A planner with ``searches=True`` accepts the keyword arguments ``time_limit`` (seconds),
-    ``seed`` and ``workers``; the others take the problem alone.
+    ``seed``, ``workers`` and ``deterministic`` (work limits instead of the clock, so the plan
+    does not depend on the machine's load); the others take the problem alone.
     """
 
     function: Callable[..., Plan]
@@ -97,10 +99,9 @@ def run_planner(
 
     Raises ``UnknownName`` (listing the valid names) for an unregistered name, and
     ``Infeasible`` without searching when the capacity is below the problem's lower bound.
-    ``time_limit``/``seed``/``workers`` reach only planners that search (``time_limit=None``
-    leaves the planner's own default); ``deterministic`` reaches those whose function takes it
-    (their time limit is then CP-SAT's deterministic time). Greedy planners ignore the capacity:
-    when their arena exceeds it, ``validate_plan`` says so.
+    ``time_limit``/``seed``/``workers``/``deterministic`` reach only planners that search
+    (``time_limit=None`` leaves the planner's own default). Greedy planners ignore the
+    capacity: when their arena exceeds it, ``validate_plan`` says so.
     """
     spec = PLANNERS.get(name)
     if spec is None:
@@ -114,11 +115,9 @@ def run_planner(
         )
     options: dict = {}
     if spec.searches:
-        options = {"seed": seed, "workers": workers}
+        options = {"seed": seed, "workers": workers, "deterministic": deterministic}
         if time_limit is not None:
             options["time_limit"] = time_limit
-        if deterministic and "deterministic" in inspect.signature(spec.function).parameters:
-            options["deterministic"] = True
     began = time.perf_counter()
     plan = spec.function(problem, **options)
     return dataclasses.replace(plan, solve_seconds=time.perf_counter() - began)

@@ -1,30 +1,30 @@
-"""``exact``: an offset planner that proves optimality, racing a search against CP-SAT.
+"""``exact``: an offset planner that proves optimality, with a portfolio on both cores.
 
 How it works:
 
 1. **Scale and warm-start.** Sizes and alignments are divided by their common unit
    (``exact_common``); the best greedy plan is the first incumbent. If it already reaches the
-   max-live lower bound it is optimal and returned at once; so is a greedy plan that fits the
-   capacity of a decision problem.
-2. **Race.** Two provers share the time limit. In a background thread the plain CP-SAT model of
-   ``exact_cpsat`` (NoOverlap2D, redundant cumulative, hint = incumbent, fixed seed and
-   ``workers - 1`` workers, at least one) works on the whole question; CP-SAT releases the
-   interpreter lock while it solves, so it runs beside the search. In the main thread the
-   MiniMalloc-style decision search of ``exact_search`` (canonical solutions, cross-section
-   inference, dominance, decomposition at cut points, restarts, memo) answers "does a plan of
-   height H exist?": for the decision problem at H = capacity, otherwise for H = lower bound,
-   then H + 1, ... until a plan is found; every height proven empty raises the proven bound.
-   Whichever settles the question first stops the other.
-3. **Report.** The best plan found (search, CP-SAT or greedy), the best proven bound (search,
-   CP-SAT or max-live), the gap between them, and a status: ``OPTIMAL`` (proven minimal),
-   ``FEASIBLE`` (a plan, not proven minimal; in the decision problem: it fits the capacity),
-   ``INFEASIBLE`` (proven: nothing fits the capacity; the best plan found is returned anyway) or
-   ``UNKNOWN`` (decision problem, time ran out with nothing that fits). ``optimal`` is True
-   only for proven-minimal plans.
+   lower bound (max-live, sharpened by alignment per section) it is optimal and returned at
+   once; so is a greedy plan that fits the capacity of a decision problem.
+2. **Decide heights.** ``exact_portfolio.decide_height`` answers "does a plan of height H
+   exist?": the problem splits into independent time windows, and on each the MiniMalloc-style
+   search (``exact_search``) races CP-SAT slices on the clique model (``exact_clique``). With a
+   capacity that is the whole question. Without one, heights rise from the lower bound while
+   they are proven empty (each proof raises the bound), for at most half the time.
+3. **Minimise.** If the heights did not settle it, CP-SAT minimises the peak on the clique
+   model for the remaining time, warm-started from the best plan, and reports its bound.
+4. **Report.** The best plan found, the best proven bound, the gap between them, and a status:
+   ``OPTIMAL`` (proven minimal), ``FEASIBLE`` (a plan, not proven minimal; in the decision
+   problem: it fits the capacity), ``INFEASIBLE`` (proven: nothing fits the capacity; the best
+   plan found is returned anyway) or ``UNKNOWN`` (decision problem, time ran out with nothing
+   that fits). ``optimal`` is True only for proven-minimal plans.
 
-The search finds full packings (every time step exactly as full as the height, such as
-``trainplan.planner.perfect_packing``) that CP-SAT misses; CP-SAT proves lower bounds on loosely packed
-problems faster than the search's exhaustive proofs. ``plan_cpsat`` keeps CP-SAT alone.
+Gaps and fixed offsets: the search handles neither, so such problems go to CP-SAT alone (the
+clique model over the parts in use, fixed offsets as constants); every time limit is kept.
+``deterministic=True`` replaces every clock by work (search nodes, CP-SAT deterministic time,
+CP-SAT's deterministic parallel mode), sized from ``time_limit``, so the plan depends only on
+the problem, the seed, the limit and the worker count; the clock stays as a guard
+(``options["cut_by_clock"]`` says when it fired). ``plan_cpsat`` keeps plain CP-SAT alone.
 
 >>> from trainplan.planner.allocation import AllocationProblem, Buffer
 >>> p = AllocationProblem((Buffer("a", 0, 2, 4), Buffer("b", 1, 3, 4), Buffer("c", 2, 4, 8)))
@@ -35,125 +35,131 @@ problems faster than the search's exhaustive proofs. ``plan_cpsat`` keeps CP-SAT
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import threading
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from trainplan.planner.allocation import AllocationProblem
-from trainplan.planner.offsets.exact_common import Scaled, greedy_warm_start, make_plan, scale, settled
-from trainplan.planner.offsets.exact_cpsat import solve_cpsat
-from trainplan.planner.offsets.exact_search import EXHAUSTED, FOUND, build_layout, decide
+from trainplan.planner.offsets.exact_clique import best_bound, clique_model, solve_clique
+from trainplan.planner.offsets.exact_common import (
+    DTIME_PER_SECOND, Scaled, greedy_warm_start, make_plan, scale, settled,
+)
+from trainplan.planner.offsets.exact_portfolio import decide_height
+from trainplan.planner.offsets.exact_search import EXHAUSTED, FOUND
 from trainplan.planner.plan import Plan
 
-if TYPE_CHECKING:  # OR-Tools is heavy: loaded where a solve needs it
-    from ortools.sat.python import cp_model
+# Deterministic mode turns seconds into work, measured on a 2-core machine with nothing else
+# running: a first portfolio round (both sides) takes about a second and each round doubles the
+# work of the one before; CP-SAT gets ``exact_common.DTIME_PER_SECOND``. The budgets leave a
+# margin (ROUND_SECONDS above the measured second, 40 % of the limit for minimising) so that the
+# clock, which stays as a guard, rarely cuts the work on a machine that is busy too.
+ROUND_SECONDS = 1.5
+MAX_HEIGHTS = 16  # deterministic mode: heights tried up from the bound before minimising
 
 
 def plan_exact(
-    problem: AllocationProblem, *, time_limit: float = 10.0, seed: int = 0, workers: int = 2
+    problem: AllocationProblem, *, time_limit: float = 10.0, seed: int = 0, workers: int = 2,
+    deterministic: bool = False,
 ) -> Plan:
     """Optimal offsets with a proof, or the best plan and bound found in ``time_limit`` s."""
     started = time.perf_counter()
-    options = {"time_limit": time_limit, "seed": seed, "workers": workers}
+    options = {"time_limit": time_limit, "seed": seed, "workers": workers,
+               "deterministic": deterministic}
     s = scale(problem)
     hint, _ = greedy_warm_start(s)
     done = settled(s, hint)
     if done is not None:
         return make_plan(s, "exact", hint, started, options=options, **done)
     deadline = started + time_limit
-    race = _CpsatRace(s, hint, deadline, seed, max(1, workers - 1))
-    try:
-        found = _search(s, hint, deadline, race.done)
-    finally:
-        race.finish()
-    offsets, fields = _combine(s, hint, found, race.result)
-    return make_plan(s, "exact", offsets, started, options=options, **fields)
-
-
-@dataclass
-class _Found:
-    """What the search established: a plan (or None), the proven bound, a proven 'no'."""
-
-    offsets: np.ndarray | None
-    bound: int
-    infeasible: bool = False
-
-
-def _search(s: Scaled, hint: np.ndarray, deadline: float, stop: threading.Event) -> _Found:
-    """Decision search at the capacity, or at heights rising from the lower bound."""
-    lay = build_layout(s.start, s.end)
+    run = _Run(s, hint, started, deadline, seed, max(1, workers), deterministic)
     if s.capacity is not None:
-        result, offsets = decide(lay, s.size, s.align, s.capacity, deadline=deadline, stop=stop)
-        return _Found(offsets, s.bound, result == EXHAUSTED)
-    height = s.bound
-    while height < s.height(hint):
-        result, offsets = decide(lay, s.size, s.align, height, deadline=deadline, stop=stop)
-        if result == FOUND:
-            return _Found(offsets, height)
-        if result != EXHAUSTED:
-            break
-        height += 1  # proven: nothing fits below height + 1
-    return _Found(None, height)
+        fields = run.decide()
+    else:
+        fields = run.minimise()
+    options["cut_by_clock"] = run.cut_by_clock
+    return make_plan(s, "exact", run.best, started, options=options, **fields)
 
 
-class _CpsatRace:
-    """CP-SAT on the same question in a background thread; ``finish`` stops and joins it."""
+class _Run:
+    """The state of one exact run: incumbent, proven bound, clocks and budgets."""
 
-    def __init__(self, s: Scaled, hint: np.ndarray, deadline: float, seed: int, workers: int):
+    def __init__(self, s: Scaled, hint: np.ndarray, started: float, deadline: float, seed: int,
+                 workers: int, deterministic: bool):
+        self.s, self.best, self.bound = s, hint, s.bound
+        self.started, self.deadline, self.seed = started, deadline, seed
+        self.workers, self.deterministic = workers, deterministic
+        limit = deadline - started
+        # deterministic budgets from the limit alone: rounds whose work adds up to the time
+        # (half of it when minimising), CP-SAT deterministic time for the other half
+        share = limit if s.capacity is not None else limit / 2
+        self.rounds = max(1, int(np.log2(1 + share / ROUND_SECONDS)))
+        self.cpsat_work = 0.4 * limit * DTIME_PER_SECOND
+        self.cut_by_clock = False
+
+    def decide(self) -> dict:
+        """The decision problem at the capacity."""
+        out = self._height(self.s.capacity, self.deadline)
+        if out.result == FOUND:
+            self.best = out.offsets
+            optimal = self.s.height(self.best) <= self.bound
+            return {"optimal": optimal, "status": "OPTIMAL" if optimal else "FEASIBLE",
+                    "best_bound": self.bound}
+        if out.result == EXHAUSTED:
+            return {"optimal": False, "status": "INFEASIBLE", "best_bound": self.s.capacity + 1}
+        return {"optimal": False, "status": "UNKNOWN", "best_bound": self.bound}
+
+    def minimise(self) -> dict:
+        """Heights up from the bound for half the time, then CP-SAT minimises the rest."""
+        half = self.started + (self.deadline - self.started) / 2
+        tried = 0
+        while self.bound < self.s.height(self.best):
+            if time.perf_counter() >= half:
+                self.cut_by_clock = self.deterministic
+                break
+            if self.deterministic and tried >= MAX_HEIGHTS:
+                break
+            tried += 1
+            out = self._height(self.bound, half)
+            if out.result == FOUND:
+                self.best = out.offsets
+            elif out.result == EXHAUSTED:
+                self.bound += 1  # proven: nothing fits at this height
+            else:
+                break
+        if self.bound < self.s.height(self.best):
+            self._cpsat_minimise()
+        optimal = self.s.height(self.best) <= self.bound
+        return {"optimal": optimal, "status": "OPTIMAL" if optimal else "FEASIBLE",
+                "best_bound": self.bound}
+
+    def _height(self, height: int, deadline: float):
+        out = decide_height(self.s, height, deadline=deadline, seed=self.seed,
+                            workers=self.workers, deterministic=self.deterministic,
+                            budget_rounds=self.rounds if self.deterministic else None)
+        self.cut_by_clock = self.cut_by_clock or out.cut_by_clock
+        return out
+
+    def _cpsat_minimise(self) -> None:
         from ortools.sat.python import cp_model
 
-        self.solver = cp_model.CpSolver()
-        self.done, self.cancel = threading.Event(), threading.Event()
-        self.result: tuple[np.ndarray, dict] | None = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(s, hint, deadline, seed, workers), daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, s: Scaled, hint: np.ndarray, deadline: float, seed: int, workers: int):
-        try:
-            remaining = deadline - time.perf_counter()
-            if remaining > 0.05 and not self.cancel.is_set():
-                self.result = solve_cpsat(
-                    s, hint, time_limit=remaining, seed=seed, workers=workers, solver=self.solver
-                )
-        except BaseException as exc:  # noqa: BLE001 -- re-raised in the main thread by finish
-            self.error = exc
-        finally:
-            self.done.set()
-
-    def finish(self) -> None:
-        """Stop CP-SAT if it still runs, wait for it, re-raise its error if it failed."""
-        self.cancel.set()
-        while self._thread.is_alive():
-            self.solver.stop_search()
-            self._thread.join(0.05)
-        if self.error is not None:
-            raise self.error
-
-
-def _combine(
-    s: Scaled, hint: np.ndarray, found: _Found, cpsat: tuple[np.ndarray, dict] | None
-) -> tuple[np.ndarray, dict]:
-    """Best plan and bound of greedy, search and CP-SAT, with the status they justify."""
-    plans = [hint] + [p for p in (found.offsets, cpsat and cpsat[0]) if p is not None]
-    best = min(plans, key=s.height)
-    bound = max(s.bound, found.bound)
-    cp_fields = cpsat[1] if cpsat else {}
-    if s.capacity is None:
-        bound = max(bound, cp_fields.get("best_bound") or 0)
-        optimal = s.height(best) <= bound
-        return best, {"optimal": optimal, "status": "OPTIMAL" if optimal else "FEASIBLE",
-                      "best_bound": bound}
-    if s.height(best) <= s.capacity:
-        optimal = s.height(best) <= bound
-        return best, {"optimal": optimal, "status": "OPTIMAL" if optimal else "FEASIBLE",
-                      "best_bound": bound}
-    if found.infeasible or cp_fields.get("status") == "INFEASIBLE":
-        return best, {"optimal": False, "status": "INFEASIBLE", "best_bound": s.capacity + 1}
-    return best, {"optimal": False, "status": "UNKNOWN", "best_bound": bound}
+        remaining = self.deadline - time.perf_counter()
+        if remaining <= 0.01:
+            return
+        built = clique_model(self.s, self.s.height(self.best), minimize=True, hint=self.best)
+        built.model.add(built.peak >= self.bound)
+        solver = cp_model.CpSolver()
+        dtime = None
+        if self.deterministic:
+            dtime = self.cpsat_work
+            solver.parameters.interleave_search = True
+        status, offsets = solve_clique(built, time_limit=remaining, seed=self.seed,
+                                       workers=self.workers, deterministic_time=dtime,
+                                       solver=solver)
+        if offsets is not None and self.s.height(offsets) < self.s.height(self.best):
+            self.best = offsets
+        if status == "OPTIMAL":
+            self.bound = max(self.bound, self.s.height(self.best))
+        elif status == "FEASIBLE":
+            self.bound = max(self.bound, min(best_bound(solver), self.s.height(self.best)))
+        if self.deterministic and time.perf_counter() > self.deadline:
+            self.cut_by_clock = True

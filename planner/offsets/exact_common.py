@@ -3,6 +3,8 @@
 Sizes and alignments are divided by a common unit ``g`` so that every canonical solution (each
 buffer dropped onto the buffers below it, then rounded up to its alignment) stays on the ``g``
 grid: no optimum is lost and both CP-SAT and the search work on numbers ``g`` times smaller.
+Gap windows and fixed offsets are on the grid too (they enter ``g``), so with them canonical
+plans stay on it as well.
 
 >>> from trainplan.planner.allocation import AllocationProblem, Buffer
 >>> s = scale(AllocationProblem((Buffer("a", 0, 2, 2048), Buffer("b", 1, 3, 1024, 4096))))
@@ -19,13 +21,38 @@ from dataclasses import dataclass
 import numpy as np
 
 from trainplan.planner.allocation import AllocationProblem
-from trainplan.planner.offsets.exact_layout import HEURISTICS, build_layout, preorder, section_bound
+from trainplan.planner.offsets.exact_layout import (
+    HEURISTICS, build_layout, preorder, section_bound,
+)
 from trainplan.planner.plan import Plan
+
+
+# Deterministic mode turns seconds into CP-SAT's deterministic time at this rate, measured on a
+# 2-core machine with nothing else running (CP-SAT counts far less than a second of its work on
+# these no-overlap models as one unit).
+DTIME_PER_SECOND = 0.05
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The parts in use of every buffer (see ``Buffer.pieces``), in units: buffer index, time
+    span ``[start, end)`` and bytes ``[lo, hi)`` above the buffer's offset."""
+
+    buffer: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
 
 
 @dataclass(frozen=True)
 class Scaled:
-    """A problem in units of ``unit`` bytes; times are kept, arrays follow ``problem.buffers``."""
+    """A problem in units of ``unit`` bytes; times are kept, arrays follow ``problem.buffers``.
+
+    ``fixed`` holds each fixed offset (-1 when free) and ``hint`` each usable hint (-1 when
+    none), both in units; ``plain`` says there are neither gaps nor fixed offsets, the case the
+    canonical search handles.
+    """
 
     problem: AllocationProblem
     unit: int
@@ -35,11 +62,18 @@ class Scaled:
     align: np.ndarray
     lower_bound: int
     capacity: int | None
-    bound: int  # max-live sharpened by alignment (``exact_layout.section_bound``)
+    bound: int  # the lower bound sharpened by alignment (``exact_layout.section_bound``)
+    fixed: np.ndarray
+    hint: np.ndarray
+    parts: Parts
 
     @property
     def n(self) -> int:
         return len(self.size)
+
+    @property
+    def plain(self) -> bool:
+        return not (self.problem.has_gaps or self.problem.has_fixed)
 
     def height(self, offsets: np.ndarray) -> int:
         """Peak (in units) of a scaled offset vector."""
@@ -51,7 +85,11 @@ class Scaled:
 
 
 def common_unit(sizes: list[int], aligns: list[int]) -> int:
-    """Largest ``g`` dividing every size such that each alignment divides ``g`` or ``g`` it."""
+    """Largest ``g`` dividing every size such that each alignment divides ``g`` or ``g`` it.
+
+    >>> common_unit([2048, 1024], [1, 4096]), common_unit([6, 9], [2])
+    (1024, 1)
+    """
     g = math.gcd(*sizes) if sizes else 1
     changed = True
     while changed:
@@ -65,13 +103,23 @@ def common_unit(sizes: list[int], aligns: list[int]) -> int:
 def scale(problem: AllocationProblem) -> Scaled:
     """Divide sizes, alignments, bound and capacity by the common unit (see module doc)."""
     bufs = problem.buffers
-    g = common_unit([b.size for b in bufs], [b.alignment for b in bufs])
+    grid = [b.size for b in bufs] + [b.offset for b in bufs if b.offset]
+    grid += [w for b in bufs for g in b.gaps if g.window for w in g.window if w]
+    g = common_unit(grid, [b.alignment for b in bufs])
     align = _ints([max(1, b.alignment // g) if b.alignment > g else 1 for b in bufs])
     cap = None if problem.capacity is None else problem.capacity // g
     start, end = _ints([b.start for b in bufs]), _ints([b.end for b in bufs])
     size = _ints([b.size // g for b in bufs])
-    bound = max(problem.lower_bound() // g, section_bound(build_layout(start, end), size, align))
-    return Scaled(problem, g, start, end, size, align, problem.lower_bound() // g, cap, bound)
+    fixed = _ints([-1 if b.offset is None else b.offset // g for b in bufs])
+    hint = _ints([b.hint // g if b.hint is not None and b.hint % g == 0 else -1 for b in bufs])
+    pieces = [(i, *p) for i, b in enumerate(bufs) for p in b.pieces()]
+    cols = np.array(pieces, dtype=np.int64).reshape(-1, 5).T
+    parts = Parts(cols[0], cols[1], cols[2], cols[3] // g, cols[4] // g)
+    lower = -(-problem.lower_bound() // g)
+    bound = lower
+    if not (problem.has_gaps or problem.has_fixed):
+        bound = max(lower, section_bound(build_layout(start, end), size, align))
+    return Scaled(problem, g, start, end, size, align, lower, cap, bound, fixed, hint, parts)
 
 
 def _ints(values: list[int]) -> np.ndarray:
@@ -81,7 +129,10 @@ def _ints(values: list[int]) -> np.ndarray:
 def compact(s: Scaled, offsets: dict[str, int]) -> np.ndarray:
     """Drop a valid byte plan onto the unit grid: in offset order, each buffer goes on top of
     the conflicting buffers already dropped (rounded up to its alignment). No buffer moves up,
-    so the height never grows, and the result is canonical (see ``exact_search``)."""
+    so the height never grows, and the result is canonical (see ``exact_search``). With gaps or
+    fixed offsets the plan is only rescaled (its offsets are on the grid already)."""
+    if not s.plain:
+        return np.array([offsets[b.id] // s.unit for b in s.problem.buffers], dtype=np.int64)
     lay = build_layout(s.start, s.end)
     out = np.full(s.n, -1, dtype=np.int64)
     order = sorted(range(s.n), key=lambda i: offsets[s.problem.buffers[i].id])
@@ -97,13 +148,15 @@ def greedy_warm_start(s: Scaled) -> tuple[np.ndarray, str]:
     """The lowest plan among every registered greedy planner (compacted) and a quick descent."""
     from trainplan.planner.offsets import PLANNERS  # local: the registry imports the exact planners
 
-    best, name = descend(s), "descent"
+    best, name = None, ""
+    if s.plain:
+        best, name = descend(s), "descent"
     free = s.problem.with_capacity(None)
     for label, spec in PLANNERS.items():
         if spec.searches:
             continue
         offs = compact(s, spec.function(free).offsets)
-        if s.height(offs) < s.height(best):
+        if best is None or s.height(offs) < s.height(best):
             best, name = offs, label
     return best, name
 

@@ -8,8 +8,12 @@ numbers are divided by their common unit, the best greedy plan is given as a hin
 variable starts at the max-live lower bound (sharpened by alignment padding, see
 ``exact_layout.section_bound``), so reaching that bound proves optimality at once.
 Without ``problem.capacity`` the peak is minimised; with it the model is the decision problem
-"fit within capacity". Plain CP-SAT does not scale to tight problems of a few hundred buffers;
-``plan_exact`` adds a MiniMalloc-style search for those.
+"fit within capacity". Gaps make a buffer several rectangles (its parts in use) sharing one
+offset; a fixed offset is a constant; MiniMalloc's hints, where given, override the greedy
+hint. ``deterministic=True`` bounds CP-SAT by its deterministic time (``time_limit`` of it) in
+its deterministic parallel mode, so the plan does not depend on the machine's load. Plain
+CP-SAT does not scale to tight problems of a few hundred buffers; ``plan_exact`` adds a
+MiniMalloc-style search and the stronger clique model for those.
 
 >>> from trainplan.planner.allocation import AllocationProblem, Buffer
 >>> p = AllocationProblem((Buffer("a", 0, 2, 4), Buffer("b", 1, 3, 4), Buffer("c", 2, 4, 8)))
@@ -27,7 +31,9 @@ import time
 import numpy as np
 
 from trainplan.planner.allocation import AllocationProblem
-from trainplan.planner.offsets.exact_common import Scaled, greedy_warm_start, make_plan, scale, settled
+from trainplan.planner.offsets.exact_common import (
+    DTIME_PER_SECOND, Scaled, greedy_warm_start, make_plan, scale, settled,
+)
 from trainplan.planner.plan import Plan
 
 if TYPE_CHECKING:  # OR-Tools is heavy: loaded where a solve needs it
@@ -38,22 +44,24 @@ def plan_cpsat(
     problem: AllocationProblem, *, time_limit: float = 10.0, seed: int = 0, workers: int = 2,
     deterministic: bool = False,
 ) -> Plan:
-    """Solve the NoOverlap2D model with CP-SAT (see module doc); warm-started from greedy.
-    ``deterministic``: ``time_limit`` in CP-SAT's deterministic seconds, so that one worker
-    and a seed give the same plan under any load."""
+    """Solve the NoOverlap2D model with CP-SAT (see module doc); warm-started from greedy."""
     started = time.perf_counter()
     s = scale(problem)
-    options = {"time_limit": time_limit, "seed": seed, "workers": workers}
+    options = {"time_limit": time_limit, "seed": seed, "workers": workers,
+               "deterministic": deterministic}
     hint, _ = greedy_warm_start(s)
     remaining = max(0.01, time_limit - (time.perf_counter() - started))
-    offsets, fields = solve_cpsat(s, hint, time_limit=time_limit if deterministic else remaining,
-                                  seed=seed, workers=workers, deterministic=deterministic)
+    work = time_limit * DTIME_PER_SECOND if deterministic else None
+    offsets, fields = solve_cpsat(s, hint, time_limit=remaining, seed=seed, workers=workers,
+                                  deterministic_time=work)
+    if deterministic:  # the clock cut the work short: the plan may depend on the load
+        options["cut_by_clock"] = time.perf_counter() - started >= time_limit
     return make_plan(s, "cpsat", offsets, started, options=options, **fields)
 
 
 def solve_cpsat(
     s: Scaled, hint: np.ndarray, *, time_limit: float, seed: int, workers: int,
-    solver: cp_model.CpSolver | None = None, deterministic: bool = False,
+    solver: cp_model.CpSolver | None = None, deterministic_time: float | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Run the model; return scaled offsets and the Plan fields (optimal, status, best_bound).
 
@@ -73,12 +81,12 @@ def solve_cpsat(
     from ortools.sat.python import cp_model
 
     solver = cp_model.CpSolver() if solver is None else solver
-    if deterministic:
-        solver.parameters.max_deterministic_time = time_limit
-    else:
-        solver.parameters.max_time_in_seconds = time_limit
+    solver.parameters.max_time_in_seconds = time_limit
     solver.parameters.random_seed = seed
     solver.parameters.num_workers = workers
+    if deterministic_time is not None:
+        solver.parameters.max_deterministic_time = deterministic_time
+        solver.parameters.interleave_search = True
     code = solver.solve(model)
     # extract
     return _extract(s, solver, code, slots, hint)
@@ -92,31 +100,35 @@ def _build_model(
 
     model = cp_model.CpModel()
     ids = [b.id for b in s.problem.buffers]
-    # data
-    length = (s.end - s.start).tolist()
-    # variables: offset_<id> = alignment * slot_<id>, peak within [lower bound, limit]
-    peak = model.new_int_var(s.bound, limit, "peak")
+    # data: the parts in use (one per buffer without gaps)
+    parts = s.parts
+    # variables: offset_<id> = alignment * slot_<id> (a constant when fixed), peak in
+    # [lower bound, limit]
+    peak = model.new_int_var(min(s.bound, limit), limit, "peak")
     slots = [
+        model.new_constant(int(f) // int(al)) if f >= 0 else
         model.new_int_var(0, max(0, (limit - int(sz)) // int(al)), f"slot_{i}")
-        for i, sz, al in zip(ids, s.size, s.align)
+        for i, sz, al, f in zip(ids, s.size, s.align, s.fixed)
     ]
     offsets = [int(al) * v for v, al in zip(slots, s.align)]
     times = [
-        model.new_fixed_size_interval_var(int(st), int(ln), f"time_{i}")
-        for i, st, ln in zip(ids, s.start, length)
+        model.new_fixed_size_interval_var(int(st), int(en - st), f"time_{ids[b]}_{k}")
+        for k, (b, st, en) in enumerate(zip(parts.buffer, parts.start, parts.end))
     ]
     spaces = [
-        model.new_fixed_size_interval_var(off, int(sz), f"bytes_{i}")
-        for i, off, sz in zip(ids, offsets, s.size)
+        model.new_fixed_size_interval_var(offsets[b] + int(lo), int(hi - lo), f"bytes_{ids[b]}_{k}")
+        for k, (b, lo, hi) in enumerate(zip(parts.buffer, parts.lo, parts.hi))
     ]
     # constraints: no two rectangles share area; the redundant cumulative; the peak
     model.add_no_overlap_2d(times, spaces)
-    model.add_cumulative(times, [int(x) for x in s.size], peak)
+    model.add_cumulative(times, [int(hi - lo) for lo, hi in zip(parts.lo, parts.hi)], peak)
     for off, sz in zip(offsets, s.size):
         model.add(peak >= off + int(sz))
-    # hint: the warm start (CP-SAT repairs it when it breaks the capacity)
-    for v, h, sz, al in zip(slots, hint, s.size, s.align):
-        model.add_hint(v, min(int(h) // int(al), max(0, (limit - int(sz)) // int(al))))
+    # hint: MiniMalloc's hints where given, else the warm start (CP-SAT repairs what breaks)
+    for v, h, given, sz, al, f in zip(slots, hint, s.hint, s.size, s.align, s.fixed):
+        if f < 0:
+            start = int(given) if given >= 0 else int(h)
+            model.add_hint(v, min(start // int(al), max(0, (limit - int(sz)) // int(al))))
     model.add_hint(peak, min(s.height(hint), limit))
     return model, slots, peak
 

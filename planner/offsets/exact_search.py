@@ -26,15 +26,18 @@ The ideas follow MiniMalloc (Moffitt, ASPLOS 2023; google/minimalloc ``solver.cc
   weaker lowest release + total.)
 * **Dominance.** A waiting buffer whose lowest slot lies wholly below the level could drop into
   a gap that nothing will fill: a plan without that gap is not worse, so the node is pruned.
+* **Symmetry.** Identical buffers (same span, size and alignment) are interchangeable: once one
+  has failed in a cell, or been made to wait, its twins are not tried there.
 * **Decomposition at cut points.** Between two sections that no unplaced buffer crosses, the
   sides no longer interact; they are solved one after the other, and a side that fails makes the
   whole choice fail without re-searching the other. Cut points present from the start (common
   in training graphs) split the problem before any search.
 * **Memo and restarts.** A node's future depends only on its unplaced buffers, their minimum
   offsets and which of them wait, so failed states are remembered (and skipped when met again
-  through another order). The search restarts round-robin over MiniMalloc's static preorders
-  (``WAT``, ``TAW``, ``TWA``: lifespan Width, Area, section Total, descending; they break ties
-  between candidates) under a node limit that doubles each round, keeping the memo.
+  through another order). The search restarts (``Restarts``) round-robin over MiniMalloc's
+  static preorders (``WAT``, ``TAW``, ``TWA``: lifespan Width, Area, section Total,
+  descending; they break ties between candidates) and randomised variants of them, under a
+  node limit that doubles each round, keeping the memo.
 
 The search is complete: with no node or time limit it either finds a plan or proves that none
 exists below ``H``. It is fast on full packings (every section as full as ``H``), where the
@@ -58,9 +61,11 @@ import time
 
 import numpy as np
 
-from trainplan.planner.offsets.exact_layout import HEURISTICS, Layout, build_layout, preorder, section_grid
+from trainplan.planner.offsets.exact_layout import (
+    HEURISTICS, Layout, build_layout, perturb, preorder, section_grid,
+)
 
-__all__ = ["ABORTED", "EXHAUSTED", "FOUND", "TIMEOUT", "build_layout", "decide"]
+__all__ = ["ABORTED", "EXHAUSTED", "FOUND", "TIMEOUT", "Restarts", "build_layout", "decide"]
 
 FOUND, EXHAUSTED, ABORTED, TIMEOUT = "found", "exhausted", "aborted", "timeout"
 _BIG = np.iinfo(np.int64).max // 4
@@ -71,9 +76,12 @@ class _Search:
 
     def __init__(
         self, lay: Layout, size, align, pre, height: int, deadline: float, limit: int,
-        failed: set | None = None, stop=None,
+        failed: set | None = None, stop=None, first_in_order: bool = False,
+        heuristic: str | None = None,
     ):
-        self.lay, self.size, self.align, self.pre = lay, size, align, pre
+        self.lay, self.size, self.align, self.pre = lay, size, align, pre.copy()
+        self.first_in_order, self.heuristic = first_in_order, heuristic
+        self.twin = twins(lay, size, align)
         self.height, self.deadline, self.limit, self.stop = height, deadline, limit, stop
         self.aligned = bool((align > 1).any())
         self.grid = section_grid(lay, align)
@@ -100,12 +108,19 @@ class _Search:
         return self._split(np.arange(len(self.size)), 0, self.lay.n_sections, cuts)
 
     def _split(self, part, p0: int, p1: int, cuts: list[int]) -> str:
-        """Solve the independent sides of ``[p0, p1)`` cut at ``cuts``, one after the other."""
+        """Solve the independent sides of ``[p0, p1)`` cut at ``cuts``, one after the other;
+        under a named heuristic each side's buffers are re-ranked by what is left unplaced
+        (MiniMalloc's ``SubSolve``)."""
         lay, bounds = self.lay, [p0, *cuts, p1]
         for a, z in itertools.pairwise(bounds):
             sub = part[(self.off[part] < 0) & (lay.s0[part] < z) & (lay.s1[part] > a)]
             if sub.size:
+                old = self.pre[sub]
+                if self.heuristic:
+                    self.pre[sub] = preorder(lay, self.size, self.heuristic, load=self.total,
+                                             subset=sub)
                 result = self._search(sub, a, z)
+                self.pre[sub] = old
                 if result != FOUND:
                     return result
         return FOUND
@@ -113,11 +128,11 @@ class _Search:
     def _search(self, part, p0: int, p1: int) -> str:
         """A DFS node: prune by dominance, memo or inference, else branch on the tightest cell."""
         self.nodes += 1
-        if not self.nodes & 127:
-            if self.nodes > self.limit:
-                return ABORTED
-            if time.perf_counter() > self.deadline or (self.stop and self.stop.is_set()):
-                return TIMEOUT
+        if self.nodes > self.limit:
+            return ABORTED
+        if not self.nodes & 7 and (
+                time.perf_counter() > self.deadline or (self.stop and self.stop.is_set())):
+            return TIMEOUT
         free = part[self.off[part] < 0]
         if not free.size:
             return FOUND
@@ -142,10 +157,16 @@ class _Search:
         if cell is None:
             return EXHAUSTED
         section, forced = cell
+        if self.first_in_order:
+            return self._branch_first(part, p0, p1, free, lows, stuck, level)
         members = self.lay.members[self.lay.ptr[section]:self.lay.ptr[section + 1]]
         cover = members[(self.off[members] < 0) & (self.min_off[members] == level)]
         cover = cover[self.min_off[cover] > self.banned[cover]]
+        tried = set()
         for b in self._value_order(cover, level):
+            if self.twin[b] in tried:  # an identical buffer failed here: so would this one
+                continue
+            tried.add(self.twin[b])
             result = self._try(b, level, part, p0, p1)
             if result != EXHAUSTED:
                 return result
@@ -155,6 +176,23 @@ class _Search:
         self.banned[cover] = level  # the cell stays empty: its coverers must be lifted first
         result = self._search(part, p0, p1)
         self.banned[cover] = old
+        return result
+
+    def _branch_first(self, part, p0, p1, free, lows, stuck, level: int) -> str:
+        """MiniMalloc's branching: the first candidate in the preorder goes at the level, or
+        waits. A candidate with no unplaced neighbour that fails fails either way."""
+        cand = free[~stuck & (lows == level)]
+        b = int(cand[np.argmin(self.pre[cand])])
+        nbrs = self.lay.nbrs[b]
+        hatless = not (self.off[nbrs] < 0).any()
+        result = self._try(b, level, part, p0, p1)
+        if result != EXHAUSTED or hatless:
+            return result
+        waiting = cand[self.twin[cand] == self.twin[b]]  # identical ones would fail the same
+        old = self.banned[waiting]
+        self.banned[waiting] = level
+        result = self._search(part, p0, p1)
+        self.banned[waiting] = old
         return result
 
     def _value_order(self, cover, level: int) -> list[int]:
@@ -190,46 +228,61 @@ class _Search:
         keep = idx >= 0
         idx, sections = idx[keep], sections[keep]
         rel, is_cand = release[idx], cand[idx]
-        need = self._stack_need(sections, rel, self.size[free[idx]])
-        if need is None or int(need[1].max()) > self.height:
+        sizes = self.size[free[idx]]
+        if self._overfull(sections, rel, sizes).size:
             return None
         counts = np.bincount(sections[is_cand], minlength=self.lay.n_sections)
         open_secs = np.flatnonzero(counts)
         if not open_secs.size:
             return None
-        raised = self._stack_need(sections, np.where(is_cand, level + 1, rel),
-                                  self.size[free[idx]])
-        forced_at = set(raised[0][raised[1] > self.height].tolist())
-        forced = np.array([s in forced_at for s in open_secs.tolist()])
+        if self.first_in_order:  # MiniMalloc's branching uses no cell
+            return int(open_secs[0]), False
+        raised = np.where(is_cand, level + 1, rel)
+        forced = np.isin(open_secs, self._overfull(sections, raised, sizes))
         best = np.lexsort((open_secs, counts[open_secs], ~forced))[0]
         return int(open_secs[best]), bool(forced[best])
 
-    def _stack_need(self, sections, rel, sizes) -> tuple[np.ndarray, np.ndarray] | None:
-        """Per section (ids, Jackson stacking height) for jobs (section, release, size).
+    def _overfull(self, sections, rel, sizes) -> np.ndarray:
+        """Sections whose Jackson stacking height exceeds the height, for jobs (section,
+        release, size) listed section by section.
 
         With alignments, every offset in a section is a multiple of the gcd ``g`` of its
         buffers' alignments, so each stacked buffer but the top one takes its size rounded up
-        to ``g`` (``exact_layout.section_bound`` is the same bound with no releases).
+        to ``g`` (``exact_layout.section_bound`` is the same bound with no releases). Only
+        sections whose highest release plus total size exceeds the height can fail, so only
+        their jobs are sorted.
         """
         if not len(sections):
-            return None
+            return sections
         pad = None
         if self.aligned:
             grid = self.grid[sections]
             rel = -(-rel // grid) * grid
             rounded = -(-sizes // grid) * grid
             pad, sizes = rounded - sizes, rounded
-        order = np.argsort(sections * (self.height + 2) - rel, kind="stable")
+        is_head = np.empty(len(sections), dtype=bool)
+        is_head[0] = True
+        np.not_equal(sections[1:], sections[:-1], out=is_head[1:])
+        heads = np.flatnonzero(is_head)
+        upper = np.maximum.reduceat(rel, heads) + np.add.reduceat(sizes, heads)
+        maybe = upper > self.height
+        if not maybe.any():
+            return sections[:0]
+        pick = np.repeat(maybe, np.diff(heads, append=len(sections)))
+        sections, rel, sizes = sections[pick], rel[pick], sizes[pick]
+        order = np.argsort(sections * (self.height + 2) - rel, kind="stable")  # runs: fast
         sections, rel, sizes = sections[order], rel[order], sizes[order]
         above = np.cumsum(sizes)
-        is_head = np.r_[True, sections[1:] != sections[:-1]]
+        is_head = np.empty(len(sections), dtype=bool)
+        is_head[0] = True
+        np.not_equal(sections[1:], sections[:-1], out=is_head[1:])
         heads = np.flatnonzero(is_head)
-        base = np.repeat(above[heads] - sizes[heads], np.diff(np.r_[heads, len(sizes)]))
+        base = np.repeat(above[heads] - sizes[heads], np.diff(heads, append=len(sizes)))
         need = rel + above - base
         if pad is not None:  # the top buffer needs no rounding: take back the largest pad
             shift = (np.cumsum(is_head) - 1) * (int(pad.max()) + 1)
-            need -= np.maximum.accumulate(pad[order] + shift) - shift
-        return sections[heads], np.maximum.reduceat(need, heads)
+            need -= np.maximum.accumulate(pad[pick][order] + shift) - shift
+        return sections[heads][np.maximum.reduceat(need, heads) > self.height]
 
     def _try(self, b: int, low: int, part, p0: int, p1: int) -> str:
         """Place ``b`` at ``low`` and recurse, splitting at the cut points this opens."""
@@ -278,30 +331,98 @@ class _Search:
         self.off[b] = -1
 
 
+def twins(lay: Layout, size: np.ndarray, align: np.ndarray) -> np.ndarray:
+    """A class per buffer: identical buffers (same sections, size and alignment) share one.
+
+    Swapping two of them maps plans to plans, so once one has failed somewhere, its twins
+    need not be tried there (symmetry breaking).
+    """
+    keys = np.stack([lay.s0, lay.s1, size, align], axis=1) if len(size) else np.zeros((0, 4))
+    return np.unique(keys, axis=0, return_inverse=True)[1].reshape(-1)
+
+
+class Restarts:
+    """The search for one height as a series of restarts (*slices*), each under a node limit;
+    states proven hopeless are remembered across all of them.
+
+    A round of slices varies the two things that decide how long a complete search takes
+    (heavy-tailed in both): the branching rule (``cell``: the tightest cell at the level, or
+    ``first``: MiniMalloc's, the first candidate in the preorder goes at the level or waits)
+    and the preorder (MiniMalloc's ``WAT``, ``TAW``, ``TWA``, re-ranked in every part split
+    off, or one of them randomly perturbed from ``seed``).
+    """
+
+    SLICES = (("cell", "WAT"), ("first", "TWA"), ("cell", "TAW"), ("cell", None),
+              ("first", None), ("first", "WAT"), ("first", "TAW"), ("cell", None))
+    PER_ROUND = len(SLICES)
+
+    def __init__(self, lay: Layout, size, align, height: int, *, seed: int = 0, stop=None,
+                 slices: tuple = SLICES):
+        self.lay, self.size, self.align, self.height, self.stop = lay, size, align, height, stop
+        self.slice_kinds, self.per_round = slices, len(slices)
+        self.bases = {h: preorder(lay, size, h) for h in HEURISTICS}
+        self.rng = np.random.default_rng(seed)
+        self.failed: set = set()
+        self.nodes = 0
+        self.slices = 0
+        self.solution: np.ndarray | None = None
+
+    def _random_preorder(self) -> np.ndarray:
+        """One of the heuristics' ranks with a random perturbation."""
+        return perturb(self.bases[HEURISTICS[int(self.rng.integers(len(HEURISTICS)))]],
+                       self.rng)
+
+    def run(self, limit: int, deadline: float) -> str:
+        """One slice of at most ``limit`` nodes: FOUND (plan in ``solution``), EXHAUSTED
+        (proven: nothing fits), ABORTED (limit reached) or TIMEOUT (deadline or stop)."""
+        if self.stop is not None and self.stop.is_set():
+            return TIMEOUT
+        rule, heuristic = self.slice_kinds[self.slices % self.per_round]
+        pre = self.bases[heuristic] if heuristic else self._random_preorder()
+        search = _Search(self.lay, self.size, self.align, pre, self.height, deadline, limit,
+                         self.failed, self.stop, rule == "first", heuristic)
+        self.slices += 1
+        old_depth = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(old_depth, 8 * len(self.size) + 1000))  # ~3 frames a level
+        try:
+            result = search.run()
+        finally:
+            sys.setrecursionlimit(old_depth)
+            self.nodes += search.nodes
+        if result == FOUND:
+            self.solution = search.solution.copy()
+        return result
+
+
+def slice_limit(k: int, n: int, per_round: int = Restarts.PER_ROUND) -> int:
+    """Node limit of slice ``k``: ``2n``, doubling after every round of ``per_round`` slices
+    (MiniMalloc's round robin, over more ways to search).
+
+    >>> [slice_limit(k, 10, 4) for k in (0, 3, 4, 8)]
+    [20, 20, 40, 80]
+    """
+    return 2 * max(1, n) << (k // per_round)
+
+
 def decide(
     lay: Layout, size: np.ndarray, align: np.ndarray, height: int, *, deadline: float,
-    stop=None, first_limit: int | None = None,
+    stop=None, seed: int = 0, node_budget: int | None = None,
 ) -> tuple[str, np.ndarray | None]:
     """FOUND with offsets, EXHAUSTED (proven: nothing fits), or TIMEOUT with None.
 
-    Round-robins the static preorders under a node limit that doubles every round; states
-    proven hopeless are remembered across the restarts. ``stop`` (a ``threading.Event``)
-    ends the search early, reported as TIMEOUT.
+    Restarts (``Restarts``) under node limits that double every round; ``stop`` (a
+    ``threading.Event``) ends the search early, reported as TIMEOUT, and so does a spent
+    ``node_budget`` (a machine-independent limit).
     """
-    orders = [preorder(lay, size, h) for h in HEURISTICS]
-    limit = first_limit or 2 * len(size)
-    failed: set = set()
-    old_depth = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old_depth, 8 * len(size) + 1000))  # ~3 frames per placement
-    try:
-        while True:
-            for pre in orders:
-                search = _Search(lay, size, align, pre, height, deadline, limit, failed, stop)
-                result = search.run()
-                if result == FOUND:
-                    return FOUND, search.solution.copy()
-                if result in (EXHAUSTED, TIMEOUT):
-                    return result, None
-            limit *= 2
-    finally:
-        sys.setrecursionlimit(old_depth)
+    search = Restarts(lay, size, align, height, seed=seed, stop=stop)
+    while True:
+        limit = slice_limit(search.slices, len(size))
+        if node_budget is not None:
+            limit = min(limit, node_budget - search.nodes)
+            if limit <= 0:
+                return TIMEOUT, None
+        result = search.run(limit, deadline)
+        if result == FOUND:
+            return FOUND, search.solution
+        if result in (EXHAUSTED, TIMEOUT):
+            return result, None

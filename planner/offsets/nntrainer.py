@@ -35,6 +35,10 @@ Differences, all of which vanish for NNTrainer's own inputs:
   default. A wrong merge always yields an invalid plan, so whenever NNTrainer's V2 returns a
   valid layout ours returns the same one. ``nntrainer_clash_test=True`` replays NNTrainer's test.
 - A buffer is a weight gradient when ``kind`` is ``"gradient"`` or ``"wgrad"``.
+- MiniMalloc's options: gaps are ignored (a buffer counts as live over its whole lifetime,
+  which is always valid); with fixed offsets the planner runs on the other buffers and its plan
+  is then settled around the fixed ones (``_place.settle_around_fixed``: in the order of its
+  offsets, each buffer drops into the lowest hole).
 
 >>> from trainplan.planner.allocation import AllocationProblem, Buffer
 >>> p = AllocationProblem((Buffer("x", 0, 2, 8), Buffer("y", 1, 4, 4), Buffer("z", 2, 5, 6)))
@@ -51,6 +55,7 @@ import heapq
 
 from trainplan.planner.allocation import AllocationProblem, Buffer
 from trainplan.planner.offsets._common import align_up, greedy_plan
+from trainplan.planner.offsets._place import settle_around_fixed
 from trainplan.planner.offsets._stdsort import std_sort_order
 from trainplan.planner.plan import Plan
 
@@ -59,24 +64,37 @@ WGRAD_KINDS = frozenset({"gradient", "wgrad"})
 
 def plan_nntrainer_v1(problem: AllocationProblem) -> Plan:
     """NNTrainer's default planner: a stack, top-only popping, exact-size reuse."""
-    offsets = _v1_offsets(list(problem.buffers))
-    return greedy_plan("nntrainer_v1", problem, offsets)
+    offsets = _v1_offsets(_free(problem))
+    return greedy_plan("nntrainer_v1", problem, _settled(problem, offsets))
 
 
 def plan_nntrainer_v2(problem: AllocationProblem, *, nntrainer_clash_test: bool = False) -> Plan:
     """V1 for everything but weight gradients, which share size-sorted slots above V1's peak."""
-    plain = [b for b in problem.buffers if b.kind not in WGRAD_KINDS]
-    wgrads = [b for b in problem.buffers if b.kind in WGRAD_KINDS]
+    plain = [b for b in _free(problem) if b.kind not in WGRAD_KINDS]
+    wgrads = [b for b in _free(problem) if b.kind in WGRAD_KINDS]
     offsets = _v1_offsets(plain)
     peak = max((offsets[b.id] + b.size for b in plain), default=0)
     offsets.update(_wgrad_slot_offsets(wgrads, peak, nntrainer_clash_test))
     options = {"nntrainer_clash_test": True} if nntrainer_clash_test else {}
-    return greedy_plan("nntrainer_v2", problem, offsets, options)
+    return greedy_plan("nntrainer_v2", problem, _settled(problem, offsets), options)
 
 
 def plan_nntrainer_v3(problem: AllocationProblem) -> Plan:
     """First fit into the gaps between the requests still live, else on top of them."""
-    return greedy_plan("nntrainer_v3", problem, _v3_offsets(list(problem.buffers)))
+    return greedy_plan("nntrainer_v3", problem, _settled(problem, _v3_offsets(_free(problem))))
+
+
+def _free(problem: AllocationProblem) -> list[Buffer]:
+    """The buffers the replay plans: all but those with a fixed offset."""
+    return [b for b in problem.buffers if b.offset is None]
+
+
+def _settled(problem: AllocationProblem, offsets: dict[str, int]) -> dict[str, int]:
+    """The replay's offsets, settled around the fixed buffers when there are any."""
+    if not problem.has_fixed:
+        return offsets
+    return settle_around_fixed(problem.buffers, {**offsets, **{
+        b.id: b.offset for b in problem.buffers if b.offset is not None}})
 
 
 def _by_start_end(reqs: list[Buffer]) -> list[int]:

@@ -77,7 +77,7 @@ def test_one_row_per_task_with_its_figures(tasks, embedded):
     trained = frame[frame.iterations > 0]
     assert len(trained) == 8 and trained.same_bits.all()
     assert (trained.train_weights_sha256 == trained.reference_weights_sha256).all()
-    assert trained[trained.budget_fraction.notna()].train_bytes_written.gt(0).all()
+    assert trained[trained.budget_fraction.notna()].train_total_bytes_written.gt(0).all()
 
 
 def test_rows_equal_a_direct_call(tasks, embedded):
@@ -200,8 +200,10 @@ def test_parts_are_read_once_each_and_compacted(tmp_path, embedded):
 
 
 def test_volatile_columns_are_only_measurements():
-    assert set(VOLATILE) == {"seconds", "solve_seconds", "train_seconds_per_iteration",
-                             "train_stall_seconds", "train_peak_rss_bytes"}
+    assert set(VOLATILE) == {"seconds", "solve_seconds", "train_iteration_seconds",
+                             "train_total_seconds", "train_total_stall_seconds",
+                             "train_peak_rss_bytes", "train_baseline_rss_bytes",
+                             "train_peak_rss_above_baseline_bytes", "train_thread_policy"}
 
 
 def _rows_on_disk(out: str) -> int:

@@ -76,8 +76,9 @@ def test_search_options_reach_only_searching_planners(monkeypatch):
 
     monkeypatch.setitem(PLANNERS, "searching", PlannerSpec(plan_searching, "s", searches=True))
     monkeypatch.setitem(PLANNERS, "plain", PlannerSpec(plan_plain, "p"))
-    run_planner("searching", P, time_limit=3.0, seed=5, workers=1)
-    run_planner("plain", P, time_limit=3.0, seed=5, workers=1)
-    assert received == {"searching": {"time_limit": 3.0, "seed": 5, "workers": 1}, "plain": {}}
+    run_planner("searching", P, time_limit=3.0, seed=5, workers=1, deterministic=True)
+    run_planner("plain", P, time_limit=3.0, seed=5, workers=1, deterministic=True)
+    assert received == {"searching": {"time_limit": 3.0, "seed": 5, "workers": 1,
+                                      "deterministic": True}, "plain": {}}
     run_planner("searching", P)
-    assert received["searching"] == {"seed": 0, "workers": 2}  # no limit: planner's default
+    assert received["searching"] == {"seed": 0, "workers": 2, "deterministic": False}
