@@ -9,6 +9,7 @@ import importlib.util
 import os
 import re
 import shlex
+import subprocess
 
 import matplotlib
 import pytest
@@ -24,10 +25,12 @@ PAGES = ["README.md", *sorted(os.path.relpath(p, ROOT) for p in
 BLOCK = re.compile(r"```(\w*)\n(.*?)```", re.DOTALL)
 COUNTS = re.compile(r"(--(?:epochs|iterations|measure-iterations))(?:\s+|=)\d+")
 PREFIXES = ("trainplan ", "python -m trainplan ")
+SHELL = ("printf ",)  # commands that write an example's input file
 
 
 def examples(page: str) -> list[tuple[str, str]]:
-    """(kind, text) in page order: ("cli", a trainplan command) or ("python", a block)."""
+    """(kind, text) in page order: ("cli", a trainplan command), ("shell", a command writing
+    an input file) or ("python", a block)."""
     out = []
     with open(os.path.join(ROOT, page), encoding="utf-8") as fh:
         text = fh.read()
@@ -40,6 +43,8 @@ def examples(page: str) -> list[tuple[str, str]]:
                 part = part.strip()
                 if part.startswith(PREFIXES):
                     out.append(("cli", part))
+                elif part.startswith(SHELL):
+                    out.append(("shell", part))
     return out
 
 
@@ -83,6 +88,9 @@ def test_every_example_of_the_page_runs(page, tmp_path, monkeypatch, capsys):
             if missing_module(text):
                 continue  # the block imports an extra this installation lacks
             exec(compile(text, f"{page} (a Python block)", "exec"), namespace)  # noqa: S102
+            continue
+        if kind == "shell":
+            subprocess.run(text, shell=True, check=True, cwd=tmp_path)  # noqa: S602
             continue
         argv = shortened(text)
         if missing_extra(argv):
