@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from trainplan.planner.errors import InvalidProblem
-from trainplan.planner.fileio import atomic_write_text
+from trainplan.planner.fileio import atomic_write_text, clip, read_text_file
+from trainplan.planner.resources import MAX_BYTES, magnitude
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,11 @@ class AllocationProblem:
         seen = set()
         for b in self.buffers:
             if b.id in seen:
-                raise InvalidProblem(f"buffer id {b.id!r} appears twice; ids must be unique")
+                raise InvalidProblem(f"buffer id {clip(b.id)} appears twice; ids must be unique")
             seen.add(b.id)
             if b.size <= 0 or b.end <= b.start or b.alignment <= 0:
                 raise InvalidProblem(
-                    f"buffer {b.id!r}: needs size > 0, end > start and alignment > 0 "
+                    f"buffer {clip(b.id)}: needs size > 0, end > start and alignment > 0 "
                     f"(got size={b.size}, start={b.start}, end={b.end}, alignment={b.alignment})"
                 )
         if self.capacity is not None and self.capacity < 0:
@@ -87,14 +88,12 @@ class AllocationProblem:
 
     @staticmethod
     def from_csv(text_or_path: str, capacity: int | None = None) -> AllocationProblem:
-        """Read MiniMalloc's CSV (``id,lower,upper,size[,alignment][,offset]``); errors name
-        the line."""
-        if "\n" not in text_or_path and os.path.exists(text_or_path):
-            with open(text_or_path, newline="") as fh:
-                text, name = fh.read(), os.path.basename(text_or_path)
-        else:
-            text, name = text_or_path, ""
-        return _parse_csv(text, capacity, name)
+        """Read MiniMalloc's CSV (``id,lower,upper,size[,alignment][,offset]``) from a path
+        (any text without a line break) or from the text itself; errors name the line."""
+        if "\n" not in text_or_path:
+            text = read_text_file(text_or_path, "CSV problem")
+            return _parse_csv(text, capacity, os.path.basename(text_or_path))
+        return _parse_csv(text_or_path, capacity, "")
 
     def to_csv(self, offsets: dict[str, int] | None = None) -> str:
         """MiniMalloc's CSV; with ``offsets`` a solution (adds the ``offset`` column)."""
@@ -116,7 +115,10 @@ _LEGACY = {"start": "lower", "begin": "lower", "buffer": "id", "buffer_id": "id"
 
 
 def _parse_csv(text: str, capacity: int | None, name: str) -> AllocationProblem:
-    rows = list(csv.reader(io.StringIO(text)))
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise InvalidProblem(f"{name or 'CSV'}: not a CSV file ({exc})") from None
     if not rows:
         raise InvalidProblem("empty CSV: expected a header line 'id,lower,upper,size'")
     header = [_LEGACY.get(h.strip().lower(), h.strip().lower()) for h in rows[0]]
@@ -145,8 +147,11 @@ def _parse_csv(text: str, capacity: int | None, name: str) -> AllocationProblem:
                 values[key] = int(raw)
             except ValueError:
                 raise InvalidProblem(
-                    f"line {lineno}: {key} must be an integer, got {raw!r}"
+                    f"line {lineno}: {key} must be an integer, got {clip(raw)}"
                 ) from None
+            if abs(values[key]) >= MAX_BYTES:
+                raise InvalidProblem(f"line {lineno}: {key} {magnitude(values[key])} is too large; "
+                                     "sizes and times must be below 2^62")
         if closed_end:
             values["upper"] += 1
         if values["size"] <= 0:
@@ -162,7 +167,13 @@ def _parse_csv(text: str, capacity: int | None, name: str) -> AllocationProblem:
             Buffer(row[col["id"]].strip(), values["lower"], values["upper"], values["size"],
                    values.get("alignment", 1))
         )
+    total = sum(b.size + b.alignment - 1 for b in buffers)
+    if total >= MAX_BYTES:
+        raise InvalidProblem(f"{name or 'CSV'}: the sizes add up to {magnitude(total)} bytes, beyond "
+                             "2^62: the bounds' int64 arithmetic would overflow; is the file "
+                             "in bytes?")
     try:
         return AllocationProblem(tuple(buffers), capacity, name)
     except InvalidProblem as exc:
         raise InvalidProblem(f"{name or 'CSV'}: {exc}") from None
+

@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 
 from trainplan.planner.errors import InvalidModelFile
+from trainplan.planner.fileio import clip, read_text_file
 from trainplan.planner.spec import LayerDef, ModelSpec
 
 MODEL_KEYS = {
@@ -63,6 +64,7 @@ LAYER_TYPES = {
     "cross_softmax": "cross_softmax", "cross": "cross_softmax",
 }
 STRUCTURE_KEYS = {"type", "input_layers", "activation", "trainable"}
+MAX_NAME = 200  # characters of a section (layer) name
 
 
 @dataclass
@@ -81,12 +83,16 @@ def read_sections(text: str, path: str = "model.ini") -> list[Section]:
             continue
         if line.startswith("["):
             if not line.endswith("]") or len(line) < 3:
-                raise InvalidModelFile(f"{path}:{lineno}: malformed section header {raw!r}; "
+                raise InvalidModelFile(f"{path}:{lineno}: malformed section header {clip(raw)}; "
                                        "write [SectionName]")
-            sections.append(Section(line[1:-1].strip(), lineno, {}))
+            name = line[1:-1].strip()
+            if len(name) > MAX_NAME:
+                raise InvalidModelFile(f"{path}:{lineno}: section name {clip(name)} is longer "
+                                       f"than {MAX_NAME} characters")
+            sections.append(Section(name, lineno, {}))
             continue
         if "=" not in line:
-            raise InvalidModelFile(f"{path}:{lineno}: expected 'key = value', got {raw!r}")
+            raise InvalidModelFile(f"{path}:{lineno}: expected 'key = value', got {clip(raw)}")
         if not sections:
             raise InvalidModelFile(f"{path}:{lineno}: key outside any section; start the file "
                                    "with [Model]")
@@ -104,9 +110,7 @@ def _strip_comment(line: str) -> str:
 
 def load_ini(path: str, *, batch: int | None = None) -> ModelSpec:
     """Parse an NNTrainer INI into a ModelSpec; ``batch`` overrides the file's batch_size."""
-    with open(path) as fh:
-        text = fh.read()
-    return parse_ini(text, path=path, batch=batch)
+    return parse_ini(read_text_file(path, "model file"), path=path, batch=batch)
 
 
 def parse_ini(text: str, *, path: str = "model.ini", batch: int | None = None) -> ModelSpec:
@@ -126,7 +130,11 @@ def parse_ini(text: str, *, path: str = "model.ini", batch: int | None = None) -
     layers = _layers(sections, path)
     loss = _value(model, "loss")
     layers = _apply_loss(layers, loss, path)
-    file_batch = _int(model, "batch_size", path) or 32
+    file_batch = _int(model, "batch_size", path)
+    if file_batch is not None and file_batch < 1:
+        raise InvalidModelFile(f"{path}:{model.entries['batch_size'][1]}: batch_size must be "
+                               f"1 or more, got {file_batch}")
+    file_batch = file_batch or 32
     optimizer = (_value(opt_section, "type") if opt_section else None) \
         or _value(model, "optimizer") or "adam"
     memopt = (_value(model, "memory_optimization") or "true").lower() in ("true", "1", "yes")
@@ -153,7 +161,7 @@ def _layers(sections: list[Section], path: str) -> list[LayerDef]:
         layer_type = LAYER_TYPES.get(raw_type.lower())
         if layer_type is None:
             raise InvalidModelFile(f"{path}:{type_line}: section [{s.name}]: layer type "
-                                   f"{raw_type!r} is not supported by trainplan; supported: "
+                                   f"{clip(raw_type)} is not supported by trainplan; supported: "
                                    + ", ".join(sorted(set(LAYER_TYPES))))
         props = {}
         for key, (value, line) in s.entries.items():
@@ -161,7 +169,7 @@ def _layers(sections: list[Section], path: str) -> list[LayerDef]:
                 continue
             if key not in LAYER_PROPERTY_KEYS:
                 raise InvalidModelFile(f"{path}:{line}: section [{s.name}]: unknown key "
-                                       f"{key!r}; check the spelling against NNTrainer's layer "
+                                       f"{clip(key)}; check the spelling against NNTrainer's layer "
                                        "properties")
             props[LAYER_PROPERTY_KEYS[key]] = _convert(LAYER_PROPERTY_KEYS[key], value, path,
                                                        line)
@@ -223,7 +231,7 @@ def _apply_loss(layers: list[LayerDef], loss: str | None, path: str) -> list[Lay
         return layers + [LayerDef("cross_softmax0", "cross_softmax", {}, (last.name,))]
     if loss == "mse":
         return layers + [LayerDef("mse0", "mse", {}, (last.name,))]
-    raise InvalidModelFile(f"{path}: [Model] loss {loss!r} is not supported; use cross or mse")
+    raise InvalidModelFile(f"{path}: [Model] loss {clip(loss)} is not supported; use cross or mse")
 
 
 def _convert(key: str, value: str, path: str, line: int):
@@ -242,7 +250,8 @@ def _convert(key: str, value: str, path: str, line: int):
             return float(value)
         return int(value)
     except ValueError:
-        raise InvalidModelFile(f"{path}:{line}: {key} = {value!r} is not a valid value") from None
+        raise InvalidModelFile(f"{path}:{line}: {key} = {clip(value)} is not a valid value") \
+            from None
 
 
 def _find(sections: list[Section], name: str) -> Section | None:
@@ -262,12 +271,12 @@ def _int(section: Section, key: str, path: str) -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise InvalidModelFile(f"{path}:{line}: {key} must be an integer, got {value!r}") \
+        raise InvalidModelFile(f"{path}:{line}: {key} must be an integer, got {clip(value)}") \
             from None
 
 
 def _check_keys(section: Section, known: set[str], path: str) -> None:
     for key, (_, line) in section.entries.items():
         if key not in known:
-            raise InvalidModelFile(f"{path}:{line}: [{section.name}]: unknown key {key!r}; "
+            raise InvalidModelFile(f"{path}:{line}: [{section.name}]: unknown key {clip(key)}; "
                                    f"known keys: {', '.join(sorted(known))}")

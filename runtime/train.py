@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+from trainplan.planner.errors import TrainplanError
+from trainplan.planner.fileio import remove_stale_temporaries
 from trainplan.runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trainplan.runtime.data import Dataset
 from trainplan.runtime.session import Session
@@ -44,7 +46,11 @@ def train(session: Session, data: Dataset, *, batch: int, epochs: int | None = N
           iterations: int | None = None, test: Dataset | None = None, seed: int = 0,
           checkpoint: str | None = None, resume: bool = False,
           progress: bool = True) -> TrainReport:
-    """Train for ``epochs`` (or exactly ``iterations``) and measure it."""
+    """Train for ``epochs`` (or exactly ``iterations``) and measure it; temporary checkpoint
+    files a killed run left beside ``checkpoint`` are removed first."""
+    _check_counts(data, batch, epochs, iterations)
+    if checkpoint:
+        remove_stale_temporaries(checkpoint)
     rng = np.random.default_rng(seed)
     done = _resume(session, checkpoint, rng) if resume and checkpoint else 0
     total = iterations if iterations is not None else (epochs or 1) * (data.size // batch)
@@ -69,6 +75,18 @@ def train(session: Session, data: Dataset, *, batch: int, epochs: int | None = N
     report.train_accuracy = correct / seen if seen else None
     report.test_accuracy = evaluate(session, test, batch) if test is not None else None
     return _finish(session, report, stall0)
+
+
+def _check_counts(data: Dataset, batch: int, epochs: int | None,
+                  iterations: int | None) -> None:
+    """Refuse what would train nothing: no iteration, no epoch, fewer samples than a batch."""
+    if iterations is not None and iterations < 1:
+        raise TrainplanError(f"iterations {iterations}: train at least one")
+    if epochs is not None and epochs < 1:
+        raise TrainplanError(f"epochs {epochs}: train at least one")
+    if data.size < batch:
+        raise TrainplanError(f"the data set has {data.size} samples, fewer than one batch of "
+                             f"{batch}; give at least {batch} samples or a smaller batch")
 
 
 def evaluate(session: Session, data: Dataset, batch: int) -> float | None:
