@@ -11,6 +11,7 @@ is 130 or 143.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from contextlib import contextmanager
@@ -64,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             check_args(args)
             result = args.run(args)
+            if result is not None:
+                emit(result, getattr(args, "json", False))
+                sys.stdout.flush()
+        except BrokenPipeError:  # the reader left (`trainplan compare | head`): stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
         except TrainplanError as exc:
             return _fail(args, str(exc))
         except MemoryError as exc:
@@ -76,8 +83,6 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"trainplan {args.command}: interrupted", file=sys.stderr)
             return 130
-    if result is not None:
-        emit(result, getattr(args, "json", False))
     return 0
 
 

@@ -319,3 +319,17 @@ def test_training_a_compat_graph_is_refused_with_the_reason(at, capsys):
     refused(capsys, [*TRAINED, "--nntrainer-compat"], "--nntrainer-compat",
             "drop --nntrainer-compat")
     refused(capsys, [*TRAINED, "--nntrainer-compat", "--reference"], "drop --nntrainer-compat")
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(at):
+    """`trainplan ... | head`: the pipe closes before the output is written."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "trainplan", "compare", "--models",
+                                "lenet5,mlp", "--planners", "all", "--format", "csv"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()
+    err = process.stderr.read()
+    assert process.wait(timeout=300) in (0, 1)
+    assert "Traceback" not in err and "Exception ignored" not in err, err[-500:]
