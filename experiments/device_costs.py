@@ -7,8 +7,8 @@ import numpy as np
 
 from trainplan.planner.order import ExecutionOrder
 from trainplan.planner.plan_training import CostModel, Score, SwapCosts
-from trainplan.planner.training_plan import TrainingPlan
 from trainplan.planner.swap.stall_model import StorageModel
+from trainplan.planner.training_plan import TrainingPlan
 from trainplan.simulator.device import DeviceProfile, load_device
 from trainplan.simulator.engine import step_seconds
 from trainplan.simulator.simulate import graph_steps

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from trainplan.planner.errors import InvalidProblem
-from trainplan.planner.fileio import atomic_write_text
+from trainplan.planner.fileio import atomic_write_text, clip, read_text_file
+from trainplan.planner.resources import MAX_BYTES, magnitude
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class AllocationProblem:
         seen = set()
         for b in self.buffers:
             if b.id in seen:
-                raise InvalidProblem(f"buffer id {b.id!r} appears twice; ids must be unique")
+                raise InvalidProblem(f"buffer id {clip(b.id)} appears twice; ids must be unique")
             seen.add(b.id)
             _check_buffer(b)
         if self.capacity is not None and self.capacity < 0:
@@ -143,16 +144,15 @@ class AllocationProblem:
 
     @staticmethod
     def from_csv(text_or_path: str, capacity: int | None = None) -> AllocationProblem:
-        """Read MiniMalloc's CSV (``id,lower,upper,size[,alignment][,hint][,gaps][,offset]``);
-        errors name the line. An ``offset`` fixes the buffer there (MiniMalloc's meaning; an
-        empty cell or -1 leaves it free); gaps are ``lower-upper`` or ``lower-upper@lo:hi``
-        separated by spaces."""
-        if "\n" not in text_or_path and os.path.exists(text_or_path):
-            with open(text_or_path, newline="") as fh:
-                text, name = fh.read(), os.path.basename(text_or_path)
-        else:
-            text, name = text_or_path, ""
-        return _parse_csv(text, capacity, name)
+        """Read MiniMalloc's CSV (``id,lower,upper,size[,alignment][,hint][,gaps][,offset]``)
+        from a path (any text without a line break) or from the text itself; errors name the
+        line. An ``offset`` fixes the buffer there (MiniMalloc's meaning; an empty cell or -1
+        leaves it free); gaps are ``lower-upper`` or ``lower-upper@lo:hi`` separated by
+        spaces."""
+        if "\n" not in text_or_path:
+            text = read_text_file(text_or_path, "CSV problem")
+            return _parse_csv(text, capacity, os.path.basename(text_or_path))
+        return _parse_csv(text_or_path, capacity, "")
 
     def to_csv(self, offsets: dict[str, int] | None = None) -> str:
         """MiniMalloc's CSV; with ``offsets`` a solution (their ``offset`` column), else the
@@ -182,29 +182,29 @@ def _check_buffer(b: Buffer) -> None:
     """Sizes, times, alignment, gaps, fixed offset and hint of one buffer, or InvalidProblem."""
     if b.size <= 0 or b.end <= b.start or b.alignment <= 0:
         raise InvalidProblem(
-            f"buffer {b.id!r}: needs size > 0, end > start and alignment > 0 "
+            f"buffer {clip(b.id)}: needs size > 0, end > start and alignment > 0 "
             f"(got size={b.size}, start={b.start}, end={b.end}, alignment={b.alignment})"
         )
     t = b.start
     for g in b.gaps:
         if not (t <= g.start < g.end <= b.end):
             raise InvalidProblem(
-                f"buffer {b.id!r}: gap [{g.start},{g.end}) must lie inside its lifetime "
+                f"buffer {clip(b.id)}: gap [{g.start},{g.end}) must lie inside its lifetime "
                 f"[{b.start},{b.end}), after the previous gap, and end after it starts"
             )
         if g.window is not None and not 0 <= g.window[0] <= g.window[1] <= b.size:
             raise InvalidProblem(
-                f"buffer {b.id!r}: gap window {g.window[0]}:{g.window[1]} must lie within "
+                f"buffer {clip(b.id)}: gap window {g.window[0]}:{g.window[1]} must lie within "
                 f"0:{b.size} (its size)"
             )
         t = g.end
     if b.offset is not None and (b.offset < 0 or b.offset % b.alignment):
         raise InvalidProblem(
-            f"buffer {b.id!r}: fixed offset {b.offset} must be >= 0 and a multiple of its "
+            f"buffer {clip(b.id)}: fixed offset {b.offset} must be >= 0 and a multiple of its "
             f"alignment {b.alignment}"
         )
     if b.hint is not None and b.hint < 0:
-        raise InvalidProblem(f"buffer {b.id!r}: hint {b.hint} must be >= 0")
+        raise InvalidProblem(f"buffer {clip(b.id)}: hint {b.hint} must be >= 0")
 
 
 def _check_fixed_disjoint(fixed: list[Buffer]) -> None:
@@ -235,7 +235,10 @@ _LEGACY = {"start": "lower", "begin": "lower", "buffer": "id", "buffer_id": "id"
 
 
 def _parse_csv(text: str, capacity: int | None, name: str) -> AllocationProblem:
-    rows = list(csv.reader(io.StringIO(text)))
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise InvalidProblem(f"{name or 'CSV'}: not a CSV file ({exc})") from None
     if not rows:
         raise InvalidProblem("empty CSV: expected a header line 'id,lower,upper,size'")
     header = [_LEGACY.get(h.strip().lower(), h.strip().lower()) for h in rows[0]]
@@ -256,6 +259,11 @@ def _parse_csv(text: str, capacity: int | None, name: str) -> AllocationProblem:
         if len(row) < len(header):
             raise InvalidProblem(f"line {lineno}: expected {len(header)} fields, got {len(row)}")
         buffers.append(_parse_row(row, col, lineno, int(closed_end)))
+    total = sum(b.size + b.alignment - 1 for b in buffers)
+    if total >= MAX_BYTES:
+        raise InvalidProblem(f"{name or 'CSV'}: the sizes add up to {magnitude(total)} bytes, "
+                             "beyond 2^62: the bounds' int64 arithmetic would overflow; is the "
+                             "file in bytes?")
     try:
         return AllocationProblem(tuple(buffers), capacity, name)
     except InvalidProblem as exc:
@@ -303,6 +311,11 @@ def _parse_gaps(text: str, lineno: int, addend: int) -> tuple[Gap, ...]:
 
 def _int(raw: str, what: str, lineno: int) -> int:
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        raise InvalidProblem(f"line {lineno}: {what} must be an integer, got {raw!r}") from None
+        raise InvalidProblem(f"line {lineno}: {what} must be an integer, got {clip(raw)}") \
+            from None
+    if abs(value) >= MAX_BYTES:
+        raise InvalidProblem(f"line {lineno}: {what} {magnitude(value)} is too large; sizes and "
+                             "times must be below 2^62")
+    return value

@@ -21,7 +21,14 @@ from trainplan.planner.initial_weights import check_weights
 from trainplan.planner.layers import LAYERS
 from trainplan.planner.layers.base import AG, CD, CG, F, LayerSpec, Realised
 from trainplan.planner.optimizers import OPTIMIZER_FLOPS, optimizer_states
-from trainplan.planner.spec import LayerDef, ModelSpec, check_batch, is_graph_input, resolve, split_ref
+from trainplan.planner.spec import (
+    LayerDef,
+    ModelSpec,
+    check_batch,
+    is_graph_input,
+    resolve,
+    split_ref,
+)
 
 # Layer types whose inputs NNTrainer keeps for forward only.
 _COMPAT_FORWARD_ONLY_INPUTS = {"activation", "multiout", "batch_normalization",

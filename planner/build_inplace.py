@@ -10,7 +10,7 @@ compatibility mode NNTrainer's own rule applies (docs/nntrainer-rules.md).
 
 from __future__ import annotations
 
-from trainplan.planner.layers.base import F, NON_RESTRICTING, NONE, RESTRICTING
+from trainplan.planner.layers.base import NON_RESTRICTING, NONE, RESTRICTING, F
 
 
 def decide_inplace(plans: dict, *, enabled: bool, compat: bool) -> None:

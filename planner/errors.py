@@ -55,3 +55,16 @@ class InvalidPlanFile(TrainplanError):
 
 class UnreadableFile(TrainplanError):
     """A file that is missing, a directory, empty, binary or not UTF-8 text."""
+
+
+class UnwritableFile(TrainplanError):
+    """An output path that cannot be written: its directory is missing, read-only or a file."""
+
+
+class NotEnoughMemory(TrainplanError):
+    """A request that needs more RAM than the machine has available; the message names both."""
+
+    def __init__(self, message: str, needed_bytes: int, available_bytes: int | None = None):
+        super().__init__(message)
+        self.needed_bytes = needed_bytes
+        self.available_bytes = available_bytes

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from trainplan.planner.errors import InvalidGraph
+from trainplan.planner.errors import InvalidGraph, InvalidShape
+from trainplan.planner.resources import MAX_BYTES, magnitude
 
 STEPS = ("forward", "calc_gradient", "calc_derivative", "apply_gradient")
 ROLES = (
@@ -176,6 +177,11 @@ def check_graph(graph: nx.DiGraph) -> None:
         if graph.nodes[u]["kind"] == graph.nodes[v]["kind"]:
             raise InvalidGraph(f"edge {u!r}->{v!r} joins two {graph.nodes[u]['kind']} nodes; "
                                "edges must go tensor->op (read) or op->tensor (write)", u)
+    total = sum(graph.nodes[t]["nbytes"] for t in tensors(graph))
+    if total >= MAX_BYTES:
+        raise InvalidShape(f"the graph's tensors add up to {magnitude(total)} bytes, beyond 2^62 "
+                           "(the bounds' int64 arithmetic would overflow); use a smaller batch "
+                           "or input shape")
     for t in tensors(graph):
         if graph.in_degree(t) > 1:
             raise InvalidGraph(f"tensor {t!r} is written by {graph.in_degree(t)} ops; write a "

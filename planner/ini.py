@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 from trainplan.planner.errors import InvalidModelFile
+from trainplan.planner.fileio import clip, read_text_file
 from trainplan.planner.ini_layers import read_layers
 from trainplan.planner.ini_read import Section, read_sections
 from trainplan.planner.layers import LAYERS
@@ -43,9 +44,7 @@ DEFAULT_BATCH = 1  # NNTrainer's batch_size default
 def load_ini(path: str, *, batch: int | None = None) -> ModelSpec:
     """Parse an NNTrainer INI into a ModelSpec; ``batch`` overrides the file's batch_size.
     Backbone files a section names are read relative to ``path``'s folder."""
-    with open(path) as fh:
-        text = fh.read()
-    return parse_ini(text, path=path, batch=batch)
+    return parse_ini(read_text_file(path, "model file"), path=path, batch=batch)
 
 
 def parse_ini(text: str, *, path: str = "model.ini", batch: int | None = None) -> ModelSpec:
@@ -65,7 +64,11 @@ def parse_ini(text: str, *, path: str = "model.ini", batch: int | None = None) -
         elif s.name in DATASET_SECTIONS:
             _check_keys(s, DATASET_KEYS, path)
     layers = _apply_loss(read_layers(sections, path), _value(model, "loss"), path)
-    file_batch = _int(model, "batch_size", path) or DEFAULT_BATCH
+    file_batch = _int(model, "batch_size", path)
+    if file_batch is not None and file_batch < 1:
+        raise InvalidModelFile(f"{path}:{model.entries['batch_size'][1]}: batch_size must be "
+                               f"1 or more, got {file_batch}")
+    file_batch = file_batch or DEFAULT_BATCH
     optimizer = (_value(opt_section, "type") if opt_section else None) \
         or _value(model, "optimizer") or "adam"
     memopt = (_value(model, "memory_optimization") or "true").lower() in ("true", "1", "yes")
@@ -100,7 +103,7 @@ def _apply_loss(layers: list[LayerDef], loss: str | None, path: str) -> list[Lay
         return layers[:-1] + [LayerDef(f"{kind}0", kind, {}, last.inputs)]
     if loss == "mse":
         return layers + [LayerDef("mse0", "mse", {}, (last.name,))]
-    raise InvalidModelFile(f"{path}: [Model] loss {loss!r} is not supported; use cross or mse")
+    raise InvalidModelFile(f"{path}: [Model] loss {clip(loss)} is not supported; use cross or mse")
 
 
 def _find(sections: list[Section], name: str) -> Section | None:
@@ -120,12 +123,12 @@ def _int(section: Section, key: str, path: str) -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise InvalidModelFile(f"{path}:{line}: {key} must be an integer, got {value!r}") \
+        raise InvalidModelFile(f"{path}:{line}: {key} must be an integer, got {clip(value)}") \
             from None
 
 
 def _check_keys(section: Section, known: set[str], path: str) -> None:
     for key, (_, line) in section.entries.items():
         if key not in known:
-            raise InvalidModelFile(f"{path}:{line}: [{section.name}]: unknown key {key!r}; "
+            raise InvalidModelFile(f"{path}:{line}: [{section.name}]: unknown key {clip(key)}; "
                                    f"known keys: {', '.join(sorted(known))}")

@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass, field
 
 from trainplan.planner.errors import InvalidModelFile
+from trainplan.planner.fileio import clip
 from trainplan.planner.ini_read import Section, read_sections
 from trainplan.planner.spec import LayerDef, split_ref
 
@@ -115,15 +116,15 @@ def _backbone(s: Section, path: str, reader: _Reader, seen: set) -> None:
         kind = "a TensorFlow Lite model" if value.lower().endswith(".tflite") \
             else "an NNStreamer model"
         raise InvalidModelFile(
-            f"{path}:{line}: section [{s.name}]: backbone {value!r} is {kind}, run by "
+            f"{path}:{line}: section [{s.name}]: backbone {clip(value)} is {kind}, run by "
             "NNTrainer's backbone layer; its layers and tensors are not written in an INI "
             "file, so trainplan cannot plan them")
     other = os.path.join(os.path.dirname(os.path.abspath(path)), value)
     if not os.path.exists(other):
-        raise InvalidModelFile(f"{path}:{line}: section [{s.name}]: backbone file {value!r} "
+        raise InvalidModelFile(f"{path}:{line}: section [{s.name}]: backbone file {clip(value)} "
                                f"does not exist (looked for {other})")
     if os.path.abspath(other) in seen:
-        raise InvalidModelFile(f"{path}:{line}: backbone {value!r} includes itself")
+        raise InvalidModelFile(f"{path}:{line}: backbone {clip(value)} includes itself")
     with open(other) as fh:
         text = fh.read()
     flag = s.entries.get("trainable", ("true", 0))[0].lower() in _TRUE
@@ -156,9 +157,9 @@ def _layer(s: Section, path: str, reader: _Reader) -> LayerDef:
 def _unsupported(raw_type: str) -> str:
     supported = ", ".join(sorted(set(LAYER_TYPES)))
     if raw_type.lower() in NNTRAINER_ONLY_TYPES:
-        return (f"NNTrainer layer type {raw_type!r} is not modelled by trainplan; "
+        return (f"NNTrainer layer type {clip(raw_type)} is not modelled by trainplan; "
                 f"supported: {supported}")
-    return (f"layer type {raw_type!r} is not one of NNTrainer's layers: a plugin layer "
+    return (f"layer type {clip(raw_type)} is not one of NNTrainer's layers: a plugin layer "
             "(registered by the application at run time), whose code and tensors are not in "
             f"the file, so trainplan cannot plan it; supported: {supported}")
 
@@ -169,7 +170,7 @@ def _props(s: Section, path: str) -> dict:
         if key in STRUCTURE_KEYS or key in IGNORED_LAYER_KEYS:
             continue
         if key not in LAYER_PROPERTY_KEYS:
-            raise InvalidModelFile(f"{path}:{line}: section [{s.name}]: unknown key {key!r}; "
+            raise InvalidModelFile(f"{path}:{line}: section [{s.name}]: unknown key {clip(key)}; "
                                    "check the spelling against NNTrainer's layer properties")
         name = LAYER_PROPERTY_KEYS[key]
         props[name] = convert(name, value, path, line)
@@ -286,7 +287,7 @@ def convert(key: str, value: str, path: str, line: int):
             return float(value)
         return int(value)
     except ValueError:
-        raise InvalidModelFile(f"{path}:{line}: {key} = {value!r} is not a valid value") from None
+        raise InvalidModelFile(f"{path}:{line}: {key} = {clip(value)} is not a valid value") from None
 
 
 def _get(section: Section, key: str) -> str | None:

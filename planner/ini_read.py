@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trainplan.planner.errors import InvalidModelFile
+from trainplan.planner.fileio import clip
 
 
 @dataclass
@@ -24,6 +25,8 @@ class Section:
     name: str
     line: int
     entries: dict
+
+MAX_NAME = 200  # characters of a section (layer) name
 
 
 def read_sections(text: str, path: str = "model.ini") -> list[Section]:
@@ -37,7 +40,7 @@ def read_sections(text: str, path: str = "model.ini") -> list[Section]:
             sections.append(Section(_header(stripped, raw, path, lineno), lineno, {}))
             continue
         if "=" not in stripped:
-            raise InvalidModelFile(f"{path}:{lineno}: expected 'key = value', got {raw!r}")
+            raise InvalidModelFile(f"{path}:{lineno}: expected 'key = value', got {clip(raw)}")
         if not sections:
             raise InvalidModelFile(f"{path}:{lineno}: key outside any section; start the file "
                                    "with [Model]")
@@ -45,7 +48,7 @@ def read_sections(text: str, path: str = "model.ini") -> list[Section]:
         key = key.strip().lower()
         value = _value(value, raw, path, lineno)
         if not key:
-            raise InvalidModelFile(f"{path}:{lineno}: a line without a key: {raw!r}")
+            raise InvalidModelFile(f"{path}:{lineno}: a line without a key: {clip(raw)}")
         if not value:
             raise InvalidModelFile(f"{path}:{lineno}: {key} has no value; NNTrainer refuses "
                                    "an empty value (remove the line or give one)")
@@ -58,9 +61,13 @@ def _header(stripped: str, raw: str, path: str, lineno: int) -> str:
     close = stripped.find("]")
     rest = stripped[close + 1:].strip() if close >= 0 else ""
     if close < 0 or (rest and rest[0] not in "#;"):
-        raise InvalidModelFile(f"{path}:{lineno}: malformed section header {raw!r}; "
+        raise InvalidModelFile(f"{path}:{lineno}: malformed section header {clip(raw)}; "
                                "write [SectionName]")
-    return stripped[1:close].strip().lower()
+    name = stripped[1:close].strip().lower()
+    if len(name) > MAX_NAME:
+        raise InvalidModelFile(f"{path}:{lineno}: section name {clip(name)} is longer than "
+                               f"{MAX_NAME} characters")
+    return name
 
 
 def _value(text: str, raw: str, path: str, lineno: int) -> str:
@@ -69,7 +76,7 @@ def _value(text: str, raw: str, path: str, lineno: int) -> str:
     if text[:1] in ("'", '"'):
         close = text.find(text[0], 1)
         if close < 0:
-            raise InvalidModelFile(f"{path}:{lineno}: unterminated quote in {raw!r}")
+            raise InvalidModelFile(f"{path}:{lineno}: unterminated quote in {clip(raw)}")
         return text[1:close]
     for mark in ("#", ";"):
         if mark in text:

@@ -71,6 +71,7 @@ DEFAULT_OFFSETS = "nntrainer_v1"  # NNTrainer's own default, without a budget
 DEFAULT_SWAP_OFFSETS = "best"  # pieces (budget, remat): the smallest arena of the greedy ones
 DEFAULT_SWAP = "belady"
 DEFAULT_ALIGNMENT = 64  # the runtime's SIMD-friendly boundary (runtime/layout.py)
+MAX_ALIGNMENT = 2**30  # larger ones would push offsets past the bounds' int64 arithmetic
 
 
 @dataclass(frozen=True)
@@ -200,11 +201,13 @@ def _check_options(offsets, budget, swap, lookahead, remat, alignment) -> None:
         raise TrainplanError(f"budget {budget} bytes: a budget must be positive")
     if lookahead < 0:
         raise TrainplanError(f"lookahead {lookahead}: prefetch 0 or more EOs ahead")
-    if alignment < 1 or alignment & (alignment - 1):
-        raise TrainplanError(f"alignment {alignment}: use a power of two (64 for the runtime)")
+    if alignment < 1 or alignment & (alignment - 1) or alignment > MAX_ALIGNMENT:
+        raise TrainplanError(f"alignment {alignment}: use a power of two up to 2^30 (64 for "
+                             "the runtime)")
     if offsets == DEFAULT_SWAP_OFFSETS and budget is None and remat in (None, "none"):
         raise TrainplanError("offset planner 'best' chooses among greedy planners for pieces; "
-                             "without a budget or recomputation name a planner")
+                             "without a budget or recomputation name a planner (see `trainplan "
+                             "planners`)")
 
 
 def _replays(graph: nx.DiGraph, eo: ExecutionOrder, remat: str | None, budget: int | None,

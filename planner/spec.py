@@ -83,6 +83,9 @@ def _check(spec: ModelSpec) -> list[LayerDef]:
         raise InvalidGraph(f"model {spec.name!r} has no input layer")
     for layer in spec.layers:
         ls = LAYERS[layer.type]
+        if ls.is_loss and not layer.inputs:
+            raise InvalidGraph(f"loss layer {layer.name!r} reads no layer; a loss compares a "
+                               "layer's output with the label: give it input_layers", layer.name)
         if is_graph_input(layer) and not ls.is_input:
             continue
         if not ls.min_inputs <= len(layer.inputs) <= ls.max_inputs:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import networkx as nx
 
 from trainplan.planner.graph import ops, tensors
-from trainplan.planner.order import ExecutionOrder, execution_order, lifespans, lower_bound, no_reuse_bytes
+from trainplan.planner.order import (
+    ExecutionOrder,
+    execution_order,
+    lifespans,
+    lower_bound,
+    no_reuse_bytes,
+)
 
 
 def parameter_count(graph: nx.DiGraph) -> int:

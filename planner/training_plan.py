@@ -22,8 +22,9 @@ import numpy as np
 
 from trainplan.planner.curves import occupancy, peak
 from trainplan.planner.errors import InvalidPlanFile
-from trainplan.planner.fileio import atomic_write_text, read_text_file
+from trainplan.planner.fileio import atomic_write_text, clip, read_text_file
 from trainplan.planner.order import ExecutionOrder
+from trainplan.planner.plan_schema import MalformedField, typed
 
 SCHEMA = 1  # bump when a field changes meaning; from_json refuses other versions
 
@@ -326,6 +327,9 @@ class TrainingPlan:
         except json.JSONDecodeError as exc:
             raise InvalidPlanFile(f"{origin} is not JSON ({exc.msg} at line {exc.lineno}); "
                                   "write one with `trainplan plan ... --out plan.json`") from None
+        except RecursionError:
+            raise InvalidPlanFile(f"{origin} nests JSON too deeply to be a plan; write one with "
+                                  "`trainplan plan ... --out plan.json`") from None
         return plan_from_dict(data, origin)
 
     def save(self, path: str) -> None:
@@ -341,32 +345,16 @@ def plan_from_dict(data: dict, origin: str = "plan") -> TrainingPlan:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         found = data.get("schema") if isinstance(data, dict) else None
         raise InvalidPlanFile(f"{origin}: not a trainplan plan of schema {SCHEMA} (found "
-                              f"schema {found!r}); make it again with `trainplan plan ... "
+                              f"schema {clip(found)}); make it again with `trainplan plan ... "
                               "--out`")
     try:
-        order = data["order"]
-        return TrainingPlan(
-            graph=GraphIdentity(**data["graph"]),
-            order=ExecutionOrder(order["name"], order["layer_eos"],
-                                 {k: int(v) for k, v in order["op_eo"].items()},
-                                 int(order["n_eo"])),
-            buffers=tuple(PlannedBuffer(**{**b, "members": tuple(b["members"]),
-                                           "pieces": tuple(Piece(**p) for p in b["pieces"]),
-                                           "live": tuple(tuple(s) for s in b.get("live", ()))})
-                          for b in data["buffers"]),
-            recomputes=tuple(Replay(**r) for r in data.get("recomputes", ())),
-            split=None if data.get("split") is None else SplitRecord(
-                data["split"]["unsplit"],
-                tuple(tuple(r) for r in data["split"]["regions"]),
-                tuple(tuple(u) for u in data["split"]["units"])),
-            evictions=tuple(Eviction(**e) for e in data["evictions"]),
-            prefetches=tuple(Prefetch(**p) for p in data["prefetches"]),
-            pools=tuple(Pool(**p) for p in data["pools"]),
-            arena_bytes=int(data["arena_bytes"]), alignment=int(data["alignment"]),
-            budget_bytes=data["budget_bytes"], bounds=Bounds(**data["bounds"]),
-            provenance=Provenance(**{**data["provenance"],
-                                     "fallbacks": tuple(data["provenance"]["fallbacks"])}),
-            errors=tuple(data.get("errors", ())), schema=SCHEMA)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise InvalidPlanFile(f"{origin}: a field is missing or malformed ({exc}); make the "
-                              "plan again with `trainplan plan ... --out`") from None
+        plan = typed(TrainingPlan, data, "plan")
+    except MalformedField as exc:
+        raise InvalidPlanFile(f"{origin}: a field is missing or malformed "
+                              f"({clip(str(exc), 200)}); make the plan again with `trainplan "
+                              "plan ... --out`") from None
+    if plan.alignment < 1 or plan.order.n_eo < 1:
+        raise InvalidPlanFile(f"{origin}: alignment and the number of EOs must be positive; "
+                              "make the plan again with `trainplan plan ... --out`")
+    return plan
+

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import bisect
 import numbers
-
 from typing import NamedTuple
 
 from trainplan.planner.allocation import AllocationProblem

@@ -151,7 +151,10 @@ def _buffer_errors(graph: nx.DiGraph, classes: dict[str, str], plan) -> list[str
         if len(roots) > 1:
             errors.append(f"buffer {b.id!r} joins tensors that do not share bytes: "
                           f"{', '.join(sorted(roots))}")
-        need = max(graph.nodes[m]["nbytes"] for m in b.members)
+        if not 0 <= b.start < b.end <= plan.n_eo:
+            errors.append(f"buffer {b.id!r}: lifespan [{b.start},{b.end}) is not inside the "
+                          f"iteration [0,{plan.n_eo})")
+        need = max((graph.nodes[m]["nbytes"] for m in b.members), default=1)
         if b.nbytes < need:
             errors.append(f"buffer {b.id!r} has {b.nbytes} bytes; its tensors need {need}")
     for root, members in expected.items():
@@ -250,6 +253,7 @@ def _layout_errors(plan) -> list[str]:
             if not 0 <= p.start < p.end <= plan.n_eo:
                 errors.append(f"buffer {b.id!r}: piece [{p.start},{p.end}) is not inside the "
                               f"iteration [0,{plan.n_eo})")
+                continue  # left out of the sweeps below, which index EOs
             tops.append(p.offset + b.nbytes)
             pieces.append((p.start, p.end, p.offset, b.nbytes, b.id))
     if plan.arena_bytes != max(tops):

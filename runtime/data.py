@@ -12,6 +12,7 @@ import numpy as np
 
 from trainplan.planner.errors import TrainplanError
 from trainplan.planner.graph import Slot
+from trainplan.planner.resources import require_memory
 
 
 class DataError(TrainplanError):
@@ -106,6 +107,7 @@ def synthetic(graph: nx.DiGraph, samples: int, seed: int = 0) -> Dataset:
     (random targets for regression losses), ``samples`` of each."""
     rng = np.random.default_rng(seed)
     inputs, labels = data_tensors(graph)
+    _require(graph, inputs + labels, samples, "synthetic data")
     arrays = {}
     for t in inputs:
         shape = (samples, *data_shape(graph, t)[1:])
@@ -121,6 +123,14 @@ def synthetic(graph: nx.DiGraph, samples: int, seed: int = 0) -> Dataset:
         else:
             arrays[t] = rng.standard_normal(shape).astype(np.float32)
     return Dataset(arrays)
+
+
+def _require(graph: nx.DiGraph, tensors: list[str], samples: int, what: str) -> None:
+    """Refuse data that would not fit in RAM (float32 arrays, and a float64 array while each
+    is drawn), before drawing it."""
+    per_sample = sum(int(np.prod(graph.nodes[t]["shape"][1:], dtype=object)) for t in tensors)
+    require_memory(3 * 4 * per_sample * samples, f"{what} ({samples:,} samples)",
+                   "use fewer --samples or a smaller --batch or input shape")
 
 
 def _loss_output(graph: nx.DiGraph, label: str) -> str:
@@ -151,6 +161,7 @@ def digits(graph: nx.DiGraph, test_fraction: float = 0.2, seed: int = 0
     shape, classes = data_shape(graph, x_name)[1:], graph.nodes[y_name]["shape"][-1]
     if classes != 10:
         raise DataError(f"digits has 10 classes; the model has {classes} (use --classes 10)")
+    _require(graph, [x_name, y_name], 1797, "the digits data set")
     raw = load_digits()
     x = _fit_images(raw.images.astype(np.float32) / 16.0, shape)
     y = np.eye(10, dtype=np.float32)[raw.target]

@@ -16,6 +16,7 @@ import networkx as nx
 import numpy as np
 
 from trainplan.planner.graph import DTYPE_BYTES
+from trainplan.planner.resources import require_memory
 from trainplan.planner.training_plan import Piece, TrainingPlan
 
 ALIGN = 64
@@ -44,6 +45,8 @@ class ArenaLayout:
     def __init__(self, graph: nx.DiGraph, plan: TrainingPlan):
         self.graph, self.plan = graph, plan
         self.arena_bytes = plan.arena_bytes
+        require_memory(plan.arena_bytes, "the plan's arena", "use a smaller batch, or plan "
+                       "under a RAM budget (--budget) that swaps to storage")
         self.arena = aligned_bytes(plan.arena_bytes)
         self.buffer_of = plan.member_buffer()
         self.pieces = {b.id: b.pieces for b in plan.buffers}
@@ -77,6 +80,8 @@ class ReferenceLayout:
     def __init__(self, graph: nx.DiGraph, buffer_of: dict[str, str], sizes: dict[str, int]):
         self.graph = graph
         self.buffer_of = buffer_of
+        require_memory(sum(sizes.values()), "the unplanned run (every buffer its own array)",
+                       "use a smaller batch, or train with a plan")
         self.memory = {b: aligned_bytes(n) for b, n in sizes.items()}
         self.arena_bytes = sum(sizes.values())
 

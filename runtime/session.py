@@ -94,6 +94,7 @@ class Session:
     def reference(cls, graph: nx.DiGraph, options: SessionOptions = SessionOptions(), *,
                   order: str | ExecutionOrder = "nntrainer") -> Session:
         """The unplanned run: every buffer its own array, ops in ``order``."""
+        _refuse_compat(graph)
         self = cls.__new__(cls)
         self.graph, self.options, self.plan = graph, options, None
         self.swapfile = self.controller = None
@@ -192,6 +193,7 @@ class Session:
 
 def _refuse_unrunnable(graph: nx.DiGraph, plan: TrainingPlan) -> None:
     """The runtime runs only a plan for this graph, that validates, with 64-byte alignment."""
+    _refuse_compat(graph)
     if not isinstance(plan, TrainingPlan):
         raise RefusedPlan(f"expected a TrainingPlan (planner.plan_training), got "
                           f"{type(plan).__name__}")
@@ -203,3 +205,15 @@ def _refuse_unrunnable(graph: nx.DiGraph, plan: TrainingPlan) -> None:
         shown = "; ".join(errors[:3]) + (f"; and {len(errors) - 3} more" if len(errors) > 3
                                          else "")
         raise RefusedPlan(f"the plan does not validate, so it is not run: {shown}")
+
+
+def _refuse_compat(graph: nx.DiGraph) -> None:
+    """A graph realised as NNTrainer does models NNTrainer's memory requests, not a program
+    the numpy kernels run: its data placeholders live outside the pools, its convolutions
+    request no im2col workspace, and its layers keep requests the kernels do not use."""
+    if graph.graph.get("compat"):
+        raise RefusedPlan("a graph realised as NNTrainer does (--nntrainer-compat) models "
+                          "NNTrainer's memory requests for planning and simulation; the numpy "
+                          "runtime does not train it (its input and label live outside the "
+                          "arena, its layers lack the workspaces the kernels use). Train the "
+                          "model natively: drop --nntrainer-compat")

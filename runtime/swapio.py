@@ -1,8 +1,10 @@
 """Real swap files: a private file, written and read on a background thread.
 
 The file lives in a fresh directory (mode 0700) and is itself mode 0600; both are removed when
-the SwapFile closes, at interpreter exit, and after an exception or Ctrl-C unwinds through the
-``with`` block. Transfers run in submission order (FIFO) on one thread, so a read into bytes an
+the SwapFile closes, at interpreter exit, and after an exception or Ctrl-C (or SIGTERM, which the
+CLI turns into one) unwinds through the ``with`` block. The directory holds a ``pid`` file
+naming its process; one whose process no longer runs (killed with SIGKILL, or by a power cut)
+is removed when the next SwapFile is made in the same place. Transfers run in submission order (FIFO) on one thread, so a read into bytes an
 earlier eviction is still writing out cannot overtake that write. A failed transfer (a full disk,
 a read-only directory, a short read) is raised, with its cause, by whoever waits on it.
 
@@ -26,10 +28,38 @@ import time
 import numpy as np
 
 from trainplan.planner.errors import TrainplanError
+from trainplan.planner.fileio import owner_stamp, stamp_is_stale
+
+PREFIX = "trainplan-swap-"
 
 
 class SwapIOError(TrainplanError):
     """Swapping failed: the message says which transfer and why."""
+
+
+def remove_stale_swap_dirs(parent: str) -> list[str]:
+    """Remove this user's swap directories in ``parent`` whose process no longer runs (their
+    ``pid`` file says which); return them. Directories without a pid file are left alone: a
+    process may be between creating one and stamping it."""
+    removed = []
+    try:
+        names = [n for n in os.listdir(parent) if n.startswith(PREFIX)]
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(parent, name)
+        stamp = os.path.join(path, "pid")
+        try:
+            if os.lstat(path).st_uid != os.getuid() or not os.path.isfile(stamp):
+                continue
+            with open(stamp) as fh:
+                owner = fh.read(32)
+            if stamp_is_stale(owner, os.path.getmtime(stamp)):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        except OSError:
+            continue
+    return removed
 
 
 class Ticket:
@@ -72,8 +102,11 @@ class SwapFile:
         self.bytes_read = self.bytes_written = 0
         self._queue: queue.Queue = queue.Queue()
         try:
-            self.directory = tempfile.mkdtemp(prefix="trainplan-swap-", dir=directory)
+            remove_stale_swap_dirs(directory or tempfile.gettempdir())
+            self.directory = tempfile.mkdtemp(prefix=PREFIX, dir=directory)
             os.chmod(self.directory, 0o700)
+            with open(os.path.join(self.directory, "pid"), "w") as fh:
+                fh.write(owner_stamp())
             self.path = os.path.join(self.directory, "swap.bin")
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             os.ftruncate(self.fd, max(nbytes, 1))

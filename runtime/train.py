@@ -16,6 +16,7 @@ import psutil
 from tqdm import tqdm
 
 from trainplan.planner.errors import TrainplanError
+from trainplan.planner.fileio import remove_stale_temporaries
 from trainplan.runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from trainplan.runtime.data import Dataset
 from trainplan.runtime.session import Session
@@ -120,7 +121,11 @@ def train(session: Session, data: Dataset, *, batch: int, epochs: int | None = N
           progress: bool = True, baseline_rss_bytes: int | None = None) -> TrainReport:
     """Train for ``epochs`` (or exactly ``iterations``) and measure it; with ``progress`` a bar
     and a line per epoch on stderr. ``baseline_rss_bytes``: ``rss_bytes()`` taken before the
-    session was made, to report the peak RSS above it."""
+    session was made, to report the peak RSS above it. Temporary checkpoint files a killed run
+    left beside ``checkpoint`` are removed first."""
+    _check_counts(data, batch, epochs, iterations)
+    if checkpoint:
+        remove_stale_temporaries(checkpoint)
     rng = np.random.default_rng(seed)
     done = _resume(session, checkpoint, rng) if resume and checkpoint else 0
     per_epoch = max(1, data.size // batch)
@@ -162,6 +167,18 @@ def _epoch_line(rec: dict, epochs: int) -> str:
     acc = rec["train_accuracy"]
     return (f"epoch {rec['epoch']}/{epochs}: loss {rec['loss']:.4f}"
             + ("" if acc is None else f", train accuracy {acc:.4f}"))
+
+
+def _check_counts(data: Dataset, batch: int, epochs: int | None,
+                  iterations: int | None) -> None:
+    """Refuse what would train nothing: no iteration, no epoch, fewer samples than a batch."""
+    if iterations is not None and iterations < 1:
+        raise TrainplanError(f"iterations {iterations}: train at least one")
+    if epochs is not None and epochs < 1:
+        raise TrainplanError(f"epochs {epochs}: train at least one")
+    if data.size < batch:
+        raise TrainplanError(f"the data set has {data.size} samples, fewer than one batch of "
+                             f"{batch}; give at least {batch} samples or a smaller batch")
 
 
 def evaluate(session: Session, data: Dataset, batch: int) -> float | None:

@@ -19,12 +19,14 @@ trainplan.planner.errors.UnknownName: unknown device 'pi5'; valid: emmc51-tv-boa
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from trainplan.planner.errors import UnknownName
+from trainplan.planner.fileio import clip, read_text_file
 from trainplan.simulator.errors import InvalidProfile
 from trainplan.simulator.units import parse_quantity, quantity
 
@@ -109,8 +111,8 @@ class DeviceProfile:
     def from_json(text: str, origin: str = "profile") -> DeviceProfile:
         try:
             doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidProfile(f"{origin}: not valid JSON ({exc})") from None
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise InvalidProfile(f"{origin}: not valid JSON ({clip(str(exc), 200)})") from None
         return profile_from_dict(doc, origin)
 
 
@@ -132,9 +134,10 @@ def profile_from_dict(doc: dict, origin: str = "profile") -> DeviceProfile:
          for path, dim in _QUANTITIES}
     eff = {c: _get(doc, f"compute.efficiency.{c}", origin) for c in OP_CLASSES}
     for c, v in eff.items():
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
-            raise InvalidProfile(f"{origin}: compute.efficiency.{c} must be a number > 0, got "
-                                 f"{v!r}", f"compute.efficiency.{c}")
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) \
+                or v <= 0:
+            raise InvalidProfile(f"{origin}: compute.efficiency.{c} must be a number > 0 and "
+                                 f"finite, got {clip(v)}", f"compute.efficiency.{c}")
     overhead = _optional_quantity(doc, "compute.op_overhead", "time", origin)
     gather_row = _optional_quantity(doc, "compute.gather_row", "time", origin)
     shared = _get(doc, "storage.shared_channel", origin)
@@ -209,8 +212,8 @@ def load_device(name_or_path: str | DeviceProfile) -> DeviceProfile:
     elif not os.path.exists(path):
         raise UnknownName(f"device profile file {path!r} does not exist; shipped profiles: "
                           f"{', '.join(device_names())}")
-    with open(path) as fh:
-        return DeviceProfile.from_json(fh.read(), os.path.basename(path))
+    return DeviceProfile.from_json(read_text_file(path, "device profile"),
+                                   os.path.basename(path))
 
 
 def device_table() -> list[dict]:

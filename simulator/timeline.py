@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from trainplan.planner.resources import require_memory
 from trainplan.simulator.device import DeviceProfile
 from trainplan.simulator.engine import EngineRun, Step, Transfer, run_engine
 from trainplan.simulator.errors import InvalidSchedule
@@ -125,6 +126,28 @@ class Timeline:
         return Timeline(summary=Summary(**data["summary"]), **frames)
 
 
+EVENT_COLUMNS = 14  # besides one per resident group (see _events)
+BY_EO_COLUMNS = 4
+
+
+def timeline_bytes(n_steps: int, n_transfers: int, n_eo: int, iterations: int,
+                   groups: int) -> int:
+    """About the bytes a Timeline of ``iterations`` takes while it is assembled: 8 per cell of
+    its events, per-EO and transfer tables, each held about three times over (the engine's
+    arrays, the columns, the frame)."""
+    cells = (n_steps * (EVENT_COLUMNS + 2 * groups) + n_eo * (BY_EO_COLUMNS + groups)
+             + n_transfers * len(TRANSFER_COLUMNS))
+    return 3 * 8 * cells * iterations
+
+
+def _require_memory(n_steps: int, n_transfers: int, n_eo: int, iterations: int,
+                    groups: int) -> None:
+    needed = timeline_bytes(n_steps, n_transfers, n_eo, iterations, groups)
+    require_memory(needed, f"a timeline of {iterations:,} iterations ({n_steps * iterations:,} "
+                   f"events of {EVENT_COLUMNS + 2 * groups} columns)",
+                   "simulate fewer iterations (swap state settles after two or three)")
+
+
 def _per_eo(values, n_eo: int) -> np.ndarray:
     if values is None:
         return np.zeros(n_eo, dtype=np.int64)
@@ -203,6 +226,7 @@ def simulate_events(steps: Sequence[Step], transfers: Sequence[Transfer], device
     """Run the engine and assemble the Timeline; ``held`` and ``live`` (a number or one per
     EO; live defaults to the resident bytes) and ``resident`` (per group, one per EO) as in the
     module docstring; ``meta`` may name the model, planner (offsets), swap (planner), order and batch."""
+    _require_memory(len(steps), len(transfers), n_eo or 0, iterations, len(resident or {}))
     run = run_engine(steps, transfers, device, n_eo=n_eo, iterations=iterations)
     held = _per_eo(held, run.n_eo)
     resident = {k: _per_eo(v, run.n_eo) for k, v in (resident or {}).items()}

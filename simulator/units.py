@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 
+from trainplan.planner.fileio import clip
+from trainplan.planner.resources import MAX_BYTES
 from trainplan.simulator.errors import InvalidProfile
 
 _SIZES = {"B": 1, "kB": 1e3, "KiB": 2**10, "MB": 1e6, "MiB": 2**20, "GB": 1e9, "GiB": 2**30,
@@ -37,7 +39,7 @@ def parse_quantity(raw, dimension: str, field: str) -> float:
         parts = raw.split()
         if len(parts) != 2:
             raise InvalidProfile(f"{field}: write a quantity as {{\"value\": ..., \"unit\": ...}} "
-                                 f"or \"VALUE UNIT\", got {raw!r}", field)
+                                 f"or \"VALUE UNIT\", got {clip(raw)}", field)
         raw = {"value": parts[0], "unit": parts[1]}
     if not isinstance(raw, dict) or "value" not in raw or "unit" not in raw:
         raise InvalidProfile(f"{field}: needs a value and a unit, e.g. "
@@ -45,15 +47,18 @@ def parse_quantity(raw, dimension: str, field: str) -> float:
                              field)
     table = UNITS[dimension]
     unit = raw["unit"]
-    if unit not in table:
-        raise InvalidProfile(f"{field}: unknown unit {unit!r}; valid: {', '.join(table)}", field)
+    if not isinstance(unit, str) or unit not in table:
+        raise InvalidProfile(f"{field}: unknown unit {clip(unit)}; valid: {', '.join(table)}", field)
     try:
         value = float(raw["value"])
     except (TypeError, ValueError):
-        raise InvalidProfile(f"{field}: value {raw['value']!r} is not a number", field) from None
+        raise InvalidProfile(f"{field}: value {clip(raw['value'])} is not a number", field) from None
     if not math.isfinite(value) or value < 0:
         raise InvalidProfile(f"{field}: value must be a finite number >= 0, got {value}", field)
-    return value * table[unit]
+    si = value * table[unit]
+    if not math.isfinite(si) or (dimension == "bytes" and si >= MAX_BYTES):
+        raise InvalidProfile(f"{field}: {value:g} {unit} is too large", field)
+    return si
 
 
 def quantity(value: float, unit: str, source: str | None = None) -> dict:

@@ -139,8 +139,8 @@ def load(value: str, *, batch: int | None = None, input_shape: tuple[int, ...] |
 
 def map_model(model, name: str, batch: int | None, input_shape, description: str) -> ModelSpec:
     """The ModelSpec of an ONNX ModelProto."""
-    from trainplan.planner.importers.onnx_ops import visit
     from trainplan.planner.importers.onnx_loss import append_loss
+    from trainplan.planner.importers.onnx_ops import visit
     graph = model.graph
     data_input, dims, is_ids = _data_input(graph, input_shape)
     shapes = _infer_shapes(model, data_input, dims)

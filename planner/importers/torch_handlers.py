@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from trainplan.planner.importers.torch_ops import Constant, pair
 
-
 # handlers: (mapper, node, bound arguments) -> a layer ref, or a marker
 
 def _passthrough(m, node, a):

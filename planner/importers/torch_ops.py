@@ -149,7 +149,10 @@ def supported_ops() -> list[str]:
 def map_program(program, root, loss, input_shape, name, batch, description) -> ModelSpec:
     """The ModelSpec of an exported module: layers, the loss, the module's weights."""
     from trainplan.planner.importers.torch_blocks import (
-        BLOCK_OPS, map_block, map_getitem, owner_block,
+        BLOCK_OPS,
+        map_block,
+        map_getitem,
+        owner_block,
     )
     from trainplan.planner.importers.torch_handlers import OPS
     from trainplan.planner.importers.torch_loss import append_loss

@@ -2,7 +2,18 @@
 
 from trainplan.planner.errors import InvalidShape
 from trainplan.planner.layers.base import (
-    AG, CD, CG, F, Helper, LayerSpec, Realised, Weight, numel, pair, positive, register,
+    AG,
+    CD,
+    CG,
+    F,
+    Helper,
+    LayerSpec,
+    Realised,
+    Weight,
+    numel,
+    pair,
+    positive,
+    register,
 )
 
 # im2col runs on chunks of samples: enough columns per matrix product for BLAS to run near its

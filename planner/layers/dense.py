@@ -2,7 +2,16 @@
 
 from trainplan.planner.errors import InvalidShape
 from trainplan.planner.layers.base import (
-    CD, CG, F, NON_RESTRICTING, LayerSpec, Realised, Weight, numel, positive, register,
+    CD,
+    CG,
+    NON_RESTRICTING,
+    F,
+    LayerSpec,
+    Realised,
+    Weight,
+    numel,
+    positive,
+    register,
 )
 
 

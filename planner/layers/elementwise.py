@@ -2,7 +2,15 @@
 
 from trainplan.planner.errors import InvalidShape
 from trainplan.planner.layers.base import (
-    CD, F, NON_RESTRICTING, RESTRICTING, Helper, LayerSpec, Realised, numel, positive,
+    CD,
+    NON_RESTRICTING,
+    RESTRICTING,
+    F,
+    Helper,
+    LayerSpec,
+    Realised,
+    numel,
+    positive,
     register,
 )
 

@@ -5,7 +5,17 @@ forward, not the input itself, which is what lets the output overwrite the input
 """
 
 from trainplan.planner.layers.base import (
-    AG, CD, CG, F, NON_RESTRICTING, Helper, LayerSpec, Realised, Weight, numel, register,
+    AG,
+    CD,
+    CG,
+    NON_RESTRICTING,
+    F,
+    Helper,
+    LayerSpec,
+    Realised,
+    Weight,
+    numel,
+    register,
 )
 
 

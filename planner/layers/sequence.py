@@ -2,7 +2,16 @@
 
 from trainplan.planner.errors import InvalidShape
 from trainplan.planner.layers.base import (
-    AG, CD, CG, F, Helper, LayerSpec, Realised, Weight, positive, register,
+    AG,
+    CD,
+    CG,
+    F,
+    Helper,
+    LayerSpec,
+    Realised,
+    Weight,
+    positive,
+    register,
 )
 
 

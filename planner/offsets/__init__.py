@@ -35,7 +35,9 @@ from trainplan.planner.offsets.exact import plan_exact
 from trainplan.planner.offsets.exact_cpsat import plan_cpsat
 from trainplan.planner.offsets.greedy import plan_greedy_breadth, plan_greedy_size
 from trainplan.planner.offsets.nntrainer import (
-    plan_nntrainer_v1, plan_nntrainer_v2, plan_nntrainer_v3,
+    plan_nntrainer_v1,
+    plan_nntrainer_v2,
+    plan_nntrainer_v3,
 )
 from trainplan.planner.plan import Plan
 

@@ -42,7 +42,12 @@ import numpy as np
 from trainplan.planner.allocation import AllocationProblem
 from trainplan.planner.offsets.exact_clique import best_bound, clique_model, solve_clique
 from trainplan.planner.offsets.exact_common import (
-    DTIME_PER_SECOND, Scaled, greedy_warm_start, make_plan, scale, settled,
+    DTIME_PER_SECOND,
+    Scaled,
+    greedy_warm_start,
+    make_plan,
+    scale,
+    settled,
 )
 from trainplan.planner.offsets.exact_portfolio import decide_height
 from trainplan.planner.offsets.exact_search import EXHAUSTED, FOUND

@@ -22,10 +22,12 @@ import numpy as np
 
 from trainplan.planner.allocation import AllocationProblem
 from trainplan.planner.offsets.exact_layout import (
-    HEURISTICS, build_layout, preorder, section_bound,
+    HEURISTICS,
+    build_layout,
+    preorder,
+    section_bound,
 )
 from trainplan.planner.plan import Plan
-
 
 # Deterministic mode turns seconds into CP-SAT's deterministic time at this rate, measured on a
 # 2-core machine with nothing else running (CP-SAT counts far less than a second of its work on

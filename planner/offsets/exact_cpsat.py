@@ -24,15 +24,19 @@ MiniMalloc-style search and the stronger clique model for those.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from trainplan.planner.allocation import AllocationProblem
 from trainplan.planner.offsets.exact_common import (
-    DTIME_PER_SECOND, Scaled, greedy_warm_start, make_plan, scale, settled,
+    DTIME_PER_SECOND,
+    Scaled,
+    greedy_warm_start,
+    make_plan,
+    scale,
+    settled,
 )
 from trainplan.planner.plan import Plan
 

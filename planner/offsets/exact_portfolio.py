@@ -46,10 +46,19 @@ from trainplan.planner.allocation import AllocationProblem
 from trainplan.planner.offsets.exact_clique import clique_model, solve_clique
 from trainplan.planner.offsets.exact_common import Parts, Scaled
 from trainplan.planner.offsets.exact_layout import (
-    HEURISTICS, build_layout, perturb, preorder, section_bound,
+    HEURISTICS,
+    build_layout,
+    perturb,
+    preorder,
+    section_bound,
 )
 from trainplan.planner.offsets.exact_search import (
-    ABORTED, EXHAUSTED, FOUND, TIMEOUT, Restarts, slice_limit,
+    ABORTED,
+    EXHAUSTED,
+    FOUND,
+    TIMEOUT,
+    Restarts,
+    slice_limit,
 )
 
 CPSAT_SLICE = 0.005  # deterministic time of a first-round CP-SAT slice (about 0.1 s of CPU)

@@ -62,7 +62,12 @@ import time
 import numpy as np
 
 from trainplan.planner.offsets.exact_layout import (
-    HEURISTICS, Layout, build_layout, perturb, preorder, section_grid,
+    HEURISTICS,
+    Layout,
+    build_layout,
+    perturb,
+    preorder,
+    section_grid,
 )
 
 __all__ = ["ABORTED", "EXHAUSTED", "FOUND", "TIMEOUT", "Restarts", "build_layout", "decide"]

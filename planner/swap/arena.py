@@ -74,8 +74,9 @@ def plan_swap_arena(buffers: dict[str, BufferUses], n_eo: int, budget: int, *,
     arena of the greedy planners). Fragmentation can push the arena over the budget; then the
     swap is planned again for a smaller budget (by the ratio the arena overshot), and finally
     (belady, and optimal falling back on it) with every gap left — short pieces that pack —
-    prefetching early only within what still packs. ``floor``: the minimum budget, when the
-    caller knows it."""
+    prefetching early only within what still packs. The lookahead schedule ignores the budget,
+    so when its pieces do not pack Infeasible gives the arena they need. ``floor``: the minimum
+    budget, when the caller knows it."""
     floor = min_budget(buffers, n_eo) if floor is None else floor
     tries = [(budget, swap, options)]
     attempt, last, fallbacks = 0, None, []
@@ -85,10 +86,14 @@ def plan_swap_arena(buffers: dict[str, BufferUses], n_eo: int, budget: int, *,
         schedule = plan_swap(buffers, n_eo, target, planner, floor=floor, **opts)
         problem, keys = swap_problem(schedule, buffers, alignment)
         plan = _place(problem, offsets, options)
-        if plan.arena_bytes <= budget or swap == "lookahead":
+        if plan.arena_bytes > budget and planner == "lookahead":
+            # its schedule ignores the budget: planning again for less changes nothing
+            raise Infeasible(f"lookahead's resident pieces pack into {plan.arena_bytes:,} "
+                             f"bytes, over the budget {budget:,}; give at least "
+                             f"{plan.arena_bytes:,} bytes or use the belady swap planner",
+                             plan.arena_bytes)
+        if plan.arena_bytes <= budget:
             errors = tuple(validate_plan(problem, plan))
-            if plan.arena_bytes > budget:
-                errors += (f"arena {plan.arena_bytes} bytes exceeds the budget {budget}",)
             return SwapArena(replace(schedule, budget_bytes=budget), problem, plan,
                              {keys[k]: v for k, v in plan.offsets.items()}, errors, attempt,
                              tuple(fallbacks))
@@ -129,18 +134,19 @@ def _best_fallback(buffers, n_eo: int, budget: int, offsets: str, alignment: int
                    options: dict, attempt: int) -> SwapArena:
     """When optimal's schedules do not pack into the budget: the least-stall (by the same
     stall model) of the heuristics' schedules that do."""
-    found = []
+    found, needed = [], []
     for swap, extra in (("lookahead", {"lookahead": 1}), ("lookahead", {"lookahead": 2}),
                         ("lookahead", {"lookahead": 0}), ("belady", {})):
         try:
             found.append(plan_swap_arena(buffers, n_eo, budget, swap=swap, offsets=offsets,
                                          alignment=alignment, floor=floor,
                                          **{**options, **extra}))
-        except Infeasible:
-            pass
-    found = [f for f in found if f.plan.arena_bytes <= budget]
+        except Infeasible as exc:
+            needed.append(exc.needed_bytes)
     if not found:
-        raise Infeasible(f"no swap schedule packs into the budget {budget}; raise it", budget)
+        least = min(needed)
+        raise Infeasible(f"no swap schedule packs into the budget {budget:,} bytes; the "
+                         f"smallest arena found needs {least:,}: raise the budget", least)
     steps, storage = options.get("step_seconds"), options.get("storage")
     best = min(found, key=lambda f: (estimate_stall(f.schedule, steps, storage),
                                      f.schedule.bytes_read + f.schedule.bytes_written))

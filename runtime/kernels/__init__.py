@@ -3,7 +3,13 @@ calc_derivative)``, one module per layer family as in planner/layers; and the ke
 op phases of split steps, ``PHASE_KERNELS[phase]`` (runtime/kernels/split.py)."""
 
 from trainplan.runtime.kernels import (  # noqa: F401
-    conv, dense, elementwise, loss, norm, pool, sequence,
+    conv,
+    dense,
+    elementwise,
+    loss,
+    norm,
+    pool,
+    sequence,
 )
 from trainplan.runtime.kernels.base import KERNELS, KernelError, KernelSpec, LayerCtx
 from trainplan.runtime.kernels.split import PHASE_KERNELS

@@ -27,7 +27,16 @@ from trainplan.planner.layers.conv import padding, wide_grid
 from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, flat, register, view
 from trainplan.runtime.kernels.parallel import split
 from trainplan.runtime.kernels.windows import (
-    ShiftPlan, Tap, col2im, col2im_wide, im2col, im2col_taps, shifts, taps, unpadded, wide_run,
+    ShiftPlan,
+    Tap,
+    col2im,
+    col2im_wide,
+    im2col,
+    im2col_taps,
+    shifts,
+    taps,
+    unpadded,
+    wide_run,
     window_view,
 )
 

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainplan.runtime.kernels.base import KernelError, KernelSpec, LayerCtx, chunks, copy_into, flat, register, rows
+from trainplan.runtime.kernels.base import (
+    KernelError,
+    KernelSpec,
+    LayerCtx,
+    chunks,
+    copy_into,
+    flat,
+    register,
+    rows,
+)
 
 
 def input_forward(ctx: LayerCtx) -> None:

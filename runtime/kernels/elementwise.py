@@ -16,7 +16,14 @@ import numpy as np
 
 from trainplan.planner.layers.elementwise import concat_axis
 from trainplan.runtime.kernels.base import (
-    KernelSpec, LayerCtx, chunks, copy_into, flat, register, rows, same_memory,
+    KernelSpec,
+    LayerCtx,
+    chunks,
+    copy_into,
+    flat,
+    register,
+    rows,
+    same_memory,
 )
 
 GELU_C = float(np.sqrt(2.0 / np.pi))

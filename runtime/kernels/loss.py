@@ -13,7 +13,13 @@ from __future__ import annotations
 import numpy as np
 
 from trainplan.runtime.kernels.base import (
-    KernelSpec, LayerCtx, chunks, copy_into, flat, register, rows,
+    KernelSpec,
+    LayerCtx,
+    chunks,
+    copy_into,
+    flat,
+    register,
+    rows,
 )
 from trainplan.runtime.kernels.elementwise import sigmoid
 

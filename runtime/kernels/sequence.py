@@ -14,10 +14,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainplan.runtime.kernels.base import (
-    KernelError, KernelSpec, LayerCtx, matmul_acc, register, rows, view,
-)
 from trainplan.planner.layers.sequence import lstm_dims
+from trainplan.runtime.kernels.base import (
+    KernelError,
+    KernelSpec,
+    LayerCtx,
+    matmul_acc,
+    register,
+    rows,
+    view,
+)
 from trainplan.runtime.kernels.elementwise import sigmoid
 from trainplan.runtime.kernels.parallel import split
 

@@ -1,7 +1,6 @@
 """`trainplan plan`, `alloc` and `compare` from the command line."""
 
 import json
-import os
 
 import pandas as pd
 

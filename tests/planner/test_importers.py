@@ -12,7 +12,7 @@ from trainplan.planner.importers import IMPORTERS, import_model, importer_for
 from trainplan.planner.initial_weights import WeightTable
 from trainplan.planner.spec import LayerDef, ModelSpec
 from trainplan.planner.zoo import get_model
-from trainplan.runtime.session import Session, SessionOptions
+from trainplan.runtime.session import Session
 
 
 @pytest.mark.parametrize("value,importer", [

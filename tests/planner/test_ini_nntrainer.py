@@ -13,7 +13,7 @@ from trainplan.planner.errors import InvalidModelFile, TrainplanError
 from trainplan.planner.ini import load_ini, parse_ini
 from trainplan.planner.zoo import get_model
 from trainplan.runtime.data import synthetic
-from trainplan.runtime.session import Session, SessionOptions
+from trainplan.runtime.session import Session
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "nntrainer")
 APPS = "Applications"

@@ -15,7 +15,7 @@ from trainplan.planner.errors import InvalidShape
 from trainplan.planner.importers.builder import UnsupportedOperator
 from trainplan.planner.order import execution_order, lifespans, lower_bound
 from trainplan.planner.zoo import EXAMPLES_DIR, get_model
-from trainplan.runtime.session import Session, SessionOptions
+from trainplan.runtime.session import Session
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402

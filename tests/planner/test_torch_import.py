@@ -69,7 +69,7 @@ def test_weights_come_along_in_our_layouts():
 
 def test_the_runtime_starts_from_the_modules_weights():
     from trainplan.planner.importers.torch_blocks import take
-    from trainplan.runtime.session import Session, SessionOptions
+    from trainplan.runtime.session import Session
     torch.manual_seed(0)
     spec = get_model(f"{MODELS}:small_transformer", input_shape=(6,), batch=2)
     torch.manual_seed(0)

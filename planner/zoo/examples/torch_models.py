@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
 # --- torchvision's ResNet-18 (torchvision/models/resnet.py: BasicBlock, [2, 2, 2, 2]) --------
 
 class BasicBlock(nn.Module):
