@@ -38,7 +38,7 @@ def register(sub) -> None:
                    help="how --query prints its rows (default table)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(run=run_sweep_command)
+    p.set_defaults(run=run_sweep_command, out_is_directory=True)
 
     p = sub.add_parser("report", help="reproduce the NNTrainer paper's claims from a sweep: "
                        "Markdown and figures")
@@ -55,7 +55,7 @@ def register(sub) -> None:
                        help="run the sweep on an existing Dask cluster instead")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(run=run_report)
+    p.set_defaults(run=run_report, out_is_directory=True)
 
 
 def run_sweep_command(args: argparse.Namespace):

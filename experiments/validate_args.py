@@ -20,7 +20,12 @@ import math
 from collections.abc import Callable
 
 from trainplan.planner.errors import TrainplanError
-from trainplan.planner.fileio import FIGURE_SUFFIXES, check_directory, check_writable
+from trainplan.planner.fileio import (
+    FIGURE_SUFFIXES,
+    check_directory,
+    check_output_directory,
+    check_writable,
+)
 from trainplan.planner.resources import MAX_BYTES
 
 
@@ -49,7 +54,7 @@ RULES: dict[str, Callable[[str, object], None]] = {
     "batch": _at_least(1),
     "measure_iterations": _at_least(1),
     "blas_threads": _at_least(0),
-    "storage_mib": _at_least(1, 2**40),
+    "storage": _at_least(1, 2**40),
     "capacity": _at_least(0, MAX_BYTES - 1),
     "seed": _at_least(0, 2**31 - 1),
     "learning_rate": _positive_finite,
@@ -69,11 +74,16 @@ def check_args(args: argparse.Namespace) -> None:
 def check_paths(args: argparse.Namespace) -> None:
     """Output files whose directory exists and is writable (figures create theirs, as
     documented), directories that exist, and a checkpoint to resume from that exists."""
-    for dest in ("out", "plot"):
+    out = getattr(args, "out", None)
+    if isinstance(out, str) and getattr(args, "out_is_directory", False):
+        check_output_directory(out, "--out directory")
+    for dest in ("out", "plot", "buffers", "c_header", "trace"):
         path = getattr(args, dest, None)
+        if dest == "out" and getattr(args, "out_is_directory", False):
+            continue
         if isinstance(path, str):
             figure = path.lower().endswith(FIGURE_SUFFIXES)
-            check_writable(path, "figure" if figure else f"--{dest} file",
+            check_writable(path, "figure" if figure else f"--{dest.replace('_', '-')} file",
                            create_directory=figure)
     export = getattr(args, "export", None)
     if export:

@@ -87,6 +87,15 @@ def check_writable(path: str, what: str = "file", *, create_directory: bool = Fa
                              "writable; choose a directory you can write to")
 
 
+def check_output_directory(path: str, what: str = "directory") -> None:
+    """Raise UnwritableFile unless ``path`` is a directory this process can write, or can be
+    made (its nearest existing ancestor is a writable directory)."""
+    if os.path.isdir(path):
+        check_directory(path, what)
+        return
+    check_writable(os.path.join(path, "x"), what, create_directory=True)
+
+
 def check_directory(path: str, what: str = "directory") -> None:
     """Raise UnwritableFile unless ``path`` is an existing directory this process can write."""
     if not os.path.exists(path):

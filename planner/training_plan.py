@@ -356,5 +356,22 @@ def plan_from_dict(data: dict, origin: str = "plan") -> TrainingPlan:
     if plan.alignment < 1 or plan.order.n_eo < 1:
         raise InvalidPlanFile(f"{origin}: alignment and the number of EOs must be positive; "
                               "make the plan again with `trainplan plan ... --out`")
+    dangling = _dangling_reference(plan)
+    if dangling:
+        raise InvalidPlanFile(f"{origin}: {dangling}; make the plan again with `trainplan plan "
+                              "... --out`")
     return plan
+
+
+def _dangling_reference(plan: TrainingPlan) -> str | None:
+    """The first eviction or prefetch naming a buffer or piece the plan does not hold."""
+    pieces = {b.id: len(b.pieces) for b in plan.buffers}
+    for kind, moves in (("eviction", plan.evictions), ("prefetch", plan.prefetches)):
+        for i, move in enumerate(moves):
+            if move.buffer not in pieces:
+                return f"{kind} {i} names buffer {clip(move.buffer)}, which the plan lacks"
+            if not 0 <= move.piece < pieces[move.buffer]:
+                return (f"{kind} {i} names piece {move.piece} of {clip(move.buffer)}, which has "
+                        f"{pieces[move.buffer]}")
+    return None
 

@@ -17,7 +17,7 @@ from trainplan.planner.errors import TrainplanError, UnreadableFile
 from trainplan.planner.fileio import atomic_write_bytes, read_bytes_file
 
 _ZIP_MAGIC = b"PK\x03\x04"
-_META = {"iterations", "step_count", "rng", "dropout_rng", "model"}  # what train.py writes
+_META = {"iterations", "step_count", "rng", "model"}  # what train.py writes
 
 
 class CheckpointError(TrainplanError):

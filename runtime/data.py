@@ -115,7 +115,7 @@ def synthetic(graph: nx.DiGraph, samples: int, seed: int = 0) -> Dataset:
         arrays[t] = (rng.integers(0, vocab, size=shape).astype(np.float32) if vocab
                      else rng.standard_normal(shape).astype(np.float32))
     for t in labels:
-        shape = (samples, *graph.nodes[t]["shape"][1:])
+        shape = (samples, *data_shape(graph, t)[1:])
         if graph.nodes[_loss_output(graph, t)]["shape"][1:] == shape[1:] and \
                 _is_classifier(graph, t):
             classes = rng.integers(0, shape[-1], size=shape[:-1])
@@ -128,7 +128,7 @@ def synthetic(graph: nx.DiGraph, samples: int, seed: int = 0) -> Dataset:
 def _require(graph: nx.DiGraph, tensors: list[str], samples: int, what: str) -> None:
     """Refuse data that would not fit in RAM (float32 arrays, and a float64 array while each
     is drawn), before drawing it."""
-    per_sample = sum(int(np.prod(graph.nodes[t]["shape"][1:], dtype=object)) for t in tensors)
+    per_sample = sum(int(np.prod(data_shape(graph, t)[1:], dtype=object)) for t in tensors)
     require_memory(3 * 4 * per_sample * samples, f"{what} ({samples:,} samples)",
                    "use fewer --samples or a smaller --batch or input shape")
 
