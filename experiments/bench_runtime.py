@@ -133,11 +133,12 @@ def ours_threads(threads: int) -> int | None:
 
 def measure_ours(model: str, *, batch: int, planner: str, warmup: int, iterations: int,
                  min_seconds: float, seed: int = 0, swap: str | None = None,
-                 threads: int | None = None) -> dict:
+                 remat: str | None = None, threads: int | None = None) -> dict:
     """Train ``model`` with the numpy runtime in the arena ``planner`` lays out; measure it.
     ``swap`` ("FRACTION" or "FRACTION:through"): swap with belady under that fraction of the
     graph's lower bound, the swap file through the page cache or through to storage.
-    ``threads``: pin the thread policy (None: it follows the load)."""
+    ``remat`` ("NAME" or "NAME:FRACTION"): recompute with that remat planner (aiming at that
+    fraction of the lower bound), nothing on storage. ``threads``: pin the thread policy (None: it follows the load)."""
     import numpy as np
 
     from trainplan.planner.build import build_training_graph
@@ -150,7 +151,7 @@ def measure_ours(model: str, *, batch: int, planner: str, warmup: int, iteration
     graph = build_training_graph(get_model(model, batch=batch))
     batches = list(synthetic(graph, 2 * batch, seed).batches(batch, None))
     losses: list[float] = []
-    plan = plan_training(graph, offsets=planner, seed=seed)
+    plan = plan_training(graph, offsets=None if remat else planner, seed=seed)
     options, swapping = SessionOptions(seed=seed, threads=threads), {}
     if swap:
         fraction, through = parse_swap(swap)
@@ -158,6 +159,13 @@ def measure_ours(model: str, *, batch: int, planner: str, warmup: int, iteration
         plan = plan_training(graph, offsets=planner, budget=budget, swap="belady", seed=seed)
         options = SessionOptions(seed=seed, swap_through=through, threads=threads)
         swapping = {"budget_bytes": budget, "swap_through": through}
+    if remat:
+        name, fraction = parse_remat(remat)
+        kept = plan.bounds.lower_bound_bytes
+        aim = None if fraction is None else int(fraction * kept)
+        plan = plan_training(graph, remat=name, remat_budget=aim, seed=seed)
+        swapping = {"remat_budget_bytes": aim, "recomputed_ops": len(plan.recomputes),
+                    "lower_bound_without_remat_bytes": kept}
     with Session(graph, plan, options) as session:
         times = timed(lambda i: losses.append(session.step(batches[i % 2]).loss),
                       warmup, iterations, min_seconds)
@@ -231,6 +239,7 @@ def worker(args: argparse.Namespace) -> dict:
               "min_seconds": args.min_seconds}
     if args.worker == "ours":
         record = measure_ours(args.models, planner=args.planners, swap=args.swap,
+                              remat=args.remat,
                               threads=ours_threads(int(args.threads)), **common)
     else:
         record = measure_torch(args.models, threads=int(args.threads), **common)
@@ -249,23 +258,27 @@ class Job:
     planner: str | None = None
     threads: int = 1
     swap: str | None = None  # "FRACTION[:through]" of the lower bound, swapping with belady
+    remat: str | None = None  # "NAME[:FRACTION]": recomputing, nothing on storage
     load: int = 0  # CPU-bound background processes while it runs
 
 
 SWAP_PLANNER = "greedy_size"
+REMAT_PLANNER = "best"  # plan_training's offsets for pieces
 
 
 def jobs(models: list[str], planners: list[str], threads: list[int], *, torch: bool,
-         mnist: bool, swaps: list[str] = (), loads: list[int] = (0,)) -> list[Job]:
+         mnist: bool, swaps: list[str] = (), remats: list[str] = (),
+         loads: list[int] = (0,)) -> list[Job]:
     """Per thread count and model, ours under every planner (and swapping under every
-    ``swaps`` budget) then PyTorch, at every ``loads`` level in turn, side by side in time;
+    ``swaps`` budget, and recomputing under every ``remats`` planner) then PyTorch, at every ``loads`` level in turn, side by side in time;
     NNTrainer's MNIST INI (ours only, quiet) after the models."""
     out = []
     for n in threads:
         for model in models:
             for k in loads:
                 out += [Job("ours", model, p, n, load=k) for p in planners]
-                out += [Job("ours", model, SWAP_PLANNER, n, s, k) for s in swaps]
+                out += [Job("ours", model, SWAP_PLANNER, n, s, load=k) for s in swaps]
+                out += [Job("ours", model, REMAT_PLANNER, n, remat=r, load=k) for r in remats]
                 out += [Job("torch", model, None, n, load=k)] if torch else []
         out += [Job("ours", MNIST_INI, p, n) for p in planners] if mnist else []
     return out
@@ -338,6 +351,7 @@ def run_job(job: Job, args: argparse.Namespace) -> dict:
            "--warmup", str(args.warmup), "--iterations", str(args.iterations),
            "--min-seconds", str(args.min_seconds), "--planners", job.planner or "-"]
     cmd += ["--swap", job.swap] if job.swap else []
+    cmd += ["--remat", job.remat] if job.remat else []
     # the same pool size for numpy's BLAS and torch's OpenMP
     env = dict(os.environ, **{v: str(job.threads) for v in (
         "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
@@ -364,7 +378,7 @@ def best_rounds(records: list[dict]) -> list[dict]:
     best: dict[tuple, dict] = {}
     for r in records:
         key = (r["framework"], r["model"], r["planner"], r["threads"], r.get("swap"),
-               r.get("load", 0))
+               r.get("remat"), r.get("load", 0))
         if "error" not in r and (key not in best or r["seconds_per_iteration"]
                                  < best[key]["seconds_per_iteration"]):
             best[key] = r
@@ -388,8 +402,30 @@ def parse_swap(spec: str) -> tuple[float, bool]:
     return value, mode == "through"
 
 
+def parse_remat(spec: str) -> tuple[str, float | None]:
+    """A ``--remat`` run, "NAME" or "NAME:FRACTION", as (remat planner, fraction of the lower
+    bound its recomputation aims at, or None)."""
+    from trainplan.planner.remat import REMAT_PLANNERS
+
+    name, _, fraction = spec.partition(":")
+    try:
+        value = float(fraction) if fraction else None
+    except ValueError:
+        value = 0.0
+    if name not in REMAT_PLANNERS or name == "none" or (value is not None and not value > 0):
+        raise ValueError(f"--remat {spec!r}: give NAME[:FRACTION], NAME one of "
+                         f"{', '.join(n for n in REMAT_PLANNERS if n != 'none')}, FRACTION of "
+                         "the lower bound above 0, e.g. sqrt or greedy:0.5")
+    return name, value
+
+
 def _run_label(r: dict) -> str:
-    """How ours ran: the offset planner, and the swap budget and file mode when swapping."""
+    """How ours ran: the offset planner, and the swap budget and file mode when swapping, or
+    the recomputation."""
+    if r.get("remat"):
+        name, fraction = parse_remat(r["remat"])
+        aim = "" if fraction is None else f", aiming at {fraction:g}x the lower bound"
+        return f"{r['planner']} + remat {name}{aim}, no storage"
     if not r.get("swap"):
         return r["planner"]
     fraction, through = parse_swap(r["swap"])
@@ -426,12 +462,12 @@ def slowdowns(records: list[dict]) -> list[dict]:
     """Per (model, threads, our planner) and load level: each framework's seconds under load
     over its quiet seconds, and ours / PyTorch's (the target: at most 1.2)."""
     runs = {(r["framework"], r["model"], r["planner"], r["threads"], r.get("swap"),
-             r.get("load", 0)): r for r in records if "error" not in r}
+             r.get("remat"), r.get("load", 0)): r for r in records if "error" not in r}
     rows = []
-    for (fw, model, planner, n, swap, k), r in runs.items():
-        quiet = runs.get((fw, model, planner, n, swap, 0))
-        tq, tl = runs.get(("torch", model, None, n, None, 0)), runs.get(
-            ("torch", model, None, n, None, k))
+    for (fw, model, planner, n, swap, remat, k), r in runs.items():
+        quiet = runs.get((fw, model, planner, n, swap, remat, 0))
+        tq, tl = runs.get(("torch", model, None, n, None, None, 0)), runs.get(
+            ("torch", model, None, n, None, None, k))
         if fw != "ours" or not k or quiet is None or tq is None or tl is None:
             continue
         ours = r["seconds_per_iteration"] / quiet["seconds_per_iteration"]
@@ -493,6 +529,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "these budgets, comma-separated FRACTION[:through] of the graph's lower "
                    "bound (':through': the swap file keeps nothing in the page cache), e.g. "
                    "0.6,0.6:through")
+    p.add_argument("--remat", default=None, help="also run ours recomputing (nothing on "
+                   "storage) with these remat planners, comma-separated NAME[:FRACTION] (the "
+                   "fraction of the lower bound recomputation aims at), e.g. sqrt,greedy:0.5")
     p.add_argument("--load", default="0", help="comma-separated counts of CPU-bound background "
                    "processes (each pinned to one CPU) to measure under, e.g. 0,1 (default 0)")
     p.add_argument("--no-torch", action="store_true", help="ours only")
@@ -509,6 +548,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for spec in args.swap.split(",") if args.swap else []:
         try:
             parse_swap(spec)
+        except ValueError as exc:
+            p.error(str(exc))
+    for spec in args.remat.split(",") if args.remat else []:
+        try:
+            parse_remat(spec)
         except ValueError as exc:
             p.error(str(exc))
     return args
@@ -530,7 +574,7 @@ def main(argv: list[str] | None = None) -> dict:
     loads = [int(k) for k in args.load.split(",")]
     todo = jobs(args.models.split(","), args.planners.split(","), threads, torch=has_torch,
                 mnist=not args.no_mnist, swaps=args.swap.split(",") if args.swap else [],
-                loads=loads)
+                remats=args.remat.split(",") if args.remat else [], loads=loads)
     rounds = [(k, j) for k in range(args.rounds) for j in todo]
     records = [{**run_job(j, args), "round": k}
                for k, j in tqdm(rounds, desc="workers", unit="run")]

@@ -298,6 +298,13 @@ class TrainingPlan:
             "solve_seconds": round(prov.solve_seconds, 6), "fallbacks": list(prov.fallbacks),
             "alignment": self.alignment, "valid": self.valid,
         }
+        remat = prov.options.get("remat") or {}
+        if "status" in remat:  # a searching remat planner: its own status, bound and gap
+            rec.update(remat_status=remat["status"], remat_proven=remat.get("proven"),
+                       remat_gap=None if remat.get("gap") is None else round(remat["gap"], 6))
+        if "replay_cost" in remat:
+            rec.update(recompute_cost=remat["replay_cost"], recompute_cost_unit=remat.get(
+                "cost_unit"))
         if self.errors:
             rec["errors"] = list(self.errors[:5])
         return rec

@@ -175,3 +175,27 @@ def test_a_malformed_swap_budget_is_refused_before_any_worker_runs(capsys, spec)
     with pytest.raises(SystemExit):
         bench.main(["--swap", spec, "--no-torch", "--no-mnist"])
     assert "FRACTION[:through]" in capsys.readouterr().err
+
+
+def test_ours_recomputing_lowers_the_arena_without_storage(tmp_path):
+    """A remat job recomputes instead of keeping: below the plain arena, nothing on storage,
+    labelled apart; its lower bound is the recomputed graph's, beside the one without."""
+    result = bench.main(["--models", "lenet5", "--planners", "greedy_size", "--no-torch",
+                         "--no-mnist", "--remat", "greedy:0.7", "--out",
+                         str(tmp_path / "b.json"), *TINY])
+    plain, recomputed = result["records"]
+    assert "error" not in recomputed, recomputed
+    assert recomputed["remat"] == "greedy:0.7" and recomputed["recomputed_ops"] > 0
+    assert recomputed["lower_bound_without_remat_bytes"] == plain["lower_bound_bytes"]
+    assert recomputed["lower_bound_bytes"] < plain["lower_bound_bytes"]
+    assert recomputed["arena_bytes"] < plain["arena_bytes"]
+    assert "bytes_written_per_iteration" not in recomputed
+    assert "remat greedy" in bench._run_label(recomputed)
+    assert len(bench.best_rounds(result["records"])) == 2
+
+
+@pytest.mark.parametrize("spec", ["nosuch", "sqrt:0", "greedy:x", "none"])
+def test_a_malformed_remat_run_is_refused_before_any_worker_runs(capsys, spec):
+    with pytest.raises(SystemExit):
+        bench.main(["--remat", spec, "--no-torch", "--no-mnist"])
+    assert "NAME[:FRACTION]" in capsys.readouterr().err

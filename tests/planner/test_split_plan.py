@@ -1,5 +1,6 @@
 """Step splitting through plan_training: the plan records the split, every consumer rebuilds the
-split graph from the unsplit one, and a split (or joint) plan trains on the reference's bits."""
+split graph from the unsplit one, and a split plan trains on the bits of the split graph's
+reference run; joint plans (keep, swap or recompute) on the unplanned run's bits."""
 
 from __future__ import annotations
 
@@ -45,19 +46,35 @@ def test_a_split_plan_records_its_split_and_consumers_rebuild_it():
 
 
 @pytest.mark.parametrize("name,batch", [("lenet5", 8), ("mobilenetv2_cifar", 4)])
-def test_split_and_joint_plans_train_on_the_reference_bits(name, batch):
+def test_split_plans_train_on_the_reference_bits_of_the_split_graph(name, batch):
     graph = build_training_graph(get_model(name, batch=batch))
     low = plan_training(graph).bounds.min_budget_bytes
     split = plan_training(graph, budget=int(0.85 * low), split=2)
     assert split.split is not None and split.bounds.min_budget_bytes < low
     reference = weights_after_two_steps(graph_for(graph, split), None, batch)
     assert weights_after_two_steps(graph, split, batch) == reference
-    joint = plan_training(graph, budget=int(1.1 * low), swap="joint_greedy",
+
+
+JOINT_MODELS = {"lenet5": dict(batch=8), "resnet18_cifar": dict(batch=2),
+                "mobilenetv2_cifar": dict(batch=2), "transformer": dict(batch=2,
+                                                                        input_shape=(16,))}
+
+
+@pytest.mark.parametrize("name", list(JOINT_MODELS))
+def test_joint_plans_train_on_the_reference_bits(name):
+    """Keep, swap or recompute per value (joint_greedy) under a budget below the activations'
+    peak: the same weights as the unplanned run."""
+    kw = JOINT_MODELS[name]
+    graph = build_training_graph(get_model(name, **kw))
+    unbudgeted = plan_training(graph)
+    budget = (unbudgeted.bounds.min_budget_bytes + unbudgeted.bounds.lower_bound_bytes) // 2
+    joint = plan_training(graph, budget=budget, swap="joint_greedy",
                           costs=device_costs("raspberry-pi-4"),
                           score=device_score("raspberry-pi-4"))
-    assert joint.valid
-    assert weights_after_two_steps(graph, joint, batch) == weights_after_two_steps(
-        graph, None, batch)
+    assert joint.valid and joint.provenance.options["strategy"] == "joint_greedy"
+    assert budget < unbudgeted.bounds.lower_bound_bytes and (joint.swapped or joint.recomputes)
+    assert weights_after_two_steps(graph, joint, kw["batch"]) == weights_after_two_steps(
+        graph, None, kw["batch"])
 
 
 @pytest.mark.parametrize("argv,says", [
