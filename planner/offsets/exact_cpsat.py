@@ -72,8 +72,10 @@ def solve_cpsat(
     Statuses follow CP-SAT: OPTIMAL (proven minimal), FEASIBLE (a plan, not proven minimal; in
     the decision problem: it fits), INFEASIBLE (nothing fits the capacity), UNKNOWN (time ran
     out before anything was proven; the hint is returned). Pass ``solver`` to keep a handle
-    on it (another thread may call its ``stop_search``).
+    on it (another thread may call its ``stop_search``). ``time_limit`` counts from the call:
+    building the model (and loading OR-Tools the first time) comes out of it.
     """
+    entered = time.perf_counter()
     done = settled(s, hint)
     if done is not None:
         return hint, done
@@ -85,7 +87,7 @@ def solve_cpsat(
     from ortools.sat.python import cp_model
 
     solver = cp_model.CpSolver() if solver is None else solver
-    solver.parameters.max_time_in_seconds = time_limit
+    solver.parameters.max_time_in_seconds = max(0.01, time_limit - (time.perf_counter() - entered))
     solver.parameters.random_seed = seed
     solver.parameters.num_workers = workers
     if deterministic_time is not None:
