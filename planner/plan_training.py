@@ -125,7 +125,8 @@ def plan_training(graph: nx.DiGraph, *, order: str | ExecutionOrder = "nntrainer
     ``belady``; ``lookahead`` prefetches ``lookahead`` EOs ahead), every offset a multiple of
     ``alignment`` (default 64, what the runtime needs; 1 for a graph realised as NNTrainer does,
     whose pools are unpadded). ``swap`` may also name a joint strategy (planner/strategies.py:
-    keep, swap or recompute each value), which compares whole plans by ``score``.
+    keep, swap or recompute each value), which compares whole plans by ``score``, each planned
+    with ``time_limit``.
     ``remat_budget``: the live bytes recomputation aims at (default the budget). ``costs``
     gives a device's storage and compute to the ``optimal`` planners; ``time_limit``, ``seed``
     and ``workers`` reach planners that search, and ``deterministic`` makes ``time_limit``
@@ -373,8 +374,11 @@ def _piece_starting(schedule: SwapSchedule, key: str, start: int) -> int:
 
 def _strategy(graph, order, offsets, budget, name, lookahead, alignment, costs, score,
               time_limit, seed, workers, deterministic, began) -> TrainingPlan:
-    """Every combination the strategy proposes, planned in full; the one with the least
-    score (iteration seconds on the device)."""
+    """Every combination the strategy proposes, planned in full as a single run would be (the
+    same ``time_limit`` per planning run, seed, workers and ``deterministic``); the one with
+    the least score (iteration seconds on the device). Deterministic with one worker, the
+    swap-only and recompute-only combinations are exactly those single runs' plans, so the
+    strategy is never slower than either."""
     if budget is None:
         raise TrainplanError(f"strategy {name!r} keeps training within a budget; give one "
                              "(e.g. --budget 64MiB)")
@@ -383,7 +387,6 @@ def _strategy(graph, order, offsets, budget, name, lookahead, alignment, costs, 
                              "a device (e.g. --device phone-ufs31)")
     combos = STRATEGIES[name][0]()
     bound = plan_training(graph, order=order, alignment=alignment).bounds.lower_bound_bytes
-    share = None if time_limit is None else time_limit / len(combos)
     tried, best = [], None
     for c in combos:
         target = int(bound - c.fraction * max(0, bound - budget))
@@ -391,7 +394,7 @@ def _strategy(graph, order, offsets, budget, name, lookahead, alignment, costs, 
             plan = plan_training(graph, order=order, offsets=offsets, budget=budget,
                                  swap=c.swap, lookahead=lookahead, remat=c.remat,
                                  remat_budget=target, alignment=alignment, costs=costs,
-                                 time_limit=share, seed=seed, workers=workers,
+                                 time_limit=time_limit, seed=seed, workers=workers,
                                  deterministic=deterministic)
         except Infeasible:
             continue
