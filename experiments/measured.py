@@ -14,12 +14,14 @@ from collections.abc import Sequence
 import networkx as nx
 from tqdm import tqdm
 
+from trainplan.experiments.swap_lineup import SETTLE_ITERATIONS, simulated_iteration
 from trainplan.planner.build import build_training_graph
 from trainplan.planner.errors import TrainplanError
 from trainplan.planner.plan_training import plan_training
 from trainplan.planner.training_plan import TrainingPlan
 from trainplan.planner.zoo import get_model
 from trainplan.runtime.measure import Measurement, measure
+from trainplan.runtime.session import SessionOptions
 from trainplan.simulator.calibrate_runtime import RuntimeFit, fit_runtime, op_times, with_fit
 from trainplan.simulator.device import DeviceProfile
 from trainplan.simulator.simulate import simulate
@@ -44,9 +46,10 @@ def build(model: str, batch: int = 32) -> nx.DiGraph:
 def measure_graph(graph: nx.DiGraph, plan: TrainingPlan | None = None, *,
                   warmup: int = 1, iterations: int = 3, min_seconds: float = 0.0,
                   max_iterations: int = MAX_ITERATIONS, threads: int | None = 1,
+                  options: SessionOptions | None = None,
                   progress: bool = True) -> Measurement:
     """``trainplan.runtime.measure.measure`` of ``plan`` (default: ``plan_training(graph)``)
-    with a progress bar naming the model."""
+    under ``options`` (e.g. ``swap_through``) with a progress bar naming the model."""
     plan = plan_training(graph) if plan is None else plan
     name = graph.graph.get("model", "model")
     with tqdm(desc=f"measuring {name}", unit="it", file=sys.stderr, leave=False,
@@ -54,7 +57,7 @@ def measure_graph(graph: nx.DiGraph, plan: TrainingPlan | None = None, *,
         def tick(i: int, seconds: float) -> None:
             bar.set_postfix_str("warm-up" if i < 0 else f"{seconds:.3g} s")
             bar.update(1)
-        return measure(graph, plan, warmup=warmup, iterations=iterations,
+        return measure(graph, plan, options or SessionOptions(), warmup=warmup, iterations=iterations,
                        min_seconds=min_seconds, max_iterations=max_iterations,
                        threads=threads, on_iteration=tick)
 
@@ -113,12 +116,16 @@ def error_pct(predicted: float, measured: float) -> float:
 
 def compare(graph: nx.DiGraph, measurement: Measurement, device: DeviceProfile
             ) -> tuple[Timeline, dict]:
-    """Simulate the plan the runtime ran and line up predicted and measured seconds."""
+    """Simulate the plan the runtime ran and line up predicted and measured seconds, stalls
+    and bytes moved per iteration (a swapping plan is simulated for SETTLE_ITERATIONS and its
+    last, steady, iteration compared: experiments/swap_lineup.py)."""
     if measurement.plan is None:
         raise TrainplanError("the measurement has no plan (a reference run): nothing to simulate")
-    tl = simulate(graph, measurement.plan, device)
+    plan = measurement.plan
+    tl = simulate(graph, plan, device, iterations=SETTLE_ITERATIONS if plan.swapped else 1)
+    sim = simulated_iteration(tl)
     s = measurement.summary
-    predicted, measured = tl.summary.iteration_seconds, s.seconds_per_iteration
+    predicted, measured = sim["seconds"], s.seconds_per_iteration
     return tl, {
         "model": s.model, "batch": s.batch, "device": device.name, "planner": s.planner,
         "predicted_s": round(predicted, 6), "measured_s": round(measured, 6),
@@ -129,9 +136,9 @@ def compare(graph: nx.DiGraph, measurement: Measurement, device: DeviceProfile
         "error_uninterrupted_pct": error_pct(predicted, s.uninterrupted_seconds),
         "error_cpu_pct": error_pct(predicted, s.cpu_seconds),
         "stall_s": round(s.stall_seconds, 6),
-        "predicted_stall_s": round(tl.summary.total_stall_seconds, 6), "bytes_read": s.bytes_read,
-        "predicted_bytes_read": tl.summary.total_bytes_read, "bytes_written": s.bytes_written,
-        "predicted_bytes_written": tl.summary.total_bytes_written,
+        "predicted_stall_s": round(sim["stall_s"], 6), "bytes_read": s.bytes_read,
+        "predicted_bytes_read": sim["bytes_read"], "bytes_written": s.bytes_written,
+        "predicted_bytes_written": sim["bytes_written"],
         "peak_iteration_rss_bytes": s.peak_rss_bytes,
         "arena_bytes": s.arena_bytes, "load_average": list(s.load_average),
         "other_cpus": s.other_cpus,
@@ -141,13 +148,14 @@ def compare(graph: nx.DiGraph, measurement: Measurement, device: DeviceProfile
 def measure_and_compare(graph: nx.DiGraph, plan: TrainingPlan, device: DeviceProfile, *,
                         warmup: int = 1, iterations: int = OVERLAY_ITERATIONS,
                         min_seconds: float = OVERLAY_MIN_SECONDS, threads: int | None = 1,
+                        options: SessionOptions | None = None,
                         progress: bool = True) -> tuple[Measurement, Timeline, dict]:
     """Run the runtime on synthetic data (at least ``iterations`` recorded, more until
     ``min_seconds`` are, at most MAX_ITERATIONS), simulate the plan it ran on ``device`` and
     line up the two: the measurement, the simulated Timeline and the comparison record."""
     m = measure_graph(graph, plan, warmup=warmup, iterations=iterations,
                       min_seconds=min_seconds, max_iterations=MAX_ITERATIONS, threads=threads,
-                      progress=progress)
+                      options=options, progress=progress)
     tl, rec = compare(graph, m, device)
     return m, tl, rec
 
