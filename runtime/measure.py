@@ -49,9 +49,10 @@ EVENT_COLUMNS = ["iteration", "eo", "step", "layer", "op", "start_s", "end_s", "
 # one row per transfer the swap file was handed during a recorded iteration, as the simulator's
 # Timeline.transfers has them: ``issue_eo`` the EO around which the controller issued it (a
 # read before the EO's ops, a write after them), ``ready_s`` when it was queued, ``start_s``
-# and ``end_s`` when the transfer thread began and finished it
+# and ``end_s`` when the transfer thread began and finished it, ``cpu_s`` the CPU time that
+# thread spent on it (copies between the page cache and the arena, system calls)
 TRANSFER_COLUMNS = ["iteration", "tensor", "kind", "nbytes", "issue_eo", "ready_s", "start_s",
-                    "end_s"]
+                    "end_s", "cpu_s"]
 
 
 class MeasureError(TrainplanError, ValueError):
@@ -184,7 +185,7 @@ class EOTimer:
     def transfers(self) -> pd.DataFrame:
         """The recorded tickets as rows of TRANSFER_COLUMNS (call once they are all done)."""
         return pd.DataFrame([(it, t.buffer, t.kind, t.nbytes, e, t.submitted - origin,
-                              t.started - origin, t.ended - origin)
+                              t.started - origin, t.ended - origin, t.cpu_s)
                              for it, e, t, origin in self.issued], columns=TRANSFER_COLUMNS)
 
     def _swap_counters(self) -> tuple[int, int]:

@@ -86,6 +86,7 @@ class Ticket:
         self.what, self.kind, self.buffer, self.nbytes = what, kind, buffer, nbytes
         self.submitted = time.perf_counter()
         self.started = self.ended = float("nan")
+        self.cpu_s = float("nan")  # CPU time of the transfer thread on it (copies, syscalls)
         self._done = threading.Event()
         self.error: BaseException | None = None
 
@@ -186,7 +187,7 @@ class SwapFile:
             if item is None:
                 return
             kind, view, offset, ticket = item
-            ticket.started = time.perf_counter()
+            ticket.started, cpu = time.perf_counter(), time.thread_time()
             try:
                 if kind == "write":
                     data = _bytes(view)
@@ -205,7 +206,7 @@ class SwapFile:
                 if self.through:
                     os.posix_fadvise(self.fd, offset, -(-done // PAGE) * PAGE,
                                      os.POSIX_FADV_DONTNEED)
-                ticket.ended = time.perf_counter()
+                ticket.ended, ticket.cpu_s = time.perf_counter(), time.thread_time() - cpu
                 ticket.finish()
             except BaseException as exc:  # handed to the waiter
                 ticket.finish(exc)

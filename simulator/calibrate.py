@@ -96,6 +96,10 @@ def _notes(storage: dict, mem_bw: float, fs: str) -> list[str]:
         notes.append(f"read bandwidth is near RAM speed (filesystem {fs or 'unknown'}): the "
                      "page cache or a RAM-backed filesystem was in play")
     notes.append("storage.shared_channel not measured: assumed shared (the conservative case)")
+    notes.append("storage.cpu_latency and cpu_bandwidth: the CPU one swap request takes (system "
+                 "calls, page-cache copies), charged to the compute stream: assumes no core to "
+                 "spare for the transfer thread (the conservative case; true of a busy 2-CPU "
+                 "host); delete them for a host with an idle core")
     notes.append("compute.efficiency.conv not measured: default 0.6")
     return notes
 
@@ -160,10 +164,18 @@ def _document(name, gemm, elem, mem, storage, vm, directory, fs) -> dict:
                     "write_bandwidth": quantity(storage["write_bandwidth"] / 1e6, "MB/s", src),
                     "read_latency": quantity(storage["read_latency"] * 1e3, "ms", src),
                     "write_latency": quantity(storage["write_latency"] * 1e3, "ms", src),
-                    "shared_channel": True},
+                    "shared_channel": True, **_cpu_fields(storage, src)},
         "notes": _notes(storage, mem, fs),
         "sources": [src],
     }
+
+
+def _cpu_fields(storage: dict, src: str) -> dict:
+    """The CPU a transfer takes from computing (``storage.cpu_*``), when it was measured."""
+    if "cpu_bandwidth" not in storage:
+        return {}
+    return {"cpu_latency": quantity(storage["cpu_latency"] * 1e3, "ms", src),
+            "cpu_bandwidth": quantity(storage["cpu_bandwidth"] / 1e6, "MB/s", src)}
 
 
 def with_storage(base: DeviceProfile, storage: dict, source: str = "") -> DeviceProfile:
@@ -177,7 +189,7 @@ def with_storage(base: DeviceProfile, storage: dict, source: str = "") -> Device
         "write_bandwidth": quantity(storage["write_bandwidth"] / 1e6, "MB/s", src),
         "read_latency": quantity(storage["read_latency"] * 1e3, "ms", src),
         "write_latency": quantity(storage["write_latency"] * 1e3, "ms", src),
-        "shared_channel": True}
+        "shared_channel": True, **_cpu_fields(storage, src)}
     return profile_from_dict(doc, f"{base.name} (storage timed again)")
 
 

@@ -11,7 +11,9 @@ passes its plans' transfer sizes), on a file of their slots, sizes in a shuffled
 round, and fits ``seconds = latency + bytes / bandwidth`` per kind to the medians (least
 squares on relative errors, so small requests weigh as much as large ones). The simulator's
 storage model (simulator/engine.py) is exactly that line, one request at a time on a shared
-channel.
+channel. The CPU time of each request (the calling thread's: system calls, copies between the
+page cache and the buffer) is fitted the same way, reads and writes together: the time a
+transfer takes from computing on a host with no core to spare.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ def measure_swap_storage(directory: str, sizes: Sequence[int] = REQUEST_SIZES, *
     out = np.empty(max(sizes), np.uint8)
     fd, path = tempfile.mkstemp(prefix=".trainplan-calibrate-swap-", dir=directory)
     times: dict[tuple[str, int], list[float]] = {}
+    cpu: dict[tuple[str, int], list[float]] = {}
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
         for i, s in enumerate(sizes):  # allocate every slot, as a steady swap file has them
@@ -89,9 +92,10 @@ def measure_swap_storage(directory: str, sizes: Sequence[int] = REQUEST_SIZES, *
                 for i in rng.permutation(len(sizes)):
                     s = sizes[i]
                     buf = memoryview(data[:s] if kind == "write" else out[:s])
-                    began = time.perf_counter()
+                    began, cpu0 = time.perf_counter(), time.thread_time()
                     swap_request(fd, kind, buf, int(slots[i]))
                     times.setdefault((kind, s), []).append(time.perf_counter() - began)
+                    cpu.setdefault((kind, s), []).append(time.thread_time() - cpu0)
     finally:
         os.close(fd)
         os.unlink(path)
@@ -102,4 +106,7 @@ def measure_swap_storage(directory: str, sizes: Sequence[int] = REQUEST_SIZES, *
     for kind in ("read", "write"):
         latency, bandwidth = fit_line(sizes, [medians[(kind, s)] for s in sizes])
         result[f"{kind}_latency"], result[f"{kind}_bandwidth"] = latency, bandwidth
+    cpu_medians = {key: statistics.median(v) for key, v in cpu.items()}
+    result["cpu_latency"], result["cpu_bandwidth"] = fit_line(
+        [s for _, s in cpu_medians], [max(v, 1e-7) for v in cpu_medians.values()])
     return result
