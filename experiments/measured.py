@@ -22,6 +22,7 @@ from trainplan.planner.training_plan import TrainingPlan
 from trainplan.planner.zoo import get_model
 from trainplan.runtime.measure import Measurement, measure
 from trainplan.runtime.session import SessionOptions
+from trainplan.simulator.calibrate import measure_gemm, with_gemm_peak
 from trainplan.simulator.calibrate_runtime import RuntimeFit, fit_runtime, op_times, with_fit
 from trainplan.simulator.device import DeviceProfile
 from trainplan.simulator.simulate import simulate
@@ -74,20 +75,32 @@ def runtime_calibration(base: DeviceProfile, models: Sequence[str] = CALIBRATION
     if held:
         raise TrainplanError(f"{', '.join(held)}: held out for the prediction test; calibrate on "
                          "other models")
-    runs = []
+    runs, peaks = [], []
     for model in models:
         graph = build(model, batch)
+        peaks.append(gemm_peak(threads))
         runs.append((graph, measure_graph(graph, warmup=warmup, iterations=iterations,
                                           min_seconds=min_seconds, threads=threads,
                                           progress=progress)))
-    return fit_measured(base, runs, threads=threads, name=name)
+    return fit_measured(base, runs, threads=threads, name=name, peaks=peaks)
+
+
+def gemm_peak(threads: int | None) -> float:
+    """One GEMM probe (FLOP/s) on the BLAS threads the runtime is measured with; the best of
+    those taken between the measurements is the peak the efficiencies are fractions of."""
+    return measure_gemm(1024, 0.5, threads=threads)
 
 
 def fit_measured(base: DeviceProfile, runs: Sequence[tuple[nx.DiGraph, Measurement]], *,
-                 threads: int | None = 1, name: str = "host",
+                 threads: int | None = 1, name: str = "host", peaks: Sequence[float] = (),
                  ) -> tuple[DeviceProfile, RuntimeFit, list[dict]]:
     """Fit ``base`` to measured runs of calibration models (several runs of one model, e.g.
-    rounds interleaved with other measurements, each count as a sample)."""
+    rounds interleaved with other measurements, each count as a sample); ``peaks``: GEMM
+    probes taken between them, whose best becomes the GEMM throughput (the peak)."""
+    if peaks:
+        base = with_gemm_peak(base, max(peaks), f"best of {len(peaks)} float32 1024^3 GEMM "
+                              f"probes on {threads or 'the configured'} BLAS thread(s), taken "
+                              "between the runtime's measurements")
     samples, records = [], []
     for graph, m in runs:
         # CPU time is what the ops cost when the machine is ours; with several BLAS threads

@@ -170,6 +170,15 @@ def _document(name, gemm, elem, mem, storage, vm, directory, fs) -> dict:
     }
 
 
+def with_gemm_peak(base: DeviceProfile, flops: float, source: str) -> DeviceProfile:
+    """``base`` with its GEMM throughput (the peak efficiencies are fractions of) replaced by
+    ``flops``, e.g. the best of GEMM probes on the BLAS threads the runtime ran with."""
+    doc = dict(base.document) if base.document else profile_document(base)
+    doc["compute"] = {**doc["compute"],
+                      "gemm_throughput": quantity(flops / 1e9, "GFLOP/s", source)}
+    return profile_from_dict(doc, f"{base.name} (GEMM peak measured again)")
+
+
 def _cpu_fields(storage: dict, src: str) -> dict:
     """The CPU a transfer takes from computing (``storage.cpu_*``), when it was measured."""
     if "cpu_bandwidth" not in storage:

@@ -28,6 +28,8 @@ import numpy as np
 
 PAGE = 4096
 REQUEST_SIZES = tuple(PAGE * 4**k for k in range(7))  # 4 KiB .. 16 MiB
+STORAGE_KEYS = ("read_latency", "read_bandwidth", "write_latency", "write_bandwidth",
+                "cpu_latency", "cpu_bandwidth")
 
 
 def page_round(nbytes: int) -> int:
@@ -110,3 +112,14 @@ def measure_swap_storage(directory: str, sizes: Sequence[int] = REQUEST_SIZES, *
     result["cpu_latency"], result["cpu_bandwidth"] = fit_line(
         [s for _, s in cpu_medians], [max(v, 1e-7) for v in cpu_medians.values()])
     return result
+
+
+def mean_storage(*timings: dict) -> dict:
+    """Several ``measure_swap_storage`` results as one: latencies and seconds per byte
+    averaged (e.g. storage timed before and after a measurement)."""
+    out = {"method": timings[0]["method"], "requests": timings[0]["requests"]}
+    for key in STORAGE_KEYS:
+        values = [t[key] for t in timings]
+        out[key] = (float(np.mean(values)) if key.endswith("latency")
+                    else float(1.0 / np.mean([1.0 / v for v in values])))
+    return out
