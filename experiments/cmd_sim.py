@@ -93,7 +93,8 @@ def register(sub) -> None:
     p.add_argument("--dir", default=None, help="directory on the storage to measure (default: "
                    "the current one); temporary files there are removed")
     p.add_argument("--storage", type=byte_size, default=None, metavar="BYTES",
-                   help=f"bytes written and read back, e.g. 64MiB (default {STORAGE_BYTES})")
+                   help=f"the largest swap request timed, e.g. 1MiB (default {STORAGE_BYTES}: "
+                   "requests from 4 KiB to 16 MiB)")
     p.add_argument("--name", default="host", help="profile name (default host)")
     p.add_argument("--runtime", action="store_true", help="then fit the op-class efficiencies "
                    "and per-op overhead to the numpy runtime's op times on --models")
