@@ -31,7 +31,10 @@ of the storage at its plan's request sizes (simulator/calibrate_storage.py: a sh
 fsync latency moves with other jobs from minute to minute), and simulated on the fitted
 profile with that storage: seconds per iteration (within 15%), stall seconds (within 25% or
 50 ms) and bytes read and written per iteration (exactly equal, every recorded iteration), and
-one storage-track overlay per model (``--figures``/predict_swap_<model>.png).
+one storage-track overlay per model (``--figures``/predict_swap_<model>.png). The compute
+terms are then fitted to the calibration models' wall time per op (``--fit-clock``): the
+acceptance is wall time, stalls are wall time, and on a shared machine the calibration rounds,
+interleaved with the swap runs, see the same load.
 """
 
 from __future__ import annotations
@@ -104,7 +107,8 @@ def host_profile(args: argparse.Namespace, runs: dict) -> tuple[DeviceProfile, d
     base = calibrate(args.dir, storage_bytes=64 * 2**20, name="host", progress=False)
     profile, fit, records = fit_measured(
         base, [(runs[m][0], x) for m in args.calibration_models.split(",") for x in runs[m][1]],
-        threads=args.blas_threads or None, peaks=args.peaks)
+        threads=args.blas_threads or None, peaks=args.peaks,
+        clock=args.fit_clock or ("wall" if args.swap else None))
     os.makedirs(os.path.dirname(os.path.abspath(args.profile_out)), exist_ok=True)
     atomic_write_text(args.profile_out, profile.to_json())
     return profile, {"profile": args.profile_out, "calibrated": True, "fit": fit.to_dict(),
@@ -245,6 +249,10 @@ def main(argv: list[str] | None = None) -> dict:
                         "and the storage timings (on the storage to predict)")
     parser.add_argument("--swap-iterations", type=int, default=3,
                         help="recorded iterations per swap case and round, at least")
+    parser.add_argument("--fit-clock", choices=["cpu", "wall"], default=None,
+                        help="fit the calibration models' CPU or wall time per op (default: "
+                        "CPU; wall with --swap, whose stalls and acceptance are wall time and "
+                        "whose runs share the machine's load with the calibration models)")
     parser.add_argument("--swap-min-seconds", type=float, default=2.0,
                         help="keep recording a swap case until this many seconds")
     args = parser.parse_args(argv)

@@ -93,19 +93,22 @@ def gemm_peak(threads: int | None) -> float:
 
 def fit_measured(base: DeviceProfile, runs: Sequence[tuple[nx.DiGraph, Measurement]], *,
                  threads: int | None = 1, name: str = "host", peaks: Sequence[float] = (),
+                 clock: str | None = None,
                  ) -> tuple[DeviceProfile, RuntimeFit, list[dict]]:
     """Fit ``base`` to measured runs of calibration models (several runs of one model, e.g.
     rounds interleaved with other measurements, each count as a sample); ``peaks``: GEMM
-    probes taken between them, whose best becomes the GEMM throughput (the peak)."""
+    probes taken between them, whose best becomes the GEMM throughput (the peak); ``clock``:
+    the op times fitted, "cpu" or "wall" (None: CPU time with one BLAS thread, else wall)."""
     if peaks:
         base = with_gemm_peak(base, max(peaks), f"best of {len(peaks)} float32 1024^3 GEMM "
                               f"probes on {threads or 'the configured'} BLAS thread(s), taken "
                               "between the runtime's measurements")
     samples, records = [], []
+    # CPU time is what the ops cost when the machine is ours; with several BLAS threads
+    # it counts every thread, so then the wall clock it is
+    clock = clock or ("cpu" if threads == 1 else "wall")
     for graph, m in runs:
-        # CPU time is what the ops cost when the machine is ours; with several BLAS threads
-        # it counts every thread, so then the wall clock it is
-        samples.append(op_times(graph, m.events, clock="cpu" if threads == 1 else "wall"))
+        samples.append(op_times(graph, m.events, clock=clock))
         records.append({"model": m.summary.model, "batch": m.summary.batch,
                         "iterations": m.summary.iterations,
                         "measured_s": m.summary.seconds_per_iteration,
@@ -114,8 +117,8 @@ def fit_measured(base: DeviceProfile, runs: Sequence[tuple[nx.DiGraph, Measureme
     fit = fit_runtime(samples, base)
     models = list(dict.fromkeys(r["model"] for r in records))
     source = (f"{', '.join(models)} at batch {records[0]['batch']}, "
-              + ("BLAS threads as configured, wall clock" if threads != 1
-                 else "1 BLAS thread, CPU time per op"))
+              + ("BLAS threads as configured" if threads != 1 else "1 BLAS thread")
+              + (", CPU time per op" if clock == "cpu" else ", wall time per op"))
     profile = with_fit(base, fit, name=name, source=source)
     for rec, err in zip(records, fit.model_errors, strict=True):
         rec["fitted_error_pct"] = round(100 * err, 2)
