@@ -192,8 +192,8 @@ TIMELINE_RULES = [
     Rule(lambda a: a.measured and given(a, "x"),
          "--x goes with a simulated figure: --measured draws time per EO, its x axis is EO"),
     *(Rule(lambda a, o=o: a.measured and given(a, o),
-           f"--{o} shapes the simulated timeline; --measured simulates one iteration of the "
-           "plan the runtime ran, grouped by role")
+           f"--{o} shapes the simulated timeline; --measured simulates the plan the runtime "
+           "ran (one iteration, or three when it swaps: the last is compared), grouped by role")
       for o in ("iterations", "stack")),
     _measured_only("measure_iterations"),
     _measured_only("blas_threads"),
