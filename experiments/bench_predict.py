@@ -69,9 +69,11 @@ from trainplan.runtime.measure import Measurement
 from trainplan.runtime.session import SessionOptions
 from trainplan.simulator.calibrate import calibrate, with_storage
 from trainplan.simulator.calibrate_storage import (
+    INTERFERENCE_KEYS,
     STORAGE_KEYS,
     mean_storage,
     measure_swap_storage,
+    measure_transfer_interference,
 )
 from trainplan.simulator.device import DeviceProfile, load_device
 
@@ -173,17 +175,23 @@ def measure_swap_case(case: dict, args: argparse.Namespace) -> None:
     case["rounds"].append((m, mean_storage(before, after)))
 
 
+def interference(args: argparse.Namespace) -> dict:
+    """What swap requests take from computing, the mean of the probes taken each round."""
+    return mean_storage(*args.interference)
+
+
 def predict_swap(case: dict, profile: DeviceProfile, args: argparse.Namespace) -> dict:
     """Simulate a swap case on ``profile`` with the storage timed beside each round; the
     round of median measured time is the one reported and drawn."""
     rounds = sorted(case["rounds"], key=lambda r: r[0].summary.seconds_per_iteration)
     m, storage = rounds[(len(rounds) - 1) // 2]
+    storage = {**storage, **{k: interference(args)[k] for k in INTERFERENCE_KEYS}}
     device = with_storage(profile, storage, "timed beside the measurement")
     tl, rec = compare(case["graph"], m, device)
     per_it = bytes_lined_up(tl, m.transfers, m.summary.iterations)
     stall_gap = abs(rec["predicted_stall_s"] - rec["stall_s"])
     rec.update(swap=case["swap"], fraction=case["fraction"], budget_bytes=case["budget_bytes"],
-               storage={k: storage[k] for k in STORAGE_KEYS},
+               storage={k: storage[k] for k in (*STORAGE_KEYS, *INTERFERENCE_KEYS)},
                within_15pct=abs(rec["error_pct"]) <= TOLERANCE_PCT,
                stall_error_pct=error_pct(rec["predicted_stall_s"], rec["stall_s"]),
                stall_ok=bool(stall_gap <= STALL_TOLERANCE_S
@@ -213,6 +221,7 @@ def run_swap(args: argparse.Namespace, held: list[str]) -> tuple[list, list]:
                                           min_seconds=args.min_seconds,
                                           max_iterations=args.max_iterations,
                                           threads=args.blas_threads or None, progress=False))
+        args.interference.append(measure_transfer_interference(args.swap_dir))
         for case in cases:
             measure_swap_case(case, args)
     profile, calibration = host_profile(args, runs)
@@ -257,6 +266,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="keep recording a swap case until this many seconds")
     args = parser.parse_args(argv)
     args.peaks = []  # GEMM probes taken between the measurements
+    args.interference = []  # what swap requests take from computing, once a round
     use_file_backend()
     began = time.perf_counter()
     held = args.models.split(",")

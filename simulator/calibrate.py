@@ -21,7 +21,11 @@ import psutil
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from trainplan.simulator.calibrate_storage import REQUEST_SIZES, measure_swap_storage
+from trainplan.simulator.calibrate_storage import (
+    REQUEST_SIZES,
+    measure_swap_storage,
+    measure_transfer_interference,
+)
 from trainplan.simulator.device import (
     SCHEMA,
     DeviceProfile,
@@ -96,10 +100,9 @@ def _notes(storage: dict, mem_bw: float, fs: str) -> list[str]:
         notes.append(f"read bandwidth is near RAM speed (filesystem {fs or 'unknown'}): the "
                      "page cache or a RAM-backed filesystem was in play")
     notes.append("storage.shared_channel not measured: assumed shared (the conservative case)")
-    notes.append("storage.cpu_latency and cpu_bandwidth: the CPU one swap request takes (system "
-                 "calls, page-cache copies), charged to the compute stream: assumes no core to "
-                 "spare for the transfer thread (the conservative case; true of a busy 2-CPU "
-                 "host); delete them for a host with an idle core")
+    notes.append("storage.cpu_latency and cpu_bandwidth: what one swap request takes from a "
+                 "thread computing beside it (a one-thread GEMM loop timed alone and beside "
+                 "swap requests), charged to the compute stream")
     notes.append("compute.efficiency.conv not measured: default 0.6")
     return notes
 
@@ -115,10 +118,12 @@ def storage_sizes(largest: int, sizes: Sequence[int] | None = None) -> list[int]
 def calibrate(directory: str = ".", *, storage_bytes: int = 256 * 2**20, name: str = "host",
               gemm_n: int = 1024, memory_bytes: int = 64 * 2**20, probe_seconds: float = 0.5,
               probes: int = 5, request_sizes: Sequence[int] | None = None,
+              interference_pairs: int = 5,
               gemm_threads: int | None = None, progress: bool = True) -> DeviceProfile:
     """Measure this machine (a few seconds by default) and return it as a DeviceProfile.
     Storage: ``probes`` rounds of swap requests at ``request_sizes`` (default: the ladder up
-    to ``storage_bytes``); GEMM on ``gemm_threads`` BLAS threads (None: as configured)."""
+    to ``storage_bytes``), and ``interference_pairs`` of a GEMM loop timed alone and beside
+    them; GEMM on ``gemm_threads`` BLAS threads (None: as configured)."""
     phases = ["GEMM", "elementwise", "memory", "storage"]
     bar = tqdm(total=len(phases), desc="calibrating", disable=not progress, leave=False)
     try:
@@ -134,6 +139,10 @@ def calibrate(directory: str = ".", *, storage_bytes: int = 256 * 2**20, name: s
         sizes = storage_sizes(storage_bytes, request_sizes)
         bar.set_postfix_str(f"storage ({len(sizes)} request sizes)")
         storage = measure_swap_storage(directory, sizes, rounds=probes)
+        bar.set_postfix_str("what transfers take from computing")
+        storage.update(measure_transfer_interference(directory, pairs=interference_pairs,
+                                                     reps=120 if interference_pairs > 1 else 5)
+                       | {"requests": storage["requests"]})
         bar.update()
     finally:
         bar.close()
@@ -180,7 +189,8 @@ def with_gemm_peak(base: DeviceProfile, flops: float, source: str) -> DeviceProf
 
 
 def _cpu_fields(storage: dict, src: str) -> dict:
-    """The CPU a transfer takes from computing (``storage.cpu_*``), when it was measured."""
+    """The time a transfer takes from computing (``storage.cpu_*``), when it was measured
+    (``measure_transfer_interference``)."""
     if "cpu_bandwidth" not in storage:
         return {}
     return {"cpu_latency": quantity(storage["cpu_latency"] * 1e3, "ms", src),

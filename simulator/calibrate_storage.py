@@ -11,9 +11,13 @@ passes its plans' transfer sizes), on a file of their slots, sizes in a shuffled
 round, and fits ``seconds = latency + bytes / bandwidth`` per kind to the medians (least
 squares on relative errors, so small requests weigh as much as large ones). The simulator's
 storage model (simulator/engine.py) is exactly that line, one request at a time on a shared
-channel. The CPU time of each request (the calling thread's: system calls, copies between the
-page cache and the buffer) is fitted the same way, reads and writes together: the time a
-transfer takes from computing on a host with no core to spare.
+channel.
+
+What a transfer takes from computing (``measure_transfer_interference``): a one-thread GEMM
+loop timed alone and with swap requests running beside it on another thread, alternately; the
+slowdown per request, at a small and a large request size, fitted to the same line. It is more
+than the transfer thread's own CPU time (about twice, on this virtual machine): the kernel's
+writeback, the virtual disk's emulation and the copies' memory traffic slow the computing too.
 """
 
 from __future__ import annotations
@@ -21,15 +25,17 @@ from __future__ import annotations
 import os
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 PAGE = 4096
 REQUEST_SIZES = tuple(PAGE * 4**k for k in range(7))  # 4 KiB .. 16 MiB
-STORAGE_KEYS = ("read_latency", "read_bandwidth", "write_latency", "write_bandwidth",
-                "cpu_latency", "cpu_bandwidth")
+STORAGE_KEYS = ("read_latency", "read_bandwidth", "write_latency", "write_bandwidth")
+INTERFERENCE_KEYS = ("cpu_latency", "cpu_bandwidth")
 
 
 def page_round(nbytes: int) -> int:
@@ -108,17 +114,69 @@ def measure_swap_storage(directory: str, sizes: Sequence[int] = REQUEST_SIZES, *
     for kind in ("read", "write"):
         latency, bandwidth = fit_line(sizes, [medians[(kind, s)] for s in sizes])
         result[f"{kind}_latency"], result[f"{kind}_bandwidth"] = latency, bandwidth
-    cpu_medians = {key: statistics.median(v) for key, v in cpu.items()}
-    result["cpu_latency"], result["cpu_bandwidth"] = fit_line(
-        [s for _, s in cpu_medians], [max(v, 1e-7) for v in cpu_medians.values()])
+    result["thread_cpu"] = {f"{k} {s}": round(statistics.median(v), 9)
+                            for (k, s), v in cpu.items()}
     return result
 
 
+def _gemm_loop(reps: int, n: int = 384) -> float:
+    """Seconds of ``reps`` float32 n×n products on one BLAS thread (the computing probe)."""
+    a = np.full((n, n), 0.5, np.float32)
+    out = np.empty_like(a)
+    began = time.perf_counter()
+    for _ in range(reps):
+        np.matmul(a, a, out=out)
+    return time.perf_counter() - began
+
+
+def measure_transfer_interference(directory: str, sizes: Sequence[int] = (2**16, 2**22), *,
+                                  pairs: int = 5, reps: int = 120) -> dict:
+    """The computing time swap requests take from a thread computing beside them: per size,
+    ``pairs`` alternations of a GEMM loop alone and with write + read requests of that size
+    running on another thread; the median slowdown per request, fitted to ``latency + bytes /
+    bandwidth`` (``cpu_latency``, ``cpu_bandwidth``); ``requests``: seconds per request."""
+    sizes = sorted({int(s) for s in sizes})
+    fd, path = tempfile.mkstemp(prefix=".trainplan-calibrate-swap-", dir=directory)
+    data = np.random.default_rng(0).integers(0, 256, max(sizes), np.uint8)
+    back = np.empty_like(data)
+    per_request: dict[int, float] = {}
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        swap_request(fd, "write", memoryview(data), 0)
+        with threadpool_limits(limits=1, user_api="blas"):
+            for size in sizes:
+                slow = []
+                for _ in range(pairs):
+                    alone = _gemm_loop(reps)
+                    stop, done = threading.Event(), [0]
+
+                    def requests(size=size, stop=stop, done=done):
+                        while not stop.is_set():
+                            swap_request(fd, "write", memoryview(data[:size]), 0)
+                            swap_request(fd, "read", memoryview(back[:size]), 0)
+                            done[0] += 2
+                    thread = threading.Thread(target=requests, daemon=True)
+                    thread.start()
+                    busy = _gemm_loop(reps)
+                    stop.set()
+                    thread.join()
+                    slow.append((busy - alone) / max(done[0], 1))
+                per_request[size] = max(statistics.median(slow), 1e-7)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    latency, bandwidth = fit_line(sizes, [per_request[s] for s in sizes])
+    return {"cpu_latency": latency, "cpu_bandwidth": bandwidth,
+            "requests": {s: round(t, 9) for s, t in per_request.items()}}
+
+
 def mean_storage(*timings: dict) -> dict:
-    """Several ``measure_swap_storage`` results as one: latencies and seconds per byte
-    averaged (e.g. storage timed before and after a measurement)."""
-    out = {"method": timings[0]["method"], "requests": timings[0]["requests"]}
-    for key in STORAGE_KEYS:
+    """Several ``measure_swap_storage`` (or ``measure_transfer_interference``) results as one:
+    latencies and seconds per byte averaged (e.g. storage timed before and after a
+    measurement)."""
+    out = {"method": timings[0].get("method", ""), "requests": timings[0].get("requests", {})}
+    keys = [k for k in (*STORAGE_KEYS, *INTERFERENCE_KEYS) if all(k in t for t in timings)]
+    for key in keys:
         values = [t[key] for t in timings]
         out[key] = (float(np.mean(values)) if key.endswith("latency")
                     else float(1.0 / np.mean([1.0 / v for v in values])))

@@ -13,8 +13,8 @@ from trainplan.simulator.device import load_device
 
 def _quick(directory, **kw):
     return cal.calibrate(str(directory), storage_bytes=2**20, gemm_n=128,
-                         memory_bytes=8 * 2**20, probe_seconds=0.02, probes=2, progress=False,
-                         **kw)
+                         memory_bytes=8 * 2**20, probe_seconds=0.02, probes=2,
+                         interference_pairs=1, progress=False, **kw)
 
 
 def test_calibrated_profile_loads_like_a_shipped_one(tmp_path):
@@ -83,7 +83,9 @@ def test_swap_storage_fits_a_line_through_its_requests(tmp_path):
     r = cal_storage.measure_swap_storage(str(tmp_path), [4096, 65536, 2**20], rounds=2)
     assert os.listdir(tmp_path) == []
     assert {"write 4096", "read 65536", "read 1048576"} <= set(r["requests"])
-    for key in cal_storage.STORAGE_KEYS:
+    r |= cal_storage.measure_transfer_interference(str(tmp_path), pairs=1, reps=5)
+    assert os.listdir(tmp_path) == []
+    for key in (*cal_storage.STORAGE_KEYS, *cal_storage.INTERFERENCE_KEYS):
         assert r[key] >= 0 and (key.endswith("latency") or r[key] > 0)
     both = cal_storage.mean_storage(r, {**r, "read_latency": 3 * r["read_latency"],
                                         "read_bandwidth": r["read_bandwidth"] / 3})
