@@ -61,11 +61,11 @@ class DeviceProfile:
     ``gather_row_s``: the cost of one contiguous row of a strided window copy (im2col,
     col2im, pooling taps) on top of its bytes — a loop's per-row start-up, which short rows
     (small feature maps) pay many times over (the optional ``compute.gather_row``; 0 when
-    absent). ``transfer_cpu_latency_s`` and ``transfer_cpu_bandwidth``: the CPU time one
-    storage transfer takes on the host (system calls, copies between the page cache and the
-    buffer: ``latency + bytes / bandwidth``), taken from the compute stream — a host with no
-    core to spare for them (the optional ``storage.cpu_latency`` and ``storage.cpu_bandwidth``;
-    absent: transfers cost the compute stream nothing)."""
+    absent). ``transfer_cpu_latency_s`` and ``transfer_cpu_bandwidth``: the time one
+    storage transfer takes from computing (``latency + bytes / bandwidth``: system calls,
+    page-cache copies, writeback, a virtual disk's emulation on a host with no core to spare;
+    simulator/calibrate_storage.py measures it) — the optional ``storage.cpu_latency`` and
+    ``storage.cpu_bandwidth``; absent, transfers cost the compute stream nothing."""
 
     name: str
     ram_bytes: int
