@@ -31,7 +31,9 @@ of the storage at its plan's request sizes (simulator/calibrate_storage.py: a sh
 fsync latency moves with other jobs from minute to minute), and simulated on the fitted
 profile with that storage: seconds per iteration (within 15%), stall seconds (within 25% or
 50 ms) and bytes read and written per iteration (exactly equal, every recorded iteration), and
-one storage-track overlay per model (``--figures``/predict_swap_<model>.png). The compute
+one storage-track overlay per model (``--figures``/predict_swap_<model>.png); and, to judge the
+storage model apart from the computing on a shared machine, the same simulation with every op
+taking its measured median time (``alone_*``). The compute
 terms are then fitted to the calibration models' wall time per op (``--fit-clock``): the
 acceptance is wall time, stalls are wall time, and on a shared machine the calibration rounds,
 interleaved with the swap runs, see the same load.
@@ -62,7 +64,7 @@ from trainplan.experiments.measured import (
 )
 from trainplan.experiments.plot_measured import lined_up, plot_overlay
 from trainplan.experiments.plots import use_file_backend
-from trainplan.experiments.swap_lineup import bytes_lined_up
+from trainplan.experiments.swap_lineup import bytes_lined_up, storage_model_alone
 from trainplan.planner.fileio import atomic_write_text
 from trainplan.planner.plan_training import plan_training
 from trainplan.runtime.measure import Measurement
@@ -81,8 +83,8 @@ TOLERANCE_PCT = 15.0
 STALL_TOLERANCE_PCT, STALL_TOLERANCE_S = 25.0, 0.05
 SWAP_PLANNERS = ("lookahead", "belady")
 SWAP_TABLE = ["model", "swap", "budget_bytes", "predicted_s", "measured_s", "error_pct",
-              "predicted_stall_s", "stall_s", "stall_ok", "bytes_equal", "iterations",
-              "other_cpus"]
+              "predicted_stall_s", "stall_s", "stall_ok", "bytes_equal", "alone_error_pct",
+              "alone_stall_ok", "iterations", "other_cpus"]
 TABLE = ["model", "predicted_s", "measured_s", "error_pct", "uninterrupted_s",
          "error_uninterrupted_pct", "cpu_s", "error_cpu_pct", "iterations", "other_cpus"]
 
@@ -198,6 +200,14 @@ def predict_swap(case: dict, profile: DeviceProfile, args: argparse.Namespace) -
                              or stall_gap <= STALL_TOLERANCE_PCT / 100 * rec["stall_s"]),
                bytes_equal=bool(per_it["equal"].all()),
                transfers=int(len(m.transfers) // max(1, m.summary.iterations)))
+    # the storage model alone: the measured op times in place of the profile's
+    alone = storage_model_alone(case["graph"], case["plan"], device, m.events)
+    gap = abs(alone["stall_s"] - rec["stall_s"])
+    rec.update(alone_predicted_s=round(alone["seconds"], 6),
+               alone_error_pct=error_pct(alone["seconds"], rec["measured_s"]),
+               alone_predicted_stall_s=round(alone["stall_s"], 6),
+               alone_stall_ok=bool(gap <= STALL_TOLERANCE_S
+                                   or gap <= STALL_TOLERANCE_PCT / 100 * rec["stall_s"]))
     if case["fraction"] == min(float(f) for f in args.swap_fractions.split(",")) \
             and case["swap"] == SWAP_PLANNERS[-1]:
         figure = os.path.join(args.figures, f"predict_swap_{case['model']}.png")

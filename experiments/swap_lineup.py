@@ -11,11 +11,18 @@ iterations). Byte counts are per iteration, each transfer in the iteration that 
 
 from __future__ import annotations
 
+import dataclasses
+
+import networkx as nx
 import numpy as np
 import pandas as pd
 
+from trainplan.planner.split import graph_for
+from trainplan.planner.training_plan import TrainingPlan
 from trainplan.runtime.measure import bytes_per_iteration
-from trainplan.simulator.timeline import Timeline
+from trainplan.simulator.device import DeviceProfile
+from trainplan.simulator.simulate import graph_steps, plan_transfers
+from trainplan.simulator.timeline import Timeline, simulate_events
 
 KEY = ["kind", "tensor", "issue_eo", "nth"]
 # the simulator runs this many iterations; the last is the steady state
@@ -118,3 +125,19 @@ def bytes_lined_up(predicted: Timeline, measured_transfers: pd.DataFrame,
     out["equal"] = ((out["bytes_read"] == out["predicted_bytes_read"])
                     & (out["bytes_written"] == out["predicted_bytes_written"]))
     return out
+
+
+def storage_model_alone(graph: nx.DiGraph, plan: TrainingPlan, device: DeviceProfile,
+                        measured: pd.DataFrame) -> dict:
+    """The storage model judged alone: the plan simulated with every op taking its measured
+    median time (``measured``: a run's events, one op per EO as the nntrainer order has them),
+    so what the computing cost on a shared machine leaves out; the transfers' toll on the
+    computing is then in those times already, so the device charges none. Returns
+    ``simulated_iteration``'s figures."""
+    graph = graph_for(graph, plan)
+    took = (measured["end_s"] - measured["start_s"]).groupby(measured["op"]).median()
+    steps = graph_steps(graph, plan.order, plan.member_buffer(), plan.recomputes)
+    device = dataclasses.replace(device, transfer_cpu_latency_s=0.0, transfer_cpu_bandwidth=0.0)
+    tl = simulate_events(steps, plan_transfers(plan), device, iterations=SETTLE_ITERATIONS,
+                         n_eo=plan.n_eo, op_seconds=took.to_dict())
+    return simulated_iteration(tl)

@@ -31,7 +31,7 @@ issued in the previous iteration with a negative ``issue_eo``.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -228,8 +228,11 @@ def _buckets(transfers: Sequence[Transfer], n_eo: int, iterations: int, kind: st
 
 
 def run_engine(steps: Sequence[Step], transfers: Sequence[Transfer], device: DeviceProfile, *,
-               n_eo: int | None = None, iterations: int = 1) -> EngineRun:
-    """Simulate ``iterations`` iterations of ``steps`` with ``transfers`` on ``device``."""
+               n_eo: int | None = None, iterations: int = 1,
+               op_seconds: Mapping[str, float] | None = None) -> EngineRun:
+    """Simulate ``iterations`` iterations of ``steps`` with ``transfers`` on ``device``;
+    ``op_seconds`` (step name -> seconds) replaces the device's time of the steps it names
+    (e.g. measured op times, to judge the storage model alone)."""
     steps = tuple(sorted(steps, key=lambda s: s.eo))
     transfers = tuple(transfers)
     n_eo = horizon(steps, transfers) if n_eo is None else n_eo
@@ -237,6 +240,9 @@ def run_engine(steps: Sequence[Step], transfers: Sequence[Transfer], device: Dev
     if iterations < 1:
         raise InvalidSchedule(f"iterations must be >= 1, got {iterations}")
     seconds = step_seconds(steps, device)
+    if op_seconds:
+        seconds = np.array([op_seconds.get(s.name, t) for s, t in zip(steps, seconds,
+                                                                      strict=True)])
     reads_at = _buckets(transfers, n_eo, iterations, "read")
     writes_at = _buckets(transfers, n_eo, iterations, "write")
     state = _Streams(device, transfers)

@@ -22,6 +22,7 @@ from trainplan.experiments.swap_lineup import (
     bytes_lined_up,
     eo_lined_up,
     simulated_iteration,
+    storage_model_alone,
     transfers_lined_up,
 )
 from trainplan.planner.build import build_training_graph
@@ -155,3 +156,15 @@ def test_fitted_efficiencies_are_fractions_of_the_measured_peak():
     assert all(0 < v <= 1 for v in fit.efficiency.values()), fit.efficiency
     assert fit.efficiency["gemm"] == 1.0 == fit.efficiency["conv"]
     assert fit.efficiency["elementwise"] == pytest.approx(0.1, rel=0.05)
+
+
+def test_measured_op_times_replace_the_profiles_to_judge_the_storage_alone(swapped):
+    graph, plan, m = swapped
+    steps = [Step(0, flops=1e8, name="a"), Step(1, flops=1e8, name="b")]
+    run = run_engine(steps, [], make_device(), op_seconds={"b": 0.5})
+    assert list(run.end - run.start) == pytest.approx([0.1, 0.5])
+    alone = storage_model_alone(graph, plan, make_device(), m.events)
+    took = (m.events["end_s"] - m.events["start_s"]).groupby(m.events["op"]).median()
+    assert alone["compute_s"] == pytest.approx(took.sum())  # one op per EO: every op once
+    assert (alone["bytes_read"], alone["bytes_written"]) == (
+        m.summary.bytes_read, m.summary.bytes_written)
