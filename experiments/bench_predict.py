@@ -33,7 +33,10 @@ profile with that storage: seconds per iteration (within 15%), stall seconds (wi
 50 ms) and bytes read and written per iteration (exactly equal, every recorded iteration), and
 one storage-track overlay per model (``--figures``/predict_swap_<model>.png); and, to judge the
 storage model apart from the computing on a shared machine, the same simulation with every op
-taking its measured median time (``alone_*``). The compute
+taking its measured median time (``alone_*``), and that with the storage the run's own
+transfers saw (``seen_*``: the storage's drift between its timing and the run left out, so
+what remains is the storage model's: one FIFO channel, issue and deadline EOs, stalls). The
+compute
 terms are then fitted to the calibration models' wall time per op (``--fit-clock``): the
 acceptance is wall time, stalls are wall time, and on a shared machine the calibration rounds,
 interleaved with the swap runs, see the same load.
@@ -64,7 +67,11 @@ from trainplan.experiments.measured import (
 )
 from trainplan.experiments.plot_measured import lined_up, plot_overlay
 from trainplan.experiments.plots import use_file_backend
-from trainplan.experiments.swap_lineup import bytes_lined_up, storage_model_alone
+from trainplan.experiments.swap_lineup import (
+    bytes_lined_up,
+    storage_model_alone,
+    storage_seen,
+)
 from trainplan.planner.fileio import atomic_write_text
 from trainplan.planner.plan_training import plan_training
 from trainplan.runtime.measure import Measurement
@@ -84,7 +91,7 @@ STALL_TOLERANCE_PCT, STALL_TOLERANCE_S = 25.0, 0.05
 SWAP_PLANNERS = ("lookahead", "belady")
 SWAP_TABLE = ["model", "swap", "budget_bytes", "predicted_s", "measured_s", "error_pct",
               "predicted_stall_s", "stall_s", "stall_ok", "bytes_equal", "alone_error_pct",
-              "alone_stall_ok", "iterations", "other_cpus"]
+              "alone_stall_ok", "seen_error_pct", "seen_stall_ok", "iterations", "other_cpus"]
 TABLE = ["model", "predicted_s", "measured_s", "error_pct", "uninterrupted_s",
          "error_uninterrupted_pct", "cpu_s", "error_cpu_pct", "iterations", "other_cpus"]
 
@@ -208,6 +215,16 @@ def predict_swap(case: dict, profile: DeviceProfile, args: argparse.Namespace) -
                alone_predicted_stall_s=round(alone["stall_s"], 6),
                alone_stall_ok=bool(gap <= STALL_TOLERANCE_S
                                    or gap <= STALL_TOLERANCE_PCT / 100 * rec["stall_s"]))
+    # and with the storage the run's own transfers saw (the storage's drift left out too)
+    seen = storage_seen(m.transfers)
+    both = storage_model_alone(case["graph"], case["plan"],
+                               with_storage(device, {**storage, **seen}), m.events)
+    gap = abs(both["stall_s"] - rec["stall_s"])
+    rec.update(seen_storage=seen, seen_predicted_s=round(both["seconds"], 6),
+               seen_error_pct=error_pct(both["seconds"], rec["measured_s"]),
+               seen_predicted_stall_s=round(both["stall_s"], 6),
+               seen_stall_ok=bool(gap <= STALL_TOLERANCE_S
+                                  or gap <= STALL_TOLERANCE_PCT / 100 * rec["stall_s"]))
     if case["fraction"] == min(float(f) for f in args.swap_fractions.split(",")) \
             and case["swap"] == SWAP_PLANNERS[-1]:
         figure = os.path.join(args.figures, f"predict_swap_{case['model']}.png")

@@ -20,6 +20,7 @@ import pandas as pd
 from trainplan.planner.split import graph_for
 from trainplan.planner.training_plan import TrainingPlan
 from trainplan.runtime.measure import bytes_per_iteration
+from trainplan.simulator.calibrate_storage import fit_line
 from trainplan.simulator.device import DeviceProfile
 from trainplan.simulator.simulate import graph_steps, plan_transfers
 from trainplan.simulator.timeline import Timeline, simulate_events
@@ -141,3 +142,17 @@ def storage_model_alone(graph: nx.DiGraph, plan: TrainingPlan, device: DevicePro
     tl = simulate_events(steps, plan_transfers(plan), device, iterations=SETTLE_ITERATIONS,
                          n_eo=plan.n_eo, op_seconds=took.to_dict())
     return simulated_iteration(tl)
+
+
+def storage_seen(transfers: pd.DataFrame) -> dict:
+    """The storage a run's own transfers saw: ``latency + bytes / bandwidth`` per kind fitted
+    to the mean time of each size (a spike holds the channel as long as it lasts) (``measure_swap_storage``'s keys), to tell the storage
+    model's error from the storage's drift between its timing and the run."""
+    took = transfers.assign(seconds=transfers["end_s"] - transfers["start_s"])
+    out = {}
+    for kind in ("read", "write"):
+        per_size = took[took["kind"] == kind].groupby("nbytes")["seconds"].mean()
+        if len(per_size):
+            latency, bandwidth = fit_line(per_size.index.to_numpy(float), per_size.to_numpy())
+            out[f"{kind}_latency"], out[f"{kind}_bandwidth"] = latency, bandwidth
+    return out

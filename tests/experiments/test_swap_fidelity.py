@@ -23,6 +23,7 @@ from trainplan.experiments.swap_lineup import (
     eo_lined_up,
     simulated_iteration,
     storage_model_alone,
+    storage_seen,
     transfers_lined_up,
 )
 from trainplan.planner.build import build_training_graph
@@ -168,3 +169,14 @@ def test_measured_op_times_replace_the_profiles_to_judge_the_storage_alone(swapp
     assert alone["compute_s"] == pytest.approx(took.sum())  # one op per EO: every op once
     assert (alone["bytes_read"], alone["bytes_written"]) == (
         m.summary.bytes_read, m.summary.bytes_written)
+
+
+def test_the_storage_a_run_saw_is_fitted_to_its_own_transfers():
+    sizes = np.array([1000, 1000, 100_000, 100_000, 1_000_000])
+    took = 0.002 + sizes / 1e8
+    rows = pd.DataFrame({"kind": ["write"] * 5, "nbytes": sizes, "start_s": 0.0,
+                         "end_s": took})
+    seen = storage_seen(rows)
+    assert seen["write_latency"] == pytest.approx(0.002) and seen["write_bandwidth"] == (
+        pytest.approx(1e8))
+    assert "read_latency" not in seen  # nothing was read
