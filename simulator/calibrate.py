@@ -225,4 +225,6 @@ def profile_summary(p: DeviceProfile) -> dict:
             "write_mb_s": round(p.write_bandwidth / 1e6, 1),
             "read_latency_ms": round(p.read_latency_s * 1e3, 4),
             "write_latency_ms": round(p.write_latency_s * 1e3, 4),
+            "transfer_toll_ms": round(p.transfer_cpu_latency_s * 1e3, 4),
+            "transfer_toll_mb_s": round(p.transfer_cpu_bandwidth / 1e6, 1),
             "notes": "; ".join(p.document.get("notes", []))}
