@@ -158,6 +158,10 @@ def test_timeline_measured_and_calibrate_runtime_commands(capsys, tmp_path):
                  "--json"]) == 0
     rec = json.loads(capsys.readouterr().out)
     assert rec["out"] == str(profile) and "mlp" in rec["calibration"]
+    # efficiencies are fractions of the GEMM peak probed on the runtime's one BLAS thread
+    fitted = load_device(str(profile))
+    assert all(0 < v <= 1 for v in fitted.efficiency.values()), fitted.efficiency
+    assert "1 BLAS thread" in fitted.document["compute"]["gemm_throughput"]["source"]
     fig = tmp_path / "m.png"
     assert main(["timeline", "--measured", "--model", "mlp", "--batch", "4", "--device",
                  str(profile), "--measure-iterations", "2", "--out", str(fig), "--json"]) == 0
