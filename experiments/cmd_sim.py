@@ -75,6 +75,12 @@ def register(sub) -> None:
                    "synthetic data and overlay predicted and measured time per EO (use a "
                    "--device calibrated with `calibrate --runtime`)")
     _measure_options(p, OVERLAY_ITERATIONS, OVERLAY_MIN_SECONDS, "")
+    p.add_argument("--swap-through", action="store_true", help="with --measured and a plan "
+                   "that swaps: the runtime flushes every swap write to storage and keeps no "
+                   "swapped bytes in the page cache, as the calibrated storage is timed")
+    p.add_argument("--swap-dir", default=None, help="with --measured: directory of the "
+                   "runtime's swap file (default: the system's temporary directory; put it on "
+                   "the storage the profile was calibrated on)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run_timeline)
 
@@ -87,7 +93,8 @@ def register(sub) -> None:
     p.add_argument("--dir", default=None, help="directory on the storage to measure (default: "
                    "the current one); temporary files there are removed")
     p.add_argument("--storage", type=byte_size, default=None, metavar="BYTES",
-                   help=f"bytes written and read back, e.g. 64MiB (default {STORAGE_BYTES})")
+                   help=f"the largest swap request timed, e.g. 1MiB (default {STORAGE_BYTES}: "
+                   "requests from 4 KiB to 16 MiB)")
     p.add_argument("--name", default="host", help="profile name (default host)")
     p.add_argument("--runtime", action="store_true", help="then fit the op-class efficiencies "
                    "and per-op overhead to the numpy runtime's op times on --models")
@@ -185,11 +192,13 @@ TIMELINE_RULES = [
     Rule(lambda a: a.measured and given(a, "x"),
          "--x goes with a simulated figure: --measured draws time per EO, its x axis is EO"),
     *(Rule(lambda a, o=o: a.measured and given(a, o),
-           f"--{o} shapes the simulated timeline; --measured simulates one iteration of the "
-           "plan the runtime ran, grouped by role")
+           f"--{o} shapes the simulated timeline; --measured simulates the plan the runtime "
+           "ran (one iteration, or three when it swaps: the last is compared), grouped by role")
       for o in ("iterations", "stack")),
     _measured_only("measure_iterations"),
     _measured_only("blas_threads"),
+    _measured_only("swap_through"),
+    _measured_only("swap_dir"),
     *search_rules(),
 ]
 
@@ -218,18 +227,24 @@ def run_timeline(args: argparse.Namespace) -> dict:
 def run_measured(args: argparse.Namespace) -> dict:
     """`timeline --measured`: the runtime on the same graph and plan, overlaid and traced."""
     from trainplan.experiments.measured import load_note, measure_and_compare
+    from trainplan.runtime.session import SessionOptions
 
     device = load_device(args.device)
     graph, plan = checked_plan(args, device)
+    for option in ("swap_through", "swap_dir"):
+        if given(args, option) and not plan.swapped:
+            raise TrainplanError(f"--{option.replace('_', '-')} goes with a plan that swaps: "
+                                 "give --budget (below the plan's arena) or drop it")
+    options = SessionOptions(swap_dir=args.swap_dir, swap_through=args.swap_through)
     m, tl, rec = measure_and_compare(graph, plan, device, iterations=args.measure_iterations,
-                                     threads=args.blas_threads or None)
+                                     threads=args.blas_threads or None, options=options)
     if args.out:
         from trainplan.experiments.plot_measured import plot_overlay
         from trainplan.experiments.plots import use_file_backend
 
         use_file_backend()
         plot_overlay(tl, m.events, args.out, measured_seconds=rec["measured_s"],
-                     note=load_note(m))
+                     note=load_note(m), transfers=m.transfers)
         rec["figure"] = args.out
     if args.trace:
         from trainplan.experiments.trace import (

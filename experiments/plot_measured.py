@@ -29,8 +29,9 @@ def _unit(seconds: float) -> tuple[str, float]:
 def lined_up(predicted: Timeline, measured: pd.DataFrame) -> pd.DataFrame:
     """One row per EO with ops: step, layer, op class, predicted seconds, measured seconds
     (median, min, max over iterations; stalls count in, as the wall clock sees them) and the
-    cumulative ends of the predicted and median times."""
-    ev = predicted.events[predicted.events["iteration"] == 0]
+    cumulative ends of the predicted and median times; the predicted iteration is the last
+    simulated one (a swapping plan's steady state)."""
+    ev = predicted.events[predicted.events["iteration"] == predicted.summary.iterations - 1]
     pred = ev.groupby("eo").agg(step=("step", "first"), layer=("layer", "first"),
                                 op_class=("op_class", "first"),
                                 predicted_s=("end_s", "max"), start=("start_s", "min"),
@@ -105,12 +106,19 @@ def median_wall_iteration(measured: pd.DataFrame) -> pd.DataFrame:
 
 def plot_overlay(predicted: Timeline, measured: pd.DataFrame, path: str | None = None, *,
                  measured_seconds: float | None = None, note: str = "",
-                 title: str | None = None, ax=None):
+                 title: str | None = None, ax=None, transfers: pd.DataFrame | None = None):
     """The overlay of a predicted iteration and the measured ones; ``measured_seconds`` (the
     median wall time per iteration) heads the title, else the sum of the per-EO medians.
     ``ax``: one Axes (time per EO only), two (and the cumulative time) or three (and by op
     class); default a new figure with all three. Written to ``path`` (.png/.svg/.pdf) when
-    given; returns the Figure (``lined_up`` gives the rows it draws)."""
+    given; returns the Figure (``lined_up`` gives the rows it draws). With the measured
+    ``transfers`` of a swapped run (and no ``ax``): the storage-track overlay instead
+    (experiments/plot_swap.py)."""
+    if transfers is not None and len(transfers) and ax is None:
+        from trainplan.experiments.plot_swap import plot_swap_overlay
+
+        return plot_swap_overlay(predicted, measured, transfers, path,
+                                 measured_seconds=measured_seconds, note=note, title=title)
     s = predicted.summary
     rows = lined_up(predicted, measured)
     meas = measured_seconds if measured_seconds is not None else float(rows["measured_s"].sum())
@@ -131,19 +139,20 @@ def plot_overlay(predicted: Timeline, measured: pd.DataFrame, path: str | None =
         axes[0].set_xlabel("execution order (EO)")
     if len(axes) > 2:
         _by_class(axes[2], rows, unit, k)
-    ratio = s.iteration_seconds / meas if meas else float("nan")
+    predicted_s = float(rows["predicted_s"].sum())
+    ratio = predicted_s / meas if meas else float("nan")
     batch = f", batch {s.batch}" if s.batch else ""
     medians = float(rows["measured_s"].sum())
     cpu = ""
     if "measured_cpu_s" in rows:
         c = float(rows["measured_cpu_s"].sum())
-        cpu = f", CPU {c * k:.3g} {unit} (error {100 * (s.iteration_seconds / c - 1):+.1f}%)"
+        cpu = f", CPU {c * k:.3g} {unit} (error {100 * (predicted_s / c - 1):+.1f}%)"
     heading = (
         (title or f"{s.model}{batch} · simulator on {s.device} against the numpy runtime")
-        + f"\nper iteration: predicted {s.iteration_seconds * k:.3g} {unit}, measured "
+        + f"\nper iteration: predicted {predicted_s * k:.3g} {unit}, measured "
         f"{meas * k:.3g} {unit} (median wall time): predicted / measured = {ratio:.3f}, "
         f"error {100 * (ratio - 1):+.1f}%\nsums of the per-EO medians: wall {medians * k:.3g} "
-        f"{unit} (error {100 * (s.iteration_seconds / medians - 1):+.1f}%){cpu}"
+        f"{unit} (error {100 * (predicted_s / medians - 1):+.1f}%){cpu}"
         + (f"\n{note}" if note else ""))
     if created:
         fig.suptitle(heading, fontsize=10, y=1.01)

@@ -16,7 +16,8 @@ controller, and ends when its ``after_eo`` hook returns (the last when ``step`` 
 empty EOs, the loop and the hooks (measuring included, a few µs per EO) count in the next row,
 and a preemption by another process lands in the row it interrupted. ``rss_bytes`` is the process's RSS after the EO (read
 outside the timed span, a few µs); ``bytes_read``/``bytes_written`` are what the swap file
-finished moving during the EO; ``cpu_s`` the process's CPU time over the row (all threads: with
+finished moving during the EO (``Measurement.transfers`` has every transfer, with the EO that
+issued it and its times; the summary's byte counts are per issuing iteration); ``cpu_s`` the process's CPU time over the row (all threads: with
 one BLAS thread, the op's own work, which preemption by other processes does not stretch as it
 stretches the wall clock). The summary takes medians over the recorded iterations (the machine may be shared);
 ``peak_rss_bytes`` is the largest RSS seen at an EO boundary of the recorded iterations,
@@ -45,6 +46,13 @@ from trainplan.runtime.session import Session, SessionOptions
 
 EVENT_COLUMNS = ["iteration", "eo", "step", "layer", "op", "start_s", "end_s", "stall_s",
                  "rss_bytes", "bytes_read", "bytes_written", "cpu_s", "threads"]
+# one row per transfer the swap file was handed during a recorded iteration, as the simulator's
+# Timeline.transfers has them: ``issue_eo`` the EO around which the controller issued it (a
+# read before the EO's ops, a write after them), ``ready_s`` when it was queued, ``start_s``
+# and ``end_s`` when the transfer thread began and finished it, ``cpu_s`` the CPU time that
+# thread spent on it (copies between the page cache and the arena, system calls)
+TRANSFER_COLUMNS = ["iteration", "tensor", "kind", "nbytes", "issue_eo", "ready_s", "start_s",
+                    "end_s", "cpu_s"]
 
 
 class MeasureError(TrainplanError, ValueError):
@@ -92,11 +100,16 @@ class MeasuredSummary:
 @dataclass(frozen=True)
 class Measurement:
     """``events``: one row per EO with ops per recorded iteration; ``summary``: the figures;
-    ``plan``: the plan the session ran (None for the reference run)."""
+    ``plan``: the plan the session ran (None for the reference run); ``transfers``: one row
+    per swap transfer issued in a recorded iteration (TRANSFER_COLUMNS; empty without
+    swapping)."""
 
     events: pd.DataFrame
     summary: MeasuredSummary
     plan: TrainingPlan | None = field(default=None, compare=False, repr=False)
+    transfers: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=TRANSFER_COLUMNS), compare=False,
+        repr=False)
 
     def __repr__(self) -> str:
         s = self.summary
@@ -145,6 +158,9 @@ class EOTimer:
         self.rss = ResidentSet()
         self._ready, self._cpu, self._stall = 0.0, 0.0, 0.0
         self._moved = self._swap_counters()
+        self.issued: list[tuple] = []  # (iteration, issue EO, ticket, origin)
+        if swapfile is not None:
+            swapfile.journal = []
 
     def install(self) -> EOTimer:
         self.executor.before_eo, self.executor.after_eo = self.before_eo, self.after_eo
@@ -153,6 +169,24 @@ class EOTimer:
     def uninstall(self) -> None:
         self.executor.before_eo, self.executor.after_eo = self.inner_before, self.inner_after
         self.rss.close()
+        if self.swapfile is not None:
+            self.swapfile.journal = None
+
+    def _issued_since(self, n: int, e: int) -> None:
+        """Tickets the controller submitted around EO ``e`` (journal entries from ``n``)."""
+        journal = self.swapfile.journal if self.swapfile is not None else None
+        if journal is not None and len(journal) > n:
+            self.issued += [(self.iteration, e, t, self.origin) for t in journal[n:]]
+
+    def _journal_length(self) -> int:
+        journal = self.swapfile.journal if self.swapfile is not None else None
+        return len(journal) if journal is not None else 0
+
+    def transfers(self) -> pd.DataFrame:
+        """The recorded tickets as rows of TRANSFER_COLUMNS (call once they are all done)."""
+        return pd.DataFrame([(it, t.buffer, t.kind, t.nbytes, e, t.submitted - origin,
+                              t.started - origin, t.ended - origin, t.cpu_s)
+                             for it, e, t, origin in self.issued], columns=TRANSFER_COLUMNS)
 
     def _swap_counters(self) -> tuple[int, int]:
         f = self.swapfile
@@ -162,14 +196,17 @@ class EOTimer:
         return self.controller.stall_seconds if self.controller is not None else 0.0
 
     def before_eo(self, e: int) -> None:
-        stall0 = self._stall_total()
+        stall0, n = self._stall_total(), self._journal_length()
         if self.inner_before:
             self.inner_before(e)
+        self._issued_since(n, e)
         self._stall += self._stall_total() - stall0
 
     def after_eo(self, e: int) -> None:
+        n = self._journal_length()
         if self.inner_after:
             self.inner_after(e)
+        self._issued_since(n, e)
         if e not in self.labels:  # an empty EO counts in the next row
             return
         end, cpu = self.clock(), time.process_time()
@@ -211,10 +248,21 @@ def busy_seconds() -> float:
     return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
 
 
+def bytes_per_iteration(transfers: pd.DataFrame, iterations: int) -> pd.DataFrame:
+    """Bytes read and written per iteration (columns ``bytes_read``, ``bytes_written``),
+    counting every transfer in the iteration that issued it, however late it finished."""
+    moved = transfers.pivot_table(index="iteration", columns="kind", values="nbytes",
+                                  aggfunc="sum", fill_value=0)
+    moved = moved.reindex(index=range(iterations), columns=["read", "write"], fill_value=0)
+    return moved.rename(columns={"read": "bytes_read", "write": "bytes_written"}).astype(
+        np.int64)
+
+
 def _summary(graph: nx.DiGraph, session: Session, events: pd.DataFrame, walls: list[float],
              cpus: list[float], warmup: int, load: tuple[float, float], others: float,
-             threads: int | None) -> MeasuredSummary:
-    per_it = events.groupby("iteration")[["stall_s", "bytes_read", "bytes_written"]].sum()
+             threads: int | None, transfers: pd.DataFrame) -> MeasuredSummary:
+    per_it = events.groupby("iteration")[["stall_s"]].sum().join(
+        bytes_per_iteration(transfers, len(walls)), how="outer").fillna(0)
     return MeasuredSummary(
         model=str(graph.graph.get("model", "")),
         planner=session.plan.provenance.offsets if session.plan else "reference",
@@ -275,10 +323,13 @@ def measure(graph: nx.DiGraph, plan: TrainingPlan | None,
                     on_iteration(len(walls) - 1, walls[-1])
         finally:
             timer.uninstall()
+        if session.controller is not None:
+            session.controller.flush()  # every recorded transfer ends before it is read
+        transfers = timer.transfers()
         others = (busy_seconds() - busy0 - (time.process_time() - ours0)) / (
             time.perf_counter() - origin)
         events = pd.DataFrame(timer.rows, columns=EVENT_COLUMNS)
         load = (round(load0, 2), round(os.getloadavg()[0], 2))
         summary = _summary(graph, session, events, walls, cpus, warmup, load,
-                           round(max(0.0, others), 2), options.threads)
-        return Measurement(events, summary, plan)
+                           round(max(0.0, others), 2), options.threads, transfers)
+        return Measurement(events, summary, plan, transfers)

@@ -12,7 +12,19 @@ By default the file goes through the page cache: a write returns once the kernel
 bytes, which stay in RAM (outside the process's RSS) until the kernel writes them back. With
 ``through=True`` swapped bytes leave RAM as they would on a device under memory pressure: each
 write is flushed to storage (``fdatasync``) and its pages dropped from the cache, and so are the
-pages each read brought in, so every read comes from storage.
+pages each read brought in (whole pages: buffers sit at page-aligned offsets,
+runtime/swap_layout.py), with read-ahead off (``POSIX_FADV_RANDOM``), so every read comes from
+storage and no swapped buffer's pages come back into RAM beside another's.
+simulator/calibrate_storage.py times these same requests for the device profile.
+
+While a swap file is open the interpreter's switch interval is SWITCH_INTERVAL_S (restored when
+the last one closes): the transfer thread needs the GIL back after each system call, and a
+compute thread running Python between small numpy calls would otherwise keep it for the
+default 5 ms each time, tripling a millisecond's write.
+
+Every ticket carries its times (``submitted``, ``started``, ``ended``: ``time.perf_counter``)
+and size; a measurement sets ``journal`` to a list and every ticket submitted from then on is
+appended to it, in submission order (runtime/measure.py lines them up with the simulator's).
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ import atexit
 import os
 import queue
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -31,6 +44,8 @@ from trainplan.planner.errors import TrainplanError
 from trainplan.planner.fileio import owner_stamp, stamp_is_stale
 
 PREFIX = "trainplan-swap-"
+PAGE = 4096  # the span of cache advice rounds up to whole pages
+SWITCH_INTERVAL_S = 2e-4
 
 
 class SwapIOError(TrainplanError):
@@ -63,10 +78,15 @@ def remove_stale_swap_dirs(parent: str) -> list[str]:
 
 
 class Ticket:
-    """One transfer; ``wait`` blocks until it is done and returns the seconds waited."""
+    """One transfer; ``wait`` blocks until it is done and returns the seconds waited.
+    ``kind`` ("read" or "write"), ``buffer``, ``nbytes`` and the times it was submitted,
+    started on the transfer thread and ended (``time.perf_counter``; NaN until then)."""
 
-    def __init__(self, what: str):
-        self.what = what
+    def __init__(self, what: str, kind: str = "", buffer: str = "", nbytes: int = 0):
+        self.what, self.kind, self.buffer, self.nbytes = what, kind, buffer, nbytes
+        self.submitted = time.perf_counter()
+        self.started = self.ended = float("nan")
+        self.cpu_s = float("nan")  # CPU time of the transfer thread on it (copies, syscalls)
         self._done = threading.Event()
         self.error: BaseException | None = None
 
@@ -90,6 +110,29 @@ def _bytes(view: np.ndarray) -> memoryview:
     return memoryview(np.ascontiguousarray(view).reshape(-1).view(np.uint8))
 
 
+class _SwitchInterval:
+    """The interpreter's switch interval lowered while any swap file is open."""
+
+    def __init__(self):
+        self.lock, self.open, self.saved = threading.Lock(), 0, 0.0
+
+    def enter(self) -> None:
+        with self.lock:
+            if not self.open:
+                self.saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(self.saved, SWITCH_INTERVAL_S))
+            self.open += 1
+
+    def leave(self) -> None:
+        with self.lock:
+            self.open -= 1
+            if not self.open:
+                sys.setswitchinterval(self.saved)
+
+
+_SWITCH = _SwitchInterval()
+
+
 class SwapFile:
     """A private swap file of ``nbytes`` with a FIFO transfer thread; ``through``: every
     transfer goes to storage, none stays in the page cache (see the module docstring)."""
@@ -100,6 +143,7 @@ class SwapFile:
                               "which this system lacks; swap through the page cache instead")
         self.directory, self.fd, self.through = "", -1, through
         self.bytes_read = self.bytes_written = 0
+        self.journal: list[Ticket] | None = None  # set to a list to record every ticket
         self._queue: queue.Queue = queue.Queue()
         try:
             remove_stale_swap_dirs(directory or tempfile.gettempdir())
@@ -110,11 +154,15 @@ class SwapFile:
             self.path = os.path.join(self.directory, "swap.bin")
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             os.ftruncate(self.fd, max(nbytes, 1))
+            if through:  # read only what is asked: no neighbour's pages back into RAM
+                os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_RANDOM)
         except OSError as exc:
             self.close()
             raise SwapIOError(f"cannot create the swap file in {directory or 'the temp dir'}"
                               f": {exc}") from exc
         self._thread = threading.Thread(target=self._serve, name="trainplan-swap", daemon=True)
+        _SWITCH.enter()
+        self._switched = True
         self._thread.start()
         atexit.register(self.close)
 
@@ -127,7 +175,9 @@ class SwapFile:
         return self._submit("read", view, offset, what)
 
     def _submit(self, kind: str, view: np.ndarray, offset: int, what: str) -> Ticket:
-        ticket = Ticket(f"{kind} of {what}")
+        ticket = Ticket(f"{kind} of {what}", kind, what, int(view.nbytes))
+        if self.journal is not None:
+            self.journal.append(ticket)
         self._queue.put((kind, view, offset, ticket))
         return ticket
 
@@ -137,6 +187,7 @@ class SwapFile:
             if item is None:
                 return
             kind, view, offset, ticket = item
+            ticket.started, cpu = time.perf_counter(), time.thread_time()
             try:
                 if kind == "write":
                     data = _bytes(view)
@@ -153,7 +204,9 @@ class SwapFile:
                         raise OSError(f"short read: {done} of {len(target)} bytes at {offset}")
                     self.bytes_read += done
                 if self.through:
-                    os.posix_fadvise(self.fd, offset, done, os.POSIX_FADV_DONTNEED)
+                    os.posix_fadvise(self.fd, offset, -(-done // PAGE) * PAGE,
+                                     os.POSIX_FADV_DONTNEED)
+                ticket.ended, ticket.cpu_s = time.perf_counter(), time.thread_time() - cpu
                 ticket.finish()
             except BaseException as exc:  # handed to the waiter
                 ticket.finish(exc)
@@ -164,6 +217,9 @@ class SwapFile:
         if thread is not None and thread.is_alive():
             self._queue.put(None)
             thread.join(timeout=30)
+        if getattr(self, "_switched", False):
+            self._switched = False
+            _SWITCH.leave()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

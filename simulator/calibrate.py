@@ -2,31 +2,37 @@
 
 Compute: float32 GEMM with numpy (the profile's GEMM throughput) and an in-cache elementwise
 kernel (its efficiency); memory: large array copies. Storage, with a real file in the chosen
-directory: sequential write + fsync, small write + fsync (latency), then reads with O_DIRECT so
-the page cache cannot serve them (falling back to posix_fadvise(DONTNEED), and saying so in the
-profile when neither works). The temporary file is removed even on error or Ctrl-C.
+directory, the way the runtime swaps through to it (simulator/calibrate_storage.py): one buffer
+per request, write + fdatasync, reads of pages the cache dropped, read-ahead off, at the request
+sizes asked; latency and bandwidth fitted to them. The temporary file is removed even on error
+or Ctrl-C.
 """
 
 from __future__ import annotations
 
 import datetime
-import mmap
 import os
 import platform
-import statistics
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import psutil
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from trainplan.simulator.device import SCHEMA, DeviceProfile, profile_from_dict
+from trainplan.simulator.calibrate_storage import (
+    REQUEST_SIZES,
+    measure_swap_storage,
+    measure_transfer_interference,
+)
+from trainplan.simulator.device import (
+    SCHEMA,
+    DeviceProfile,
+    profile_document,
+    profile_from_dict,
+)
 from trainplan.simulator.units import quantity
-
-CHUNK = 8 * 2**20
-PAGE = 4096
 
 
 def _best_seconds(fn: Callable[[], object], seconds: float, min_reps: int = 3) -> float:
@@ -40,12 +46,14 @@ def _best_seconds(fn: Callable[[], object], seconds: float, min_reps: int = 3) -
     return best
 
 
-def measure_gemm(n: int = 1024, seconds: float = 0.5) -> float:
-    """float32 matrix multiply throughput (FLOP/s), 2 n^3 FLOP per product."""
+def measure_gemm(n: int = 1024, seconds: float = 0.5, threads: int | None = None) -> float:
+    """float32 matrix multiply throughput (FLOP/s), 2 n^3 FLOP per product, the fastest of
+    repeated products on ``threads`` BLAS threads (None: as configured)."""
     rng = np.random.default_rng(0)
     a, b = rng.random((n, n), np.float32), rng.random((n, n), np.float32)
     out = np.empty((n, n), np.float32)
-    return 2 * n**3 / _best_seconds(lambda: np.matmul(a, b, out=out), seconds)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        return 2 * n**3 / _best_seconds(lambda: np.matmul(a, b, out=out), seconds)
 
 
 def measure_elementwise(n: int = 1 << 15, seconds: float = 0.3) -> float:
@@ -67,62 +75,6 @@ def measure_memory_bandwidth(nbytes: int = 64 * 2**20, seconds: float = 0.5) -> 
     return 2 * src.nbytes / _best_seconds(lambda: np.copyto(dst, src), seconds)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _storage_write(fd: int, nbytes: int, probes: int) -> tuple[float, float]:
-    """Sequential write + fsync bandwidth, then median small write + fsync time."""
-    data = np.random.default_rng(0).integers(0, 256, CHUNK, np.uint8).tobytes()
-    began = time.perf_counter()
-    for _ in range(max(1, nbytes // CHUNK)):
-        _write_all(fd, data)
-    os.fsync(fd)
-    bandwidth = max(1, nbytes // CHUNK) * CHUNK / (time.perf_counter() - began)
-    rng, times = np.random.default_rng(1), []
-    for _ in range(probes):
-        offset = int(rng.integers(0, nbytes // PAGE)) * PAGE
-        t = time.perf_counter()
-        os.pwrite(fd, data[:PAGE], offset)
-        os.fsync(fd)
-        times.append(time.perf_counter() - t)
-    return bandwidth, statistics.median(times)
-
-
-def _storage_read(path: str, nbytes: int, probes: int) -> tuple[float, float, str]:
-    """Sequential and 4 KiB random read times past the page cache, and how it was avoided."""
-    try:
-        fd, method = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECT", 0)), "O_DIRECT"
-        buf = mmap.mmap(-1, CHUNK)  # page-aligned, as O_DIRECT requires
-        os.preadv(fd, [memoryview(buf)[:PAGE]], 0)
-    except OSError:
-        fd, method = os.open(path, os.O_RDONLY), "posix_fadvise(DONTNEED)"
-        buf = bytearray(CHUNK)
-    if not hasattr(os, "O_DIRECT") or method != "O_DIRECT":
-        if hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        else:
-            method = "none: the page cache was in play"
-    try:
-        began, done = time.perf_counter(), 0
-        while done < nbytes:
-            got = os.preadv(fd, [buf], done)
-            if not got:
-                break
-            done += got
-        bandwidth = done / (time.perf_counter() - began)
-        rng, times, page = np.random.default_rng(2), [], memoryview(buf)[:PAGE]
-        for _ in range(probes):
-            t = time.perf_counter()
-            os.preadv(fd, [page], int(rng.integers(0, nbytes // PAGE)) * PAGE)
-            times.append(time.perf_counter() - t)
-    finally:
-        os.close(fd)
-    return bandwidth, statistics.median(times), method
-
-
 def filesystem_of(directory: str) -> str:
     """The filesystem type of the mount holding ``directory`` ('' when unknown)."""
     path, best, kind = os.path.realpath(directory), "", ""
@@ -139,45 +91,44 @@ def filesystem_of(directory: str) -> str:
     return kind
 
 
-def measure_storage(directory: str, nbytes: int, probes: int = 24) -> dict:
-    """Write and read a real file of ``nbytes`` in ``directory``; the file never survives."""
-    fd, path = tempfile.mkstemp(prefix=".trainplan-calibrate-", dir=directory)
-    try:
-        write_bw, write_small = _storage_write(fd, nbytes, probes)
-        os.close(fd)
-        fd = -1
-        read_bw, read_small, method = _storage_read(path, nbytes, probes)
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        os.unlink(path)
-    return {"read_bandwidth": read_bw, "write_bandwidth": write_bw, "method": method,
-            "read_latency": max(0.0, read_small - PAGE / read_bw),
-            "write_latency": max(0.0, write_small - PAGE / write_bw)}
-
-
 def _notes(storage: dict, mem_bw: float, fs: str) -> list[str]:
-    notes = [f"reads bypassed the page cache with {storage['method']}",
-             ("writes timed with fsync; latencies: median 4 KiB write+fsync / O_DIRECT read "
-              "less its transfer time")]
+    sizes = sorted({int(k.split()[1]) for k in storage["requests"]})
+    notes = [(f"storage timed as the runtime swaps through to it ({storage['method']}), "
+              f"{len(sizes)} request sizes from {sizes[0]:,} to {sizes[-1]:,} B; latency and "
+              "bandwidth: the line latency + bytes / bandwidth fitted to the median times")]
     if storage["read_bandwidth"] > 0.5 * mem_bw or fs in ("tmpfs", "ramfs"):
         notes.append(f"read bandwidth is near RAM speed (filesystem {fs or 'unknown'}): the "
                      "page cache or a RAM-backed filesystem was in play")
     notes.append("storage.shared_channel not measured: assumed shared (the conservative case)")
+    notes.append("storage.cpu_latency and cpu_bandwidth: what one swap request takes from a "
+                 "thread computing beside it (a one-thread GEMM loop timed alone and beside "
+                 "swap requests), charged to the compute stream")
     notes.append("compute.efficiency.conv not measured: default 0.6")
     return notes
 
 
+def storage_sizes(largest: int, sizes: Sequence[int] | None = None) -> list[int]:
+    """The request sizes storage is timed at: ``sizes`` when given, else the ladder of
+    REQUEST_SIZES up to ``largest`` (``largest`` itself when it is below the ladder)."""
+    if sizes:
+        return sorted({int(s) for s in sizes if s > 0})
+    return [s for s in REQUEST_SIZES if s <= largest] or [int(largest)]
+
+
 def calibrate(directory: str = ".", *, storage_bytes: int = 256 * 2**20, name: str = "host",
               gemm_n: int = 1024, memory_bytes: int = 64 * 2**20, probe_seconds: float = 0.5,
-              probes: int = 24, progress: bool = True) -> DeviceProfile:
-    """Measure this machine (a few seconds by default) and return it as a DeviceProfile;
-    ``probes`` small reads and writes time the storage latencies."""
+              probes: int = 5, request_sizes: Sequence[int] | None = None,
+              interference_pairs: int = 5,
+              gemm_threads: int | None = None, progress: bool = True) -> DeviceProfile:
+    """Measure this machine (a few seconds by default) and return it as a DeviceProfile.
+    Storage: ``probes`` rounds of swap requests at ``request_sizes`` (default: the ladder up
+    to ``storage_bytes``), and ``interference_pairs`` of a GEMM loop timed alone and beside
+    them; GEMM on ``gemm_threads`` BLAS threads (None: as configured)."""
     phases = ["GEMM", "elementwise", "memory", "storage"]
     bar = tqdm(total=len(phases), desc="calibrating", disable=not progress, leave=False)
     try:
         bar.set_postfix_str("float32 GEMM")
-        gemm = measure_gemm(gemm_n, probe_seconds)
+        gemm = measure_gemm(gemm_n, probe_seconds, threads=gemm_threads)
         bar.update()
         bar.set_postfix_str("elementwise")
         elem = measure_elementwise(seconds=probe_seconds / 2)
@@ -185,8 +136,13 @@ def calibrate(directory: str = ".", *, storage_bytes: int = 256 * 2**20, name: s
         bar.set_postfix_str("memory bandwidth")
         mem = measure_memory_bandwidth(memory_bytes, probe_seconds)
         bar.update()
-        bar.set_postfix_str(f"storage ({storage_bytes / 2**20:.0f} MiB file)")
-        storage = measure_storage(directory, max(storage_bytes, CHUNK), probes)
+        sizes = storage_sizes(storage_bytes, request_sizes)
+        bar.set_postfix_str(f"storage ({len(sizes)} request sizes)")
+        storage = measure_swap_storage(directory, sizes, rounds=probes)
+        bar.set_postfix_str("what transfers take from computing")
+        storage.update(measure_transfer_interference(directory, pairs=interference_pairs,
+                                                     reps=120 if interference_pairs > 1 else 5)
+                       | {"requests": storage["requests"]})
         bar.update()
     finally:
         bar.close()
@@ -217,10 +173,43 @@ def _document(name, gemm, elem, mem, storage, vm, directory, fs) -> dict:
                     "write_bandwidth": quantity(storage["write_bandwidth"] / 1e6, "MB/s", src),
                     "read_latency": quantity(storage["read_latency"] * 1e3, "ms", src),
                     "write_latency": quantity(storage["write_latency"] * 1e3, "ms", src),
-                    "shared_channel": True},
+                    "shared_channel": True, **_cpu_fields(storage, src)},
         "notes": _notes(storage, mem, fs),
         "sources": [src],
     }
+
+
+def with_gemm_peak(base: DeviceProfile, flops: float, source: str) -> DeviceProfile:
+    """``base`` with its GEMM throughput (the peak efficiencies are fractions of) replaced by
+    ``flops``, e.g. the best of GEMM probes on the BLAS threads the runtime ran with."""
+    doc = dict(base.document) if base.document else profile_document(base)
+    doc["compute"] = {**doc["compute"],
+                      "gemm_throughput": quantity(flops / 1e9, "GFLOP/s", source)}
+    return profile_from_dict(doc, f"{base.name} (GEMM peak measured again)")
+
+
+def _cpu_fields(storage: dict, src: str) -> dict:
+    """The time a transfer takes from computing (``storage.cpu_*``), when it was measured
+    (``measure_transfer_interference``)."""
+    if "cpu_bandwidth" not in storage:
+        return {}
+    return {"cpu_latency": quantity(storage["cpu_latency"] * 1e3, "ms", src),
+            "cpu_bandwidth": quantity(storage["cpu_bandwidth"] / 1e6, "MB/s", src)}
+
+
+def with_storage(base: DeviceProfile, storage: dict, source: str = "") -> DeviceProfile:
+    """``base`` with the storage figures of ``storage`` (``measure_swap_storage``'s result),
+    e.g. storage timed again beside a measurement on a machine whose disk others share."""
+    doc = dict(base.document) if base.document else profile_document(base)
+    src = source or "measure_swap_storage"
+    doc["storage"] = {
+        **doc["storage"],
+        "read_bandwidth": quantity(storage["read_bandwidth"] / 1e6, "MB/s", src),
+        "write_bandwidth": quantity(storage["write_bandwidth"] / 1e6, "MB/s", src),
+        "read_latency": quantity(storage["read_latency"] * 1e3, "ms", src),
+        "write_latency": quantity(storage["write_latency"] * 1e3, "ms", src),
+        "shared_channel": True, **_cpu_fields(storage, src)}
+    return profile_from_dict(doc, f"{base.name} (storage timed again)")
 
 
 def profile_summary(p: DeviceProfile) -> dict:
@@ -236,4 +225,6 @@ def profile_summary(p: DeviceProfile) -> dict:
             "write_mb_s": round(p.write_bandwidth / 1e6, 1),
             "read_latency_ms": round(p.read_latency_s * 1e3, 4),
             "write_latency_ms": round(p.write_latency_s * 1e3, 4),
+            "transfer_toll_ms": round(p.transfer_cpu_latency_s * 1e3, 4),
+            "transfer_toll_mb_s": round(p.transfer_cpu_bandwidth / 1e6, 1),
             "notes": "; ".join(p.document.get("notes", []))}

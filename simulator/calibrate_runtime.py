@@ -7,7 +7,11 @@ a fixed Python dispatch cost per op. This module fits those to op times the runt
 calibration models (``trainplan.runtime.measure`` gives them; experiments/ runs it, since the simulator
 does not import the runtime). The model is the simulator's own:
 ``seconds = max(flops · a[class], bytes / memory bandwidth) + rows · row + overhead`` with
-``a[class] = 1 / (GEMM FLOP/s × efficiency[class])``. Which ops sit on the memory roof depends
+``a[class] = 1 / (GEMM FLOP/s × efficiency[class])``. An efficiency is what its name says:
+the fraction of the profile's GEMM throughput — a measured peak (`calibrate` times the best of
+repeated 1024³ products; ``trainplan calibrate --runtime`` on the BLAS threads the runtime was
+measured with) — that the class reaches, so the fit keeps it within (0, 1]: it solves for
+``a[class] − 1 / peak >= 0``. Which ops sit on the memory roof depends
 on ``a``, so the fit alternates: with the roof sides fixed the model is linear in ``a``, the
 row cost and the overhead, solved by non-negative least squares; then every op's side is
 re-decided. Residuals are divided by their model's measured iteration time, so every
@@ -111,22 +115,24 @@ def _nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _design(ops: pd.DataFrame, classes: Sequence[str], on_roof: np.ndarray, bandwidth: float,
-            overhead: bool) -> tuple[np.ndarray, np.ndarray]:
+            overhead: bool, peak: float) -> tuple[np.ndarray, np.ndarray]:
     """Rows of the linear model with the roof sides fixed: [flops by class, rows, 1] -> seconds
-    (ops on the memory roof keep rows and overhead; their roof time leaves the target)."""
+    less every op's time at the peak (the unknowns per class are seconds per flop beyond the
+    peak's, so efficiencies stay <= 1); ops on the memory roof keep rows and overhead, their
+    roof time leaves the target."""
     cols = [np.where((ops["op_class"] == c).to_numpy() & ~on_roof, ops["flops"], 0.0)
             for c in classes]
+    at_peak = np.sum(cols, axis=0) / peak if cols else 0.0
     cols.append(ops["gather_rows"].to_numpy(float))
     if overhead:
         cols.append(np.ones(len(ops)))
     roof = np.where(on_roof, ops["bytes_touched"].to_numpy(float) / bandwidth, 0.0)
-    return np.column_stack(cols), ops["seconds"].to_numpy(float) - roof
+    return np.column_stack(cols), ops["seconds"].to_numpy(float) - roof - at_peak
 
 
-def _rates(x: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
-    """Seconds per flop of each class the data gives a positive rate (the others keep the
-    base profile's efficiency: their ops cost only memory traffic and the overhead)."""
-    return {c: float(x[i]) for i, c in enumerate(classes) if x[i] > 0}
+def _rates(x: np.ndarray, classes: Sequence[str], peak: float) -> dict[str, float]:
+    """Seconds per flop of each class: the peak's plus the fitted excess."""
+    return {c: float(x[i]) + 1.0 / peak for i, c in enumerate(classes)}
 
 
 def _solve(ops: pd.DataFrame, classes: Sequence[str], on_roof: np.ndarray, weight: np.ndarray,
@@ -134,9 +140,9 @@ def _solve(ops: pd.DataFrame, classes: Sequence[str], on_roof: np.ndarray, weigh
     """Seconds per flop by class, per row, overhead and weighted squared error, roof sides
     fixed."""
     bw = base.memory_bandwidth
-    a, b = _design(ops, classes, on_roof, bw, overhead)
+    a, b = _design(ops, classes, on_roof, bw, overhead, base.gemm_flops)
     x = _nnls(a * weight[:, None], b * weight)
-    rate = _rates(x, classes)
+    rate = _rates(x, classes, base.gemm_flops)
     row = float(x[len(classes)])
     over = float(x[-1]) if overhead else 0.0
     per_op = ops["op_class"].map(lambda c: rate.get(c, 0.0)).to_numpy(float)
@@ -148,9 +154,10 @@ def _solve(ops: pd.DataFrame, classes: Sequence[str], on_roof: np.ndarray, weigh
 
 def fit_runtime(samples: Sequence[pd.DataFrame], base: DeviceProfile, *, overhead: bool = True,
                 max_rounds: int = 20) -> RuntimeFit:
-    """Fit efficiencies (relative to ``base``'s GEMM rate, on its memory bandwidth), the cost
-    of a strided window row and a per-op overhead to ``samples``: one ``op_times`` table per
-    calibration model (without a ``gather_rows`` column, no op has any)."""
+    """Fit efficiencies (fractions of ``base``'s GEMM rate, within (0, 1], on its memory
+    bandwidth), the cost of a strided window row and a per-op overhead to ``samples``: one
+    ``op_times`` table per calibration model (without a ``gather_rows`` column, no op has
+    any)."""
     ops = pd.concat(samples, keys=range(len(samples)), names=["sample"]).reset_index(0)
     if "gather_rows" not in ops:
         ops = ops.assign(gather_rows=0)
@@ -172,7 +179,7 @@ def fit_runtime(samples: Sequence[pd.DataFrame], base: DeviceProfile, *, overhea
         on_roof = now
     rate, row, over, _ = best
     eff = dict(base.efficiency)
-    eff.update({c: 1.0 / (base.gemm_flops * r) for c, r in rate.items()})
+    eff.update({c: min(1.0, 1.0 / (base.gemm_flops * r)) for c, r in rate.items()})
     fit = RuntimeFit(eff, over, row, tuple(c for c in OP_CLASSES if c in rate), rounds, ())
     return RuntimeFit(**{**fit.to_dict(), "model_errors": tuple(model_errors(samples, base, fit))})
 

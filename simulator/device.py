@@ -61,7 +61,11 @@ class DeviceProfile:
     ``gather_row_s``: the cost of one contiguous row of a strided window copy (im2col,
     col2im, pooling taps) on top of its bytes — a loop's per-row start-up, which short rows
     (small feature maps) pay many times over (the optional ``compute.gather_row``; 0 when
-    absent)."""
+    absent). ``transfer_cpu_latency_s`` and ``transfer_cpu_bandwidth``: the time one
+    storage transfer takes from computing (``latency + bytes / bandwidth``: system calls,
+    page-cache copies, writeback, a virtual disk's emulation on a host with no core to spare;
+    simulator/calibrate_storage.py measures it) — the optional ``storage.cpu_latency`` and
+    ``storage.cpu_bandwidth``; absent, transfers cost the compute stream nothing."""
 
     name: str
     ram_bytes: int
@@ -79,6 +83,15 @@ class DeviceProfile:
     document: dict = field(default_factory=dict, compare=False, repr=False)
     op_overhead_s: float = 0.0
     gather_row_s: float = 0.0
+    transfer_cpu_latency_s: float = 0.0
+    transfer_cpu_bandwidth: float = 0.0
+
+    def transfer_cpu_seconds(self, nbytes: float) -> float:
+        """The compute stream's time one transfer of ``nbytes`` takes (0 unless the profile
+        says transfers share the CPU)."""
+        if not self.transfer_cpu_bandwidth:
+            return 0.0
+        return self.transfer_cpu_latency_s + nbytes / self.transfer_cpu_bandwidth
 
     @property
     def available_bytes(self) -> int:
@@ -140,6 +153,11 @@ def profile_from_dict(doc: dict, origin: str = "profile") -> DeviceProfile:
                                  f"finite, got {clip(v)}", f"compute.efficiency.{c}")
     overhead = _optional_quantity(doc, "compute.op_overhead", "time", origin)
     gather_row = _optional_quantity(doc, "compute.gather_row", "time", origin)
+    cpu_latency = _optional_quantity(doc, "storage.cpu_latency", "time", origin)
+    cpu_bandwidth = _optional_quantity(doc, "storage.cpu_bandwidth", "bandwidth", origin)
+    if cpu_latency and not cpu_bandwidth:
+        raise InvalidProfile(f"{origin}: storage.cpu_latency needs storage.cpu_bandwidth",
+                             "storage.cpu_bandwidth")
     shared = _get(doc, "storage.shared_channel", origin)
     if not isinstance(shared, bool):
         raise InvalidProfile(f"{origin}: storage.shared_channel must be true or false",
@@ -159,6 +177,7 @@ def profile_from_dict(doc: dict, origin: str = "profile") -> DeviceProfile:
         shared_channel=shared, description=str(doc.get("description", "")),
         storage=str(doc.get("storage", {}).get("kind", "")), document=doc,
         op_overhead_s=overhead, gather_row_s=gather_row,
+        transfer_cpu_latency_s=cpu_latency, transfer_cpu_bandwidth=cpu_bandwidth,
     )
 
 
@@ -190,7 +209,10 @@ def profile_document(p: DeviceProfile) -> dict:
                     "write_bandwidth": quantity(p.write_bandwidth / 1e6, "MB/s"),
                     "read_latency": quantity(p.read_latency_s * 1e3, "ms"),
                     "write_latency": quantity(p.write_latency_s * 1e3, "ms"),
-                    "shared_channel": p.shared_channel},
+                    "shared_channel": p.shared_channel,
+                    **({"cpu_latency": quantity(p.transfer_cpu_latency_s * 1e3, "ms"),
+                        "cpu_bandwidth": quantity(p.transfer_cpu_bandwidth / 1e6, "MB/s")}
+                       if p.transfer_cpu_bandwidth else {})},
     }
 
 

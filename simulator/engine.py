@@ -14,7 +14,10 @@ Inputs are plain records, so a swap schedule plugs in as a list of transfers:
 
 Transfers take ``latency + bytes / bandwidth`` and queue FIFO on their channel: one shared
 channel when the device says reads and writes share it (SD, eMMC), a read and a write channel
-otherwise (UFS). State (channels, valid copies) carries over between iterations; a read may be
+otherwise (UFS). On a device whose transfers take CPU time from the compute stream
+(``DeviceProfile.transfer_cpu_seconds``: a host with no core to spare for the copies and system
+calls), that time lengthens the first step that starts after the transfer does, less the
+step's stall (the CPU was idle while the step waited). State (channels, valid copies) carries over between iterations; a read may be
 issued in the previous iteration with a negative ``issue_eo``.
 
 >>> from trainplan.simulator.device import load_device
@@ -27,7 +30,8 @@ issued in the previous iteration with a negative ``issue_eo``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import heapq
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,6 +146,7 @@ class _Streams:
         self.valid: set[str] = set()              # tensors whose storage copy is current
         self.tracked = {t.tensor for t in transfers if t.kind == "write"}
         self.rows: list[dict] = []
+        self.cpu_due: list[tuple[float, float]] = []  # (transfer start, its CPU seconds)
 
     def _submit(self, kind: str, nbytes: int, ready: float) -> tuple[str, float, float]:
         name = "storage" if "storage" in self.channel else kind
@@ -149,6 +154,9 @@ class _Streams:
         seconds = (self.device.read_seconds if kind == "read" else self.device.write_seconds)
         end = start + seconds(nbytes)
         self.channel[name] = end
+        cpu = self.device.transfer_cpu_seconds(nbytes)
+        if cpu:
+            heapq.heappush(self.cpu_due, (start, cpu))
         return name, start, end
 
     def read(self, it: int, idx: int, n_eo: int, reach: float) -> None:
@@ -190,6 +198,14 @@ class _Streams:
         if self.reads_due:
             self.reads_max = max(self.reads_max, self.reads_due.pop(g, 0.0))
 
+    def cpu_taken(self, begin: float, stall: float) -> float:
+        """The CPU time transfers that started by ``begin`` take from the step starting then,
+        less what its stall absorbed."""
+        taken = 0.0
+        while self.cpu_due and self.cpu_due[0][0] <= begin:
+            taken += heapq.heappop(self.cpu_due)[1]
+        return max(0.0, taken - stall)
+
     def step_start(self, step: Step) -> float:
         """When a step may start: compute free, its prefetches in, the bytes it reuses free."""
         wait = max(self.compute, self.reads_max, self.reuse_max)
@@ -212,8 +228,11 @@ def _buckets(transfers: Sequence[Transfer], n_eo: int, iterations: int, kind: st
 
 
 def run_engine(steps: Sequence[Step], transfers: Sequence[Transfer], device: DeviceProfile, *,
-               n_eo: int | None = None, iterations: int = 1) -> EngineRun:
-    """Simulate ``iterations`` iterations of ``steps`` with ``transfers`` on ``device``."""
+               n_eo: int | None = None, iterations: int = 1,
+               op_seconds: Mapping[str, float] | None = None) -> EngineRun:
+    """Simulate ``iterations`` iterations of ``steps`` with ``transfers`` on ``device``;
+    ``op_seconds`` (step name -> seconds) replaces the device's time of the steps it names
+    (e.g. measured op times, to judge the storage model alone)."""
     steps = tuple(sorted(steps, key=lambda s: s.eo))
     transfers = tuple(transfers)
     n_eo = horizon(steps, transfers) if n_eo is None else n_eo
@@ -221,6 +240,9 @@ def run_engine(steps: Sequence[Step], transfers: Sequence[Transfer], device: Dev
     if iterations < 1:
         raise InvalidSchedule(f"iterations must be >= 1, got {iterations}")
     seconds = step_seconds(steps, device)
+    if op_seconds:
+        seconds = np.array([op_seconds.get(s.name, t) for s, t in zip(steps, seconds,
+                                                                      strict=True)])
     reads_at = _buckets(transfers, n_eo, iterations, "read")
     writes_at = _buckets(transfers, n_eo, iterations, "write")
     state = _Streams(device, transfers)
@@ -239,7 +261,8 @@ def run_engine(steps: Sequence[Step], transfers: Sequence[Transfer], device: Dev
             while p < len(steps) and steps[p].eo == e:
                 begin = state.step_start(steps[p])
                 start[k], stall[k] = begin, begin - state.compute
-                state.compute = end[k] = begin + seconds[p]
+                took = seconds[p] + (state.cpu_taken(begin, stall[k]) if state.cpu_due else 0.0)
+                state.compute = end[k] = begin + took
                 p, k = p + 1, k + 1
             for w_it, idx in writes_at.get(g, ()):
                 state.write(w_it, idx, n_eo)

@@ -222,12 +222,15 @@ def _out_of_ram(by_eo: pd.DataFrame, events: pd.DataFrame, available: int) -> di
 def simulate_events(steps: Sequence[Step], transfers: Sequence[Transfer], device: DeviceProfile,
                     *, iterations: int = 1, n_eo: int | None = None, held=None, live=None,
                     resident: Mapping[str, Sequence[int]] | None = None,
-                    budget_bytes: int | None = None, meta: Mapping | None = None) -> Timeline:
+                    budget_bytes: int | None = None, meta: Mapping | None = None,
+                    op_seconds: Mapping[str, float] | None = None) -> Timeline:
     """Run the engine and assemble the Timeline; ``held`` and ``live`` (a number or one per
     EO; live defaults to the resident bytes) and ``resident`` (per group, one per EO) as in the
-    module docstring; ``meta`` may name the model, planner (offsets), swap (planner), order and batch."""
+    module docstring; ``meta`` may name the model, planner (offsets), swap (planner), order and batch;
+    ``op_seconds`` as ``run_engine`` takes it."""
     _require_memory(len(steps), len(transfers), n_eo or 0, iterations, len(resident or {}))
-    run = run_engine(steps, transfers, device, n_eo=n_eo, iterations=iterations)
+    run = run_engine(steps, transfers, device, n_eo=n_eo, iterations=iterations,
+                     op_seconds=op_seconds)
     held = _per_eo(held, run.n_eo)
     resident = {k: _per_eo(v, run.n_eo) for k, v in (resident or {}).items()}
     total = sum(resident.values()) if resident else np.zeros(run.n_eo, dtype=np.int64)

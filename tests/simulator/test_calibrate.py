@@ -7,13 +7,14 @@ import os
 import pytest
 
 from trainplan.simulator import calibrate as cal
+from trainplan.simulator import calibrate_storage as cal_storage
 from trainplan.simulator.device import load_device
 
 
 def _quick(directory, **kw):
-    return cal.calibrate(str(directory), storage_bytes=8 * 2**20, gemm_n=128,
-                         memory_bytes=8 * 2**20, probe_seconds=0.02, probes=4, progress=False,
-                         **kw)
+    return cal.calibrate(str(directory), storage_bytes=2**20, gemm_n=128,
+                         memory_bytes=8 * 2**20, probe_seconds=0.02, probes=2,
+                         interference_pairs=1, progress=False, **kw)
 
 
 def test_calibrated_profile_loads_like_a_shipped_one(tmp_path):
@@ -29,13 +30,14 @@ def test_calibrated_profile_loads_like_a_shipped_one(tmp_path):
     assert again.read_latency_s >= 0 and again.write_latency_s >= 0
     assert 0 < again.efficiency["elementwise"] <= 1
     notes = " ".join(again.document["notes"])
-    assert "page cache" in notes and "not measured" in notes
+    assert "swaps through" in notes and "not measured" in notes
+    assert again.transfer_cpu_bandwidth > 0 and again.transfer_cpu_latency_s >= 0
 
 
 def test_the_temporary_file_is_removed_on_error(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk vanished")
-    monkeypatch.setattr(cal, "_storage_read", broken)
+    monkeypatch.setattr(cal_storage, "swap_request", broken)
     with pytest.raises(OSError, match="disk vanished"):
         _quick(tmp_path)
     assert os.listdir(tmp_path) == []
@@ -43,3 +45,68 @@ def test_the_temporary_file_is_removed_on_error(tmp_path, monkeypatch):
 
 def test_filesystem_of_the_root_is_known():
     assert cal.filesystem_of("/") != "" or not os.path.exists("/proc/mounts")
+
+
+def test_storage_is_timed_with_the_swap_files_own_requests(tmp_path, monkeypatch):
+    """The calibration's requests and the runtime's swap file (through to storage) make the
+    same system calls with the same flags, in the same order, over the same page spans."""
+    import numpy as np
+
+    from trainplan.runtime.swapio import SwapFile
+
+    calls: list[tuple] = []
+
+    def spy(name):
+        real = getattr(os, name)
+
+        def call(fd, *args):
+            out = real(fd, *args)
+            calls.append((name, *(a for a in args if isinstance(a, int))))
+            return out
+        return call
+    with SwapFile(0, str(tmp_path), through=True) as f:
+        for name in ("pwrite", "preadv", "fdatasync", "posix_fadvise"):
+            monkeypatch.setattr(os, name, spy(name))
+        data = np.arange(5000, dtype=np.uint8)
+        f.write(data, 8192, "w").wait()
+        f.read(np.empty_like(data), 8192, "r").wait()
+        runtime, calls[:] = list(calls), []
+        cal_storage.swap_request(f.fd, "write", memoryview(data), 8192)
+        cal_storage.swap_request(f.fd, "read", memoryview(np.empty_like(data)), 8192)
+    assert calls == runtime
+    assert [c[0] for c in calls] == ["pwrite", "fdatasync", "posix_fadvise", "preadv",
+                                     "posix_fadvise"]
+    assert ("posix_fadvise", 8192, 8192, os.POSIX_FADV_DONTNEED) in calls  # whole pages
+
+
+def test_swap_storage_fits_a_line_through_its_requests(tmp_path):
+    r = cal_storage.measure_swap_storage(str(tmp_path), [4096, 65536, 2**20], rounds=2)
+    assert os.listdir(tmp_path) == []
+    assert {"write 4096", "read 65536", "read 1048576"} <= set(r["requests"])
+    r |= cal_storage.measure_transfer_interference(str(tmp_path), pairs=1, reps=5)
+    assert os.listdir(tmp_path) == []
+    for key in (*cal_storage.STORAGE_KEYS, *cal_storage.INTERFERENCE_KEYS):
+        assert r[key] >= 0 and (key.endswith("latency") or r[key] > 0)
+    both = cal_storage.mean_storage(r, {**r, "read_latency": 3 * r["read_latency"],
+                                        "read_bandwidth": r["read_bandwidth"] / 3})
+    assert both["read_latency"] == pytest.approx(2 * r["read_latency"])
+    assert both["read_bandwidth"] == pytest.approx(r["read_bandwidth"] / 2)
+
+
+def test_a_flat_line_keeps_a_finite_bandwidth():
+    latency, bandwidth = cal_storage.fit_line([100, 10_000, 1_000_000], [3e-3, 3e-3, 3e-3])
+    assert latency == pytest.approx(3e-3, rel=0.02) and 0 < bandwidth < float("inf")
+    assert 1_000_000 / bandwidth == pytest.approx(3e-5, rel=0.01)  # 1% of the largest
+
+
+def test_with_storage_replaces_only_the_storage_figures(tmp_path):
+    from trainplan.simulator.device import load_device
+
+    pi = load_device("raspberry-pi-4")
+    timed = {"read_latency": 1e-4, "read_bandwidth": 1e9, "write_latency": 2e-3,
+             "write_bandwidth": 5e8, "cpu_latency": 5e-5, "cpu_bandwidth": 3e9}
+    host = cal.with_storage(pi, timed)
+    assert (host.read_latency_s, host.write_bandwidth) == pytest.approx((1e-4, 5e8))
+    assert host.transfer_cpu_seconds(3e9) == pytest.approx(1 + 5e-5)
+    assert host.gemm_flops == pi.gemm_flops and host.efficiency == pi.efficiency
+    assert pi.transfer_cpu_seconds(1e9) == 0.0

@@ -1,0 +1,183 @@
+"""Storage measured the way the runtime swaps through to it (runtime/swapio.py, ``through``).
+
+The swap file moves one buffer per request, one request at a time on one thread: a write is
+``pwrite`` + ``fdatasync`` + ``posix_fadvise(DONTNEED)``, a read is ``preadv`` of pages the
+cache no longer holds + ``posix_fadvise(DONTNEED)``, with read-ahead off
+(``POSIX_FADV_RANDOM``: pages of other swapped buffers must not come back into RAM), every
+buffer at a page-aligned offset of a file whose blocks were written before (a steady-state
+swap file; a first write to a hole also commits the allocation). This module times exactly
+those requests at the sizes asked (by default a ladder from 4 KiB to 16 MiB; a benchmark
+passes its plans' transfer sizes), on a file of their slots, sizes in a shuffled order each
+round, and fits ``seconds = latency + bytes / bandwidth`` per kind to the medians (least
+squares on relative errors, so small requests weigh as much as large ones). The simulator's
+storage model (simulator/engine.py) is exactly that line, one request at a time on a shared
+channel.
+
+What a transfer takes from computing (``measure_transfer_interference``): a one-thread GEMM
+loop timed alone and with swap requests running beside it on another thread, alternately; the
+slowdown per request, at a small and a large request size, fitted to the same line. It is more
+than the transfer thread's own CPU time (about twice, on this virtual machine): the kernel's
+writeback, the virtual disk's emulation and the copies' memory traffic slow the computing too.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+PAGE = 4096
+REQUEST_SIZES = tuple(PAGE * 4**k for k in range(7))  # 4 KiB .. 16 MiB
+STORAGE_KEYS = ("read_latency", "read_bandwidth", "write_latency", "write_bandwidth")
+INTERFERENCE_KEYS = ("cpu_latency", "cpu_bandwidth")
+
+
+def page_round(nbytes: int) -> int:
+    """``nbytes`` rounded up to whole pages (the span a buffer's slot and its advice cover)."""
+    return -(-nbytes // PAGE) * PAGE
+
+
+def swap_request(fd: int, kind: str, buf: memoryview, offset: int) -> int:
+    """One request as the swap file makes it through to storage; returns the bytes moved."""
+    if kind == "write":
+        done = os.pwrite(fd, buf, offset)
+        os.fdatasync(fd)
+    else:
+        done = os.preadv(fd, [buf], offset)
+    os.posix_fadvise(fd, offset, page_round(done), os.POSIX_FADV_DONTNEED)
+    return done
+
+
+def fit_line(sizes: Sequence[float], seconds: Sequence[float]) -> tuple[float, float]:
+    """``(latency, bandwidth)`` of ``seconds ≈ latency + size / bandwidth``, least squares on
+    relative errors, latency >= 0.
+
+    >>> lat, bw = fit_line([1e3, 1e6, 1e7], [0.001 + s / 1e8 for s in (1e3, 1e6, 1e7)])
+    >>> round(lat, 9), round(bw)
+    (0.001, 100000000)
+    """
+    s, t = np.asarray(sizes, float), np.asarray(seconds, float)
+    w = 1.0 / np.maximum(t, 1e-12)
+    a = np.column_stack([np.ones_like(s), s]) * w[:, None]
+    latency, per_byte = np.linalg.lstsq(a, t * w, rcond=None)[0]
+    if latency < 0:  # no fixed cost measurable: a line through the origin
+        latency, per_byte = 0.0, float(np.sum(s * t * w * w) / np.sum(s * s * w * w))
+    if per_byte <= 0:  # the fixed cost hides the bytes: give them 1% of the largest request
+        largest = int(np.argmax(s))
+        per_byte = 0.01 * float(t[largest] / s[largest])
+        latency = max(0.0, float(np.sum((t - s * per_byte) * w * w) / np.sum(w * w)))
+    return float(latency), float(1.0 / per_byte)
+
+
+def measure_swap_storage(directory: str, sizes: Sequence[int] = REQUEST_SIZES, *,
+                         rounds: int = 5, seed: int = 0) -> dict:
+    """Time swap requests of ``sizes`` in a temporary file in ``directory`` (removed even on
+    error); returns the fitted ``read_/write_bandwidth`` and ``read_/write_latency``, the
+    median seconds per size and kind (``requests``) and the ``method``."""
+    if not (hasattr(os, "posix_fadvise") and hasattr(os, "fdatasync")):
+        raise OSError("this system lacks posix_fadvise or fdatasync, which swapping through "
+                      "to storage uses")
+    sizes = sorted({int(s) for s in sizes if s > 0})
+    slots = np.cumsum([0] + [page_round(s) for s in sizes])
+    data = np.random.default_rng(seed).integers(0, 256, max(sizes), np.uint8)
+    out = np.empty(max(sizes), np.uint8)
+    fd, path = tempfile.mkstemp(prefix=".trainplan-calibrate-swap-", dir=directory)
+    times: dict[tuple[str, int], list[float]] = {}
+    cpu: dict[tuple[str, int], list[float]] = {}
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        for i, s in enumerate(sizes):  # allocate every slot, as a steady swap file has them
+            swap_request(fd, "write", memoryview(data[:s]), int(slots[i]))
+        rng = np.random.default_rng(seed)
+        for _ in range(rounds):
+            for kind in ("write", "read"):
+                for i in rng.permutation(len(sizes)):
+                    s = sizes[i]
+                    buf = memoryview(data[:s] if kind == "write" else out[:s])
+                    began, cpu0 = time.perf_counter(), time.thread_time()
+                    swap_request(fd, kind, buf, int(slots[i]))
+                    times.setdefault((kind, s), []).append(time.perf_counter() - began)
+                    cpu.setdefault((kind, s), []).append(time.thread_time() - cpu0)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    medians = {key: statistics.median(v) for key, v in times.items()}
+    result: dict = {"method": "swap requests: pwrite+fdatasync / preadv, posix_fadvise "
+                              "DONTNEED after each, read-ahead off (POSIX_FADV_RANDOM)",
+                    "requests": {f"{k} {s}": round(t, 9) for (k, s), t in medians.items()}}
+    for kind in ("read", "write"):
+        latency, bandwidth = fit_line(sizes, [medians[(kind, s)] for s in sizes])
+        result[f"{kind}_latency"], result[f"{kind}_bandwidth"] = latency, bandwidth
+    result["thread_cpu"] = {f"{k} {s}": round(statistics.median(v), 9)
+                            for (k, s), v in cpu.items()}
+    return result
+
+
+def _gemm_loop(reps: int, n: int = 384) -> float:
+    """Seconds of ``reps`` float32 n×n products on one BLAS thread (the computing probe)."""
+    a = np.full((n, n), 0.5, np.float32)
+    out = np.empty_like(a)
+    began = time.perf_counter()
+    for _ in range(reps):
+        np.matmul(a, a, out=out)
+    return time.perf_counter() - began
+
+
+def measure_transfer_interference(directory: str, sizes: Sequence[int] = (2**16, 2**22), *,
+                                  pairs: int = 5, reps: int = 120) -> dict:
+    """The computing time swap requests take from a thread computing beside them: per size,
+    ``pairs`` alternations of a GEMM loop alone and with write + read requests of that size
+    running on another thread; the median slowdown per request, fitted to ``latency + bytes /
+    bandwidth`` (``cpu_latency``, ``cpu_bandwidth``); ``requests``: seconds per request."""
+    sizes = sorted({int(s) for s in sizes})
+    fd, path = tempfile.mkstemp(prefix=".trainplan-calibrate-swap-", dir=directory)
+    data = np.random.default_rng(0).integers(0, 256, max(sizes), np.uint8)
+    back = np.empty_like(data)
+    per_request: dict[int, float] = {}
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        swap_request(fd, "write", memoryview(data), 0)
+        with threadpool_limits(limits=1, user_api="blas"):
+            for size in sizes:
+                slow = []
+                for _ in range(pairs):
+                    alone = _gemm_loop(reps)
+                    stop, done = threading.Event(), [0]
+
+                    def requests(size=size, stop=stop, done=done):
+                        while not stop.is_set():
+                            swap_request(fd, "write", memoryview(data[:size]), 0)
+                            swap_request(fd, "read", memoryview(back[:size]), 0)
+                            done[0] += 2
+                    thread = threading.Thread(target=requests, daemon=True)
+                    thread.start()
+                    busy = _gemm_loop(reps)
+                    stop.set()
+                    thread.join()
+                    slow.append((busy - alone) / max(done[0], 1))
+                per_request[size] = max(statistics.median(slow), 1e-7)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    latency, bandwidth = fit_line(sizes, [per_request[s] for s in sizes])
+    return {"cpu_latency": latency, "cpu_bandwidth": bandwidth,
+            "requests": {s: round(t, 9) for s, t in per_request.items()}}
+
+
+def mean_storage(*timings: dict) -> dict:
+    """Several ``measure_swap_storage`` (or ``measure_transfer_interference``) results as one:
+    latencies and seconds per byte averaged (e.g. storage timed before and after a
+    measurement)."""
+    out = {"method": timings[0].get("method", ""), "requests": timings[0].get("requests", {})}
+    keys = [k for k in (*STORAGE_KEYS, *INTERFERENCE_KEYS) if all(k in t for t in timings)]
+    for key in keys:
+        values = [t[key] for t in timings]
+        out[key] = (float(np.mean(values)) if key.endswith("latency")
+                    else float(1.0 / np.mean([1.0 / v for v in values])))
+    return out
