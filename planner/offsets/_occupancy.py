@@ -38,9 +38,18 @@ class Occupancy:
 
     def add(self, first: int, last: int, lo: int, hi: int) -> None:
         """Bytes ``[lo, hi)`` taken over slots ``[first, last)``."""
+        stored, below = self.stored, self.below
         for node in self._cover(first, last):
-            _merge_into(self.stored.setdefault(node, ([], [])), lo, hi)
-            while node and _merge_into(self.below.setdefault(node, ([], [])), lo, hi):
+            ranges = stored.get(node)
+            if ranges is None:
+                ranges = stored[node] = ([], [])
+            _merge_into(ranges, lo, hi)
+            while node:
+                ranges = below.get(node)
+                if ranges is None:
+                    ranges = below[node] = ([], [])
+                if not _merge_into(ranges, lo, hi):
+                    break
                 node >>= 1
 
     def taken(self, first: int, last: int) -> list[tuple[int, int]]:
@@ -87,10 +96,10 @@ def _merge_into(ranges: tuple[list[int], list[int]], lo: int, hi: int) -> bool:
     already held it."""
     starts, ends = ranges
     i = bisect_left(ends, lo)
-    j = bisect_right(starts, hi)
+    if i < len(ends) and starts[i] <= lo and ends[i] >= hi:
+        return False
+    j = bisect_right(starts, hi, i)
     if i < j:
-        if j == i + 1 and starts[i] <= lo and ends[i] >= hi:
-            return False
         new_lo, new_hi = min(lo, starts[i]), max(hi, ends[j - 1])
         starts[i:j] = [new_lo]
         ends[i:j] = [new_hi]
