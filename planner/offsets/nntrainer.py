@@ -52,9 +52,12 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import math
+from collections import Counter
 
 from trainplan.planner.allocation import AllocationProblem, Buffer
 from trainplan.planner.offsets._common import align_up, greedy_plan
+from trainplan.planner.offsets._min_tree import MinTree
 from trainplan.planner.offsets._place import settle_around_fixed
 from trainplan.planner.offsets._stdsort import std_sort_order
 from trainplan.planner.plan import Plan
@@ -103,30 +106,34 @@ def _by_start_end(reqs: list[Buffer]) -> list[int]:
 
 
 def _v1_offsets(reqs: list[Buffer]) -> dict[str, int]:
-    """V1's stack walk; ``by_size`` only indexes stack positions so the scan skips other sizes."""
+    """V1's stack walk. Per size, the stack positions holding that size and a minimum tree of
+    their ends find the highest expired entry of the size in O(log n), not by a scan."""
     stack: list[list[int]] = []  # [offset, size, end], offsets increasing bottom to top
-    by_size: dict[int, list[int]] = {}  # size -> its stack positions, ascending
+    by_size: dict[int, tuple[list[int], MinTree]] = {}  # size -> its positions, their ends
+    counts = Counter(b.size for b in reqs)
     offsets: dict[str, int] = {}
     for i in _by_start_end(reqs):
         b = reqs[i]
         # pop expired entries from the top only, as NNTrainer does
         while stack and stack[-1][2] <= b.start:
-            by_size[stack.pop()[1]].pop()
+            positions, ends = by_size[stack.pop()[1]]
+            positions.pop()
+            ends.set(len(positions), math.inf)
         # reuse the highest expired entry of exactly this size (scan from the top)
-        slot = next(
-            (
-                pos
-                for pos in reversed(by_size.get(b.size, ()))
-                if stack[pos][2] <= b.start and stack[pos][0] % b.alignment == 0
-            ),
-            None,
-        )
-        if slot is not None:
-            stack[slot][2] = b.end  # the request takes over the entry: same offset and size
-            offsets[b.id] = stack[slot][0]
+        positions, ends = by_size.get(b.size) or by_size.setdefault(
+            b.size, ([], MinTree(counts[b.size])))
+        found = ends.rightmost_at_most(b.start)
+        while found is not None and stack[positions[found]][0] % b.alignment:
+            found = ends.rightmost_at_most(b.start, limit=found)
+        if found is not None:
+            entry = stack[positions[found]]
+            entry[2] = b.end  # the request takes over the entry: same offset and size
+            ends.set(found, b.end)
+            offsets[b.id] = entry[0]
             continue
         off = align_up(stack[-1][0] + stack[-1][1], b.alignment) if stack else 0
-        by_size.setdefault(b.size, []).append(len(stack))
+        ends.set(len(positions), b.end)
+        positions.append(len(stack))
         stack.append([off, b.size, b.end])
         offsets[b.id] = off
     return offsets
