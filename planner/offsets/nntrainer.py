@@ -57,6 +57,7 @@ from collections import Counter
 
 from trainplan.planner.allocation import AllocationProblem, Buffer
 from trainplan.planner.offsets._common import align_up, greedy_plan
+from trainplan.planner.offsets._free_gaps import FreeGaps
 from trainplan.planner.offsets._min_tree import MinTree
 from trainplan.planner.offsets._place import settle_around_fixed
 from trainplan.planner.offsets._stdsort import std_sort_order
@@ -180,27 +181,42 @@ def _wgrad_slot_offsets(
 
 
 def _v3_offsets(reqs: list[Buffer]) -> dict[str, int]:
-    """V3's walk: live requests kept sorted by offset, expired ones dropped by a heap of ends."""
+    """V3's walk: live requests kept sorted by offset, expired ones dropped by a heap of ends,
+    the gaps between live requests indexed by ``FreeGaps`` for the first fit."""
     live_offs: list[int] = []  # offsets of live requests, ascending (live bytes are disjoint)
     live_tops: list[int] = []  # offset + size, same order
     ends: list[tuple[int, int]] = []  # heap of (end time, offset)
+    gaps = FreeGaps()  # the gaps between consecutive live requests (from 0), non-empty ones
     offsets: dict[str, int] = {}
     for i in _by_start_end(reqs):
         b = reqs[i]
         # drop every expired request, wherever it sits
         while ends and ends[0][0] <= b.start:
             pos = bisect.bisect_left(live_offs, heapq.heappop(ends)[1])
+            below = live_tops[pos - 1] if pos else 0
+            if live_offs[pos] > below:
+                gaps.remove(below, live_offs[pos])
+            if pos + 1 < len(live_offs):
+                above = live_offs[pos + 1]
+                if above > live_tops[pos]:
+                    gaps.remove(live_tops[pos], above)
+                if above > below:
+                    gaps.add(below, above)
             del live_offs[pos], live_tops[pos]
         # first gap from the bottom that holds the request, else the top of the live ones
-        off, bottom = None, 0
-        for lo, hi in zip(live_offs, live_tops, strict=True):
-            if lo > bottom and align_up(bottom, b.alignment) + b.size <= lo:
-                off = align_up(bottom, b.alignment)
-                break
-            bottom = hi
+        off = gaps.first_fit(b.size, b.alignment)
         if off is None:
             off = align_up(live_tops[-1] if live_tops else 0, b.alignment)
         pos = bisect.bisect_left(live_offs, off)
+        below = live_tops[pos - 1] if pos else 0
+        if pos < len(live_offs):
+            above = live_offs[pos]
+            if above > below:
+                gaps.remove(below, above)
+            if above > off + b.size:
+                gaps.add(off + b.size, above)
+        if off > below:
+            gaps.add(below, off)
         live_offs.insert(pos, off)
         live_tops.insert(pos, off + b.size)
         heapq.heappush(ends, (b.end, off))
