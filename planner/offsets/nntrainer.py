@@ -148,36 +148,52 @@ def _nntrainer_clash(interval: tuple[int, int], start: int, end: int) -> bool:
     return inside or over_end or (start == first and end == second)
 
 
-def _true_clash(interval: tuple[int, int], start: int, end: int) -> bool:
-    return interval[0] < end and start < interval[1]
-
-
 def _wgrad_slot_offsets(
     wgrads: list[Buffer], base: int, nntrainer_clash_test: bool
 ) -> dict[str, int]:
-    """V2's second phase: weight gradients, largest first, into slots stacked from ``base``."""
-    clash = _nntrainer_clash if nntrainer_clash_test else _true_clash
-    slots: list[tuple[int, int, list[tuple[int, int]]]] = []  # (offset, size, intervals)
+    """V2's second phase: weight gradients, largest first, into slots stacked from ``base``.
+
+    With the true overlap test a slot's intervals never overlap, so they are kept sorted and a
+    clash is one bisection; NNTrainer's own test lets them overlap and is checked one by one.
+    """
+    slots: list[tuple[int, int, list[int], list[int]]] = []  # (offset, size, starts, ends)
     offsets: dict[str, int] = {}
     for i in std_sort_order([-b.size for b in wgrads]):
         b = wgrads[i]
         # NNTrainer skips the clash test for a smaller slot and merges anyway; requests come
         # largest first, so every slot is at least as large and that branch never runs.
-        for off, size, intervals in slots:
-            if (
-                size >= b.size
-                and off % b.alignment == 0
-                and not any(clash(iv, b.start, b.end) for iv in intervals)
+        for off, size, starts, ends in slots:
+            if size >= b.size and off % b.alignment == 0 and not (
+                _clashes_nntrainer(starts, ends, b.start, b.end) if nntrainer_clash_test
+                else _clashes(starts, ends, b.start, b.end)
             ):
                 offsets[b.id] = off
-                intervals.append((b.start, b.end))
+                _record(starts, ends, b.start, b.end, nntrainer_clash_test)
                 break
         else:
             top = slots[-1][0] + slots[-1][1] if slots else base
             off = align_up(top, b.alignment)
-            slots.append((off, b.size, [(b.start, b.end)]))
+            slots.append((off, b.size, [b.start], [b.end]))
             offsets[b.id] = off
     return offsets
+
+
+def _clashes(starts: list[int], ends: list[int], start: int, end: int) -> bool:
+    """True overlap of ``[start, end)`` with disjoint intervals sorted by start (and end)."""
+    i = bisect.bisect_right(ends, start)
+    return i < len(starts) and starts[i] < end
+
+
+def _clashes_nntrainer(starts: list[int], ends: list[int], start: int, end: int) -> bool:
+    return any(_nntrainer_clash(iv, start, end) for iv in zip(starts, ends))
+
+
+def _record(starts: list[int], ends: list[int], start: int, end: int, in_order: bool) -> None:
+    """Add an interval to a slot: sorted when the slot's intervals are disjoint, else
+    appended (NNTrainer's test only looks at each interval, not at their order)."""
+    pos = len(starts) if in_order else bisect.bisect_right(starts, start)
+    starts.insert(pos, start)
+    ends.insert(pos, end)
 
 
 def _v3_offsets(reqs: list[Buffer]) -> dict[str, int]:
