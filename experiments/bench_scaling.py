@@ -11,8 +11,9 @@ Three problems per size n, each of exactly n buffers (the deep ones trimmed to n
   for buffer in problem order, for small depths. The weight pool is every weight alive
   throughout (all overlap, two sizes); the tensor pool nests activations (each lives from its
   forward step to its backward step) around short-lived gradients.
-- ``random``: buffers starting uniformly over n steps; 90% live 1-16 steps, 10% up to n/10
-  steps; sizes log-uniform in [64 B, 1 MiB]; alignments 1, 4, 16 or 64.
+- ``random``: buffers starting uniformly over n steps; 90% live 1-16 steps, 10% 1-1000 steps
+  (about 60 live at a time whatever n, as in a training graph); sizes log-uniform in
+  [64 B, 1 MiB]; alignments 1, 4, 16 or 64.
 
 Every planner that does not search runs once on each problem (``--planners`` picks some); each
 record has planner, problem, n, seconds, arena, lower bound, their ratio and whether the plan
@@ -61,11 +62,11 @@ def deep_mlp_pools(layers: int) -> dict[str, AllocationProblem]:
 
 
 def random_problem(n: int, seed: int = 0) -> AllocationProblem:
-    """``n`` buffers over ``n`` steps: 90% short-lived (1-16 steps), 10% up to n/10 steps."""
+    """``n`` buffers over ``n`` steps: 90% short-lived (1-16 steps), 10% 1-1000 steps."""
     rng = np.random.default_rng(seed)
     start = rng.integers(0, n, n)
     long = rng.random(n) < 0.1
-    life = np.where(long, rng.integers(1, max(2, n // 10) + 1, n), rng.integers(1, 17, n))
+    life = np.where(long, rng.integers(1, 1001, n), rng.integers(1, 17, n))
     size = np.exp(rng.uniform(np.log(64), np.log(1 << 20), n)).astype(np.int64)
     align = rng.choice((1, 4, 16, 64), n)
     return AllocationProblem(tuple(

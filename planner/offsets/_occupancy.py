@@ -19,7 +19,7 @@ segments read, instead of the number of buffers overlapping.
 
 >>> occ = Occupancy(3)  # three time slots
 >>> occ.add(0, 1, 0, 8); occ.add(1, 3, 16, 24)  # bytes [0,8) over slot 0, [16,24) over 1..2
->>> occ.taken(0, 2), occ.taken(2, 3)
+>>> occ.taken(0, 2), occ.taken(2, 3)  # sorted by start; their union is what is taken
 ([(0, 8), (16, 24)], [(16, 24)])
 """
 
@@ -33,48 +33,56 @@ class Occupancy:
 
     def __init__(self, slots: int):
         self.leaves = 1 << (max(1, slots) - 1).bit_length()
-        self.stored: dict[int, tuple[list[int], list[int]]] = {}
-        self.below: dict[int, tuple[list[int], list[int]]] = {}
+        # per tree node: (starts, ends) of disjoint sorted ranges, None while empty
+        self.stored: list[tuple[list[int], list[int]] | None] = [None] * (2 * self.leaves)
+        self.below: list[tuple[list[int], list[int]] | None] = [None] * (2 * self.leaves)
 
     def add(self, first: int, last: int, lo: int, hi: int) -> None:
         """Bytes ``[lo, hi)`` taken over slots ``[first, last)``."""
         stored, below = self.stored, self.below
         for node in self._cover(first, last):
-            ranges = stored.get(node)
+            ranges = stored[node]
             if ranges is None:
-                ranges = stored[node] = ([], [])
-            _merge_into(ranges, lo, hi)
+                stored[node] = ([lo], [hi])
+            else:
+                _merge_into(ranges, lo, hi)
             while node:
-                ranges = below.get(node)
+                ranges = below[node]
                 if ranges is None:
-                    ranges = below[node] = ([], [])
-                if not _merge_into(ranges, lo, hi):
+                    below[node] = ([lo], [hi])
+                elif not _merge_into(ranges, lo, hi):
                     break
                 node >>= 1
 
     def taken(self, first: int, last: int) -> list[tuple[int, int]]:
-        """The union of the byte ranges overlapping slots ``[first, last)``, merged, ascending."""
+        """The byte ranges overlapping slots ``[first, last)``, sorted; they may overlap each
+        other (their union is what is taken)."""
         parts: list[tuple[int, int]] = []
+        below, stored, leaves = self.below, self.stored, self.leaves
         for node in self._cover(first, last):
-            sets = self.below.get(node)
-            if sets:
-                parts.extend(zip(*sets))
-        for leaf in {first + self.leaves, last - 1 + self.leaves}:
-            node = leaf
-            while node:
-                sets = self.stored.get(node)
-                if sets:
-                    parts.extend(zip(*sets))
-                node >>= 1
+            ranges = below[node]
+            if ranges is not None:
+                parts.extend(zip(*ranges))
+        # the root paths of both end slots, once each where they join, skipping the nodes
+        # inside the window (their ranges are in the unions just read)
+        left, right, height = first + leaves, last - 1 + leaves, 0
+        while left:
+            ranges = stored[left]
+            if ranges is not None:
+                lo = (left << height) - leaves
+                if lo < first or lo + (1 << height) > last:
+                    parts.extend(zip(*ranges))
+            if right != left:
+                ranges = stored[right]
+                if ranges is not None:
+                    lo = (right << height) - leaves
+                    if lo < first or lo + (1 << height) > last:
+                        parts.extend(zip(*ranges))
+            left >>= 1
+            right >>= 1
+            height += 1
         parts.sort()
-        merged: list[tuple[int, int]] = []
-        for lo, hi in parts:
-            if merged and lo <= merged[-1][1]:
-                if hi > merged[-1][1]:
-                    merged[-1] = (merged[-1][0], hi)
-            else:
-                merged.append((lo, hi))
-        return merged
+        return parts
 
     def _cover(self, first: int, last: int) -> list[int]:
         """The tree nodes that exactly cover slots ``[first, last)``."""

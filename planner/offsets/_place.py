@@ -69,16 +69,20 @@ def place_best_fit(
 
 def _hole_in_union(taken: list[tuple[int, int]], size: int, alignment: int,
                    first_fit: bool) -> int:
-    """The smallest (or lowest) aligned gap of at least ``size`` below the top of ``taken``
-    (merged, ascending byte ranges), the lowest on a tie; else the aligned top."""
+    """The smallest (or lowest) aligned gap of at least ``size`` between the byte ranges
+    ``taken`` (sorted by start, possibly overlapping), the lowest on a tie; else the aligned
+    top of them."""
     best, best_room, bottom = None, 0, 0
     for lo, hi in taken:
-        start = align_up(bottom, alignment)
-        if start + size <= lo and (best is None or lo - bottom < best_room):
-            best, best_room = start, lo - bottom
-            if first_fit:
-                return best
-        bottom = hi
+        room = lo - bottom  # a hole only when positive; it must hold size before alignment
+        if room >= size and (best is None or room < best_room):
+            start = -(-bottom // alignment) * alignment
+            if start + size <= lo:
+                best, best_room = start, room
+                if first_fit:
+                    return best
+        if hi > bottom:
+            bottom = hi
     return best if best is not None else align_up(bottom, alignment)
 
 
