@@ -19,6 +19,7 @@ from trainplan.planner.offsets._free_gaps import FreeGaps
 from trainplan.planner.offsets._min_tree import MinTree
 from trainplan.planner.offsets._occupancy import Occupancy
 from trainplan.planner.offsets._place import place_best_fit
+from trainplan.planner.offsets import _stdsort
 from trainplan.planner.offsets._stdsort import std_sort_order
 from trainplan.planner.offsets.nntrainer import (
     _nntrainer_clash,
@@ -231,3 +232,15 @@ def test_the_references_agree_with_the_planners_on_a_deep_stack():
     assert _wgrad_slot_offsets(bufs, 7, False) == reference_slots(bufs, 7, False)
     order = sorted(range(len(bufs)), key=lambda i: -bufs[i].size)
     assert place_best_fit(bufs, order) == reference_place(bufs, order, False)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 3)), max_size=300))
+def test_std_sort_on_ranks_replays_the_same_steps_as_on_the_keys(keys):
+    """``std_sort_order`` sorts the keys' ranks; the replay run on the tuples themselves (the
+    g++ test in test_stdsort checks that one against libstdc++) leaves the same order."""
+    items, n = list(range(len(keys))), len(keys)
+    if n > 1:
+        _stdsort._introsort_loop(items, keys, 0, n, 2 * (n.bit_length() - 1))
+        _stdsort._final_insertion_sort(items, keys, 0, n)
+    assert std_sort_order(keys) == items
