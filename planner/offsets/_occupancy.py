@@ -101,8 +101,8 @@ def _merge_into(ranges: _Ranges, lo: int, hi: int) -> bool:
     if starts[i] <= lo and ends[i] >= hi:
         return False
     j = bisect_right(starts, hi, i)  # ranges i .. j-1 touch [lo, hi)
-    new_lo = lo if lo < starts[i] else starts[i]
-    new_hi = hi if hi > ends[j - 1] else ends[j - 1]
+    new_lo = min(starts[i], lo)
+    new_hi = max(ends[j - 1], hi)
     if j == i + 1:
         starts[i], ends[i] = new_lo, new_hi
     else:

@@ -14,12 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trainplan.planner.allocation import AllocationProblem, Buffer
+from trainplan.planner.offsets import _stdsort
 from trainplan.planner.offsets._common import align_up
 from trainplan.planner.offsets._free_gaps import FreeGaps
 from trainplan.planner.offsets._min_tree import MinTree
 from trainplan.planner.offsets._occupancy import Occupancy
 from trainplan.planner.offsets._place import place_best_fit
-from trainplan.planner.offsets import _stdsort
 from trainplan.planner.offsets._stdsort import std_sort_order
 from trainplan.planner.offsets.nntrainer import (
     _nntrainer_clash,
