@@ -244,3 +244,14 @@ def test_std_sort_on_ranks_replays_the_same_steps_as_on_the_keys(keys):
         _stdsort._introsort_loop(items, keys, 0, n, 2 * (n.bit_length() - 1))
         _stdsort._final_insertion_sort(items, keys, 0, n)
     assert std_sort_order(keys) == items
+
+
+@SETTINGS
+@given(buffers(max_n=30))
+def test_live_curve_without_gaps_is_the_step_by_step_sum(bufs):
+    times, live = AllocationProblem(tuple(bufs)).live_curve()
+    if not bufs:
+        assert list(times) == [0] and list(live) == [0]
+        return
+    assert list(times) == sorted({b.start for b in bufs} | {b.end for b in bufs})
+    assert list(live) == [sum(b.size for b in bufs if b.start <= t < b.end) for t in times]
