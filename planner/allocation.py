@@ -112,6 +112,14 @@ class AllocationProblem:
     def live_curve(self) -> tuple[np.ndarray, np.ndarray]:
         """Bytes in use over time: (times, bytes) with bytes[i] in use on [times[i], times[i+1])
         (a gap counts its window only); every buffer's start and end is among the times."""
+        if self.buffers and not self.has_gaps:  # one piece per buffer: vectorised
+            start, end, size = (np.array([getattr(b, f) for b in self.buffers], dtype=np.int64)
+                                for f in ("start", "end", "size"))
+            times = np.unique(np.concatenate((start, end)))
+            delta = np.zeros(len(times), dtype=np.int64)
+            np.add.at(delta, np.searchsorted(times, start), size)
+            np.add.at(delta, np.searchsorted(times, end), -size)
+            return times, np.cumsum(delta)
         pieces = [p for b in self.buffers for p in b.pieces()]
         if not pieces:
             return np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)

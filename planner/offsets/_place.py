@@ -14,8 +14,12 @@ strictly between ``a - effective_size(b, a)`` and ``a + effective_size(a, b)`` (
 the lowest hole instead of the best one (used to settle other planners' plans around fixed
 buffers).
 
-Speed: placed buffers live in numpy arrays, so finding the overlapping ones is one vectorised
-mask over what is placed (O(n) in C per buffer) and the hole search is vectorised over them.
+Speed: a hole is a gap in the union of the overlapping buffers' byte ranges (the first of the
+smallest gaps is the lowest one), so without gaps the placement keeps that union per time
+window in ``_occupancy.Occupancy`` and each buffer reads a few merged segments, O(log n) list
+operations, instead of every overlapping buffer. With gaps a buffer's forbidden offsets depend
+on the pair, so placed buffers live in numpy arrays: one vectorised mask finds the overlapping
+ones (O(n) in C per buffer) and the hole search is vectorised over them.
 
 >>> from trainplan.planner.allocation import Buffer
 >>> bufs = [Buffer("a", 0, 4, 4), Buffer("b", 0, 4, 4), Buffer("c", 0, 4, 8), Buffer("d", 1, 2, 4)]
@@ -32,7 +36,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from trainplan.planner.allocation import Buffer
+from trainplan.planner.offsets._common import align_up
 from trainplan.planner.offsets._conflicts import effective_size
+from trainplan.planner.offsets._occupancy import Occupancy
 
 _NO_FIT = np.iinfo(np.int64).max
 
@@ -42,6 +48,47 @@ def place_best_fit(
 ) -> list[int]:
     """Offsets (indexed like ``buffers``) after placing fixed buffers, then the others
     best-fit (or first-fit) in ``order``."""
+    if any(b.gaps for b in buffers):
+        return _place_with_gaps(buffers, order, first_fit)
+    fixed = [i for i, b in enumerate(buffers) if b.offset is not None]
+    times = sorted({b.start for b in buffers} | {b.end for b in buffers})
+    slot = {t: i for i, t in enumerate(times)}
+    occupancy = Occupancy(len(times) - 1)
+    offsets = [0] * len(buffers)
+    for i in fixed + [i for i in order if buffers[i].offset is None]:
+        b = buffers[i]
+        first, last = slot[b.start], slot[b.end]
+        if b.offset is not None:
+            off = b.offset
+        else:
+            off = _hole_in_union(occupancy.taken(first, last), b.size, b.alignment, first_fit)
+        offsets[i] = off
+        occupancy.add(first, last, off, off + b.size)
+    return offsets
+
+
+def _hole_in_union(taken: list[tuple[int, int]], size: int, alignment: int,
+                   first_fit: bool) -> int:
+    """The smallest (or lowest) aligned gap of at least ``size`` between the byte ranges
+    ``taken`` (sorted by start, possibly overlapping), the lowest on a tie; else the aligned
+    top of them."""
+    best, best_room, bottom = None, 0, 0
+    for lo, hi in taken:
+        room = lo - bottom  # a hole only when positive; it must hold size before alignment
+        if room >= size and (best is None or room < best_room):
+            start = -(-bottom // alignment) * alignment
+            if start + size <= lo:
+                best, best_room = start, room
+                if first_fit:
+                    return best
+        if hi > bottom:
+            bottom = hi
+    return best if best is not None else align_up(bottom, alignment)
+
+
+def _place_with_gaps(buffers: Sequence[Buffer], order: Iterable[int], first_fit: bool
+                     ) -> list[int]:
+    """``place_best_fit`` when some buffer has gaps: pairwise forbidden offsets, vectorised."""
     n = len(buffers)
     placed_start = np.empty(n, dtype=np.int64)
     placed_end = np.empty(n, dtype=np.int64)

@@ -25,8 +25,13 @@ _THRESHOLD = 16
 
 def std_sort_order(keys: Sequence) -> list[int]:
     """Indices of ``keys`` in the order ``std::sort`` with ``a < b`` on the keys leaves them."""
-    if len(set(keys)) == len(keys):  # no ties: every correct sort gives the same order
+    distinct = set(keys)
+    if len(distinct) == len(keys):  # no ties: every correct sort gives the same order
         return sorted(range(len(keys)), key=keys.__getitem__)
+    # the replay only compares keys, so their ranks (plain ints, cheaper to compare than
+    # tuples) give the same steps and the same order
+    rank = {key: r for r, key in enumerate(sorted(distinct))}
+    keys = [rank[key] for key in keys]
     items = list(range(len(keys)))
     n = len(items)
     if n > 1:

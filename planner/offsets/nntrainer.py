@@ -52,9 +52,13 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import math
+from collections import Counter
 
 from trainplan.planner.allocation import AllocationProblem, Buffer
 from trainplan.planner.offsets._common import align_up, greedy_plan
+from trainplan.planner.offsets._free_gaps import FreeGaps
+from trainplan.planner.offsets._min_tree import MinTree
 from trainplan.planner.offsets._place import settle_around_fixed
 from trainplan.planner.offsets._stdsort import std_sort_order
 from trainplan.planner.plan import Plan
@@ -103,30 +107,34 @@ def _by_start_end(reqs: list[Buffer]) -> list[int]:
 
 
 def _v1_offsets(reqs: list[Buffer]) -> dict[str, int]:
-    """V1's stack walk; ``by_size`` only indexes stack positions so the scan skips other sizes."""
+    """V1's stack walk. Per size, the stack positions holding that size and a minimum tree of
+    their ends find the highest expired entry of the size in O(log n), not by a scan."""
     stack: list[list[int]] = []  # [offset, size, end], offsets increasing bottom to top
-    by_size: dict[int, list[int]] = {}  # size -> its stack positions, ascending
+    by_size: dict[int, tuple[list[int], MinTree]] = {}  # size -> its positions, their ends
+    counts = Counter(b.size for b in reqs)
     offsets: dict[str, int] = {}
     for i in _by_start_end(reqs):
         b = reqs[i]
         # pop expired entries from the top only, as NNTrainer does
         while stack and stack[-1][2] <= b.start:
-            by_size[stack.pop()[1]].pop()
+            positions, ends = by_size[stack.pop()[1]]
+            positions.pop()
+            ends.set(len(positions), math.inf)
         # reuse the highest expired entry of exactly this size (scan from the top)
-        slot = next(
-            (
-                pos
-                for pos in reversed(by_size.get(b.size, ()))
-                if stack[pos][2] <= b.start and stack[pos][0] % b.alignment == 0
-            ),
-            None,
-        )
-        if slot is not None:
-            stack[slot][2] = b.end  # the request takes over the entry: same offset and size
-            offsets[b.id] = stack[slot][0]
+        positions, ends = by_size.get(b.size) or by_size.setdefault(
+            b.size, ([], MinTree(counts[b.size])))
+        found = ends.rightmost_at_most(b.start)
+        while found is not None and stack[positions[found]][0] % b.alignment:
+            found = ends.rightmost_at_most(b.start, limit=found)
+        if found is not None:
+            entry = stack[positions[found]]
+            entry[2] = b.end  # the request takes over the entry: same offset and size
+            ends.set(found, b.end)
+            offsets[b.id] = entry[0]
             continue
         off = align_up(stack[-1][0] + stack[-1][1], b.alignment) if stack else 0
-        by_size.setdefault(b.size, []).append(len(stack))
+        ends.set(len(positions), b.end)
+        positions.append(len(stack))
         stack.append([off, b.size, b.end])
         offsets[b.id] = off
     return offsets
@@ -140,60 +148,91 @@ def _nntrainer_clash(interval: tuple[int, int], start: int, end: int) -> bool:
     return inside or over_end or (start == first and end == second)
 
 
-def _true_clash(interval: tuple[int, int], start: int, end: int) -> bool:
-    return interval[0] < end and start < interval[1]
-
-
 def _wgrad_slot_offsets(
     wgrads: list[Buffer], base: int, nntrainer_clash_test: bool
 ) -> dict[str, int]:
-    """V2's second phase: weight gradients, largest first, into slots stacked from ``base``."""
-    clash = _nntrainer_clash if nntrainer_clash_test else _true_clash
-    slots: list[tuple[int, int, list[tuple[int, int]]]] = []  # (offset, size, intervals)
+    """V2's second phase: weight gradients, largest first, into slots stacked from ``base``.
+
+    With the true overlap test a slot's intervals never overlap, so they are kept sorted and a
+    clash is one bisection; NNTrainer's own test lets them overlap and is checked one by one.
+    """
+    slots: list[tuple[int, int, list[int], list[int]]] = []  # (offset, size, starts, ends)
     offsets: dict[str, int] = {}
     for i in std_sort_order([-b.size for b in wgrads]):
         b = wgrads[i]
         # NNTrainer skips the clash test for a smaller slot and merges anyway; requests come
         # largest first, so every slot is at least as large and that branch never runs.
-        for off, size, intervals in slots:
-            if (
-                size >= b.size
-                and off % b.alignment == 0
-                and not any(clash(iv, b.start, b.end) for iv in intervals)
+        for off, size, starts, ends in slots:
+            if size >= b.size and off % b.alignment == 0 and not (
+                _clashes_nntrainer(starts, ends, b.start, b.end) if nntrainer_clash_test
+                else _clashes(starts, ends, b.start, b.end)
             ):
                 offsets[b.id] = off
-                intervals.append((b.start, b.end))
+                _record(starts, ends, b.start, b.end, nntrainer_clash_test)
                 break
         else:
             top = slots[-1][0] + slots[-1][1] if slots else base
             off = align_up(top, b.alignment)
-            slots.append((off, b.size, [(b.start, b.end)]))
+            slots.append((off, b.size, [b.start], [b.end]))
             offsets[b.id] = off
     return offsets
 
 
+def _clashes(starts: list[int], ends: list[int], start: int, end: int) -> bool:
+    """True overlap of ``[start, end)`` with disjoint intervals sorted by start (and end)."""
+    i = bisect.bisect_right(ends, start)
+    return i < len(starts) and starts[i] < end
+
+
+def _clashes_nntrainer(starts: list[int], ends: list[int], start: int, end: int) -> bool:
+    return any(_nntrainer_clash(iv, start, end) for iv in zip(starts, ends))
+
+
+def _record(starts: list[int], ends: list[int], start: int, end: int, in_order: bool) -> None:
+    """Add an interval to a slot: sorted when the slot's intervals are disjoint, else
+    appended (NNTrainer's test only looks at each interval, not at their order)."""
+    pos = len(starts) if in_order else bisect.bisect_right(starts, start)
+    starts.insert(pos, start)
+    ends.insert(pos, end)
+
+
 def _v3_offsets(reqs: list[Buffer]) -> dict[str, int]:
-    """V3's walk: live requests kept sorted by offset, expired ones dropped by a heap of ends."""
+    """V3's walk: live requests kept sorted by offset, expired ones dropped by a heap of ends,
+    the gaps between live requests indexed by ``FreeGaps`` for the first fit."""
     live_offs: list[int] = []  # offsets of live requests, ascending (live bytes are disjoint)
     live_tops: list[int] = []  # offset + size, same order
     ends: list[tuple[int, int]] = []  # heap of (end time, offset)
+    gaps = FreeGaps()  # the gaps between consecutive live requests (from 0), non-empty ones
     offsets: dict[str, int] = {}
     for i in _by_start_end(reqs):
         b = reqs[i]
         # drop every expired request, wherever it sits
         while ends and ends[0][0] <= b.start:
             pos = bisect.bisect_left(live_offs, heapq.heappop(ends)[1])
+            below = live_tops[pos - 1] if pos else 0
+            if live_offs[pos] > below:
+                gaps.remove(below, live_offs[pos])
+            if pos + 1 < len(live_offs):
+                above = live_offs[pos + 1]
+                if above > live_tops[pos]:
+                    gaps.remove(live_tops[pos], above)
+                if above > below:
+                    gaps.add(below, above)
             del live_offs[pos], live_tops[pos]
         # first gap from the bottom that holds the request, else the top of the live ones
-        off, bottom = None, 0
-        for lo, hi in zip(live_offs, live_tops, strict=True):
-            if lo > bottom and align_up(bottom, b.alignment) + b.size <= lo:
-                off = align_up(bottom, b.alignment)
-                break
-            bottom = hi
+        off = gaps.first_fit(b.size, b.alignment)
         if off is None:
             off = align_up(live_tops[-1] if live_tops else 0, b.alignment)
         pos = bisect.bisect_left(live_offs, off)
+        below = live_tops[pos - 1] if pos else 0
+        if pos < len(live_offs):
+            above = live_offs[pos]
+            if above > below:
+                gaps.remove(below, above)
+            if above > off + b.size:
+                gaps.add(off + b.size, above)
+        if off > below:
+            gaps.add(below, off)
         live_offs.insert(pos, off)
         live_tops.insert(pos, off + b.size)
         heapq.heappush(ends, (b.end, off))
