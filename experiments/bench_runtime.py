@@ -6,9 +6,10 @@
 
 Every measurement runs in a fresh worker process (``--worker ours|torch``), one at a time, so
 its peak RSS is its own. A worker imports its framework (numpy and trainplan; or torch, with
-``torch.set_num_threads(--threads)``), records its RSS baseline, and only then builds the model
-(graph, plan and arena; or module and optimizer) and a synthetic batch pair of the right shapes
-(random inputs, class labels, token ids for the transformer). It runs ``--warmup`` iterations,
+``torch.set_num_threads(--threads)``; ours first has its plan made in a process of its own, as
+a plan is made once, offline), records its RSS baseline, and only then builds the model
+(graph, the saved plan and arena; or module and optimizer) and a synthetic batch pair of the
+right shapes (random inputs, class labels, token ids for the transformer). It runs ``--warmup`` iterations,
 then at least ``--iterations`` timed ones (more until ``--min-seconds`` have passed) and reports
 the median seconds per iteration and its peak RSS above the baseline. Ours trains in the arena
 of each ``--planners`` offset planner (nntrainer_v1, the default, and greedy_size). PyTorch
@@ -26,6 +27,7 @@ model (its INI, batch 32, adam) beside NNTrainer 0.6's measured figures.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import math
@@ -131,6 +133,33 @@ def ours_threads(threads: int) -> int | None:
     return None if threads >= (os.cpu_count() or 1) else threads
 
 
+def plan_offline(model: str, batch: int, planner: str, seed: int, swap: str | None,
+                 remat: str | None) -> tuple[str, dict]:
+    """The plan (JSON) of one ours run and the figures it adds to the record; run in a process
+    of its own, as a plan is made once, offline (`trainplan plan --out`): what the solver used
+    is not training's memory."""
+    from trainplan.planner.build import build_training_graph
+    from trainplan.planner.plan_training import plan_training
+    from trainplan.planner.zoo import get_model
+
+    graph = build_training_graph(get_model(model, batch=batch))
+    plan = plan_training(graph, offsets=None if remat else planner, seed=seed)
+    extra: dict = {}
+    if swap:
+        fraction, through = parse_swap(swap)
+        budget = int(fraction * plan.bounds.lower_bound_bytes)
+        plan = plan_training(graph, offsets=planner, budget=budget, swap="belady", seed=seed)
+        extra = {"budget_bytes": budget, "swap_through": through}
+    if remat:
+        name, fraction = parse_remat(remat)
+        kept = plan.bounds.lower_bound_bytes
+        aim = None if fraction is None else int(fraction * kept)
+        plan = plan_training(graph, remat=name, remat_budget=aim, seed=seed)
+        extra = {"remat_budget_bytes": aim, "recomputed_ops": len(plan.recomputes),
+                 "lower_bound_without_remat_bytes": kept}
+    return plan.to_json(), extra
+
+
 def measure_ours(model: str, *, batch: int, planner: str, warmup: int, iterations: int,
                  min_seconds: float, seed: int = 0, swap: str | None = None,
                  remat: str | None = None, threads: int | None = None) -> dict:
@@ -138,34 +167,32 @@ def measure_ours(model: str, *, batch: int, planner: str, warmup: int, iteration
     ``swap`` ("FRACTION" or "FRACTION:through"): swap with belady under that fraction of the
     graph's lower bound, the swap file through the page cache or through to storage.
     ``remat`` ("NAME" or "NAME:FRACTION"): recompute with that remat planner (aiming at that
-    fraction of the lower bound), nothing on storage. ``threads``: pin the thread policy (None: it follows the load)."""
+    fraction of the lower bound), nothing on storage. ``threads``: pin the thread policy (None:
+    it follows the load). The plan is made in another process (``plan_offline``); the
+    baseline is taken before the graph is built, so the graph and the arena count."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     import numpy as np
 
     from trainplan.planner.build import build_training_graph
-    from trainplan.planner.plan_training import plan_training
+    from trainplan.planner.training_plan import TrainingPlan
     from trainplan.planner.zoo import get_model
     from trainplan.runtime.data import synthetic
     from trainplan.runtime.session import Session, SessionOptions
 
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        text, swapping = pool.submit(plan_offline, model, batch, planner, seed, swap,
+                                     remat).result()
+    gc.collect()
     meter = PeakMeter()
     graph = build_training_graph(get_model(model, batch=batch))
+    plan = TrainingPlan.from_json(text)
+    del text
+    options = SessionOptions(seed=seed, threads=threads,
+                             swap_through=bool(swapping.get("swap_through")))
     batches = list(synthetic(graph, 2 * batch, seed).batches(batch, None))
     losses: list[float] = []
-    plan = plan_training(graph, offsets=None if remat else planner, seed=seed)
-    options, swapping = SessionOptions(seed=seed, threads=threads), {}
-    if swap:
-        fraction, through = parse_swap(swap)
-        budget = int(fraction * plan.bounds.lower_bound_bytes)
-        plan = plan_training(graph, offsets=planner, budget=budget, swap="belady", seed=seed)
-        options = SessionOptions(seed=seed, swap_through=through, threads=threads)
-        swapping = {"budget_bytes": budget, "swap_through": through}
-    if remat:
-        name, fraction = parse_remat(remat)
-        kept = plan.bounds.lower_bound_bytes
-        aim = None if fraction is None else int(fraction * kept)
-        plan = plan_training(graph, remat=name, remat_budget=aim, seed=seed)
-        swapping = {"remat_budget_bytes": aim, "recomputed_ops": len(plan.recomputes),
-                    "lower_bound_without_remat_bytes": kept}
     with Session(graph, plan, options) as session:
         times = timed(lambda i: losses.append(session.step(batches[i % 2]).loss),
                       warmup, iterations, min_seconds)
