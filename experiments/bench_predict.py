@@ -101,13 +101,19 @@ def measure_rounds(models: list[str], args: argparse.Namespace,
     """Every model measured once per round, the models in turn within a round."""
     runs = {m: (build(m, args.batch), []) for m in models}
     for _ in range(args.rounds):
-        for graph, measured in runs.values():
-            args.peaks.append(gemm_peak(args.blas_threads or None))
-            measured.append(measure_graph(graph, iterations=args.iterations,
-                                          min_seconds=args.min_seconds,
-                                          max_iterations=args.max_iterations,
-                                          threads=args.blas_threads or None))
+        measure_round(runs, args)
     return runs
+
+
+def measure_round(runs: dict[str, tuple[nx.DiGraph, list[Measurement]]],
+                  args: argparse.Namespace, progress: bool = True) -> None:
+    """One round: the GEMM peak, then each model measured once, appended to its list."""
+    for graph, measured in runs.values():
+        args.peaks.append(gemm_peak(args.blas_threads or None))
+        measured.append(measure_graph(graph, iterations=args.iterations,
+                                      min_seconds=args.min_seconds,
+                                      max_iterations=args.max_iterations,
+                                      threads=args.blas_threads or None, progress=progress))
 
 
 def host_profile(args: argparse.Namespace, runs: dict) -> tuple[DeviceProfile, dict]:
@@ -242,12 +248,7 @@ def run_swap(args: argparse.Namespace, held: list[str]) -> tuple[list, list]:
     runs = {m: (build(m, args.batch), []) for m in calibration_models}
     os.makedirs(args.swap_dir, exist_ok=True)
     for _ in range(args.rounds):
-        for graph, measured in runs.values():
-            args.peaks.append(gemm_peak(args.blas_threads or None))
-            measured.append(measure_graph(graph, iterations=args.iterations,
-                                          min_seconds=args.min_seconds,
-                                          max_iterations=args.max_iterations,
-                                          threads=args.blas_threads or None, progress=False))
+        measure_round(runs, args, progress=False)
         args.interference.append(measure_transfer_interference(args.swap_dir))
         for case in cases:
             measure_swap_case(case, args)
