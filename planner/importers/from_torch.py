@@ -60,15 +60,9 @@ def require_torch():
 
 def _model_file(target: str) -> str:
     """A path as given, else a shipped example of that name (planner/zoo/examples)."""
-    from trainplan.planner.zoo import EXAMPLES_DIR, example_files
+    from trainplan.planner.importers.ini import model_file
 
-    if os.path.exists(target):
-        return target
-    shipped = os.path.join(EXAMPLES_DIR, target)
-    if os.path.sep not in target and os.path.exists(shipped):
-        return shipped
-    raise UnknownModel(f"file {target!r} does not exist (the shipped examples: "
-                       f"{', '.join([*example_files(), 'torch_models.py'])})")
+    return model_file(target, also=("torch_models.py",))
 
 
 def source_file(value: str) -> str | None:

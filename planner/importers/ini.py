@@ -22,15 +22,16 @@ def accepts(value: str) -> bool:
     return value.lower().endswith(".ini") or os.path.sep in value
 
 
-def model_file(value: str) -> str:
-    """A path as given, else a shipped example of that name; UnknownModel naming both."""
+def model_file(value: str, also: tuple[str, ...] = ()) -> str:
+    """A path as given, else a shipped example of that name (planner/zoo/examples);
+    UnknownModel naming both, the INI examples and ``also`` (other shipped files)."""
     if os.path.exists(value):
         return value
     shipped = os.path.join(EXAMPLES_DIR, value)
     if os.path.sep not in value and os.path.exists(shipped):
         return shipped
     raise UnknownModel(f"model file {value!r} does not exist (the shipped examples: "
-                       f"{', '.join(example_files())})")
+                       f"{', '.join([*example_files(), *also])})")
 
 
 def load(value: str, *, batch: int | None = None, input_shape: tuple[int, ...] | None = None,
