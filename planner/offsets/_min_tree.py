@@ -41,20 +41,27 @@ class MinTree:
         tree, leaves = self.tree, self.leaves
         if tree[1] > bound:
             return None
-        lo, hi = leaves, leaves + (leaves if limit is None else limit)
-        from_left, from_right = [], []
-        while lo < hi:  # the nodes covering [0, limit); the right ones come right to left
-            if lo & 1:
-                from_left.append(lo)
-                lo += 1
-            if hi & 1:
-                hi -= 1
-                from_right.append(hi)
-            lo >>= 1
-            hi >>= 1
+        from_left, from_right = cover_nodes(leaves, leaves + (leaves if limit is None else limit))
         for node in from_right + from_left[::-1]:
             if tree[node] <= bound:
                 while node < leaves:
                     node = 2 * node + 1 if tree[2 * node + 1] <= bound else 2 * node
                 return node - leaves
         return None
+
+
+def cover_nodes(lo: int, hi: int) -> tuple[list[int], list[int]]:
+    """The nodes of a bottom-up binary tree (leaves from index ``leaves``) that exactly cover
+    leaf indices ``[lo, hi)``: those met from the left, left to right, and those met from the
+    right, right to left."""
+    from_left, from_right = [], []
+    while lo < hi:
+        if lo & 1:
+            from_left.append(lo)
+            lo += 1
+        if hi & 1:
+            hi -= 1
+            from_right.append(hi)
+        lo >>= 1
+        hi >>= 1
+    return from_left, from_right

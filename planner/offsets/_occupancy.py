@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
+from trainplan.planner.offsets._min_tree import cover_nodes
+
 _Ranges = tuple[list[int], list[int]]  # starts, ends of disjoint sorted ranges
 
 
@@ -76,17 +78,8 @@ class Occupancy:
 
     def _cover(self, first: int, last: int) -> list[int]:
         """The tree nodes that exactly cover slots ``[first, last)``."""
-        nodes, lo, hi = [], first + self.leaves, last + self.leaves
-        while lo < hi:
-            if lo & 1:
-                nodes.append(lo)
-                lo += 1
-            if hi & 1:
-                hi -= 1
-                nodes.append(hi)
-            lo >>= 1
-            hi >>= 1
-        return nodes
+        from_left, from_right = cover_nodes(first + self.leaves, last + self.leaves)
+        return from_left + from_right
 
 
 def _merge_into(ranges: _Ranges, lo: int, hi: int) -> bool:
