@@ -130,22 +130,29 @@ def planner_table(frame: pd.DataFrame) -> pd.DataFrame:
 def plot_planner_table(table: pd.DataFrame, ax=None):
     """Arena over lower bound per planner (bars), grouped by model."""
     fig, ax = _axes(ax, size=(7.5, 4.2))
-    models = list(dict.fromkeys(table["model"]))
-    planners = list(dict.fromkeys(table["planner"]))
-    colors = _colors(planners)
-    width = 0.8 / max(1, len(planners))
-    for i, planner in enumerate(planners):
-        sel = table[table["planner"] == planner].set_index("model").reindex(models)
-        ax.bar(np.arange(len(models)) + i * width, sel["ratio"], width, color=colors[planner],
-               label=planner)
-    ax.axhline(1.0, color="black", ls="--", lw=1)
-    ax.set_xticks(np.arange(len(models)) + 0.4 - width / 2, models, fontsize=8, rotation=20)
+    _grouped_bars(ax, table, "planner", "ratio", legend_columns=3)
     ax.set_ylabel("arena / lower bound")
     top = table["ratio"].max()
     ax.set_ylim(0.9, max(1.1, min(top, 3.0) * 1.05))
-    ax.legend(fontsize=7, frameon=False, ncol=3)
-    ax.grid(axis="y", alpha=0.3)
     return fig
+
+
+def _grouped_bars(ax, table: pd.DataFrame, series: str, value: str, *,
+                  legend_columns: int) -> None:
+    """``value`` per model (groups along x) and ``series`` (one coloured bar each), with the
+    line at 1.0 that the ratios are read against."""
+    models = list(dict.fromkeys(table["model"]))
+    names = list(dict.fromkeys(table[series]))
+    colors = _colors(names)
+    width = 0.8 / max(1, len(names))
+    for i, name in enumerate(names):
+        sel = table[table[series] == name].set_index("model").reindex(models)
+        ax.bar(np.arange(len(models)) + i * width, sel[value], width, color=colors[name],
+               label=name)
+    ax.axhline(1.0, color="black", ls="--", lw=1)
+    ax.set_xticks(np.arange(len(models)) + 0.4 - width / 2, models, fontsize=8, rotation=20)
+    ax.legend(fontsize=7, frameon=False, ncol=legend_columns)
+    ax.grid(axis="y", alpha=0.3)
 
 
 def plot_memory_reduction(table: pd.DataFrame, ax=None):
@@ -175,20 +182,9 @@ def plot_slowdown(table: pd.DataFrame, ax=None):
     """Simulated slowdown (seconds per iteration swapped / unswapped) at the smallest budget,
     per model (groups) and device (bars)."""
     fig, ax = _axes(ax, size=(7.5, 4.2))
-    models = list(dict.fromkeys(table["model"]))
-    devices = list(dict.fromkeys(table["device"]))
-    colors = _colors(devices)
-    width = 0.8 / max(1, len(devices))
-    for i, device in enumerate(devices):
-        sel = table[table["device"] == device].set_index("model").reindex(models)
-        ax.bar(np.arange(len(models)) + i * width, sel["slowdown"], width, color=colors[device],
-               label=device)
-    ax.axhline(1.0, color="black", ls="--", lw=1)
-    ax.set_xticks(np.arange(len(models)) + 0.4 - width / 2, models, fontsize=8, rotation=20)
+    _grouped_bars(ax, table, "device", "slowdown", legend_columns=2)
     ax.set_yscale("log")
     ax.set_ylabel("simulated slowdown at the smallest budget (×, log)")
-    ax.legend(fontsize=7, frameon=False, ncol=2)
-    ax.grid(axis="y", alpha=0.3)
     return fig
 
 

@@ -386,12 +386,13 @@ def _strategy(graph, order, offsets, budget, name, lookahead, alignment, costs, 
         raise TrainplanError(f"strategy {name!r} compares plans by their simulated time: give "
                              "a device (e.g. --device phone-ufs31)")
     combos = STRATEGIES[name][0]()
-    bound = plan_training(graph, order=order, alignment=alignment).bounds.lower_bound_bytes
+    eo = order if isinstance(order, ExecutionOrder) else execution_order(graph, order)
+    bound = peak(value_curve(_values(graph, eo, []).segments, eo.n_eo))
     tried, best = [], None
     for c in combos:
         target = int(bound - c.fraction * max(0, bound - budget))
         try:
-            plan = plan_training(graph, order=order, offsets=offsets, budget=budget,
+            plan = plan_training(graph, order=eo, offsets=offsets, budget=budget,
                                  swap=c.swap, lookahead=lookahead, remat=c.remat,
                                  remat_budget=target, alignment=alignment, costs=costs,
                                  time_limit=time_limit, seed=seed, workers=workers,

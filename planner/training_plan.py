@@ -29,6 +29,20 @@ from trainplan.planner.plan_schema import MalformedField, typed
 SCHEMA = 1  # bump when a field changes meaning; from_json refuses other versions
 
 
+class BytesMoved:
+    """Bytes a schedule of evictions and prefetches moves to and from storage (for the plan
+    and for the swap planners' schedules alike): an eviction of a clean copy writes nothing,
+    a prefetch of a value never written reads nothing."""
+
+    @property
+    def bytes_written(self) -> int:
+        return sum(e.nbytes for e in self.evictions if e.write)
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(p.nbytes for p in self.prefetches if p.read)
+
+
 @dataclass(frozen=True)
 class GraphIdentity:
     """What a plan was made for: the model and the options it was built with, and a
@@ -181,7 +195,7 @@ class Provenance:
 
 
 @dataclass(frozen=True)
-class TrainingPlan:
+class TrainingPlan(BytesMoved):
     """One graph planned: order, buffers and pieces, transfers, arena, bounds, provenance.
 
     ``errors`` lists what the independent validator found when the plan was made (empty when
@@ -257,14 +271,6 @@ class TrainingPlan:
     @property
     def peak_live_bytes(self) -> int:
         return peak(self.live_curve())
-
-    @property
-    def bytes_written(self) -> int:
-        return sum(e.nbytes for e in self.evictions if e.write)
-
-    @property
-    def bytes_read(self) -> int:
-        return sum(p.nbytes for p in self.prefetches if p.read)
 
     def pool_bytes(self, name: str) -> int | None:
         return next((p.bytes for p in self.pools if p.name == name), None)

@@ -2,8 +2,9 @@
 
 The engine walks the plan the way torch.fx's Interpreter walks nodes: for every EO, the forward
 ops the plan runs again there (recomputation), then the ops of that EO (calc_gradient before
-calc_derivative before apply_gradient), each handed a LayerCtx of views into the layout. With a
-static layout the contexts are built once, so an iteration allocates nothing tensor-sized.
+calc_derivative before apply_gradient), each handed a LayerCtx of views into the layout. The
+contexts are built once (per op and EO: a swapped buffer's views follow its pieces), so an
+iteration allocates nothing tensor-sized.
 Random numbers (dropout masks) are keyed by seed, iteration and op, so a recomputation draws
 the same ones. An error names the op that failed. Every op gets the threads the thread policy
 grants it for its size (runtime/kernels/threads.py; ``threads_at`` keeps what each EO's ops
@@ -80,8 +81,8 @@ class Executor:
         self.threads_at = [0] * eo.n_eo  # the most threads an op of each EO got last time
         self.replays = {e: [self._replay_binding(op) for op in ops]
                         for e, ops in (replays or {}).items()}
-        self._static = layout.static
-        self._ctx_cache: dict[tuple[str, bool], LayerCtx] = {}
+        self._ctx_cache: dict[tuple[str, bool, int], LayerCtx] = {}
+        self._states_cache: dict[tuple[str, str, int], dict[str, np.ndarray]] = {}
         self.feeds: dict[int, list[tuple[str, np.ndarray]]] = {}
 
     def _viewer(self, b: Binding, e: int) -> Callable:
@@ -102,9 +103,12 @@ class Executor:
                        touched={first_version(self.graph, t) for t in (*reads, *writes)})
 
     def context(self, b: Binding, e: int) -> LayerCtx:
-        key = (b.op, b.replay)
-        if self._static and key in self._ctx_cache:
-            ctx = self._ctx_cache[key]
+        """The op's context at EO ``e``, built the first time: the views at an EO are the same
+        every iteration (a swapped buffer sits at the offset of its piece at ``e``), and a
+        kernel's ``memo`` (geometry, window views) is kept with them."""
+        key = (b.op, b.replay, e)
+        ctx = self._ctx_cache.get(key)
+        if ctx is not None:
             ctx.training = self.training
             ctx.rng_key = self._rng_key(b.op)
             return ctx
@@ -116,8 +120,7 @@ class Executor:
             out_grads=[v(t) for t in b.out_grads], in_derivs=[v(t) for t in b.in_derivs],
             helpers={k: v(t) for k, t in b.helpers.items()}, label=v(b.label),
             training=self.training, rng_key=self._rng_key(b.op), replay=b.replay)
-        if self._static:
-            self._ctx_cache[key] = ctx
+        self._ctx_cache[key] = ctx
         return ctx
 
     def _rng_key(self, op: str) -> tuple[int, ...]:
@@ -162,8 +165,7 @@ class Executor:
         if b.step == "apply_gradient":
             BLAS.set(1)
             for w, grad in ctx.weight_grads.items():
-                states = {s: self.layout.view(t, e) for s, t in b.states.get(w, {}).items()}
-                self._update(ctx.weights[w], grad, states, threads, lanes)
+                self._update(ctx.weights[w], grad, self._states(b, w, e), threads, lanes)
             return
         if b.kernel is None:
             return
@@ -179,6 +181,15 @@ class Executor:
             if probs.shape == label.shape and probs.shape[-1] > 1:
                 result.correct += int((probs.argmax(-1) == label.argmax(-1)).sum())
                 result.samples += int(np.prod(probs.shape[:-1]))
+
+    def _states(self, b: Binding, weight: str, e: int) -> dict[str, np.ndarray]:
+        """The optimizer states of ``weight`` at EO ``e``, viewed once."""
+        key = (b.op, weight, e)
+        states = self._states_cache.get(key)
+        if states is None:
+            states = self._states_cache[key] = {
+                s: self.layout.view(t, e) for s, t in b.states.get(weight, {}).items()}
+        return states
 
     def _update(self, weight: np.ndarray, grad: np.ndarray, states: dict[str, np.ndarray],
                 threads: int, lanes: int) -> None:

@@ -36,11 +36,7 @@ def tensor_view(memory: np.ndarray, offset: int, shape: tuple[int, ...], dtype: 
 
 
 class ArenaLayout:
-    """Every planned tensor a view into one arena at its buffer's piece offset.
-
-    ``static`` is True when no buffer has more than one piece: views do not depend on the EO
-    and can be built once.
-    """
+    """Every planned tensor a view into one arena at its buffer's piece offset."""
 
     def __init__(self, graph: nx.DiGraph, plan: TrainingPlan):
         self.graph, self.plan = graph, plan
@@ -51,7 +47,6 @@ class ArenaLayout:
         self.buffer_of = plan.member_buffer()
         self.pieces = {b.id: b.pieces for b in plan.buffers}
         self.nbytes = {b.id: b.nbytes for b in plan.buffers}
-        self.static = all(len(p) == 1 for p in self.pieces.values())
 
     def piece_at(self, buffer: str, eo: int) -> Piece:
         for piece in self.pieces[buffer]:
@@ -74,8 +69,6 @@ class ArenaLayout:
 
 class ReferenceLayout:
     """Each buffer its own aligned array, for the whole iteration: the unplanned run."""
-
-    static = True
 
     def __init__(self, graph: nx.DiGraph, buffer_of: dict[str, str], sizes: dict[str, int]):
         self.graph = graph

@@ -17,6 +17,7 @@ import numpy as np
 
 from trainplan.planner.curves import occupancy, peak
 from trainplan.planner.swap.uses import BufferUses
+from trainplan.planner.training_plan import BytesMoved
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Prefetch:
 
 
 @dataclass(frozen=True)
-class SwapSchedule:
+class SwapSchedule(BytesMoved):
     """Resident pieces per buffer plus the transfers that move buffers between them."""
 
     planner: str
@@ -69,14 +70,6 @@ class SwapSchedule:
     @property
     def peak_resident_bytes(self) -> int:
         return peak(self.resident_curve())
-
-    @property
-    def bytes_written(self) -> int:
-        return sum(e.nbytes for e in self.evictions if e.write)
-
-    @property
-    def bytes_read(self) -> int:
-        return sum(p.nbytes for p in self.prefetches if p.read)
 
     def to_json(self) -> str:
         data = asdict(self)
