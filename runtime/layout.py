@@ -10,6 +10,8 @@ boundary in both, so SIMD code takes the same path and the two runs give the sam
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 
 import networkx as nx
@@ -20,6 +22,21 @@ from trainplan.planner.resources import require_memory
 from trainplan.planner.training_plan import Piece, TrainingPlan
 
 ALIGN = 64
+
+
+def release_free_heap() -> bool:
+    """Hand the C heap's free memory back to the system (glibc's ``malloc_trim``; False where
+    the C library has none). Drawing the initial weights frees tens of MB of float64
+    temporaries, and glibc, which raises its mmap threshold after freeing large blocks, keeps
+    such memory in the process: resnet18_cifar's RSS stayed 28 MB above its arena for the
+    whole run. Called once a session is set up, so that RSS beyond the arena is the kernels'
+    own working memory."""
+    name = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 def aligned_bytes(nbytes: int) -> np.ndarray:

@@ -24,7 +24,7 @@ from trainplan.planner.verify import verify_plan
 from trainplan.runtime.data import feed_tensors
 from trainplan.runtime.engine import Executor, StepResult
 from trainplan.runtime.init import initial_value
-from trainplan.runtime.layout import ALIGN, ArenaLayout, ReferenceLayout
+from trainplan.runtime.layout import ALIGN, ArenaLayout, ReferenceLayout, release_free_heap
 from trainplan.runtime.optimizers import Hyper
 from trainplan.runtime.swap_layout import SwapController
 from trainplan.runtime.swapio import SwapFile
@@ -116,6 +116,7 @@ class Session:
                                  threads=self.options.threads, **hooks)
         for buffer in self.persistent:
             self.store(buffer, initial_value(self.graph, buffer, self.options.seed))
+        release_free_heap()  # the initial values' temporaries: not RSS for the whole run
 
     @property
     def persistent(self) -> list[str]:
