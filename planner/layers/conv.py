@@ -23,6 +23,11 @@ COL_BUDGET_BYTES = 1 << 20
 # Column workspace worth holding once per lane: beyond it (one sample of a 224x224, 64-channel
 # 3x3 convolution is 116 MB) a step runs in one lane rather than double its largest tensor
 LANE_WORKSPACE_MAX = 16 << 20
+# Elements added to every row of a column workspace: rows whose stride is a power of two bytes
+# (1024 columns) make OpenBLAS's packed panels collide in the cache; resnet18_cifar's first
+# stage, 64 x 576 x 1024, ran at 78-83 GFLOP/s against 95-100 with 16 more (64 bytes: rows
+# stay 64-byte aligned).
+COL_PAD = 16
 # The runtime cuts forward and calc_derivative into this many lanes of samples, each with its
 # own chunk workspace (the column budget shared among them), so that as many threads can run
 # them; the count is fixed, so the results are the same bits on any number of threads.
@@ -36,6 +41,8 @@ def conv_chunk(batch: int, rows: int, cols: int, lanes: int = 1) -> int:
     by_cols = -(-COL_MIN_COLUMNS // cols)
     by_bytes = COL_BUDGET_BYTES // lanes // (4 * rows * cols)
     most = max(1, min(lane_batch, max(by_cols, by_bytes)))
+    if lanes > 1:  # smaller chunks rather than one lane: every lane's within LANE_WORKSPACE_MAX
+        most = max(1, min(most, LANE_WORKSPACE_MAX // (lanes * 4 * rows * cols)))
     return -(-lane_batch // -(-lane_batch // most))  # as many chunks, evened out
 
 
@@ -142,7 +149,8 @@ def derivative_as_convolution(stride, out, plane, kernel, batch: int, channels: 
 
 def step_lanes(batch: int, rows: int, cols: int) -> int:
     """Lanes of samples a forward or calc_derivative step runs, each with its own column
-    workspace: LANES, or one when so many workspaces would exceed LANE_WORKSPACE_MAX."""
+    workspace: LANES (their chunks shrunk until together they fit LANE_WORKSPACE_MAX), or one
+    when even a sample per lane would exceed it."""
     g = conv_chunk(batch, rows, cols, LANES)
     return LANES if LANES * 4 * rows * g * cols <= LANE_WORKSPACE_MAX else 1
 
@@ -160,11 +168,11 @@ def _conv_helpers(batch, rows, cols, filt, pointwise, wide_cols=None, flipped=Fa
     """im2col workspaces for one chunk of samples, each living in its own step only.
 
     Every step makes one matrix product per chunk with the chunk's samples side by side:
-    columns (rows, chunk, cols) — unless the convolution is pointwise and a chunk is one
+    columns (rows, chunk x cols) — unless the convolution is pointwise and a chunk is one
     sample, when the input itself is the column matrix — and, when a chunk has several
-    samples, the output (forward) or output gradient (backward) laid out (filters, chunk,
+    samples, the output (forward) or output gradient (backward) laid out (filters, chunk x
     cols) — calc_derivative's always when its rows are wide (``wide_grid``: ``wide_cols``
-    columns per sample).
+    columns per sample); every row of these workspaces is COL_PAD elements longer.
     Forward and calc_derivative run ``step_lanes`` lanes of samples (``LANES``, or one where
     that many workspaces would be too large), each with its own chunk workspace (a leading
     lane axis). So does calc_gradient when ``gradient_in_sample_lanes``,
@@ -190,19 +198,20 @@ def _conv_helpers(batch, rows, cols, filt, pointwise, wide_cols=None, flipped=Fa
             lanes = step_lanes(batch, step_rows, width)
             lead = (lanes,)
         g = conv_chunk(batch, step_rows, width, lanes)
-        if not (pointwise and g == 1):
-            helpers.append(Helper(f"col_{step}", (*lead, step_rows, g, width), (step,)))
+        if not (pointwise and g == 1):  # (rows, chunk x width) with padded rows
+            helpers.append(Helper(f"col_{step}", (*lead, step_rows, g * width + COL_PAD),
+                                  (step,)))
         if flip:
             channels = rows // taps
             per_group = numel(filt.shape) // (channels * taps)  # filters per group
             helpers.append(Helper("filter_flipped", (channels, per_group, *filt.shape[2:]),
                                   (step,)))
             if g > 1:
-                helpers.append(Helper("dx_t_calc_derivative", (*lead, channels, g, width),
-                                      (step,)))
+                helpers.append(Helper("dx_t_calc_derivative",
+                                      (*lead, channels, g * width + COL_PAD), (step,)))
         elif g > 1 or wide:
             name = "out_t_forward" if step == F else f"grad_t_{step}"
-            helpers.append(Helper(name, (*lead, filt.shape[0], g, width), (step,)))
+            helpers.append(Helper(name, (*lead, filt.shape[0], g * width + COL_PAD), (step,)))
         if step == CG and sample_lanes:
             helpers.append(Helper("filter_grad_lanes", (LANES, *filt.shape), (CG,)))
         if step == CG and g < batch:  # (an op too small for threads runs in one lane)

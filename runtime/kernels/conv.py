@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from trainplan.planner.layers.base import pair
-from trainplan.planner.layers.conv import padding, wide_grid
+from trainplan.planner.layers.conv import COL_PAD, padding, wide_grid
 from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, flat, register, view
 from trainplan.runtime.kernels.parallel import split
 from trainplan.runtime.kernels.windows import (
@@ -108,8 +108,19 @@ def _chunk_size(ctx: LayerCtx, g: ConvGeom, step: str) -> int:
     """Samples per chunk of the step (the column helper's; 1 when the input is the columns)."""
     col = ctx.helpers.get(f"col_{step}")
     if col is None:
-        return 1 if g.pointwise else ctx.helper(f"col_{step}").shape[-2]  # KernelError
-    return col.shape[-2]
+        return 1 if g.pointwise else ctx.helper(f"col_{step}").shape[-1]  # KernelError
+    return _samples(col, g.gcols)
+
+
+def _samples(col: np.ndarray, width: int) -> int:
+    """Samples per chunk of a column helper (rows, chunk x width + COL_PAD)."""
+    return (col.shape[-1] - COL_PAD) // width
+
+
+def _col_matrix(buf: np.ndarray, rows: int, length: int) -> np.ndarray:
+    """The leading bytes of a column helper as a (rows, length) matrix whose rows are COL_PAD
+    elements longer (planner/layers/conv.py: a power-of-two row stride slows BLAS)."""
+    return _prefix(buf, (rows, length + COL_PAD))[:, :length]
 
 
 def _ranges(samples: slice, size: int):
@@ -119,11 +130,17 @@ def _ranges(samples: slice, size: int):
 
 
 def _col6(buf: np.ndarray, g: ConvGeom, n: int) -> np.ndarray:
-    """A (rows, n, cols) column buffer viewed (n, c, kh, kw, oh, ow) for im2col/col2im, or
-    (n, c, kh, kw, oh * w) when the rows are wide."""
+    """A column helper's (rows, n x cols) matrix viewed (n, c, kh, kw, oh, ow) for
+    im2col/col2im, or (n, c, kh, kw, oh * w) when the rows are wide."""
+    m = _col_matrix(buf, g.groups * g.rows, n * g.gcols)
     if g.wide:
-        return _prefix(buf, (g.channels, *g.kernel, n, g.gcols)).transpose(3, 0, 1, 2, 4)
-    return _prefix(buf, (g.channels, *g.kernel, n, *g.out)).transpose(3, 0, 1, 2, 4, 5)
+        return view(m, (g.channels, *g.kernel, n, g.gcols)).transpose(3, 0, 1, 2, 4)
+    return view(m, (g.channels, *g.kernel, n, *g.out)).transpose(3, 0, 1, 2, 4, 5)
+
+
+def _col3(buf: np.ndarray, g: ConvGeom, n: int) -> np.ndarray:
+    """A column helper's matrix as the product sees it: (groups, rows, n x cols)."""
+    return view(_col_matrix(buf, g.groups * g.rows, n * g.gcols), (g.groups, g.rows, n * g.gcols))
 
 
 def _windows(ctx: LayerCtx, g: ConvGeom) -> np.ndarray | None:
@@ -152,24 +169,25 @@ def _columns(ctx: LayerCtx, col: np.ndarray | None, g: ConvGeom, n0: int, n1: in
         im2col(x[n0:n1, channels], col6, g.taps, g.shifts, windows)
     else:
         im2col_taps(x[n0:n1, channels], col6, g.taps, which, windows)
-    return _prefix(col, (g.groups, g.rows, (n1 - n0) * g.cols))
+    return _col3(col, g, n1 - n0)
 
 
 def _transposed(dy3: np.ndarray, buf: np.ndarray | None, g: ConvGeom, n0: int, n1: int,
                 filters: slice = slice(None)) -> np.ndarray:
     """The chunk's output gradient as (groups, filters / groups, n * cols); several samples,
     or wide rows (zeros past the real outputs), are copied (the ``filters`` only) into ``buf``
-    laid out (filters, n, cols)."""
+    laid out (filters, n x cols), its rows padded as a column helper's."""
     fg = g.filters // g.groups
     if n1 - n0 == 1 and not g.wide:
         return view(dy3[n0], (g.groups, fg, g.cols))
+    m = _col_matrix(buf, g.filters, (n1 - n0) * g.gcols)
     if g.wide:
-        out = _prefix(buf, (g.filters, n1 - n0, g.out[0], g.grid_width))
+        out = view(m, (g.filters, n1 - n0, g.out[0], g.grid_width))
         dy4 = view(dy3, (g.batch, g.filters, *g.out))
         np.copyto(out[filters, :, :, :g.out[1]], dy4[n0:n1, filters].transpose(1, 0, 2, 3))
         out[filters, :, :, g.out[1]:] = 0
     else:
-        out = _prefix(buf, (g.filters, n1 - n0, g.cols))
+        out = view(m, (g.filters, n1 - n0, g.cols))
         np.copyto(out[filters], dy3[n0:n1, filters].transpose(1, 0, 2))
     return view(out, (g.groups, fg, (n1 - n0) * g.gcols))
 
@@ -202,7 +220,8 @@ def conv_forward(ctx: LayerCtx) -> None:
             if n1 - n0 == 1:
                 np.matmul(w3, cols, out=view(y3[n0], (g.groups, fg, g.cols)))
             else:
-                buf = _prefix(out_t[k], (g.groups, fg, (n1 - n0) * g.cols))
+                buf = view(_col_matrix(out_t[k], g.filters, (n1 - n0) * g.cols),
+                           (g.groups, fg, (n1 - n0) * g.cols))
                 np.matmul(w3, cols, out=buf)
                 np.copyto(y3[n0:n1], view(buf, (g.filters, n1 - n0, g.cols)).transpose(1, 0, 2))
             if bias is not None:
@@ -298,7 +317,7 @@ def _transposed_view(dy3: np.ndarray, buf: np.ndarray | None, g: ConvGeom, n0: i
     fg = g.filters // g.groups
     if n1 - n0 == 1:
         return view(dy3[n0], (g.groups, fg, g.cols))
-    return _prefix(buf, (g.groups, fg, (n1 - n0) * g.cols))
+    return view(_col_matrix(buf, g.filters, (n1 - n0) * g.cols), (g.groups, fg, (n1 - n0) * g.cols))
 
 
 def _derivative_as_convolution(ctx: LayerCtx, g: ConvGeom) -> None:
@@ -316,18 +335,19 @@ def _derivative_as_convolution(ctx: LayerCtx, g: ConvGeom) -> None:
     dx3 = view(dx, (g.batch, g.channels, g.cols))
     col, dx_t = ctx.helpers["col_calc_derivative"], ctx.helpers.get("dx_t_calc_derivative")
     _declared_lanes(ctx, col)
-    size, lanes = col.shape[-2], split(g.batch, ctx.lanes)
+    size, lanes = _samples(col, g.cols), split(g.batch, ctx.lanes)
 
     def lane(k: int) -> None:
         for n0, n1 in _ranges(lanes[k], size):
             n = n1 - n0
-            col6 = _prefix(col[k], (g.filters, kh, kw, n, *g.out)).transpose(3, 0, 1, 2, 4, 5)
+            m = _col_matrix(col[k], g.filters * kh * kw, n * g.cols)
+            col6 = view(m, (g.filters, kh, kw, n, *g.out)).transpose(3, 0, 1, 2, 4, 5)
             im2col(dy[n0:n1], col6, g.taps, g.shifts)
-            cols = _prefix(col[k], (g.groups, fg * kh * kw, n * g.cols))
+            cols = view(m, (g.groups, fg * kh * kw, n * g.cols))
             if n == 1:
                 np.matmul(wf3, cols, out=view(dx[n0], (g.groups, cg, g.cols)))
             else:
-                buf = _prefix(dx_t[k], (g.groups, cg, n * g.cols))
+                buf = view(_col_matrix(dx_t[k], g.channels, n * g.cols), (g.groups, cg, n * g.cols))
                 np.matmul(wf3, cols, out=buf)
                 np.copyto(dx3[n0:n1], view(buf, (g.channels, n, g.cols)).transpose(1, 0, 2))
 
@@ -355,7 +375,7 @@ def conv_calc_derivative(ctx: LayerCtx) -> None:
             if col is None:
                 np.matmul(w3t, grads, out=view(dx[n0], (g.groups, g.rows, g.cols)))
                 continue
-            np.matmul(w3t, grads, out=_prefix(col[k], (g.groups, g.rows, (n1 - n0) * g.gcols)))
+            np.matmul(w3t, grads, out=_col3(col[k], g, n1 - n0))
             if g.wide:
                 col2im_wide(_col6(col[k], g, n1 - n0), dx[n0:n1], g.taps, g.run)
             else:

@@ -200,7 +200,7 @@ def test_calc_gradient_lanes_follow_the_filter_size():
     assert small.helpers["filter_grad_lanes"].shape == (2, 4, 3, 3, 3)
     assert small.helpers["col_calc_gradient"].shape[0] == 2  # a workspace per lane
     assert "filter_grad_lanes" not in large.helpers
-    assert large.helpers["col_calc_gradient"].ndim == 3
+    assert large.helpers["col_calc_gradient"].ndim == 2  # one (rows, columns) workspace
 
 
 def test_same_convolutions_take_their_derivative_as_a_convolution():
@@ -215,3 +215,27 @@ def test_same_convolutions_take_their_derivative_as_a_convolution():
                                                        "padding": 1})
     assert "filter_flipped" not in wider.helpers
     assert wider.helpers["col_calc_derivative"].shape[1] == 3 * 9
+
+
+def test_large_convolutions_run_two_lanes_of_smaller_chunks():
+    """resnet18_cifar's third stage (2,304 x 64 columns a sample, batch 32): two lanes of 8
+    samples fit LANE_WORKSPACE_MAX where 16 did not (it ran on one thread); a sample too large
+    for two workspaces (224 x 224, 64 channels) keeps one lane."""
+    from trainplan.planner.layers.conv import LANE_WORKSPACE_MAX, conv_chunk, step_lanes
+
+    assert step_lanes(32, 2304, 64) == 2 and conv_chunk(32, 2304, 64, 2) == 8
+    assert 2 * 4 * 2304 * 8 * 64 <= LANE_WORKSPACE_MAX
+    assert step_lanes(32, 576, 224 * 224) == 1
+
+
+def test_column_workspace_rows_are_padded_off_a_power_of_two():
+    """A chunk of 1,024 columns (4 KiB rows) makes OpenBLAS's panels collide in the cache: every
+    column and transposed workspace row is COL_PAD elements longer, and the kernels' results
+    do not depend on it (the finite-difference and thread tests above run on padded rows)."""
+    from trainplan.planner.layers.conv import COL_PAD
+
+    ctx = standalone_ctx("conv2d", [(4, 8, 16, 16)], {"filters": 8, "kernel_size": 3,
+                                                      "padding": 1})
+    for name in ("col_forward", "col_calc_gradient", "col_calc_derivative"):
+        width = ctx.helpers[name].shape[-1]
+        assert (width - COL_PAD) % 256 == 0 and width % 256 == COL_PAD, (name, width)

@@ -169,18 +169,30 @@ def test_the_runtime_refuses_a_plan_it_cannot_run(tmp_path):
     assert os.listdir(tmp_path) == []  # refused before a swap file exists
 
 
+SET_UP_GROWTH = """
+import gc, psutil
+from trainplan.planner.build import build_training_graph
+from trainplan.planner.plan_training import plan_training
+from trainplan.planner.zoo import get_model
+from trainplan.runtime.session import Session
+graph = build_training_graph(get_model("resnet18_cifar", batch=2))
+plan = plan_training(graph, offsets="greedy_size")
+gc.collect()
+before = psutil.Process().memory_info().rss
+with Session(graph, plan):
+    grown = psutil.Process().memory_info().rss - before
+print(grown, sum(b.nbytes for b in plan.buffers if b.persistent))
+"""
+
+
 def test_setting_up_a_session_keeps_no_freed_heap_in_rss():
     """Drawing resnet18_cifar's initial weights frees ~28 MB of float64 temporaries that the C
-    heap would keep in RSS for the whole run: set-up grows RSS by the persistent buffers'
-    bytes (the arena pages it writes) and a few MB, not by them too."""
-    import psutil
+    heap would keep in RSS for the whole run: set-up grows a fresh process's RSS by the
+    persistent buffers' bytes (the arena pages it writes) and a few MB, not by them too."""
+    import subprocess
+    import sys
 
-    graph = build_training_graph(get_model("resnet18_cifar", batch=2))
-    plan = plan_training(graph, offsets="greedy_size")
-    persistent = sum(b.nbytes for b in plan.buffers if b.persistent)
-    gc.collect()
-    process = psutil.Process()
-    before = process.memory_info().rss
-    with Session(graph, plan):
-        grown = process.memory_info().rss - before
+    out = subprocess.run([sys.executable, "-c", SET_UP_GROWTH], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    grown, persistent = map(int, out.split())
     assert grown < persistent + (8 << 20), (grown, persistent)
