@@ -14,6 +14,7 @@ and an optimizer update runs in lanes of its weight's elements.
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -26,7 +27,7 @@ from trainplan.planner.order import ExecutionOrder
 from trainplan.runtime.bind import Binding, bind, layer_tensors
 from trainplan.runtime.kernels.base import LayerCtx, flat
 from trainplan.runtime.kernels.parallel import LANES, over_lanes
-from trainplan.runtime.kernels.threads import BLAS, ThreadPolicy
+from trainplan.runtime.kernels.threads import BLAS, OpThreads, ThreadPolicy
 from trainplan.runtime.optimizers import Hyper, apply_gradient
 
 
@@ -70,6 +71,7 @@ class Executor:
         self.bindings = {op: bind(graph, op, layers[graph.nodes[op]["layer"]], index)
                          for ops in self.ops_at for op in ops}
         self.policy = ThreadPolicy(pinned=threads)
+        self.op_threads = OpThreads()
         nodes = graph.nodes
         self.op_work = {op: (float(nodes[op]["flops"]),
                              float(sum(nodes[t]["nbytes"] for t in (*graph.pred[op],
@@ -157,10 +159,17 @@ class Executor:
         return result
 
     def _run(self, b: Binding, e: int, result: StepResult) -> None:
-        ctx = self.context(b, e)
         small = self.op_small[b.op]
-        threads = 1 if small else self.policy.available()
-        lanes = 1 if small else LANES
+        if small:
+            self._step(b, e, result, 1, 1)
+            return
+        threads = self.op_threads.threads(b.op, self.policy.available())
+        began = time.perf_counter()
+        self._step(b, e, result, threads, LANES)
+        self.op_threads.record(b.op, threads, time.perf_counter() - began)
+
+    def _step(self, b: Binding, e: int, result: StepResult, threads: int, lanes: int) -> None:
+        ctx = self.context(b, e)
         self.threads_at[e] = max(self.threads_at[e], threads)
         if b.step == "apply_gradient":
             BLAS.set(1)

@@ -18,11 +18,17 @@ process holds a core, which lanes, blocking rather than spinning, do not); a ker
 ``blas`` (the LSTM, whose time steps are sequential products) gives the op's threads to BLAS
 instead.
 
+An op large enough for threads is also timed on one thread and on the threads it would get,
+alternately, over its first runs (``TRIALS`` each): when the extra threads do not make it
+faster — small kernels whose lanes spend their time in Python, holding the GIL, as lenet5's
+do — it runs on one thread from then on (``OpThreads``). The choice is the op's lanes' thread
+count, never their cut, so it changes timings only.
+
 >>> policy = ThreadPolicy(pinned=2, cores=2)
 >>> policy.threads_for(flops=1e3, nbytes=1e3), policy.threads_for(flops=1e9, nbytes=1e6)
 (1, 2)
 >>> policy.describe()
-'pinned to 2 threads; ops under 100 us on one'
+'pinned to 2 threads; on one: ops under 100 us and ops more threads did not speed up'
 """
 
 from __future__ import annotations
@@ -123,4 +129,43 @@ class ThreadPolicy:
     def describe(self) -> str:
         head = (f"pinned to {self.pinned} threads" if self.pinned is not None
                 else f"up to {self.cores} threads, fewer while other processes keep cores busy")
-        return f"{head}; ops under {self.min_op_seconds * 1e6:.0f} us on one"
+        return (f"{head}; on one: ops under {self.min_op_seconds * 1e6:.0f} us and ops more "
+                "threads did not speed up")
+
+
+TRIALS = 3  # runs an op is timed on one thread, and as many on more, before the choice
+GAIN = 0.9  # more threads must take at most this fraction of one thread's time
+
+
+@dataclass
+class OpThreads:
+    """Per op, whether more than one thread pays, measured on its first runs: until ``TRIALS``
+    runs on one thread and as many on more were timed, the op alternates between them; then
+    it keeps more threads only if their best time is at most ``GAIN`` times one thread's."""
+
+    times: dict[str, dict[bool, list[float]]] = field(default_factory=dict)
+    single: dict[str, bool] = field(default_factory=dict)
+
+    def threads(self, op: str, available: int) -> int:
+        """Threads for ``op`` now, given ``available``."""
+        if available <= 1 or self.single.get(op, False):
+            return 1
+        if op in self.single:
+            return available
+        seen = self.times.setdefault(op, {False: [], True: []})
+        return 1 if len(seen[False]) <= len(seen[True]) else available
+
+    def record(self, op: str, threads: int, seconds: float) -> None:
+        """``op`` ran on ``threads`` threads in ``seconds``."""
+        seen = self.times.get(op)
+        if seen is None or op in self.single:
+            return
+        seen[threads > 1].append(seconds)
+        if min(len(seen[False]), len(seen[True])) >= TRIALS:
+            self.single[op] = min(seen[True]) > GAIN * min(seen[False])
+            del self.times[op]
+
+    @property
+    def deciding(self) -> bool:
+        """Whether some op is still being timed."""
+        return bool(self.times)

@@ -146,3 +146,45 @@ def test_one_thread_two_threads_and_the_policy_train_the_same_bits(name, kw):
             threads_used = set(s.executor.threads_at) - {0}
             assert threads_used <= ({1} if threads == 1 else {1, 2})
     assert len(shas) == 1
+
+
+def test_an_op_keeps_one_thread_when_more_did_not_speed_it_up():
+    """Ops alternate between one thread and more over their first runs; an op whose best run
+    on more threads is not below GAIN x its best on one stays on one, the others get all."""
+    from trainplan.runtime.kernels.threads import GAIN, TRIALS, OpThreads
+
+    tuner = OpThreads()
+    runs = {"gil_bound": {1: 1.0, 2: 0.97}, "parallel": {1: 1.0, 2: 0.55}}
+    seen = {op: [] for op in runs}
+    for _ in range(2 * TRIALS):
+        for op, seconds in runs.items():
+            n = tuner.threads(op, available=2)
+            seen[op].append(n)
+            tuner.record(op, n, seconds[n])
+    assert seen["gil_bound"] == [1, 2] * TRIALS  # alternated while deciding
+    assert not tuner.deciding
+    assert tuner.threads("gil_bound", 2) == 1 and tuner.threads("parallel", 2) == 2
+    assert tuner.threads("parallel", 1) == 1  # a busy machine still decides first
+    assert 0.97 > GAIN * 1.0 > 0.55
+
+
+def test_a_run_whose_ops_choose_their_threads_trains_the_same_bits():
+    """The choice is which thread runs an op's lanes, never their cut: two threads, with every
+    op timed and decided along the way, give one thread's bits."""
+    from trainplan.runtime.data import synthetic
+    from trainplan.runtime.kernels.threads import TRIALS
+    from trainplan.runtime.session import Session
+
+    graph = build_training_graph(get_model("lenet5", batch=16))
+    plan = plan_training(graph, offsets="greedy_size")
+    batch = synthetic(graph, 16, seed=3).arrays
+    shas = []
+    for threads in (1, 2):
+        with Session(graph, plan, SessionOptions(threads=threads)) as s:
+            for _ in range(2 * TRIALS + 1):
+                s.step(batch)
+            shas.append(s.weights_sha256())
+            assert not s.executor.op_threads.deciding
+            if threads == 2:
+                assert s.executor.op_threads.single  # the ops large enough for lanes
+    assert shas[0] == shas[1]
