@@ -80,6 +80,7 @@ class Executor:
         # an op too small for threads runs in one lane, the others in LANES: fixed per op, so
         # the bits do not depend on the threads the policy grants
         self.op_small = {op: self.policy.small(*work) for op, work in self.op_work.items()}
+        self.op_tuned = {op: self.policy.tuned(*work) for op, work in self.op_work.items()}
         self.threads_at = [0] * eo.n_eo  # the most threads an op of each EO got last time
         self.replays = {e: [self._replay_binding(op) for op in ops]
                         for e, ops in (replays or {}).items()}
@@ -163,7 +164,11 @@ class Executor:
         if small:
             self._step(b, e, result, 1, 1)
             return
-        threads = self.op_threads.threads(b.op, self.policy.available())
+        threads = self.policy.available()
+        if not self.op_tuned[b.op]:
+            self._step(b, e, result, threads, LANES)
+            return
+        threads = self.op_threads.threads(b.op, threads)
         began = time.perf_counter()
         self._step(b, e, result, threads, LANES)
         self.op_threads.record(b.op, threads, time.perf_counter() - began)

@@ -18,7 +18,8 @@ process holds a core, which lanes, blocking rather than spinning, do not); a ker
 ``blas`` (the LSTM, whose time steps are sequential products) gives the op's threads to BLAS
 instead.
 
-An op large enough for threads is also timed on one thread and on the threads it would get,
+An op large enough for threads but estimated under TUNED_BELOW_S is also timed on one thread
+and on the threads it would get,
 alternately, over its first runs (``TRIALS`` each): when the extra threads do not make it
 faster — small kernels whose lanes spend their time in Python, holding the GIL, as lenet5's
 do — it runs on one thread from then on (``OpThreads``). The choice is the op's lanes' thread
@@ -122,6 +123,10 @@ class ThreadPolicy:
         """An op too small for more than one thread (fixed by its size, not by the load)."""
         return self.estimate(flops, nbytes) < self.min_op_seconds
 
+    def tuned(self, flops: float, nbytes: float) -> bool:
+        """An op whose threads are decided by timing its first runs (``OpThreads``)."""
+        return not self.small(flops, nbytes) and self.estimate(flops, nbytes) < TUNED_BELOW_S
+
     def threads_for(self, flops: float, nbytes: float) -> int:
         """Threads for one op of ``flops`` touching ``nbytes``."""
         return 1 if self.small(flops, nbytes) else self.available()
@@ -135,6 +140,9 @@ class ThreadPolicy:
 
 TRIALS = 3  # runs an op is timed on one thread, and as many on more, before the choice
 GAIN = 0.9  # more threads must take at most this fraction of one thread's time
+# Ops estimated above this take their threads untimed: their lanes are long numpy and BLAS
+# calls that release the GIL, and alternating them over the first iterations would slow those
+TUNED_BELOW_S = 1e-3
 
 
 @dataclass

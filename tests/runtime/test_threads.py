@@ -188,3 +188,10 @@ def test_a_run_whose_ops_choose_their_threads_trains_the_same_bits():
             if threads == 2:
                 assert s.executor.op_threads.single  # the ops large enough for lanes
     assert shas[0] == shas[1]
+
+
+def test_only_ops_under_a_millisecond_are_timed_to_choose_their_threads():
+    """Small ops run on one thread anyway, and long ones take their threads untimed."""
+    policy = ThreadPolicy(pinned=2, cores=2)
+    assert not policy.tuned(**SMALL) and not policy.tuned(**LARGE)
+    assert policy.tuned(flops=2e7, nbytes=1e5)  # about 0.4 ms
