@@ -19,11 +19,10 @@ process holds a core, which lanes, blocking rather than spinning, do not); a ker
 instead.
 
 An op large enough for threads but estimated under TUNED_BELOW_S is also timed on one thread
-and on the threads it would get,
-alternately, over its first runs (``TRIALS`` each): when the extra threads do not make it
-faster — small kernels whose lanes spend their time in Python, holding the GIL, as lenet5's
-do — it runs on one thread from then on (``OpThreads``). The choice is the op's lanes' thread
-count, never their cut, so it changes timings only.
+and on the threads it would get, alternately, over its first runs (``TRIALS`` each): when the
+extra threads do not make it faster — small kernels whose lanes spend their time in Python,
+holding the GIL, as lenet5's do — it runs on one thread from then on (``OpThreads``). The
+choice is the op's lanes' thread count, never their cut, so it changes timings only.
 
 >>> policy = ThreadPolicy(pinned=2, cores=2)
 >>> policy.threads_for(flops=1e3, nbytes=1e3), policy.threads_for(flops=1e9, nbytes=1e6)
