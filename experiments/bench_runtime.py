@@ -79,6 +79,9 @@ class PeakMeter:
     def __init__(self):
         import psutil
 
+        from trainplan.runtime.layout import release_free_heap
+
+        release_free_heap()  # freed heap in the baseline would be "released" by training
         self.baseline = psutil.Process().memory_info().rss
         self.kinds = _rss_kinds()
         try:

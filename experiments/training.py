@@ -31,6 +31,7 @@ def run_training(graph: nx.DiGraph, plan: TrainingPlan | None, *, dataset: str =
     ``dataset`` (digits with a test split, or ``samples`` synthetic ones, default 8 batches)
     for ``epochs`` (default 1) or exactly ``iterations``."""
     from trainplan.runtime.data import digits, synthetic
+    from trainplan.runtime.layout import release_free_heap
     from trainplan.runtime.session import Session, SessionOptions
     from trainplan.runtime.train import reset_peak_rss, rss_bytes, train
 
@@ -44,7 +45,9 @@ def run_training(graph: nx.DiGraph, plan: TrainingPlan | None, *, dataset: str =
     options = SessionOptions(seed=seed, learning_rate=learning_rate
                              or default_learning_rate(graph), swap_dir=swap_dir,
                              swap_through=swap_through, threads=threads)
-    # before the session allocates the arena; the peak counts from here (where the OS lets us)
+    # before the session allocates the arena; the peak counts from here (where the OS lets us),
+    # without the freed heap the session's set-up hands back (runtime/layout.py)
+    release_free_heap()
     baseline = rss_bytes() if reset_peak_rss() else None
     session = Session(graph, plan, options) if plan is not None else Session.reference(
         graph, options, order=order)

@@ -56,6 +56,9 @@ def check_plan_for(graph: nx.DiGraph, plan: TrainingPlan) -> None:
         raise InvalidPlan(f"the plan was made for {wrong}; plan this graph again")
 
 
+FED_ROLES = ("input", "label")  # tensors the runtime fills from each batch (runtime/data.py)
+
+
 def graph_steps(graph: nx.DiGraph, eo: ExecutionOrder,
                 buffer_of: Mapping[str, str] | None = None,
                 replays: Sequence[Replay] = ()) -> list[Step]:
@@ -67,8 +70,18 @@ def graph_steps(graph: nx.DiGraph, eo: ExecutionOrder,
     runs = [(r.eo, -1, i, r.op, *replay_edges(graph, r.op)) for i, r in enumerate(replays)]
     runs += [(e, 0, 0, op, list(graph.pred[op]), list(graph.succ[op]))
              for op, e in eo.op_eo.items()]
+    runs.sort(key=lambda r: r[:3])
+    # a batch's inputs and labels are written by the data feed every iteration, before their
+    # first reader: that reader's step counts as writing them (storage no longer holds them)
+    fed = {t for t, d in nodes(data=True) if d.get("role") in FED_ROLES
+           and graph.in_degree(t) == 0}
+    first_reader = {}
+    for k, (*_, rd, _wr) in enumerate(runs):
+        for t in fed.intersection(rd):
+            first_reader.setdefault(t, k)
     steps = []
-    for e, again, _, op, rd, wr in sorted(runs, key=lambda r: r[:3]):
+    for i, (e, again, _, op, rd, wr) in enumerate(runs):
+        written = [*wr, *(t for t, k in first_reader.items() if k == i)]
         d = nodes[op]
         steps.append(Step(
             eo=e, kind=d["step"], layer=d["layer"],
@@ -77,7 +90,7 @@ def graph_steps(graph: nx.DiGraph, eo: ExecutionOrder,
             bytes_touched=d.get("bytes_touched") or sum(nodes[t]["nbytes"] for t in rd + wr),
             gather_rows=int(d.get("gather_rows", 0)),
             reads=tuple(dict.fromkeys(root[t] for t in rd if t in root)),
-            writes=tuple(dict.fromkeys(root[t] for t in wr if t in root)), name=op,
+            writes=tuple(dict.fromkeys(root[t] for t in written if t in root)), name=op,
             recompute=again < 0))
     return steps
 

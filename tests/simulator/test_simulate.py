@@ -128,3 +128,16 @@ def test_timeline_json_round_trip(graphs):
     assert list(again.events.columns) == list(tl.events.columns)
     assert np.allclose(again.events["end_s"], tl.events["end_s"])
     assert len(again.transfers) == len(tl.transfers)
+
+
+def test_a_fed_label_is_written_again_every_iteration():
+    """The data feed writes a batch's labels every iteration, so storage's copy from the last
+    one is stale: a plan that evicts the label writes it each iteration, and the simulator
+    moves the plan's bytes in every iteration, not only the first."""
+    graph = build_training_graph(get_model("lenet5", batch=4))
+    plan = plan_training(graph, budget=900_000, swap="belady")
+    assert any(e.buffer == "loss:label" and e.write for e in plan.evictions)
+    tr = simulate(graph, plan, PI, iterations=3).transfers
+    moved = tr[~tr["skipped"].astype(bool)]
+    written = moved[moved["kind"] == "write"].groupby("iteration")["nbytes"].sum()
+    assert list(written) == [plan.bytes_written] * 3
