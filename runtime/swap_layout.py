@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from trainplan.runtime.layout import ArenaLayout
-from trainplan.runtime.swapio import PAGE, SwapFile, Ticket
+from trainplan.runtime.swapio import SwapFile, Ticket, page_round
 
 
 class SwapController:
@@ -26,7 +26,7 @@ class SwapController:
         self.slot, end = {}, 0
         for buffer in moving:
             self.slot[buffer] = end
-            end += -(-layout.nbytes[buffer] // PAGE) * PAGE  # whole pages: cache advice
+            end += page_round(layout.nbytes[buffer])  # whole pages: cache advice
         self.file_bytes = end
         self.fetch_at = _by(plan.prefetches, "start_eo")
         self.evict_at = _by(plan.evictions, "after_eo")

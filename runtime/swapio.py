@@ -48,6 +48,26 @@ PAGE = 4096  # the span of cache advice rounds up to whole pages
 SWITCH_INTERVAL_S = 2e-4
 
 
+def page_round(nbytes: int) -> int:
+    """``nbytes`` rounded up to whole pages (the span a buffer's slot and its advice cover)."""
+    return -(-nbytes // PAGE) * PAGE
+
+
+def swap_request(fd: int, kind: str, buf: memoryview, offset: int, through: bool = True) -> int:
+    """One request as the swap file makes it (simulator/calibrate_storage.py times the same):
+    ``pwrite`` or ``preadv`` of ``buf`` at ``offset``; through to storage, a write is flushed
+    (``fdatasync``) and the pages moved are dropped from the cache. Returns the bytes moved."""
+    if kind == "write":
+        done = os.pwrite(fd, buf, offset)
+        if through:
+            os.fdatasync(fd)
+    else:
+        done = os.preadv(fd, [buf], offset)
+    if through:
+        os.posix_fadvise(fd, offset, page_round(done), os.POSIX_FADV_DONTNEED)
+    return done
+
+
 class SwapIOError(TrainplanError):
     """Swapping failed: the message says which transfer and why."""
 
@@ -191,21 +211,16 @@ class SwapFile:
             try:
                 if kind == "write":
                     data = _bytes(view)
-                    done = os.pwrite(self.fd, data, offset)
+                    done = swap_request(self.fd, kind, data, offset, self.through)
                     if done != len(data):
                         raise OSError(f"short write: {done} of {len(data)} bytes")
-                    if self.through:
-                        os.fdatasync(self.fd)
                     self.bytes_written += done
                 else:
                     target = memoryview(view.reshape(-1).view(np.uint8))
-                    done = os.preadv(self.fd, [target], offset)
+                    done = swap_request(self.fd, kind, target, offset, self.through)
                     if done != len(target):
                         raise OSError(f"short read: {done} of {len(target)} bytes at {offset}")
                     self.bytes_read += done
-                if self.through:
-                    os.posix_fadvise(self.fd, offset, -(-done // PAGE) * PAGE,
-                                     os.POSIX_FADV_DONTNEED)
                 ticket.ended, ticket.cpu_s = time.perf_counter(), time.thread_time() - cpu
                 ticket.finish()
             except BaseException as exc:  # handed to the waiter

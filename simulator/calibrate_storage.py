@@ -32,26 +32,11 @@ from collections.abc import Sequence
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-PAGE = 4096
+from trainplan.runtime.swapio import PAGE, page_round, swap_request
+
 REQUEST_SIZES = tuple(PAGE * 4**k for k in range(7))  # 4 KiB .. 16 MiB
 STORAGE_KEYS = ("read_latency", "read_bandwidth", "write_latency", "write_bandwidth")
 INTERFERENCE_KEYS = ("cpu_latency", "cpu_bandwidth")
-
-
-def page_round(nbytes: int) -> int:
-    """``nbytes`` rounded up to whole pages (the span a buffer's slot and its advice cover)."""
-    return -(-nbytes // PAGE) * PAGE
-
-
-def swap_request(fd: int, kind: str, buf: memoryview, offset: int) -> int:
-    """One request as the swap file makes it through to storage; returns the bytes moved."""
-    if kind == "write":
-        done = os.pwrite(fd, buf, offset)
-        os.fdatasync(fd)
-    else:
-        done = os.preadv(fd, [buf], offset)
-    os.posix_fadvise(fd, offset, page_round(done), os.POSIX_FADV_DONTNEED)
-    return done
 
 
 def fit_line(sizes: Sequence[float], seconds: Sequence[float]) -> tuple[float, float]:
