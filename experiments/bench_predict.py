@@ -190,6 +190,13 @@ def measure_swap_case(case: dict, args: argparse.Namespace) -> None:
     case["rounds"].append((m, mean_storage(before, after)))
 
 
+def stall_within(predicted: float, measured: float) -> bool:
+    """The acceptance for stalls: within STALL_TOLERANCE_PCT of the measured stall or within
+    STALL_TOLERANCE_S seconds of it."""
+    gap = abs(predicted - measured)
+    return bool(gap <= STALL_TOLERANCE_S or gap <= STALL_TOLERANCE_PCT / 100 * measured)
+
+
 def interference(args: argparse.Namespace) -> dict:
     """What swap requests take from computing, the mean of the probes taken each round."""
     return mean_storage(*args.interference)
@@ -200,37 +207,32 @@ def predict_swap(case: dict, profile: DeviceProfile, args: argparse.Namespace) -
     round of median measured time is the one reported and drawn."""
     rounds = sorted(case["rounds"], key=lambda r: r[0].summary.seconds_per_iteration)
     m, storage = rounds[(len(rounds) - 1) // 2]
-    storage = {**storage, **{k: interference(args)[k] for k in INTERFERENCE_KEYS}}
+    taken = interference(args)
+    storage = {**storage, **{k: taken[k] for k in INTERFERENCE_KEYS}}
     device = with_storage(profile, storage, "timed beside the measurement")
     tl, rec = compare(case["graph"], m, device)
     per_it = bytes_lined_up(tl, m.transfers, m.summary.iterations)
-    stall_gap = abs(rec["predicted_stall_s"] - rec["stall_s"])
     rec.update(swap=case["swap"], fraction=case["fraction"], budget_bytes=case["budget_bytes"],
                storage={k: storage[k] for k in (*STORAGE_KEYS, *INTERFERENCE_KEYS)},
                within_15pct=abs(rec["error_pct"]) <= TOLERANCE_PCT,
                stall_error_pct=error_pct(rec["predicted_stall_s"], rec["stall_s"]),
-               stall_ok=bool(stall_gap <= STALL_TOLERANCE_S
-                             or stall_gap <= STALL_TOLERANCE_PCT / 100 * rec["stall_s"]),
+               stall_ok=stall_within(rec["predicted_stall_s"], rec["stall_s"]),
                bytes_equal=bool(per_it["equal"].all()),
                transfers=int(len(m.transfers) // max(1, m.summary.iterations)))
     # the storage model alone: the measured op times in place of the profile's
     alone = storage_model_alone(case["graph"], case["plan"], device, m.events)
-    gap = abs(alone["stall_s"] - rec["stall_s"])
     rec.update(alone_predicted_s=round(alone["seconds"], 6),
                alone_error_pct=error_pct(alone["seconds"], rec["measured_s"]),
                alone_predicted_stall_s=round(alone["stall_s"], 6),
-               alone_stall_ok=bool(gap <= STALL_TOLERANCE_S
-                                   or gap <= STALL_TOLERANCE_PCT / 100 * rec["stall_s"]))
+               alone_stall_ok=stall_within(alone["stall_s"], rec["stall_s"]))
     # and with the storage the run's own transfers saw (the storage's drift left out too)
     seen = storage_seen(m.transfers)
     both = storage_model_alone(case["graph"], case["plan"],
                                with_storage(device, {**storage, **seen}), m.events)
-    gap = abs(both["stall_s"] - rec["stall_s"])
     rec.update(seen_storage=seen, seen_predicted_s=round(both["seconds"], 6),
                seen_error_pct=error_pct(both["seconds"], rec["measured_s"]),
                seen_predicted_stall_s=round(both["stall_s"], 6),
-               seen_stall_ok=bool(gap <= STALL_TOLERANCE_S
-                                  or gap <= STALL_TOLERANCE_PCT / 100 * rec["stall_s"]))
+               seen_stall_ok=stall_within(both["stall_s"], rec["stall_s"]))
     if case["fraction"] == min(float(f) for f in args.swap_fractions.split(",")) \
             and case["swap"] == SWAP_PLANNERS[-1]:
         figure = os.path.join(args.figures, f"predict_swap_{case['model']}.png")
