@@ -34,6 +34,77 @@ COL_PAD = 16
 LANES = 2
 
 
+# Winograd F(2x2, 3x3) (runtime/kernels/winograd.py) for 3x3 "same" stride-1 convolutions with
+# at least this many channels and filters: 16 products of 4 outputs each replace 36, so its
+# products do 4/9 of im2col's flops; its transforms cost passes over the input and output in
+# proportion to channels + filters, against products in proportion to channels x filters:
+# 64 channels ran no faster (resnet18_cifar's first stage), 128-512 a third faster.
+WINOGRAD_MIN_CHANNELS = 128
+# Each of its workspaces (transformed inputs, filters, products) holds at most this much:
+# chunks of samples and blocks of output channels are sized to it.
+WINOGRAD_BLOCK_BYTES = 4 << 20
+
+
+def winograd(kernel, stride, pad, dilation, groups: int, plane, channels: int,
+             filters: int) -> bool:
+    """Whether the runtime runs the convolution as Winograd F(2x2, 3x3): 3x3, stride 1,
+    padding 1, no dilation, one group, even planes, ``WINOGRAD_MIN_CHANNELS`` or more channels
+    and filters."""
+    return (tuple(kernel) == (3, 3) and tuple(stride) == (1, 1) and tuple(pad) == (1, 1)
+            and tuple(dilation) == (1, 1) and groups == 1
+            and plane[0] % 2 == 0 and plane[1] % 2 == 0
+            and min(channels, filters) >= WINOGRAD_MIN_CHANNELS)
+
+
+def _evened(total: int, most: int) -> int:
+    """Parts of at most ``most`` covering ``total``, as even as possible: the part size."""
+    most = max(1, min(total, most))
+    return -(-total // -(-total // most))
+
+
+def winograd_blocks(batch: int, source: int, outputs: int, plane) -> tuple[int, int]:
+    """(samples per chunk, output channels per block) of a Winograd step whose input has
+    ``source`` channels: a chunk's transformed input, a block's transformed filters and a
+    chunk-block's products each within WINOGRAD_BLOCK_BYTES."""
+    tiles = plane[0] // 2 * (plane[1] // 2)
+    n = _evened(batch, WINOGRAD_BLOCK_BYTES // (4 * 16 * tiles * source))
+    block = _evened(outputs, min(WINOGRAD_BLOCK_BYTES // (4 * 16 * source),
+                                 WINOGRAD_BLOCK_BYTES // (4 * 16 * n * tiles)))
+    return n, block
+
+
+def _winograd_helpers(batch: int, channels: int, filters: int, plane) -> list[Helper]:
+    """Workspaces of the three Winograd steps (runtime/kernels/winograd.py), each living in
+    its own step only. Forward and calc_derivative transform a chunk of their input (the
+    layer's input; the output gradient) channel-last — padded (``pad``), its tile rows
+    (``rows``), its 16 tile components (``v``) — then per block of outputs the filters
+    (``u``), the 16 products (``m``), the output transform's row pass (``s``) and the block's
+    output channel-last (``y``). calc_gradient transforms the input likewise and per block of
+    filters the output gradient (``dy``, row pass ``r``, components ``dm``), the products'
+    sum over the chunk's tiles (``du``) and, past the first chunk, its share of the filter
+    gradient (``part``)."""
+    h, w = plane
+    th, tw = h // 2, w // 2
+    helpers = []
+    for step, source, outputs in ((F, channels, filters), (CD, filters, channels),
+                                  (CG, channels, filters)):
+        n, block = winograd_blocks(batch, source, outputs, plane)
+        shapes = {"pad": (n, h + 2, w + 2, source), "rows": (4, n, th, w + 2, source),
+                  "v": (16, n, th, tw, source)}
+        if step == CG:
+            shapes |= {"dy": (n, h, w, block), "r": (2, n, th, w, block),
+                       "dm": (16, n * th * tw, block), "du": (16, block, source)}
+            if n < batch:
+                shapes["part"] = (block * source, 9)
+        else:
+            shapes |= {"u": (block, 16, source) if step == F else (source, 16, block),
+                       "m": (16, n * th * tw, block), "s": (2, 4, n, th, tw, block),
+                       "y": (n, h, w, block)}
+        helpers += [Helper(f"wino_{name}_{step}", shape, (step,))
+                    for name, shape in shapes.items()]
+    return helpers
+
+
 def conv_chunk(batch: int, rows: int, cols: int, lanes: int = 1) -> int:
     """Samples per im2col chunk for a (rows, cols) per-sample column matrix, in one of
     ``lanes`` lanes of samples sharing the column budget."""
@@ -105,6 +176,13 @@ def realise_conv2d(inputs, props, compat):
     if props.get("bias", True):
         weights["bias"] = Weight((filters,), read_at_derivative=False)
     mac = b * filters * oh * ow * (c // groups) * k[0] * k[1]
+    if not compat and winograd(k, s, p, d, groups, (h, w), c, filters):
+        # 16 products per 2x2 tile of outputs, (channels x filters) each; transforms of the
+        # input and output tiles and of the filters in element-wise passes
+        work = 2 * 16 * (b * h * w // 4) * c * filters + 6 * b * h * w * (c + filters)
+        return Realised(outputs=[(b, filters, oh, ow)], weights=weights,
+                        helpers=_winograd_helpers(b, c, filters, (h, w)),
+                        flops={F: work, CG: work, CD: work}, input_steps=frozenset({F, CG}))
     pointwise = (k, s, p) == ((1, 1), (1, 1), (0, 0))
     flipped = derivative_as_convolution(s, (oh, ow), (h, w), k, b, c, filters)
     wide = not flipped and wide_grid(s, p, ow, w)

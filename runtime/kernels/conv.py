@@ -1,4 +1,5 @@
-"""Convolution kernels (grouped, strided, dilated, padded).
+"""Convolution kernels (grouped, strided, dilated, padded); 3x3 "same" convolutions with many
+channels run as Winograd F(2x2, 3x3) (runtime/kernels/winograd.py).
 
 Convolution is im2col plus one BLAS product per chunk of samples, the chunk's samples side by
 side in the columns. The chunk size is read off the declared column helpers
@@ -26,6 +27,11 @@ from trainplan.planner.layers.base import pair
 from trainplan.planner.layers.conv import COL_PAD, padding, wide_grid
 from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, flat, register, view
 from trainplan.runtime.kernels.parallel import split
+from trainplan.runtime.kernels.winograd import (
+    winograd_calc_derivative,
+    winograd_calc_gradient,
+    winograd_forward,
+)
 from trainplan.runtime.kernels.windows import (
     ShiftPlan,
     Tap,
@@ -204,6 +210,9 @@ def _declared_lanes(ctx: LayerCtx, helper: np.ndarray | None) -> None:
 
 
 def conv_forward(ctx: LayerCtx) -> None:
+    if "wino_v_forward" in ctx.helpers:
+        winograd_forward(ctx)
+        return
     g = _geom(ctx)
     fg = g.filters // g.groups
     w3 = view(ctx.weights["filter"], (g.groups, fg, g.rows))
@@ -251,6 +260,9 @@ def _channel_lanes(g: ConvGeom, lanes: int) -> list[tuple[slice, slice, tuple, s
 
 
 def conv_calc_gradient(ctx: LayerCtx) -> None:
+    if "wino_v_calc_gradient" in ctx.helpers:
+        winograd_calc_gradient(ctx)
+        return
     g = _geom(ctx)
     dy3 = view(ctx.out_grads[0], (g.batch, g.filters, g.cols))
     if "bias" in ctx.weight_grads:
@@ -355,6 +367,9 @@ def _derivative_as_convolution(ctx: LayerCtx, g: ConvGeom) -> None:
 
 
 def conv_calc_derivative(ctx: LayerCtx) -> None:
+    if "wino_v_calc_derivative" in ctx.helpers:
+        winograd_calc_derivative(ctx)
+        return
     if "filter_flipped" in ctx.helpers:
         _derivative_as_convolution(ctx, _geom(ctx))
         return

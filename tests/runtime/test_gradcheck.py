@@ -194,6 +194,28 @@ def test_conv_chunks_match_finite_differences(case, monkeypatch):
     assert _check(ctx, CONV, props) > 0
 
 
+# Winograd F(2x2, 3x3) with its channel threshold lowered: (id, input, props, block bytes)
+# — one chunk and block; chunks of samples and blocks of outputs both uneven (calc_gradient
+# adds chunks after the first through its partial gradient)
+WINOGRAD = [
+    ("whole", [(2, 3, 4, 4)], {"filters": 4, "kernel_size": 3, "padding": 1}, 1 << 20),
+    ("chunks_blocks", [(5, 3, 4, 6)], {"filters": 5, "kernel_size": 3, "padding": 1,
+                                       "bias": False}, 16 * 4 * 6 * 3 * 2),
+]
+
+
+@pytest.mark.parametrize("case", WINOGRAD, ids=[c[0] for c in WINOGRAD])
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_winograd_matches_finite_differences(case, lanes, monkeypatch):
+    _, shapes, props, block_bytes = case
+    monkeypatch.setattr("trainplan.planner.layers.conv.WINOGRAD_MIN_CHANNELS", 3)
+    monkeypatch.setattr("trainplan.planner.layers.conv.WINOGRAD_BLOCK_BYTES", block_bytes)
+    ctx = standalone_ctx(CONV, shapes, props, dtype=np.float64)
+    assert "wino_v_forward" in ctx.helpers
+    ctx.lanes = lanes
+    assert _check(ctx, CONV, props) > 0
+
+
 def test_every_layer_type_but_input_is_checked():
     assert {c[1] for c in CASES} == set(LAYERS) - {"input"}
     assert set(KERNELS) == set(LAYERS)
