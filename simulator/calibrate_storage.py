@@ -8,10 +8,19 @@ buffer at a page-aligned offset of a file whose blocks were written before (a st
 swap file; a first write to a hole also commits the allocation). This module times exactly
 those requests at the sizes asked (by default a ladder from 4 KiB to 16 MiB; a benchmark
 passes its plans' transfer sizes), on a file of their slots, sizes in a shuffled order each
-round, and fits ``seconds = latency + bytes / bandwidth`` per kind to the medians (least
-squares on relative errors, so small requests weigh as much as large ones). The simulator's
-storage model (simulator/engine.py) is exactly that line, one request at a time on a shared
-channel.
+round, and fits ``seconds = latency + bytes / bandwidth`` per kind to the mean of each size
+(least squares on relative errors, so small requests weigh as much as large ones). The
+simulator's storage model (simulator/engine.py) is exactly that line, one request at a time on
+a shared channel: a request holds the channel as long as it lasts, so the mean is the figure
+(a median leaves out the occasional fsync that takes ten times as long and delays every request
+queued behind it).
+
+The requests are timed while a thread computes beside them (``computing_probe``: small numpy
+passes and products, as a training iteration's kernels make), since that is when a training
+run makes them: the swap file's transfer thread needs the interpreter lock between its system
+calls, and the computing thread holds it between its numpy calls, so each request takes longer
+than on an idle interpreter (about 20 µs more per write on this virtual machine, 10-25 µs per
+read; swapping lenet5 makes 16-40 requests an iteration).
 
 What a transfer takes from computing (``measure_transfer_interference``): a one-thread GEMM
 loop timed alone and with swap requests running beside it on another thread, alternately; the
@@ -27,7 +36,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -60,11 +69,29 @@ def fit_line(sizes: Sequence[float], seconds: Sequence[float]) -> tuple[float, f
     return float(latency), float(1.0 / per_byte)
 
 
+def computing_probe(stop: threading.Event) -> None:
+    """Compute until ``stop`` is set as a training iteration's kernels do: element-wise passes
+    over arrays of tens of kilobytes and products too small for BLAS to thread, the
+    interpreter lock taken and released around every call."""
+    a, b = np.full(4096, 0.5, np.float32), np.full(4096, 1.5, np.float32)
+    c = np.empty_like(a)
+    m = np.full((48, 48), 0.5, np.float32)
+    out = np.empty_like(m)
+    while not stop.is_set():
+        for _ in range(20):
+            np.multiply(a, b, out=c)
+            np.add(c, a, out=c)
+            np.matmul(m, m, out=out)
+
+
 def measure_swap_storage(directory: str, sizes: Sequence[int] = REQUEST_SIZES, *,
-                         rounds: int = 5, seed: int = 0) -> dict:
+                         rounds: int = 5, seed: int = 0,
+                         beside: Callable[[threading.Event], None] | None = computing_probe
+                         ) -> dict:
     """Time swap requests of ``sizes`` in a temporary file in ``directory`` (removed even on
-    error); returns the fitted ``read_/write_bandwidth`` and ``read_/write_latency``, the
-    median seconds per size and kind (``requests``) and the ``method``."""
+    error) while ``beside(stop)`` runs on another thread (None: nothing beside); returns the
+    fitted ``read_/write_bandwidth`` and ``read_/write_latency``, the mean seconds per size and
+    kind (``requests``) and the ``method``."""
     if not (hasattr(os, "posix_fadvise") and hasattr(os, "fdatasync")):
         raise OSError("this system lacks posix_fadvise or fdatasync, which swapping through "
                       "to storage uses")
@@ -75,11 +102,16 @@ def measure_swap_storage(directory: str, sizes: Sequence[int] = REQUEST_SIZES, *
     fd, path = tempfile.mkstemp(prefix=".trainplan-calibrate-swap-", dir=directory)
     times: dict[tuple[str, int], list[float]] = {}
     cpu: dict[tuple[str, int], list[float]] = {}
+    stop = threading.Event()
+    computing = None if beside is None else threading.Thread(target=beside, args=(stop,),
+                                                              daemon=True)
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
         for i, s in enumerate(sizes):  # allocate every slot, as a steady swap file has them
             swap_request(fd, "write", memoryview(data[:s]), int(slots[i]))
         rng = np.random.default_rng(seed)
+        if computing is not None:
+            computing.start()
         for _ in range(rounds):
             for kind in ("write", "read"):
                 for i in rng.permutation(len(sizes)):
@@ -90,14 +122,20 @@ def measure_swap_storage(directory: str, sizes: Sequence[int] = REQUEST_SIZES, *
                     times.setdefault((kind, s), []).append(time.perf_counter() - began)
                     cpu.setdefault((kind, s), []).append(time.thread_time() - cpu0)
     finally:
+        stop.set()
+        if computing is not None and computing.is_alive():
+            computing.join()
         os.close(fd)
         os.unlink(path)
-    medians = {key: statistics.median(v) for key, v in times.items()}
-    result: dict = {"method": "swap requests: pwrite+fdatasync / preadv, posix_fadvise "
-                              "DONTNEED after each, read-ahead off (POSIX_FADV_RANDOM)",
-                    "requests": {f"{k} {s}": round(t, 9) for (k, s), t in medians.items()}}
+    means = {key: statistics.fmean(v) for key, v in times.items()}
+    method = ("swap requests: pwrite+fdatasync / preadv, posix_fadvise DONTNEED after each, "
+              "read-ahead off (POSIX_FADV_RANDOM); mean per size")
+    if beside is not None:
+        method += f", a thread computing beside ({beside.__name__})"
+    result: dict = {"method": method,
+                    "requests": {f"{k} {s}": round(t, 9) for (k, s), t in means.items()}}
     for kind in ("read", "write"):
-        latency, bandwidth = fit_line(sizes, [medians[(kind, s)] for s in sizes])
+        latency, bandwidth = fit_line(sizes, [means[(kind, s)] for s in sizes])
         result[f"{kind}_latency"], result[f"{kind}_bandwidth"] = latency, bandwidth
     result["thread_cpu"] = {f"{k} {s}": round(statistics.median(v), 9)
                             for (k, s), v in cpu.items()}

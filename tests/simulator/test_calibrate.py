@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import pytest
 
@@ -110,3 +112,31 @@ def test_with_storage_replaces_only_the_storage_figures(tmp_path):
     assert host.transfer_cpu_seconds(3e9) == pytest.approx(1 + 5e-5)
     assert host.gemm_flops == pi.gemm_flops and host.efficiency == pi.efficiency
     assert pi.transfer_cpu_seconds(1e9) == 0.0
+
+
+def test_swap_storage_is_timed_beside_a_computing_thread(tmp_path):
+    seen = []
+
+    def beside(stop):
+        while not stop.is_set():
+            seen.append(threading.get_ident())
+            time.sleep(1e-4)
+
+    r = cal_storage.measure_swap_storage(str(tmp_path), [4096, 65536], rounds=2, beside=beside)
+    assert seen and threading.get_ident() not in seen  # on a thread of its own
+    assert "computing beside (beside)" in r["method"] and "mean per size" in r["method"]
+    count = len(seen)
+    time.sleep(0.01)
+    assert len(seen) == count  # stopped with the measurement
+    alone = cal_storage.measure_swap_storage(str(tmp_path), [4096], rounds=1, beside=None)
+    assert "beside" not in alone["method"] and os.listdir(tmp_path) == []
+
+
+def test_the_computing_probe_stops_when_asked():
+    stop = threading.Event()
+    thread = threading.Thread(target=cal_storage.computing_probe, args=(stop,))
+    thread.start()
+    time.sleep(0.05)
+    stop.set()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
