@@ -16,10 +16,12 @@ elements long on resnet18_cifar's last stage).
 - calc_gradient: the transpose of forward's product: dM = A dY Aᵀ per tile, dU = Σ_tiles
   dMᵀ · V per component, dg = Gᵀ dU G; chunks after the first add their share in order.
 
-Lanes: every pass is cut by samples of the chunk, the products by tile component, the filter
-transforms by filters — fixed cuts, so the bits do not depend on the thread count. The
-workspaces are the layer's helpers (``wino_*_{step}``); their shapes give the chunk and block
-sizes the planner chose.
+Lanes: per chunk of samples, the input transform is cut by samples; then each lane takes its
+share of every block's output channels (filters, for calc_gradient) through filter transform,
+products and output transform alone, keeping the same columns of the block workspaces in every
+block, so the lanes meet twice per chunk, not after every phase of every block. The cuts are
+fixed, so the bits do not depend on the thread count. The workspaces are the layer's helpers
+(``wino_*_{step}``); their shapes give the chunk and block sizes the planner chose.
 """
 
 from __future__ import annotations
@@ -97,78 +99,76 @@ def _input_tiles(ctx: LayerCtx, step: str, src: np.ndarray, n0: int, n1: int,
     return view(v, (16, n * th * tw, c))
 
 
-def _output_tiles(ctx: LayerCtx, step: str, m: np.ndarray, dst: np.ndarray, n0: int,
-                  o0: int, lanes: list[slice], bias: np.ndarray | None) -> None:
-    """dst[n0:, o0:] (n, block, h, w) = Aᵀ M A of the products ``m`` (16, n · tiles, block)."""
+def _own(block: int, size: int, lanes: int, k: int) -> slice:
+    """Lane k's channels of a block of ``size`` (at most ``block``): its part of the full
+    block's cut, so that each lane keeps the same columns of the block workspaces whatever the
+    block and the lanes need not wait for each other between blocks."""
+    part = split(block, lanes)[k]
+    return slice(min(part.start, size), min(part.stop, size))
+
+
+def _output_tiles(ctx: LayerCtx, step: str, m: np.ndarray, own: slice, dst: np.ndarray,
+                  n0: int, o0: int, bias: np.ndarray | None) -> None:
+    """Channels ``own`` of the block at ``o0`` of dst[n0:] (n, channels, h, w) = Aᵀ M A of the
+    products ``m`` (16, n · tiles, block)."""
     h, w = dst.shape[2:]
     th, tw = h // 2, w // 2
     n, block = m.shape[1] // (th * tw), m.shape[2]
-    m6 = view(m, (4, 4, n, th, tw, block))
-    s6 = _ws(ctx, "s", step, (2, 4, n, th, tw, block))
-    y = _ws(ctx, "y", step, (n, h, w, block))
-    y6 = view(y, (n, th, 2, tw, 2, block))
-
-    def lane(k: int) -> None:
-        s = lanes[k]
-        if s.stop <= s.start:
-            return
-        mm = m6[:, :, s]
-        np.add(mm[0], mm[1], out=s6[0][:, s])
-        s6[0][:, s] += mm[2]
-        np.subtract(mm[1], mm[2], out=s6[1][:, s])
-        s6[1][:, s] -= mm[3]
-        for a in range(2):
-            r = s6[a][:, s]
-            even, odd = y6[s, :, a, :, 0], y6[s, :, a, :, 1]
-            np.add(r[0], r[1], out=even)
-            even += r[2]
-            np.subtract(r[1], r[2], out=odd)
-            odd -= r[3]
-        if bias is not None:
-            y[s] += bias[o0:o0 + block]
-        np.copyto(dst[n0 + s.start:n0 + s.stop, o0:o0 + block], y[s].transpose(0, 3, 1, 2))
-
-    ctx.each_lane(lane)
+    mm = view(m, (4, 4, n, th, tw, block))[..., own]
+    s6 = _ws(ctx, "s", step, (2, 4, n, th, tw, block))[..., own]
+    y = _ws(ctx, "y", step, (n, h, w, block))[..., own]
+    y6 = view(_ws(ctx, "y", step, (n, h, w, block)), (n, th, 2, tw, 2, block))[..., own]
+    np.add(mm[0], mm[1], out=s6[0])
+    s6[0] += mm[2]
+    np.subtract(mm[1], mm[2], out=s6[1])
+    s6[1] -= mm[3]
+    for a in range(2):
+        r = s6[a]
+        even, odd = y6[:, :, a, :, 0], y6[:, :, a, :, 1]
+        np.add(r[0], r[1], out=even)
+        even += r[2]
+        np.subtract(r[1], r[2], out=odd)
+        odd -= r[3]
+    if bias is not None:
+        y += bias[o0 + own.start:o0 + own.stop]
+    np.copyto(dst[n0:n0 + n, o0 + own.start:o0 + own.stop], y.transpose(0, 3, 1, 2))
 
 
 def _convolve(ctx: LayerCtx, step: str, src: np.ndarray, filt: np.ndarray, dst: np.ndarray,
               flipped: bool, bias: np.ndarray | None = None) -> None:
     """dst = the F(2x2, 3x3) convolution of ``src`` with ``filt`` (filters, channels, 3, 3);
-    ``flipped``: with the filters flipped and their two channel axes swapped (calc_derivative)."""
-    batch, c = src.shape[:2]
-    out_channels = dst.shape[1]
-    h, w = src.shape[2:]
-    tiles = h // 2 * (w // 2)
+    ``flipped``: with the filters flipped and their two channel axes swapped (calc_derivative).
+    Per chunk of samples: the input transform in lanes of samples, then each lane its share
+    of every block's output channels — filter transform, products, output transform."""
+    batch, c, h, w = src.shape
+    out_channels, tiles = dst.shape[1], h // 2 * (w // 2)
     u_shape = ctx.helper(f"wino_u_{step}").shape
     size = ctx.helper(f"wino_v_{step}").shape[1]
     block = u_shape[2] if flipped else u_shape[0]
     gg = _transform(ctx, filt.dtype, flipped)
     filters = filt.shape[0]
-    comps = split(16, ctx.lanes)
+    filt9 = view(filt, (filters, filt.shape[1], 9))
+    u = _ws(ctx, "u", step, (filters, 16, block) if flipped else (block, 16, c))
     for n0, n1 in _ranges(batch, size):
-        samples = split(n1 - n0, ctx.lanes)
-        v = _input_tiles(ctx, step, src, n0, n1, samples)
-        for o0, o1 in _ranges(out_channels, block):
-            b = o1 - o0
-            # the block's filter transforms, one (16, taps) x (taps, channels) product per filter:
-            # U (block, 16, c) for filters o0:o1, or U' (filters, 16, block) for channels o0:o1
-            filt9 = view(filt, (filters, filt.shape[1], 9))
-            taps = filt9[:, o0:o1] if flipped else filt9[o0:o1]
-            u = _ws(ctx, "u", step, (filters, 16, b) if flipped else (b, 16, c))
-            parts = split(taps.shape[0], ctx.lanes)
+        v = _input_tiles(ctx, step, src, n0, n1, split(n1 - n0, ctx.lanes))
+        m = _ws(ctx, "m", step, (16, (n1 - n0) * tiles, block))
 
-            def filters_lane(k: int, u=u, taps=taps, parts=parts) -> None:
-                np.matmul(gg, taps[parts[k]].transpose(0, 2, 1), out=u[parts[k]])
+        def lane(k: int, v=v, m=m, n0=n0) -> None:
+            for o0, o1 in _ranges(out_channels, block):
+                own = _own(block, o1 - o0, ctx.lanes, k)
+                if own.stop <= own.start:
+                    continue
+                mine = slice(o0 + own.start, o0 + own.stop)
+                if flipped:  # U'[k][f, c] for its channels, one product per filter
+                    np.matmul(gg, filt9[:, mine].transpose(0, 2, 1), out=u[:, :, own])
+                    ut = u[:, :, own].transpose(1, 0, 2)
+                else:  # U[k][f, c] for its filters
+                    np.matmul(gg, filt9[mine].transpose(0, 2, 1), out=u[own])
+                    ut = u[own].transpose(1, 2, 0)
+                np.matmul(v, ut, out=m[:, :, own])
+                _output_tiles(ctx, step, m, own, dst, n0, o0, bias)
 
-            ctx.each_lane(filters_lane)
-            m = _ws(ctx, "m", step, (16, (n1 - n0) * tiles, b))
-            ut = u.transpose(1, 0, 2) if flipped else u.transpose(1, 2, 0)  # (16, source, block)
-
-            def products(k: int, v=v, m=m, ut=ut) -> None:
-                np.matmul(v[comps[k]], ut[comps[k]], out=m[comps[k]])
-
-            ctx.each_lane(products)
-            _output_tiles(ctx, step, m, dst, n0, o0, samples, bias)
+        ctx.each_lane(lane)
 
 
 def winograd_forward(ctx: LayerCtx) -> None:
@@ -181,40 +181,37 @@ def winograd_calc_derivative(ctx: LayerCtx) -> None:
               ctx.in_derivs[0], True)
 
 
-def _gradient_tiles(ctx: LayerCtx, dy: np.ndarray, n0: int, n1: int, f0: int, f1: int,
-                    lanes: list[slice]) -> np.ndarray:
-    """dM = A dY Aᵀ of samples n0:n1, filters f0:f1 of the output gradient: (16, n · tiles,
-    block)."""
+def _gradient_tiles(ctx: LayerCtx, dy: np.ndarray, n0: int, n1: int, f0: int, own: slice,
+                    block: int) -> np.ndarray:
+    """dM = A dY Aᵀ of samples n0:n1 and filters ``own`` of the block at ``f0`` of the output
+    gradient: (16, n · tiles, block) with those filters' columns written."""
     h, w = dy.shape[2:]
-    n, b, th, tw = n1 - n0, f1 - f0, h // 2, w // 2
-    d = _ws(ctx, "dy", "calc_gradient", (n, h, w, b))
-    r = _ws(ctx, "r", "calc_gradient", (2, n, th, w, b))
-    dm = _ws(ctx, "dm", "calc_gradient", (4, 4, n, th, tw, b))
-
-    def lane(k: int) -> None:
-        s = lanes[k]
-        if s.stop <= s.start:
-            return
-        np.copyto(d[s], dy[n0 + s.start:n0 + s.stop, f0:f1].transpose(0, 2, 3, 1))
-        top, bottom = d[s, 0::2], d[s, 1::2]  # row 0 and row 1 of every 2x2 block
-        np.add(top, bottom, out=r[0][s])
-        np.subtract(top, bottom, out=r[1][s])
-        # tile rows: (top, top + bottom, top - bottom, -bottom); the last by negating
-        for a, src in enumerate((top, r[0][s], r[1][s], bottom)):
-            left, right = src[:, :, 0::2], src[:, :, 1::2]
-            out = dm[a][:, s]
-            np.copyto(out[0], left)
-            np.add(left, right, out=out[1])
-            np.subtract(left, right, out=out[2])
-            np.negative(right, out=out[3])
-            if a == 3:
-                np.negative(out, out=out)
-
-    ctx.each_lane(lane)
-    return view(dm, (16, n * th * tw, b))
+    n, th, tw = n1 - n0, h // 2, w // 2
+    d = _ws(ctx, "dy", "calc_gradient", (n, h, w, block))[..., own]
+    r = _ws(ctx, "r", "calc_gradient", (2, n, th, w, block))[..., own]
+    full = _ws(ctx, "dm", "calc_gradient", (4, 4, n, th, tw, block))
+    dm = full[..., own]
+    np.copyto(d, dy[n0:n1, f0 + own.start:f0 + own.stop].transpose(0, 2, 3, 1))
+    top, bottom = d[:, 0::2], d[:, 1::2]  # row 0 and row 1 of every 2x2 block
+    np.add(top, bottom, out=r[0])
+    np.subtract(top, bottom, out=r[1])
+    # tile rows: (top, top + bottom, top - bottom, -bottom); the last by negating
+    for a, src in enumerate((top, r[0], r[1], bottom)):
+        left, right = src[:, :, 0::2], src[:, :, 1::2]
+        out = dm[a]
+        np.copyto(out[0], left)
+        np.add(left, right, out=out[1])
+        np.subtract(left, right, out=out[2])
+        np.negative(right, out=out[3])
+        if a == 3:
+            np.negative(out, out=out)
+    return view(full, (16, n * th * tw, block))
 
 
 def winograd_calc_gradient(ctx: LayerCtx) -> None:
+    """Per chunk of samples: the input transform in lanes of samples, then each lane its
+    share of every block's filters — output gradient transform, products summed over the
+    chunk's tiles, filter gradient (the first chunk's written, the others' added)."""
     x, dy = ctx.inputs[0], ctx.out_grads[0]
     batch, c, h, w = x.shape
     filters = dy.shape[1]
@@ -226,28 +223,23 @@ def winograd_calc_gradient(ctx: LayerCtx) -> None:
     size = ctx.helper("wino_v_calc_gradient").shape[1]
     block = ctx.helper("wino_du_calc_gradient").shape[1]
     gg = _transform(ctx, x.dtype)
-    comps = split(16, ctx.lanes)
+    du = _ws(ctx, "du", "calc_gradient", (16, block, c))
     for n0, n1 in _ranges(batch, size):
-        samples = split(n1 - n0, ctx.lanes)
-        v = _input_tiles(ctx, "calc_gradient", x, n0, n1, samples)
-        for f0, f1 in _ranges(filters, block):
-            b = f1 - f0
-            dm = _gradient_tiles(ctx, dy, n0, n1, f0, f1, samples)
-            du = _ws(ctx, "du", "calc_gradient", (16, b, c))
+        v = _input_tiles(ctx, "calc_gradient", x, n0, n1, split(n1 - n0, ctx.lanes))
 
-            def products(k: int, v=v, dm=dm, du=du) -> None:
-                np.matmul(dm[comps[k]].transpose(0, 2, 1), v[comps[k]], out=du[comps[k]])
+        def lane(k: int, v=v, n0=n0, n1=n1) -> None:
+            for f0, f1 in _ranges(filters, block):
+                own = _own(block, f1 - f0, ctx.lanes, k)
+                if own.stop <= own.start:
+                    continue
+                dm = _gradient_tiles(ctx, dy, n0, n1, f0, own, block)
+                np.matmul(dm[:, :, own].transpose(0, 2, 1), v, out=du[:, own])
+                rows = slice((f0 + own.start) * c, (f0 + own.stop) * c)
+                target = dw9[rows]
+                out = target if n0 == 0 else _ws(ctx, "part", "calc_gradient",
+                                                 (block * c, 9))[own.start * c:own.stop * c]
+                np.matmul(view(du[:, own], (16, (own.stop - own.start) * c)).T, gg, out=out)
+                if n0:
+                    target += out
 
-            ctx.each_lane(products)
-            target = dw9[f0 * c:f1 * c]
-            out = target if n0 == 0 else _ws(ctx, "part", "calc_gradient", (b * c, 9))
-            du2t = view(du, (16, b * c)).T
-            rows = split(b * c, ctx.lanes)
-
-            def taps(k: int, out=out, du2t=du2t, target=target, rows=rows, first=n0 == 0
-                     ) -> None:
-                np.matmul(du2t[rows[k]], gg, out=out[rows[k]])
-                if not first:
-                    target[rows[k]] += out[rows[k]]
-
-            ctx.each_lane(taps)
+        ctx.each_lane(lane)
