@@ -82,24 +82,26 @@ def _winograd_helpers(batch: int, channels: int, filters: int, plane) -> list[He
     output channel-last (``y``). calc_gradient transforms the input likewise and per block of
     filters the output gradient (``dy``, row pass ``r``, components ``dm``), the products'
     sum over the chunk's tiles (``du``) and, past the first chunk, its share of the filter
-    gradient (``part``)."""
+    gradient (``part``). A block's outputs are cut into LANES shares, each lane's
+    per-block workspaces a part of their own (a leading axis of LANES)."""
     h, w = plane
     th, tw = h // 2, w // 2
     helpers = []
     for step, source, outputs in ((F, channels, filters), (CD, filters, channels),
                                   (CG, channels, filters)):
         n, block = winograd_blocks(batch, source, outputs, plane)
+        lane = -(-block // LANES)  # a lane's share of a block's outputs
         shapes = {"pad": (n, h + 2, w + 2, source), "rows": (4, n, th, w + 2, source),
                   "v": (16, n, th, tw, source)}
         if step == CG:
-            shapes |= {"dy": (n, h, w, block), "r": (2, n, th, w, block),
-                       "dm": (16, n * th * tw, block), "du": (16, block, source)}
+            shapes |= {"dy": (LANES, n, h, w, lane), "r": (LANES, 2, n, th, w, lane),
+                       "dm": (LANES, 16, n * th * tw, lane), "du": (16, block, source)}
             if n < batch:
                 shapes["part"] = (block * source, 9)
         else:
-            shapes |= {"u": (block, 16, source) if step == F else (source, 16, block),
-                       "m": (16, n * th * tw, block), "s": (2, 4, n, th, tw, block),
-                       "y": (n, h, w, block)}
+            shapes |= {"u": (block, 16, source) if step == F else (LANES, source, 16, lane),
+                       "m": (LANES, 16, n * th * tw, lane),
+                       "s": (LANES, 2, 4, n, th, tw, lane), "y": (LANES, n, h, w, lane)}
         helpers += [Helper(f"wino_{name}_{step}", shape, (step,))
                     for name, shape in shapes.items()]
     return helpers

@@ -18,10 +18,10 @@ elements long on resnet18_cifar's last stage).
 
 Lanes: per chunk of samples, the input transform is cut by samples; then each lane takes its
 share of every block's output channels (filters, for calc_gradient) through filter transform,
-products and output transform alone, keeping the same columns of the block workspaces in every
-block, so the lanes meet twice per chunk, not after every phase of every block. The cuts are
-fixed, so the bits do not depend on the thread count. The workspaces are the layer's helpers
-(``wino_*_{step}``); their shapes give the chunk and block sizes the planner chose.
+products and output transform alone, in its own part of the block workspaces, so the lanes meet
+twice per chunk, not after every phase of every block. The cuts are fixed, so the bits do not
+depend on the thread count. The workspaces are the layer's helpers (``wino_*_{step}``), declared
+for the chunks and blocks of planner/layers/conv.py ``winograd_blocks``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import math
 
 import numpy as np
 
+from trainplan.planner.layers.conv import winograd_blocks
 from trainplan.runtime.kernels.base import LayerCtx, flat, view
 from trainplan.runtime.kernels.parallel import split
 
@@ -107,17 +108,26 @@ def _own(block: int, size: int, lanes: int, k: int) -> slice:
     return slice(min(part.start, size), min(part.stop, size))
 
 
-def _output_tiles(ctx: LayerCtx, step: str, m: np.ndarray, own: slice, dst: np.ndarray,
-                  n0: int, o0: int, bias: np.ndarray | None) -> None:
-    """Channels ``own`` of the block at ``o0`` of dst[n0:] (n, channels, h, w) = Aᵀ M A of the
-    products ``m`` (16, n · tiles, block)."""
+def _lane_ws(ctx: LayerCtx, name: str, step: str, lane: int,
+             shape: tuple[int, ...]) -> np.ndarray:
+    """Lane ``lane``'s part of helper ``wino_{name}_{step}`` (declared with a leading axis of
+    LANES parts), its leading bytes as a contiguous ``shape``; a single lane may use them all."""
+    buf = ctx.helper(f"wino_{name}_{step}")
+    start = lane * (buf.size // buf.shape[0])
+    return view(flat(buf)[start:start + math.prod(shape)], shape)
+
+
+def _output_tiles(ctx: LayerCtx, step: str, lane: int, m: np.ndarray, dst: np.ndarray,
+                  n0: int, c0: int, bias: np.ndarray | None) -> None:
+    """dst[n0:, c0:] (n, channels, h, w) = Aᵀ M A of the lane's products ``m`` (16, n · tiles,
+    channels)."""
     h, w = dst.shape[2:]
     th, tw = h // 2, w // 2
-    n, block = m.shape[1] // (th * tw), m.shape[2]
-    mm = view(m, (4, 4, n, th, tw, block))[..., own]
-    s6 = _ws(ctx, "s", step, (2, 4, n, th, tw, block))[..., own]
-    y = _ws(ctx, "y", step, (n, h, w, block))[..., own]
-    y6 = view(_ws(ctx, "y", step, (n, h, w, block)), (n, th, 2, tw, 2, block))[..., own]
+    n, nb = m.shape[1] // (th * tw), m.shape[2]
+    mm = view(m, (4, 4, n, th, tw, nb))
+    s6 = _lane_ws(ctx, "s", step, lane, (2, 4, n, th, tw, nb))
+    y = _lane_ws(ctx, "y", step, lane, (n, h, w, nb))
+    y6 = view(y, (n, th, 2, tw, 2, nb))
     np.add(mm[0], mm[1], out=s6[0])
     s6[0] += mm[2]
     np.subtract(mm[1], mm[2], out=s6[1])
@@ -130,8 +140,8 @@ def _output_tiles(ctx: LayerCtx, step: str, m: np.ndarray, own: slice, dst: np.n
         np.subtract(r[1], r[2], out=odd)
         odd -= r[3]
     if bias is not None:
-        y += bias[o0 + own.start:o0 + own.stop]
-    np.copyto(dst[n0:n0 + n, o0 + own.start:o0 + own.stop], y.transpose(0, 3, 1, 2))
+        y += bias[c0:c0 + nb]
+    np.copyto(dst[n0:n0 + n, c0:c0 + nb], y.transpose(0, 3, 1, 2))
 
 
 def _convolve(ctx: LayerCtx, step: str, src: np.ndarray, filt: np.ndarray, dst: np.ndarray,
@@ -142,31 +152,31 @@ def _convolve(ctx: LayerCtx, step: str, src: np.ndarray, filt: np.ndarray, dst: 
     of every block's output channels — filter transform, products, output transform."""
     batch, c, h, w = src.shape
     out_channels, tiles = dst.shape[1], h // 2 * (w // 2)
-    u_shape = ctx.helper(f"wino_u_{step}").shape
-    size = ctx.helper(f"wino_v_{step}").shape[1]
-    block = u_shape[2] if flipped else u_shape[0]
+    size, block = winograd_blocks(batch, c, out_channels, (h, w))
     gg = _transform(ctx, filt.dtype, flipped)
     filters = filt.shape[0]
     filt9 = view(filt, (filters, filt.shape[1], 9))
-    u = _ws(ctx, "u", step, (filters, 16, block) if flipped else (block, 16, c))
     for n0, n1 in _ranges(batch, size):
         v = _input_tiles(ctx, step, src, n0, n1, split(n1 - n0, ctx.lanes))
-        m = _ws(ctx, "m", step, (16, (n1 - n0) * tiles, block))
 
-        def lane(k: int, v=v, m=m, n0=n0) -> None:
+        def lane(k: int, v=v, n0=n0, n1=n1) -> None:
             for o0, o1 in _ranges(out_channels, block):
                 own = _own(block, o1 - o0, ctx.lanes, k)
-                if own.stop <= own.start:
+                nb = own.stop - own.start
+                if nb <= 0:
                     continue
                 mine = slice(o0 + own.start, o0 + own.stop)
                 if flipped:  # U'[k][f, c] for its channels, one product per filter
-                    np.matmul(gg, filt9[:, mine].transpose(0, 2, 1), out=u[:, :, own])
-                    ut = u[:, :, own].transpose(1, 0, 2)
+                    u = _lane_ws(ctx, "u", step, k, (filters, 16, nb))
+                    np.matmul(gg, filt9[:, mine].transpose(0, 2, 1), out=u)
+                    ut = u.transpose(1, 0, 2)
                 else:  # U[k][f, c] for its filters
-                    np.matmul(gg, filt9[mine].transpose(0, 2, 1), out=u[own])
-                    ut = u[own].transpose(1, 2, 0)
-                np.matmul(v, ut, out=m[:, :, own])
-                _output_tiles(ctx, step, m, own, dst, n0, o0, bias)
+                    u = _ws(ctx, "u", step, (block, 16, c))[own]
+                    np.matmul(gg, filt9[mine].transpose(0, 2, 1), out=u)
+                    ut = u.transpose(1, 2, 0)
+                m = _lane_ws(ctx, "m", step, k, (16, (n1 - n0) * tiles, nb))
+                np.matmul(v, ut, out=m)
+                _output_tiles(ctx, step, k, m, dst, n0, mine.start, bias)
 
         ctx.each_lane(lane)
 
@@ -181,17 +191,16 @@ def winograd_calc_derivative(ctx: LayerCtx) -> None:
               ctx.in_derivs[0], True)
 
 
-def _gradient_tiles(ctx: LayerCtx, dy: np.ndarray, n0: int, n1: int, f0: int, own: slice,
-                    block: int) -> np.ndarray:
-    """dM = A dY Aᵀ of samples n0:n1 and filters ``own`` of the block at ``f0`` of the output
-    gradient: (16, n · tiles, block) with those filters' columns written."""
+def _gradient_tiles(ctx: LayerCtx, lane: int, dy: np.ndarray, n0: int, n1: int,
+                    filters: slice) -> np.ndarray:
+    """dM = A dY Aᵀ of samples n0:n1 and ``filters`` of the output gradient, in the lane's
+    workspace: (16, n · tiles, filters)."""
     h, w = dy.shape[2:]
-    n, th, tw = n1 - n0, h // 2, w // 2
-    d = _ws(ctx, "dy", "calc_gradient", (n, h, w, block))[..., own]
-    r = _ws(ctx, "r", "calc_gradient", (2, n, th, w, block))[..., own]
-    full = _ws(ctx, "dm", "calc_gradient", (4, 4, n, th, tw, block))
-    dm = full[..., own]
-    np.copyto(d, dy[n0:n1, f0 + own.start:f0 + own.stop].transpose(0, 2, 3, 1))
+    n, nb, th, tw = n1 - n0, filters.stop - filters.start, h // 2, w // 2
+    d = _lane_ws(ctx, "dy", "calc_gradient", lane, (n, h, w, nb))
+    r = _lane_ws(ctx, "r", "calc_gradient", lane, (2, n, th, w, nb))
+    dm = _lane_ws(ctx, "dm", "calc_gradient", lane, (4, 4, n, th, tw, nb))
+    np.copyto(d, dy[n0:n1, filters].transpose(0, 2, 3, 1))
     top, bottom = d[:, 0::2], d[:, 1::2]  # row 0 and row 1 of every 2x2 block
     np.add(top, bottom, out=r[0])
     np.subtract(top, bottom, out=r[1])
@@ -205,7 +214,7 @@ def _gradient_tiles(ctx: LayerCtx, dy: np.ndarray, n0: int, n1: int, f0: int, ow
         np.negative(right, out=out[3])
         if a == 3:
             np.negative(out, out=out)
-    return view(full, (16, n * th * tw, block))
+    return view(dm, (16, n * th * tw, nb))
 
 
 def winograd_calc_gradient(ctx: LayerCtx) -> None:
@@ -220,8 +229,7 @@ def winograd_calc_gradient(ctx: LayerCtx) -> None:
     if "filter" not in ctx.weight_grads:
         return
     dw9 = view(ctx.weight_grads["filter"], (filters * c, 9))
-    size = ctx.helper("wino_v_calc_gradient").shape[1]
-    block = ctx.helper("wino_du_calc_gradient").shape[1]
+    size, block = winograd_blocks(batch, c, filters, (h, w))
     gg = _transform(ctx, x.dtype)
     du = _ws(ctx, "du", "calc_gradient", (16, block, c))
     for n0, n1 in _ranges(batch, size):
@@ -232,8 +240,8 @@ def winograd_calc_gradient(ctx: LayerCtx) -> None:
                 own = _own(block, f1 - f0, ctx.lanes, k)
                 if own.stop <= own.start:
                     continue
-                dm = _gradient_tiles(ctx, dy, n0, n1, f0, own, block)
-                np.matmul(dm[:, :, own].transpose(0, 2, 1), v, out=du[:, own])
+                dm = _gradient_tiles(ctx, k, dy, n0, n1, slice(f0 + own.start, f0 + own.stop))
+                np.matmul(dm.transpose(0, 2, 1), v, out=du[:, own])
                 rows = slice((f0 + own.start) * c, (f0 + own.stop) * c)
                 target = dw9[rows]
                 out = target if n0 == 0 else _ws(ctx, "part", "calc_gradient",
