@@ -95,14 +95,15 @@ def _notes(storage: dict, mem_bw: float, fs: str) -> list[str]:
     sizes = sorted({int(k.split()[1]) for k in storage["requests"]})
     notes = [(f"storage timed as the runtime swaps through to it ({storage['method']}), "
               f"{len(sizes)} request sizes from {sizes[0]:,} to {sizes[-1]:,} B; latency and "
-              "bandwidth: the line latency + bytes / bandwidth fitted to the median times")]
+              "bandwidth: the line latency + bytes / bandwidth fitted to the mean times")]
     if storage["read_bandwidth"] > 0.5 * mem_bw or fs in ("tmpfs", "ramfs"):
         notes.append(f"read bandwidth is near RAM speed (filesystem {fs or 'unknown'}): the "
                      "page cache or a RAM-backed filesystem was in play")
     notes.append("storage.shared_channel not measured: assumed shared (the conservative case)")
-    notes.append("storage.cpu_latency and cpu_bandwidth: what one swap request takes from a "
-                 "thread computing beside it (a one-thread GEMM loop timed alone and beside "
-                 "swap requests), charged to the compute stream")
+    notes.append("storage.cpu_latency and cpu_bandwidth: what one swap request takes from the "
+                 "thread that computes and issues it (a one-thread GEMM loop timed alone and "
+                 "issuing swap requests through the runtime's swap file), charged to the "
+                 "compute stream")
     notes.append("compute.efficiency.conv not measured: default 0.6")
     return notes
 

@@ -23,10 +23,11 @@ than on an idle interpreter (about 20 µs more per write on this virtual machine
 read; swapping lenet5 makes 16-40 requests an iteration).
 
 What a transfer takes from computing (``measure_transfer_interference``): a one-thread GEMM
-loop timed alone and with swap requests running beside it on another thread, alternately; the
-slowdown per request, at a small and a large request size, fitted to the same line. It is more
-than the transfer thread's own CPU time (about twice, on this virtual machine): the kernel's
-writeback, the virtual disk's emulation and the copies' memory traffic slow the computing too.
+loop timed alone and issuing swap requests through the runtime's swap file as it computes,
+alternately; the slowdown per request, at a small and a large request size, fitted to the same
+line. It is more than the transfer thread's own CPU time (about twice, on this virtual machine):
+the submission, the hand-offs of the interpreter lock, the kernel's writeback, the virtual
+disk's emulation and the copies' memory traffic slow the computing too.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from trainplan.runtime.swapio import PAGE, page_round, swap_request
+from trainplan.runtime.swapio import PAGE, SwapFile, page_round, swap_request
 
 REQUEST_SIZES = tuple(PAGE * 4**k for k in range(7))  # 4 KiB .. 16 MiB
 STORAGE_KEYS = ("read_latency", "read_bandwidth", "write_latency", "write_bandwidth")
@@ -142,52 +143,53 @@ def measure_swap_storage(directory: str, sizes: Sequence[int] = REQUEST_SIZES, *
     return result
 
 
-def _gemm_loop(reps: int, n: int = 384) -> float:
-    """Seconds of ``reps`` float32 n×n products on one BLAS thread (the computing probe)."""
+def _gemm_loop(reps: int, n: int = 384, swap: SwapFile | None = None,
+               data: np.ndarray | None = None, back: np.ndarray | None = None
+               ) -> tuple[float, int]:
+    """Seconds of ``reps`` float32 n×n products on one BLAS thread (the computing probe) and
+    the swap requests completed meanwhile: with ``swap``, before each product, once the last
+    pair is done, it queues writing ``data`` and reading ``back`` through the swap file, as
+    the swap controller does between ops."""
     a = np.full((n, n), 0.5, np.float32)
     out = np.empty_like(a)
+    pending: list = []
+    done = 0
     began = time.perf_counter()
     for _ in range(reps):
+        if swap is not None and all(t.done for t in pending):
+            done += len(pending)
+            pending = [swap.write(data, 0, "probe"), swap.read(back, page_round(data.size),
+                                                              "probe")]
         np.matmul(a, a, out=out)
-    return time.perf_counter() - began
+    elapsed = time.perf_counter() - began
+    done += sum(t.done for t in pending)
+    for t in pending:
+        t.wait()
+    return elapsed, done
 
 
 def measure_transfer_interference(directory: str, sizes: Sequence[int] = (2**16, 2**22), *,
                                   pairs: int = 5, reps: int = 120) -> dict:
-    """The computing time swap requests take from a thread computing beside them: per size,
-    ``pairs`` alternations of a GEMM loop alone and with write + read requests of that size
-    running on another thread; the median slowdown per request, fitted to ``latency + bytes /
-    bandwidth`` (``cpu_latency``, ``cpu_bandwidth``); ``requests``: seconds per request."""
+    """The computing time swap requests take from the thread that computes and issues them:
+    per size, ``pairs`` alternations of a GEMM loop alone and issuing write + read requests of
+    that size through the runtime's swap file (runtime/swapio.py ``SwapFile``, through to
+    storage, its transfer thread serving them: the submission, the hand-offs of the
+    interpreter lock, the system calls' and the storage's load on the machine); the median
+    slowdown per request, fitted to ``latency + bytes / bandwidth`` (``cpu_latency``,
+    ``cpu_bandwidth``); ``requests``: seconds per request."""
     sizes = sorted({int(s) for s in sizes})
-    fd, path = tempfile.mkstemp(prefix=".trainplan-calibrate-swap-", dir=directory)
     data = np.random.default_rng(0).integers(0, 256, max(sizes), np.uint8)
     back = np.empty_like(data)
     per_request: dict[int, float] = {}
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
-        swap_request(fd, "write", memoryview(data), 0)
-        with threadpool_limits(limits=1, user_api="blas"):
-            for size in sizes:
-                slow = []
-                for _ in range(pairs):
-                    alone = _gemm_loop(reps)
-                    stop, done = threading.Event(), [0]
-
-                    def requests(size=size, stop=stop, done=done):
-                        while not stop.is_set():
-                            swap_request(fd, "write", memoryview(data[:size]), 0)
-                            swap_request(fd, "read", memoryview(back[:size]), 0)
-                            done[0] += 2
-                    thread = threading.Thread(target=requests, daemon=True)
-                    thread.start()
-                    busy = _gemm_loop(reps)
-                    stop.set()
-                    thread.join()
-                    slow.append((busy - alone) / max(done[0], 1))
-                per_request[size] = max(statistics.median(slow), 1e-7)
-    finally:
-        os.close(fd)
-        os.unlink(path)
+    with SwapFile(2 * page_round(max(sizes)), directory, through=True) as swap, \
+            threadpool_limits(limits=1, user_api="blas"):
+        for size in sizes:
+            slow = []
+            for _ in range(pairs):
+                alone, _ = _gemm_loop(reps)
+                busy, done = _gemm_loop(reps, swap=swap, data=data[:size], back=back[:size])
+                slow.append((busy - alone) / max(done, 1))
+            per_request[size] = max(statistics.median(slow), 1e-7)
     latency, bandwidth = fit_line(sizes, [per_request[s] for s in sizes])
     return {"cpu_latency": latency, "cpu_bandwidth": bandwidth,
             "requests": {s: round(t, 9) for s, t in per_request.items()}}
