@@ -116,7 +116,7 @@ def conv_chunk(batch: int, rows: int, cols: int, lanes: int = 1) -> int:
     most = max(1, min(lane_batch, max(by_cols, by_bytes)))
     if lanes > 1:  # smaller chunks rather than one lane: every lane's within LANE_WORKSPACE_MAX
         most = max(1, min(most, LANE_WORKSPACE_MAX // (lanes * 4 * rows * cols)))
-    return -(-lane_batch // -(-lane_batch // most))  # as many chunks, evened out
+    return _evened(lane_batch, most)  # as many chunks, evened out
 
 
 # Output rows this short cost more as separate col2im rows than as extra matrix columns

@@ -55,8 +55,7 @@ def _transform(ctx: LayerCtx, dtype, flipped: bool = False) -> np.ndarray:
 
 def _ws(ctx: LayerCtx, name: str, step: str, shape: tuple[int, ...]) -> np.ndarray:
     """The leading bytes of helper ``wino_{name}_{step}`` as a contiguous ``shape``."""
-    buf = ctx.helper(f"wino_{name}_{step}")
-    return view(flat(buf)[:math.prod(shape)], shape)
+    return _lane_ws(ctx, name, step, 0, shape)
 
 
 def _ranges(total: int, size: int):
@@ -102,8 +101,8 @@ def _input_tiles(ctx: LayerCtx, step: str, src: np.ndarray, n0: int, n1: int,
 
 def _own(block: int, size: int, lanes: int, k: int) -> slice:
     """Lane k's channels of a block of ``size`` (at most ``block``): its part of the full
-    block's cut, so that each lane keeps the same columns of the block workspaces whatever the
-    block and the lanes need not wait for each other between blocks."""
+    block's cut, the same in every block (of a smaller last block, what remains of it), so
+    that the lanes need not wait for each other between blocks."""
     part = split(block, lanes)[k]
     return slice(min(part.start, size), min(part.stop, size))
 
