@@ -35,6 +35,7 @@ ROLES = (
     "input", "label", "weight", "activation", "gradient", "derivative",
     "optimizer_state", "workspace",
 )
+FED_ROLES = ("input", "label")  # roles of the tensors the data feed fills from each batch
 POOLS = ("weight", "tensor", "external")
 DTYPE_BYTES = {"float32": 4, "float16": 2, "float64": 8, "int32": 4, "int64": 8, "uint8": 1}
 

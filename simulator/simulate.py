@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 import networkx as nx
 import numpy as np
 
-from trainplan.planner.graph import replay_edges
+from trainplan.planner.graph import FED_ROLES, replay_edges
 from trainplan.planner.identity import graph_identity, mismatch
 from trainplan.planner.layers.base import AG
 from trainplan.planner.order import ExecutionOrder
@@ -56,9 +56,6 @@ def check_plan_for(graph: nx.DiGraph, plan: TrainingPlan) -> None:
         raise InvalidPlan(f"the plan was made for {wrong}; plan this graph again")
 
 
-FED_ROLES = ("input", "label")  # tensors the runtime fills from each batch (runtime/data.py)
-
-
 def graph_steps(graph: nx.DiGraph, eo: ExecutionOrder,
                 buffer_of: Mapping[str, str] | None = None,
                 replays: Sequence[Replay] = ()) -> list[Step]:
@@ -75,13 +72,14 @@ def graph_steps(graph: nx.DiGraph, eo: ExecutionOrder,
     # first reader: that reader's step counts as writing them (storage no longer holds them)
     fed = {t for t, d in nodes(data=True) if d.get("role") in FED_ROLES
            and graph.in_degree(t) == 0}
-    first_reader = {}
+    fed_by: dict[int, list[str]] = {}  # run index -> the fed tensors it reads first
     for k, (*_, rd, _wr) in enumerate(runs):
-        for t in fed.intersection(rd):
-            first_reader.setdefault(t, k)
+        for t in sorted(fed.intersection(rd)):
+            fed.discard(t)
+            fed_by.setdefault(k, []).append(t)
     steps = []
     for i, (e, again, _, op, rd, wr) in enumerate(runs):
-        written = [*wr, *(t for t, k in first_reader.items() if k == i)]
+        written = [*wr, *fed_by.get(i, ())]
         d = nodes[op]
         steps.append(Step(
             eo=e, kind=d["step"], layer=d["layer"],
