@@ -103,7 +103,8 @@ def _notes(storage: dict, mem_bw: float, fs: str) -> list[str]:
     notes.append("storage.cpu_latency and cpu_bandwidth: what one swap request takes from the "
                  "thread that computes and issues it (a one-thread GEMM loop timed alone and "
                  "issuing swap requests through the runtime's swap file), charged to the "
-                 "compute stream")
+                 "compute stream; storage.pickup: the mean time the storage idled before each "
+                 "of those requests started (the swap thread taking it up)")
     notes.append("compute.efficiency.conv not measured: default 0.6")
     return notes
 
@@ -190,12 +191,15 @@ def with_gemm_peak(base: DeviceProfile, flops: float, source: str) -> DeviceProf
 
 
 def _cpu_fields(storage: dict, src: str) -> dict:
-    """The time a transfer takes from computing (``storage.cpu_*``), when it was measured
-    (``measure_transfer_interference``)."""
-    if "cpu_bandwidth" not in storage:
-        return {}
-    return {"cpu_latency": quantity(storage["cpu_latency"] * 1e3, "ms", src),
-            "cpu_bandwidth": quantity(storage["cpu_bandwidth"] / 1e6, "MB/s", src)}
+    """The time a transfer takes from computing (``storage.cpu_*``) and the swap thread's
+    pickup (``storage.pickup``), when they were measured (``measure_transfer_interference``)."""
+    out = {}
+    if "cpu_bandwidth" in storage:
+        out = {"cpu_latency": quantity(storage["cpu_latency"] * 1e3, "ms", src),
+               "cpu_bandwidth": quantity(storage["cpu_bandwidth"] / 1e6, "MB/s", src)}
+    if "pickup" in storage:
+        out["pickup"] = quantity(storage["pickup"] * 1e6, "us", src)
+    return out
 
 
 def with_storage(base: DeviceProfile, storage: dict, source: str = "") -> DeviceProfile:
@@ -228,4 +232,5 @@ def profile_summary(p: DeviceProfile) -> dict:
             "write_latency_ms": round(p.write_latency_s * 1e3, 4),
             "transfer_toll_ms": round(p.transfer_cpu_latency_s * 1e3, 4),
             "transfer_toll_mb_s": round(p.transfer_cpu_bandwidth / 1e6, 1),
+            "transfer_pickup_us": round(p.transfer_pickup_s * 1e6, 2),
             "notes": "; ".join(p.document.get("notes", []))}

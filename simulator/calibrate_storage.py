@@ -27,7 +27,10 @@ loop timed alone and issuing swap requests through the runtime's swap file as it
 alternately; the slowdown per request, at a small and a large request size, fitted to the same
 line. It is more than the transfer thread's own CPU time (about twice, on this virtual machine):
 the submission, the hand-offs of the interpreter lock, the kernel's writeback, the virtual
-disk's emulation and the copies' memory traffic slow the computing too.
+disk's emulation and the copies' memory traffic slow the computing too. The same loop gives
+the swap thread's pickup: how long the storage sits idle before each request starts, once the
+request is queued and the one before it is done (the thread woken, the interpreter lock
+regained) — the mean over every request of ``started - max(submitted, previous ended)``.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ from trainplan.runtime.swapio import PAGE, SwapFile, page_round, swap_request
 
 REQUEST_SIZES = tuple(PAGE * 4**k for k in range(7))  # 4 KiB .. 16 MiB
 STORAGE_KEYS = ("read_latency", "read_bandwidth", "write_latency", "write_bandwidth")
-INTERFERENCE_KEYS = ("cpu_latency", "cpu_bandwidth")
+INTERFERENCE_KEYS = ("cpu_latency", "cpu_bandwidth", "pickup")
+_PER_REQUEST = ("read_latency", "write_latency", "cpu_latency", "pickup")  # averaged as seconds
 
 
 def fit_line(sizes: Sequence[float], seconds: Sequence[float]) -> tuple[float, float]:
@@ -168,6 +172,22 @@ def _gemm_loop(reps: int, n: int = 384, swap: SwapFile | None = None,
     return elapsed, done
 
 
+def pickup_seconds(tickets: Sequence) -> float:
+    """The mean time the storage idled before each of ``tickets`` (served in order by one
+    thread) started: ``started - max(submitted, the previous one's ended)``, never below 0.
+
+    >>> from types import SimpleNamespace as T
+    >>> round(pickup_seconds([T(submitted=0, started=1, ended=5),
+    ...                       T(submitted=2, started=7, ended=9)]), 6)  # 1 s, then 2 s
+    1.5
+    """
+    gaps, previous = [], float("-inf")
+    for t in tickets:
+        gaps.append(max(0.0, t.started - max(t.submitted, previous)))
+        previous = t.ended
+    return statistics.fmean(gaps) if gaps else 0.0
+
+
 def measure_transfer_interference(directory: str, sizes: Sequence[int] = (2**16, 2**22), *,
                                   pairs: int = 5, reps: int = 120) -> dict:
     """The computing time swap requests take from the thread that computes and issues them:
@@ -176,13 +196,15 @@ def measure_transfer_interference(directory: str, sizes: Sequence[int] = (2**16,
     storage, its transfer thread serving them: the submission, the hand-offs of the
     interpreter lock, the system calls' and the storage's load on the machine); the median
     slowdown per request, fitted to ``latency + bytes / bandwidth`` (``cpu_latency``,
-    ``cpu_bandwidth``); ``requests``: seconds per request."""
+    ``cpu_bandwidth``); ``pickup``: ``pickup_seconds`` of every request issued; ``requests``:
+    seconds per request."""
     sizes = sorted({int(s) for s in sizes})
     data = np.random.default_rng(0).integers(0, 256, max(sizes), np.uint8)
     back = np.empty_like(data)
     per_request: dict[int, float] = {}
     with SwapFile(2 * page_round(max(sizes)), directory, through=True) as swap, \
             threadpool_limits(limits=1, user_api="blas"):
+        swap.journal = []
         for size in sizes:
             slow = []
             for _ in range(pairs):
@@ -190,19 +212,20 @@ def measure_transfer_interference(directory: str, sizes: Sequence[int] = (2**16,
                 busy, done = _gemm_loop(reps, swap=swap, data=data[:size], back=back[:size])
                 slow.append((busy - alone) / max(done, 1))
             per_request[size] = max(statistics.median(slow), 1e-7)
+        pickup = pickup_seconds(swap.journal)
     latency, bandwidth = fit_line(sizes, [per_request[s] for s in sizes])
-    return {"cpu_latency": latency, "cpu_bandwidth": bandwidth,
+    return {"cpu_latency": latency, "cpu_bandwidth": bandwidth, "pickup": pickup,
             "requests": {s: round(t, 9) for s, t in per_request.items()}}
 
 
 def mean_storage(*timings: dict) -> dict:
     """Several ``measure_swap_storage`` (or ``measure_transfer_interference``) results as one:
-    latencies and seconds per byte averaged (e.g. storage timed before and after a
+    latencies, pickups and seconds per byte averaged (e.g. storage timed before and after a
     measurement)."""
     out = {"method": timings[0].get("method", ""), "requests": timings[0].get("requests", {})}
     keys = [k for k in (*STORAGE_KEYS, *INTERFERENCE_KEYS) if all(k in t for t in timings)]
     for key in keys:
         values = [t[key] for t in timings]
-        out[key] = (float(np.mean(values)) if key.endswith("latency")
+        out[key] = (float(np.mean(values)) if key in _PER_REQUEST
                     else float(1.0 / np.mean([1.0 / v for v in values])))
     return out

@@ -65,7 +65,10 @@ class DeviceProfile:
     storage transfer takes from computing (``latency + bytes / bandwidth``: system calls,
     page-cache copies, writeback, a virtual disk's emulation on a host with no core to spare;
     simulator/calibrate_storage.py measures it) — the optional ``storage.cpu_latency`` and
-    ``storage.cpu_bandwidth``; absent, transfers cost the compute stream nothing."""
+    ``storage.cpu_bandwidth``; absent, transfers cost the compute stream nothing.
+    ``transfer_pickup_s``: the time the storage channel idles before each transfer starts,
+    the swap thread taking the request up (woken, the interpreter lock regained; the optional
+    ``storage.pickup``, 0 when absent)."""
 
     name: str
     ram_bytes: int
@@ -85,6 +88,7 @@ class DeviceProfile:
     gather_row_s: float = 0.0
     transfer_cpu_latency_s: float = 0.0
     transfer_cpu_bandwidth: float = 0.0
+    transfer_pickup_s: float = 0.0
 
     def transfer_cpu_seconds(self, nbytes: float) -> float:
         """The compute stream's time one transfer of ``nbytes`` takes (0 unless the profile
@@ -155,6 +159,7 @@ def profile_from_dict(doc: dict, origin: str = "profile") -> DeviceProfile:
     gather_row = _optional_quantity(doc, "compute.gather_row", "time", origin)
     cpu_latency = _optional_quantity(doc, "storage.cpu_latency", "time", origin)
     cpu_bandwidth = _optional_quantity(doc, "storage.cpu_bandwidth", "bandwidth", origin)
+    pickup = _optional_quantity(doc, "storage.pickup", "time", origin)
     if cpu_latency and not cpu_bandwidth:
         raise InvalidProfile(f"{origin}: storage.cpu_latency needs storage.cpu_bandwidth",
                              "storage.cpu_bandwidth")
@@ -178,6 +183,7 @@ def profile_from_dict(doc: dict, origin: str = "profile") -> DeviceProfile:
         storage=str(doc.get("storage", {}).get("kind", "")), document=doc,
         op_overhead_s=overhead, gather_row_s=gather_row,
         transfer_cpu_latency_s=cpu_latency, transfer_cpu_bandwidth=cpu_bandwidth,
+        transfer_pickup_s=pickup,
     )
 
 
@@ -212,7 +218,9 @@ def profile_document(p: DeviceProfile) -> dict:
                     "shared_channel": p.shared_channel,
                     **({"cpu_latency": quantity(p.transfer_cpu_latency_s * 1e3, "ms"),
                         "cpu_bandwidth": quantity(p.transfer_cpu_bandwidth / 1e6, "MB/s")}
-                       if p.transfer_cpu_bandwidth else {})},
+                       if p.transfer_cpu_bandwidth else {}),
+                    **({"pickup": quantity(p.transfer_pickup_s * 1e6, "us")}
+                       if p.transfer_pickup_s else {})},
     }
 
 

@@ -123,21 +123,34 @@ def test_timeline_measured_swapping_through_draws_the_storage_track(capsys, tmp_
     assert "plan that swaps" in capsys.readouterr().err
 
 
-def test_a_transfers_cpu_lengthens_the_next_op_less_its_stall():
+def test_a_transfers_cpu_lengthens_the_step_after_its_issue_stalled_or_not():
     cpu = DeviceProfile(**{**make_device().__dict__, "transfer_cpu_latency_s": 0.01,
                            "transfer_cpu_bandwidth": 1e8})
     steps = [Step(0, flops=1e8), Step(1, flops=1e8), Step(2, flops=1e8, reads=("w",))]
     writes = [Transfer("x", "write", 1_000_000, issue_eo=0)]  # 20 ms on the channel
     plain = run_engine(steps, writes, make_device())
     charged = run_engine(steps, writes, cpu)
-    # the write starts when EO 0 ends; EO 1 then pays its 10 ms + 10 ms of CPU
+    # the write is issued when EO 0 ends; EO 1 then pays its 100 ms + 20 ms of CPU
     assert charged.end[1] - charged.start[1] == pytest.approx(0.1 + 0.02)
     assert plain.end[1] - plain.start[1] == pytest.approx(0.1)
-    # a read EO 2 waits for (100 ms): the stall absorbs 100 of its 110 ms of CPU
+    assert charged.end[2] - charged.start[2] == pytest.approx(0.1)  # paid once
+    # a read issued at EO 2, which waits 100 ms for it: the submission and the swap thread's
+    # hand-offs are the computing thread's work, so the stall absorbs none of its 110 ms
     reads = [Transfer("w", "read", 10_000_000, issue_eo=2, deadline_eo=2)]
     run = run_engine(steps, reads, cpu)
     assert run.stall[2] == pytest.approx(0.1)
-    assert run.end[2] - run.start[2] == pytest.approx(0.1 + 0.01)
+    assert run.end[2] - run.start[2] == pytest.approx(0.1 + 0.11)
+
+
+def test_the_channel_idles_the_pickup_before_every_transfer():
+    slow = DeviceProfile(**{**make_device().__dict__, "transfer_pickup_s": 0.005})
+    steps = [Step(0, flops=1e6), Step(1, reads=("a", "b"))]
+    reads = [Transfer("a", "read", 1_000_000, issue_eo=0, deadline_eo=1),  # 10 ms each
+             Transfer("b", "read", 1_000_000, issue_eo=0, deadline_eo=1)]
+    base, run = run_engine(steps, reads, make_device()), run_engine(steps, reads, slow)
+    starts = [r["start_s"] for r in run.transfers]
+    assert starts == pytest.approx([0.005, 0.005 + 0.01 + 0.005])
+    assert run.stall[1] - base.stall[1] == pytest.approx(0.01)  # two pickups on the way
 
 
 def test_fitted_efficiencies_are_fractions_of_the_measured_peak():

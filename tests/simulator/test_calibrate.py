@@ -34,6 +34,7 @@ def test_calibrated_profile_loads_like_a_shipped_one(tmp_path):
     notes = " ".join(again.document["notes"])
     assert "swaps through" in notes and "not measured" in notes
     assert again.transfer_cpu_bandwidth > 0 and again.transfer_cpu_latency_s >= 0
+    assert 0 < again.transfer_pickup_s < 0.1  # the swap thread took its requests up
 
 
 def test_the_temporary_file_is_removed_on_error(tmp_path, monkeypatch):
@@ -106,8 +107,13 @@ def test_with_storage_replaces_only_the_storage_figures(tmp_path):
 
     pi = load_device("raspberry-pi-4")
     timed = {"read_latency": 1e-4, "read_bandwidth": 1e9, "write_latency": 2e-3,
-             "write_bandwidth": 5e8, "cpu_latency": 5e-5, "cpu_bandwidth": 3e9}
+             "write_bandwidth": 5e8, "cpu_latency": 5e-5, "cpu_bandwidth": 3e9,
+             "pickup": 2e-5}
     host = cal.with_storage(pi, timed)
+    assert host.transfer_pickup_s == pytest.approx(2e-5) and pi.transfer_pickup_s == 0.0
+    both = cal_storage.mean_storage(timed, {**timed, "pickup": 4e-5, "read_bandwidth": 3e9})
+    assert both["pickup"] == pytest.approx(3e-5)  # seconds averaged, bandwidths harmonically
+    assert both["read_bandwidth"] == pytest.approx(1.5e9)
     assert (host.read_latency_s, host.write_bandwidth) == pytest.approx((1e-4, 5e8))
     assert host.transfer_cpu_seconds(3e9) == pytest.approx(1 + 5e-5)
     assert host.gemm_flops == pi.gemm_flops and host.efficiency == pi.efficiency
