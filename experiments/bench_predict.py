@@ -186,12 +186,14 @@ def measure_swap_case(case: dict, args: argparse.Namespace) -> None:
     plan = case["plan"]
     sizes = sorted({e.nbytes for e in plan.evictions if e.write}
                    | {p.nbytes for p in plan.prefetches if p.read})
-    before = measure_swap_storage(args.swap_dir, sizes, rounds=3)
+    before = measure_swap_storage(args.swap_dir, sizes, rounds=3,
+                                  min_seconds=args.storage_seconds)
     m = measure_graph(case["graph"], plan, iterations=args.swap_iterations,
                       min_seconds=args.swap_min_seconds, max_iterations=args.max_iterations,
                       threads=args.blas_threads or None, progress=False,
                       options=SessionOptions(swap_dir=args.swap_dir, swap_through=True))
-    after = measure_swap_storage(args.swap_dir, sizes, rounds=3)
+    after = measure_swap_storage(args.swap_dir, sizes, rounds=3,
+                                 min_seconds=args.storage_seconds)
     case["rounds"].append((m, mean_storage(before, after)))
 
 
@@ -309,7 +311,13 @@ def main(argv: list[str] | None = None) -> dict:
                         "whose runs share the machine's load with the calibration models)")
     parser.add_argument("--swap-min-seconds", type=float, default=2.0,
                         help="keep recording a swap case until this many seconds")
+    parser.add_argument("--storage-seconds", type=float, default=0.5,
+                        help="time the storage before and after each swap run for at least "
+                        "this many seconds (default 0.5): this disk's latency drifts from "
+                        "second to second, and a window averages it as the run does")
     args = parser.parse_args(argv)
+    if not 0 <= args.storage_seconds <= 60:
+        parser.error(f"--storage-seconds must be between 0 and 60, got {args.storage_seconds}")
     args.peaks = []  # GEMM probes taken between the measurements
     args.interference = []  # what swap requests take from computing, once a round
     use_file_backend()

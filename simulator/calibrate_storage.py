@@ -91,10 +91,12 @@ def computing_probe(stop: threading.Event) -> None:
 
 def measure_swap_storage(directory: str, sizes: Sequence[int] = REQUEST_SIZES, *,
                          rounds: int = 5, seed: int = 0,
-                         beside: Callable[[threading.Event], None] | None = computing_probe
-                         ) -> dict:
+                         beside: Callable[[threading.Event], None] | None = computing_probe,
+                         min_seconds: float = 0.0) -> dict:
     """Time swap requests of ``sizes`` in a temporary file in ``directory`` (removed even on
-    error) while ``beside(stop)`` runs on another thread (None: nothing beside); returns the
+    error) while ``beside(stop)`` runs on another thread (None: nothing beside): ``rounds``
+    rounds of every size, more until ``min_seconds`` have passed (a disk whose latency drifts
+    from second to second is timed over a window, not an instant); returns the
     fitted ``read_/write_bandwidth`` and ``read_/write_latency``, the mean seconds per size and
     kind (``requests``) and the ``method``."""
     if not (hasattr(os, "posix_fadvise") and hasattr(os, "fdatasync")):
@@ -117,7 +119,9 @@ def measure_swap_storage(directory: str, sizes: Sequence[int] = REQUEST_SIZES, *
         rng = np.random.default_rng(seed)
         if computing is not None:
             computing.start()
-        for _ in range(rounds):
+        window, done = time.perf_counter(), 0
+        while done < rounds or time.perf_counter() - window < min_seconds:
+            done += 1
             for kind in ("write", "read"):
                 for i in rng.permutation(len(sizes)):
                     s = sizes[i]
@@ -137,7 +141,7 @@ def measure_swap_storage(directory: str, sizes: Sequence[int] = REQUEST_SIZES, *
               "read-ahead off (POSIX_FADV_RANDOM); mean per size")
     if beside is not None:
         method += f", a thread computing beside ({beside.__name__})"
-    result: dict = {"method": method,
+    result: dict = {"method": method, "rounds": done,
                     "requests": {f"{k} {s}": round(t, 9) for (k, s), t in means.items()}}
     for kind in ("read", "write"):
         latency, bandwidth = fit_line(sizes, [means[(kind, s)] for s in sizes])

@@ -23,6 +23,13 @@ def test_rounds_pool_every_iteration_against_one_prediction(tmp_path):
     assert (figures / "predict_mlp.png").stat().st_size > 0
 
 
+@pytest.mark.parametrize("seconds", ["-1", "nan", "1e9"])
+def test_a_storage_window_out_of_range_is_refused(tmp_path, seconds, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--swap", "--storage-seconds", seconds, "--out", str(tmp_path / "x.json")])
+    assert exit_.value.code == 2 and "--storage-seconds" in capsys.readouterr().err
+
+
 def test_a_held_out_model_cannot_calibrate(tmp_path):
     with pytest.raises(SystemExit):
         bench.main(["--models", "mlp", "--calibration-models", "mlp,lenet5",
@@ -42,6 +49,7 @@ def test_a_swap_case_compares_the_medians_of_its_rounds(tmp_path):
     graph = bench.build("lenet5", 4)
     plan = plan_training(graph, budget=900_000, swap="belady")
     args = argparse.Namespace(swap_dir=str(tmp_path), swap_iterations=2, swap_min_seconds=0,
+                              storage_seconds=0.05,
                               max_iterations=4, blas_threads=1, swap_fractions="0.4",
                               figures=str(tmp_path / "figures"))
     args.interference = [measure_transfer_interference(str(tmp_path), pairs=1, reps=5)]

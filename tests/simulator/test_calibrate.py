@@ -120,6 +120,16 @@ def test_with_storage_replaces_only_the_storage_figures(tmp_path):
     assert pi.transfer_cpu_seconds(1e9) == 0.0
 
 
+def test_swap_storage_is_timed_over_a_window(tmp_path):
+    began = time.perf_counter()
+    r = cal_storage.measure_swap_storage(str(tmp_path), [4096, 65536], rounds=1,
+                                         min_seconds=0.2, beside=None)
+    assert time.perf_counter() - began >= 0.2 and r["rounds"] > 1
+    assert cal_storage.measure_swap_storage(str(tmp_path), [4096], rounds=2,
+                                            beside=None)["rounds"] == 2
+    assert os.listdir(tmp_path) == []
+
+
 def test_swap_storage_is_timed_beside_a_computing_thread(tmp_path):
     seen = []
 
