@@ -127,6 +127,13 @@ def rows(a: np.ndarray) -> np.ndarray:
     return view(a, (a.size // a.shape[-1], a.shape[-1]))
 
 
+def spans(part: slice, size: int) -> Iterator[tuple[int, int]]:
+    """(start, stop) runs of ``size`` over ``part`` (the last one shorter), in order: a lane's
+    chunks of samples, a step's blocks of channels."""
+    for start in range(part.start, part.stop, size):
+        yield start, min(part.stop, start + size)
+
+
 def chunks(n: int, per_row: int = 1) -> Iterator[slice]:
     """Row ranges of about CHUNK elements (at least one row each), in order."""
     step = max(1, CHUNK // max(per_row, 1))

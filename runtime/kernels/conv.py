@@ -25,13 +25,8 @@ import numpy as np
 
 from trainplan.planner.layers.base import pair
 from trainplan.planner.layers.conv import COL_PAD, padding, wide_grid
-from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, flat, register, view
+from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, flat, register, spans, view
 from trainplan.runtime.kernels.parallel import split
-from trainplan.runtime.kernels.winograd import (
-    winograd_calc_derivative,
-    winograd_calc_gradient,
-    winograd_forward,
-)
 from trainplan.runtime.kernels.windows import (
     ShiftPlan,
     Tap,
@@ -44,6 +39,11 @@ from trainplan.runtime.kernels.windows import (
     unpadded,
     wide_run,
     window_view,
+)
+from trainplan.runtime.kernels.winograd import (
+    winograd_calc_derivative,
+    winograd_calc_gradient,
+    winograd_forward,
 )
 
 
@@ -127,12 +127,6 @@ def _col_matrix(buf: np.ndarray, rows: int, length: int) -> np.ndarray:
     """The leading bytes of a column helper as a (rows, length) matrix whose rows are COL_PAD
     elements longer (planner/layers/conv.py: a power-of-two row stride slows BLAS)."""
     return _prefix(buf, (rows, length + COL_PAD))[:, :length]
-
-
-def _ranges(samples: slice, size: int):
-    """(n0, n1) chunks of ``size`` samples over a lane's samples."""
-    for n0 in range(samples.start, samples.stop, size):
-        yield n0, min(samples.stop, n0 + size)
 
 
 def _col6(buf: np.ndarray, g: ConvGeom, n: int) -> np.ndarray:
@@ -224,7 +218,7 @@ def conv_forward(ctx: LayerCtx) -> None:
     lanes = split(g.batch, ctx.lanes)
 
     def lane(k: int) -> None:
-        for n0, n1 in _ranges(lanes[k], size):
+        for n0, n1 in spans(lanes[k], size):
             cols = _columns(ctx, _lane(col, k), g, n0, n1)
             if n1 - n0 == 1:
                 np.matmul(w3, cols, out=view(y3[n0], (g.groups, fg, g.cols)))
@@ -277,7 +271,7 @@ def conv_calc_gradient(ctx: LayerCtx) -> None:
     col, grad_t = ctx.helpers.get("col_calc_gradient"), ctx.helpers.get("grad_t_calc_gradient")
     size = _chunk_size(ctx, g, "calc_gradient")
     filter_lanes, channel_lanes = split(g.filters, ctx.lanes), _channel_lanes(g, ctx.lanes)
-    for k, (n0, n1) in enumerate(_ranges(slice(0, g.batch), size)):
+    for k, (n0, n1) in enumerate(spans(slice(0, g.batch), size)):
         if n1 - n0 > 1:  # every lane needs every filter's gradient: transpose them first
             ctx.each_lane(lambda i, n0=n0, n1=n1: _transposed(dy3, grad_t, g, n0, n1,
                                                               filter_lanes[i]))
@@ -308,7 +302,7 @@ def _gradient_in_sample_lanes(ctx: LayerCtx, g: ConvGeom, dy3: np.ndarray,
     lanes = split(g.batch, ctx.lanes)
 
     def lane(k: int) -> None:
-        for j, (n0, n1) in enumerate(_ranges(lanes[k], size)):
+        for j, (n0, n1) in enumerate(spans(lanes[k], size)):
             cols = _columns(ctx, _lane(col, k), g, n0, n1)
             grads = _transposed(dy3, _lane(grad_t, k), g, n0, n1)
             target = sums[k] if j == 0 else view(part[k], shape_t)
@@ -350,7 +344,7 @@ def _derivative_as_convolution(ctx: LayerCtx, g: ConvGeom) -> None:
     size, lanes = _samples(col, g.cols), split(g.batch, ctx.lanes)
 
     def lane(k: int) -> None:
-        for n0, n1 in _ranges(lanes[k], size):
+        for n0, n1 in spans(lanes[k], size):
             n = n1 - n0
             m = _col_matrix(col[k], g.filters * kh * kw, n * g.cols)
             col6 = view(m, (g.filters, kh, kw, n, *g.out)).transpose(3, 0, 1, 2, 4, 5)
@@ -385,7 +379,7 @@ def conv_calc_derivative(ctx: LayerCtx) -> None:
     lanes = split(g.batch, ctx.lanes)
 
     def lane(k: int) -> None:
-        for n0, n1 in _ranges(lanes[k], size):
+        for n0, n1 in spans(lanes[k], size):
             grads = _transposed(dy3, _lane(grad_t, k), g, n0, n1)
             if col is None:
                 np.matmul(w3t, grads, out=view(dx[n0], (g.groups, g.rows, g.cols)))

@@ -31,7 +31,7 @@ import math
 import numpy as np
 
 from trainplan.planner.layers.conv import winograd_blocks
-from trainplan.runtime.kernels.base import LayerCtx, flat, view
+from trainplan.runtime.kernels.base import LayerCtx, flat, spans, view
 from trainplan.runtime.kernels.parallel import split
 
 # The F(2x2, 3x3) filter transform, and the same for a filter flipped in both axes.
@@ -56,11 +56,6 @@ def _transform(ctx: LayerCtx, dtype, flipped: bool = False) -> np.ndarray:
 def _ws(ctx: LayerCtx, name: str, step: str, shape: tuple[int, ...]) -> np.ndarray:
     """The leading bytes of helper ``wino_{name}_{step}`` as a contiguous ``shape``."""
     return _lane_ws(ctx, name, step, 0, shape)
-
-
-def _ranges(total: int, size: int):
-    for start in range(0, total, size):
-        yield start, min(total, start + size)
 
 
 def _input_tiles(ctx: LayerCtx, step: str, src: np.ndarray, n0: int, n1: int,
@@ -155,11 +150,11 @@ def _convolve(ctx: LayerCtx, step: str, src: np.ndarray, filt: np.ndarray, dst: 
     gg = _transform(ctx, filt.dtype, flipped)
     filters = filt.shape[0]
     filt9 = view(filt, (filters, filt.shape[1], 9))
-    for n0, n1 in _ranges(batch, size):
+    for n0, n1 in spans(slice(0, batch), size):
         v = _input_tiles(ctx, step, src, n0, n1, split(n1 - n0, ctx.lanes))
 
         def lane(k: int, v=v, n0=n0, n1=n1) -> None:
-            for o0, o1 in _ranges(out_channels, block):
+            for o0, o1 in spans(slice(0, out_channels), block):
                 own = _own(block, o1 - o0, ctx.lanes, k)
                 nb = own.stop - own.start
                 if nb <= 0:
@@ -231,11 +226,11 @@ def winograd_calc_gradient(ctx: LayerCtx) -> None:
     size, block = winograd_blocks(batch, c, filters, (h, w))
     gg = _transform(ctx, x.dtype)
     du = _ws(ctx, "du", "calc_gradient", (16, block, c))
-    for n0, n1 in _ranges(batch, size):
+    for n0, n1 in spans(slice(0, batch), size):
         v = _input_tiles(ctx, "calc_gradient", x, n0, n1, split(n1 - n0, ctx.lanes))
 
         def lane(k: int, v=v, n0=n0, n1=n1) -> None:
-            for f0, f1 in _ranges(filters, block):
+            for f0, f1 in spans(slice(0, filters), block):
                 own = _own(block, f1 - f0, ctx.lanes, k)
                 if own.stop <= own.start:
                     continue
