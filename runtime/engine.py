@@ -14,6 +14,7 @@ and an optimizer update runs in lanes of its weight's elements.
 
 from __future__ import annotations
 
+import os
 import time
 import zlib
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from trainplan.runtime.bind import Binding, bind, layer_tensors
 from trainplan.runtime.kernels.base import LayerCtx, flat
 from trainplan.runtime.kernels.parallel import LANES, over_lanes
 from trainplan.runtime.kernels.threads import BLAS, OpThreads, ThreadPolicy
+from trainplan.runtime.kernels.worker import LaneWorker
 from trainplan.runtime.optimizers import Hyper, apply_gradient
 
 
@@ -87,6 +89,9 @@ class Executor:
         self._ctx_cache: dict[tuple[str, bool, int], LayerCtx] = {}
         self._states_cache: dict[tuple[str, str, int], dict[str, np.ndarray]] = {}
         self.feeds: dict[int, list[tuple[str, np.ndarray]]] = {}
+        self.worker: LaneWorker | None = None
+        self._worker_tried = False
+        self._pid = os.getpid()
 
     def _viewer(self, b: Binding, e: int) -> Callable:
         def view(name: str | None):
@@ -185,6 +190,7 @@ class Executor:
             return
         BLAS.set(threads if b.blas else 1)
         ctx.threads, ctx.lanes = threads, lanes
+        ctx.worker = self.lane_worker() if threads > 1 and not b.blas else None
         value = b.kernel(ctx)
         for w, whole in b.accumulate.items():  # a split step's chunk (runtime/bind.py)
             grad = self.layout.view(whole, e)
@@ -195,6 +201,28 @@ class Executor:
             if probs.shape == label.shape and probs.shape[-1] > 1:
                 result.correct += int((probs.argmax(-1) == label.argmax(-1)).sum())
                 result.samples += int(np.prod(probs.shape[:-1]))
+
+    def lane_worker(self) -> LaneWorker | None:
+        """The lane worker process (runtime/kernels/worker.py), started the first time an op
+        gets more than one thread, when the arena is shared; None otherwise or if it would not
+        start (lanes then run on threads)."""
+        if not self._worker_tried and os.getpid() == self._pid:
+            self._worker_tried = True
+            shared = getattr(self.layout, "shared", None)
+            if shared is not None:
+                try:
+                    self.worker = LaneWorker(shared.fd, shared.array)
+                except OSError:
+                    self.worker = None
+                if self.worker is not None and self.worker.alive:
+                    self.policy.helpers.append(self.worker.pid())
+        return self.worker if self.worker is not None and self.worker.alive else None
+
+    def close(self) -> None:
+        """Stop the lane worker, if one runs."""
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
 
     def _states(self, b: Binding, weight: str, e: int) -> dict[str, np.ndarray]:
         """The optimizer states of ``weight`` at EO ``e``, viewed once."""

@@ -10,9 +10,12 @@ boundary in both, so SIMD code takes the same path and the two runs give the sam
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import math
+import mmap
+import os
 
 import networkx as nx
 import numpy as np
@@ -46,6 +49,27 @@ def aligned_bytes(nbytes: int) -> np.ndarray:
     return raw[start:start + nbytes]
 
 
+class SharedArena:
+    """Arena bytes another process can map too: a memfd (Linux), mapped shared. The lane
+    worker (runtime/kernels/worker.py) maps it to run lanes beside this process; its pages are
+    zero until written and count in RSS once touched, as a private arena's do."""
+
+    def __init__(self, nbytes: int):
+        self.fd = os.memfd_create("trainplan-arena", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(self.fd, max(nbytes, 1))
+            self._map = mmap.mmap(self.fd, max(nbytes, 1))
+        except BaseException:
+            os.close(self.fd)
+            raise
+        self.array = np.frombuffer(self._map, dtype=np.uint8)[:nbytes]
+
+    def close(self) -> None:
+        """Close the descriptor (the mapping lives on while views of it do)."""
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
 def tensor_view(memory: np.ndarray, offset: int, shape: tuple[int, ...], dtype: str) -> np.ndarray:
     """The tensor of ``shape`` and ``dtype`` whose bytes start at ``memory[offset]``."""
     n = math.prod(shape) * DTYPE_BYTES[dtype]
@@ -55,12 +79,15 @@ def tensor_view(memory: np.ndarray, offset: int, shape: tuple[int, ...], dtype: 
 class ArenaLayout:
     """Every planned tensor a view into one arena at its buffer's piece offset."""
 
-    def __init__(self, graph: nx.DiGraph, plan: TrainingPlan):
+    def __init__(self, graph: nx.DiGraph, plan: TrainingPlan, *, shared: bool = False):
         self.graph, self.plan = graph, plan
         self.arena_bytes = plan.arena_bytes
         require_memory(plan.arena_bytes, "the plan's arena", "use a smaller batch, or plan "
                        "under a RAM budget (--budget) that swaps to storage")
-        self.arena = aligned_bytes(plan.arena_bytes)
+        # shared: a lane worker process may map it (page-aligned, so 64-byte aligned too)
+        self.shared = SharedArena(plan.arena_bytes) if shared else None
+        self.arena = (self.shared.array if self.shared is not None
+                      else aligned_bytes(plan.arena_bytes))
         self.buffer_of = plan.member_buffer()
         self.pieces = {b.id: b.pieces for b in plan.buffers}
         self.nbytes = {b.id: b.nbytes for b in plan.buffers}

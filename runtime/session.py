@@ -11,6 +11,7 @@ run the same kernels, so they produce the same bits.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 
 import networkx as nx
@@ -24,6 +25,7 @@ from trainplan.planner.verify import verify_plan
 from trainplan.runtime.data import feed_tensors
 from trainplan.runtime.engine import Executor, StepResult
 from trainplan.runtime.init import initial_value
+from trainplan.runtime.kernels.worker import available as lane_worker_available
 from trainplan.runtime.layout import ALIGN, ArenaLayout, ReferenceLayout, release_free_heap
 from trainplan.runtime.optimizers import Hyper
 from trainplan.runtime.swap_layout import SwapController
@@ -81,7 +83,7 @@ class Session:
         self.eo = plan.order
         self.buffers = _from_plan(plan)
         try:
-            self.layout = ArenaLayout(graph, plan)
+            self.layout = ArenaLayout(graph, plan, shared=_may_use_worker(options))
             if plan.swapped:
                 self.swapfile = SwapFile(0, options.swap_dir, through=options.swap_through)
                 self.controller = SwapController(self.layout, self.swapfile)
@@ -182,6 +184,12 @@ class Session:
         return result
 
     def close(self) -> None:
+        executor = getattr(self, "executor", None)
+        if executor is not None:
+            executor.close()
+        shared = getattr(getattr(self, "layout", None), "shared", None)
+        if shared is not None:
+            shared.close()
         if self.swapfile is not None:
             self.swapfile.close()
 
@@ -190,6 +198,13 @@ class Session:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _may_use_worker(options: SessionOptions) -> bool:
+    """Whether the arena is shared with a lane worker (runtime/kernels/worker.py): where the
+    platform allows one and an op may get more than one thread."""
+    wanted = options.threads is None or options.threads > 1
+    return wanted and (os.cpu_count() or 1) > 1 and lane_worker_available()
 
 
 def _refuse_unrunnable(graph: nx.DiGraph, plan: TrainingPlan) -> None:

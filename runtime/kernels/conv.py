@@ -27,12 +27,14 @@ from trainplan.planner.layers.base import pair
 from trainplan.planner.layers.conv import COL_PAD, padding, wide_grid
 from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, flat, register, spans, view
 from trainplan.runtime.kernels.parallel import split
+from trainplan.runtime.kernels.program import Call, call, lane_program
 from trainplan.runtime.kernels.windows import (
     ShiftPlan,
     Tap,
-    col2im,
-    col2im_wide,
+    col2im_calls,
+    col2im_wide_calls,
     im2col,
+    im2col_calls,
     im2col_taps,
     shifts,
     taps,
@@ -172,24 +174,46 @@ def _columns(ctx: LayerCtx, col: np.ndarray | None, g: ConvGeom, n0: int, n1: in
     return _col3(col, g, n1 - n0)
 
 
+def _column_calls(ctx: LayerCtx, col: np.ndarray | None, g: ConvGeom, n0: int, n1: int
+                  ) -> tuple[list[Call], np.ndarray]:
+    """``_columns`` of every channel as calls, and the column matrix they fill."""
+    x = ctx.inputs[0]
+    if col is None:
+        return [], view(x[n0], (g.groups, g.rows, g.cols))
+    windows = _windows(ctx, g)
+    windows = None if windows is None else windows[n0:n1]
+    calls = im2col_calls(x[n0:n1], _col6(col, g, n1 - n0), g.taps, g.shifts, windows)
+    return calls, _col3(col, g, n1 - n0)
+
+
 def _transposed(dy3: np.ndarray, buf: np.ndarray | None, g: ConvGeom, n0: int, n1: int,
                 filters: slice = slice(None)) -> np.ndarray:
     """The chunk's output gradient as (groups, filters / groups, n * cols); several samples,
     or wide rows (zeros past the real outputs), are copied (the ``filters`` only) into ``buf``
     laid out (filters, n x cols), its rows padded as a column helper's."""
+    calls, out = _transposed_calls(dy3, buf, g, n0, n1, filters)
+    for c in calls:
+        c()
+    return out
+
+
+def _transposed_calls(dy3: np.ndarray, buf: np.ndarray | None, g: ConvGeom, n0: int, n1: int,
+                      filters: slice = slice(None)) -> tuple[list[Call], np.ndarray]:
+    """``_transposed`` as the calls that do it, and the matrix they fill."""
     fg = g.filters // g.groups
     if n1 - n0 == 1 and not g.wide:
-        return view(dy3[n0], (g.groups, fg, g.cols))
+        return [], view(dy3[n0], (g.groups, fg, g.cols))
     m = _col_matrix(buf, g.filters, (n1 - n0) * g.gcols)
     if g.wide:
         out = view(m, (g.filters, n1 - n0, g.out[0], g.grid_width))
         dy4 = view(dy3, (g.batch, g.filters, *g.out))
-        np.copyto(out[filters, :, :, :g.out[1]], dy4[n0:n1, filters].transpose(1, 0, 2, 3))
-        out[filters, :, :, g.out[1]:] = 0
+        calls = [call(np.copyto, out[filters, :, :, :g.out[1]],
+                      dy4[n0:n1, filters].transpose(1, 0, 2, 3)),
+                 call(np.copyto, out[filters, :, :, g.out[1]:], 0)]
     else:
         out = view(m, (g.filters, n1 - n0, g.cols))
-        np.copyto(out[filters], dy3[n0:n1, filters].transpose(1, 0, 2))
-    return view(out, (g.groups, fg, (n1 - n0) * g.gcols))
+        calls = [call(np.copyto, out[filters], dy3[n0:n1, filters].transpose(1, 0, 2))]
+    return calls, view(out, (g.groups, fg, (n1 - n0) * g.gcols))
 
 
 def _lane(helper: np.ndarray | None, lane: int) -> np.ndarray | None:
@@ -208,29 +232,36 @@ def conv_forward(ctx: LayerCtx) -> None:
         winograd_forward(ctx)
         return
     g = _geom(ctx)
+    col, out_t = ctx.helpers.get("col_forward"), ctx.helpers.get("out_t_forward")
+    _declared_lanes(ctx, col if col is not None else out_t)
+    ctx.run(lane_program(ctx, "forward", lambda: _forward_lanes(ctx, g, col, out_t)))
+
+
+def _forward_lanes(ctx: LayerCtx, g: ConvGeom, col, out_t) -> list[list[Call]]:
+    """Per lane of samples, per chunk: im2col, Y = W · col, Y back sample-major, + bias."""
     fg = g.filters // g.groups
     w3 = view(ctx.weights["filter"], (g.groups, fg, g.rows))
     y3 = view(ctx.outputs[0], (g.batch, g.filters, g.cols))
     size = _chunk_size(ctx, g, "forward")
-    col, out_t = ctx.helpers.get("col_forward"), ctx.helpers.get("out_t_forward")
     bias = ctx.weights.get("bias")
-    _declared_lanes(ctx, col if col is not None else out_t)
-    lanes = split(g.batch, ctx.lanes)
-
-    def lane(k: int) -> None:
-        for n0, n1 in spans(lanes[k], size):
-            cols = _columns(ctx, _lane(col, k), g, n0, n1)
+    programs = []
+    for k, part in enumerate(split(g.batch, ctx.lanes)):
+        calls = []
+        for n0, n1 in spans(part, size):
+            fill, cols = _column_calls(ctx, _lane(col, k), g, n0, n1)
+            calls += fill
             if n1 - n0 == 1:
-                np.matmul(w3, cols, out=view(y3[n0], (g.groups, fg, g.cols)))
+                calls.append(call(np.matmul, w3, cols, out=view(y3[n0], (g.groups, fg, g.cols))))
             else:
                 buf = view(_col_matrix(out_t[k], g.filters, (n1 - n0) * g.cols),
                            (g.groups, fg, (n1 - n0) * g.cols))
-                np.matmul(w3, cols, out=buf)
-                np.copyto(y3[n0:n1], view(buf, (g.filters, n1 - n0, g.cols)).transpose(1, 0, 2))
+                calls += [call(np.matmul, w3, cols, out=buf),
+                          call(np.copyto, y3[n0:n1],
+                               view(buf, (g.filters, n1 - n0, g.cols)).transpose(1, 0, 2))]
             if bias is not None:
-                y3[n0:n1] += bias[:, None]
-
-    ctx.each_lane(lane)
+                calls.append(call(np.add, y3[n0:n1], bias[:, None], out=y3[n0:n1]))
+        programs.append(calls)
+    return programs
 
 
 def _channel_lanes(g: ConvGeom, lanes: int) -> list[tuple[slice, slice, tuple, slice | None]]:
@@ -294,27 +325,35 @@ def _gradient_in_sample_lanes(ctx: LayerCtx, g: ConvGeom, dy3: np.ndarray,
     """dW = Σ over lanes of samples of each lane's Σ over its chunks, added in lane order. A
     lane sums dWᵀ = col · dYᵀ into its ``filter_grad_lanes``: BLAS runs the product with the
     columns untransposed about a fifth faster than dY · colᵀ (resnet18's first stage)."""
-    col, grad_t = ctx.helpers.get("col_calc_gradient"), ctx.helpers.get("grad_t_calc_gradient")
-    part = ctx.helpers.get("filter_grad_part")
     shape_t = (g.groups, g.rows, g.filters // g.groups)
     sums = [view(buf, shape_t) for buf in ctx.helper("filter_grad_lanes")]
-    size = _chunk_size(ctx, g, "calc_gradient")
+    ctx.run(lane_program(ctx, "calc_gradient", lambda: _gradient_lanes(ctx, g, dy3, sums)))
     lanes = split(g.batch, ctx.lanes)
-
-    def lane(k: int) -> None:
-        for j, (n0, n1) in enumerate(spans(lanes[k], size)):
-            cols = _columns(ctx, _lane(col, k), g, n0, n1)
-            grads = _transposed(dy3, _lane(grad_t, k), g, n0, n1)
-            target = sums[k] if j == 0 else view(part[k], shape_t)
-            np.matmul(cols, grads.transpose(0, 2, 1), out=target)
-            if j:
-                sums[k] += target
-
-    ctx.each_lane(lane)
     used = [k for k in range(ctx.lanes) if lanes[k].stop > lanes[k].start]
     np.copyto(dw3, sums[used[0]].transpose(0, 2, 1))
     for k in used[1:]:
         dw3 += sums[k].transpose(0, 2, 1)
+
+
+def _gradient_lanes(ctx: LayerCtx, g: ConvGeom, dy3: np.ndarray,
+                    sums: list[np.ndarray]) -> list[list[Call]]:
+    """Per lane of samples, per chunk: im2col, dY transposed, the lane's partial dWᵀ."""
+    col, grad_t = ctx.helpers.get("col_calc_gradient"), ctx.helpers.get("grad_t_calc_gradient")
+    part = ctx.helpers.get("filter_grad_part")
+    shape_t = sums[0].shape
+    size = _chunk_size(ctx, g, "calc_gradient")
+    programs = []
+    for k, lane in enumerate(split(g.batch, ctx.lanes)):
+        calls = []
+        for j, (n0, n1) in enumerate(spans(lane, size)):
+            fill, cols = _column_calls(ctx, _lane(col, k), g, n0, n1)
+            copy, grads = _transposed_calls(dy3, _lane(grad_t, k), g, n0, n1)
+            target = sums[k] if j == 0 else view(part[k], shape_t)
+            calls += [*fill, *copy, call(np.matmul, cols, grads.transpose(0, 2, 1), out=target)]
+            if j:
+                calls.append(call(np.add, sums[k], target, out=sums[k]))
+        programs.append(calls)
+    return programs
 
 
 def _transposed_view(dy3: np.ndarray, buf: np.ndarray | None, g: ConvGeom, n0: int,
@@ -337,27 +376,38 @@ def _derivative_as_convolution(ctx: LayerCtx, g: ConvGeom) -> None:
     flip = ctx.helper("filter_flipped")
     np.copyto(view(flip, (g.groups, cg, fg, kh, kw)), w5.transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1])
     wf3 = view(flip, (g.groups, cg, fg * kh * kw))
-    dy, dx = ctx.out_grads[0], ctx.in_derivs[0]
-    dx3 = view(dx, (g.batch, g.channels, g.cols))
     col, dx_t = ctx.helpers["col_calc_derivative"], ctx.helpers.get("dx_t_calc_derivative")
     _declared_lanes(ctx, col)
-    size, lanes = _samples(col, g.cols), split(g.batch, ctx.lanes)
+    ctx.run(lane_program(ctx, "calc_derivative", lambda: _flipped_lanes(ctx, g, wf3, col, dx_t)))
 
-    def lane(k: int) -> None:
-        for n0, n1 in spans(lanes[k], size):
+
+def _flipped_lanes(ctx: LayerCtx, g: ConvGeom, wf3: np.ndarray, col: np.ndarray,
+                   dx_t: np.ndarray | None) -> list[list[Call]]:
+    """Per lane of samples, per chunk: im2col of dY by flat shifts, dx = W' · col, laid back
+    sample-major."""
+    kh, kw = g.kernel
+    fg, cg = g.filters // g.groups, g.channels // g.groups
+    dy, dx = ctx.out_grads[0], ctx.in_derivs[0]
+    dx3 = view(dx, (g.batch, g.channels, g.cols))
+    size = _samples(col, g.cols)
+    programs = []
+    for k, lane in enumerate(split(g.batch, ctx.lanes)):
+        calls = []
+        for n0, n1 in spans(lane, size):
             n = n1 - n0
             m = _col_matrix(col[k], g.filters * kh * kw, n * g.cols)
             col6 = view(m, (g.filters, kh, kw, n, *g.out)).transpose(3, 0, 1, 2, 4, 5)
-            im2col(dy[n0:n1], col6, g.taps, g.shifts)
+            calls += im2col_calls(dy[n0:n1], col6, g.taps, g.shifts)
             cols = view(m, (g.groups, fg * kh * kw, n * g.cols))
             if n == 1:
-                np.matmul(wf3, cols, out=view(dx[n0], (g.groups, cg, g.cols)))
+                calls.append(call(np.matmul, wf3, cols, out=view(dx[n0], (g.groups, cg, g.cols))))
             else:
                 buf = view(_col_matrix(dx_t[k], g.channels, n * g.cols), (g.groups, cg, n * g.cols))
-                np.matmul(wf3, cols, out=buf)
-                np.copyto(dx3[n0:n1], view(buf, (g.channels, n, g.cols)).transpose(1, 0, 2))
-
-    ctx.each_lane(lane)
+                calls += [call(np.matmul, wf3, cols, out=buf),
+                          call(np.copyto, dx3[n0:n1],
+                               view(buf, (g.channels, n, g.cols)).transpose(1, 0, 2))]
+        programs.append(calls)
+    return programs
 
 
 def conv_calc_derivative(ctx: LayerCtx) -> None:
@@ -368,29 +418,35 @@ def conv_calc_derivative(ctx: LayerCtx) -> None:
         _derivative_as_convolution(ctx, _geom(ctx))
         return
     g = _derivative_geom(ctx)
+    col, grad_t = ctx.helpers.get("col_calc_derivative"), ctx.helpers.get(
+        "grad_t_calc_derivative")
+    _declared_lanes(ctx, col if col is not None else grad_t)
+    ctx.run(lane_program(ctx, "calc_derivative", lambda: _derivative_lanes(ctx, g, col, grad_t)))
+
+
+def _derivative_lanes(ctx: LayerCtx, g: ConvGeom, col, grad_t) -> list[list[Call]]:
+    """Per lane of samples, per chunk: dY transposed, col = Wᵀ · dY, col2im onto dx."""
     dx = ctx.in_derivs[0]
     dy3 = view(ctx.out_grads[0], (g.batch, g.filters, g.cols))
     w3t = view(ctx.weights["filter"], (g.groups, g.filters // g.groups, g.rows))
     w3t = w3t.transpose(0, 2, 1)
-    col, grad_t = ctx.helpers.get("col_calc_derivative"), ctx.helpers.get(
-        "grad_t_calc_derivative")
     size = _chunk_size(ctx, g, "calc_derivative")
-    _declared_lanes(ctx, col if col is not None else grad_t)
-    lanes = split(g.batch, ctx.lanes)
-
-    def lane(k: int) -> None:
-        for n0, n1 in spans(lanes[k], size):
-            grads = _transposed(dy3, _lane(grad_t, k), g, n0, n1)
+    programs = []
+    for k, lane in enumerate(split(g.batch, ctx.lanes)):
+        calls = []
+        for n0, n1 in spans(lane, size):
+            copy, grads = _transposed_calls(dy3, _lane(grad_t, k), g, n0, n1)
+            calls += copy
             if col is None:
-                np.matmul(w3t, grads, out=view(dx[n0], (g.groups, g.rows, g.cols)))
+                calls.append(call(np.matmul, w3t, grads,
+                                  out=view(dx[n0], (g.groups, g.rows, g.cols))))
                 continue
-            np.matmul(w3t, grads, out=_col3(col[k], g, n1 - n0))
-            if g.wide:
-                col2im_wide(_col6(col[k], g, n1 - n0), dx[n0:n1], g.taps, g.run)
-            else:
-                col2im(_col6(col[k], g, n1 - n0), dx[n0:n1], g.taps, g.shifts)
-
-    ctx.each_lane(lane)
+            calls.append(call(np.matmul, w3t, grads, out=_col3(col[k], g, n1 - n0)))
+            col6 = _col6(col[k], g, n1 - n0)
+            calls += (col2im_wide_calls(col6, dx[n0:n1], g.taps, g.run) if g.wide
+                      else col2im_calls(col6, dx[n0:n1], g.taps, g.shifts))
+        programs.append(calls)
+    return programs
 
 
 register("conv2d", KernelSpec(conv_forward, conv_calc_gradient, conv_calc_derivative))

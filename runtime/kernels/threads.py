@@ -92,6 +92,7 @@ class ThreadPolicy:
     min_op_seconds: float = 100e-6
     sample_seconds: float = 0.2
     others: float = 0.0  # CPUs other processes kept busy over the last window
+    helpers: list[int] = field(default_factory=list)  # our own helper processes (lane worker)
     _last: tuple[float, float, float] | None = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -112,11 +113,22 @@ class ThreadPolicy:
         return max(1, min(self.cores, round(self.cores - self.others)))
 
     def _sample(self, now: float) -> None:
-        busy, own = _busy_seconds(), time.process_time()
+        busy, own = _busy_seconds(), time.process_time() + self._helpers_seconds()
         if self._last is not None:
             began, busy0, own0 = self._last
             self.others = max(0.0, (busy - busy0) - (own - own0)) / max(now - began, 1e-9)
         self._last = (now, busy, own)
+
+    def _helpers_seconds(self) -> float:
+        """CPU seconds of our helper processes (gone ones count no more)."""
+        total = 0.0
+        for pid in self.helpers:
+            try:
+                t = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                continue
+            total += t.user + t.system
+        return total
 
     def small(self, flops: float, nbytes: float) -> bool:
         """An op too small for more than one thread (fixed by its size, not by the load)."""

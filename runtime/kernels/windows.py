@@ -17,6 +17,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from trainplan.runtime.kernels.program import Call, call
+
 
 @dataclass(frozen=True)
 class Tap:
@@ -109,20 +111,28 @@ def im2col(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...],
            plan: ShiftPlan | None = None, windows: np.ndarray | None = None) -> None:
     """Columns of ``x`` (n, c, h, w) into ``col`` viewed (n, c, kh, kw, oh, ow); ``plan``: the
     taps' ``shifts`` when there are; ``windows``: ``window_view(x)`` when already made."""
+    for c in im2col_calls(x, col, tap_list, plan, windows):
+        c()
+
+
+def im2col_calls(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...],
+                 plan: ShiftPlan | None = None, windows: np.ndarray | None = None) -> list[Call]:
+    """``im2col`` as the calls that do it (runtime/kernels/program.py)."""
     if windows is not None or unpadded(tap_list):  # every window inside the plane: one copy
-        np.copyto(col, window_view(x, tap_list, col.shape[2:]) if windows is None else windows)
-        return
+        return [call(np.copyto, col, window_view(x, tap_list, col.shape[2:])
+                     if windows is None else windows)]
     if plan is not None:
-        _im2col_shifted(x, col, plan)
-        return
+        return _im2col_shifted(x, col, plan)
+    out = []
     for t in tap_list:
         dst = col[:, :, t.i, t.j]
         if t.empty:
-            dst[...] = 0
+            out.append(call(np.copyto, dst, 0))
             continue
-        dst[:, :, t.out_rows, t.out_cols] = x[:, :, t.in_rows, t.in_cols]
-        for rows, cols in t.borders:
-            dst[:, :, rows, cols] = 0
+        out.append(call(np.copyto, dst[:, :, t.out_rows, t.out_cols],
+                        x[:, :, t.in_rows, t.in_cols]))
+        out += [call(np.copyto, dst[:, :, rows, cols], 0) for rows, cols in t.borders]
+    return out
 
 
 def im2col_taps(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...], which: slice,
@@ -154,11 +164,20 @@ def col2im_wide(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...], run:
     """Sum columns ``col`` (n, c, kh, kw, oh * w) of an unpadded stride-1 kernel on output rows
     w wide, zero past each row's real outputs, back onto ``dx`` (n, c, h, w) in kernel order:
     one flat run per plane and tap (the zeros land on real inputs and add nothing)."""
-    dx[...] = 0
+    for c in col2im_wide_calls(col, dx, tap_list, run):
+        c()
+
+
+def col2im_wide_calls(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...],
+                      run: int) -> list[Call]:
+    """``col2im_wide`` as the calls that do it."""
     dst = _flat(dx)
+    out = [call(np.copyto, dx, 0)]
     for t in tap_list:
         off = _wide_offset(t, dx.shape[3])
-        dst[:, :, off:off + run] += col[:, :, t.i, t.j, :run]
+        target = dst[:, :, off:off + run]
+        out.append(call(np.add, target, col[:, :, t.i, t.j, :run], out=target))
+    return out
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
@@ -170,15 +189,13 @@ def _flat(a: np.ndarray) -> np.ndarray:
     return flat
 
 
-def _im2col_shifted(x: np.ndarray, col: np.ndarray, plan: ShiftPlan) -> None:
+def _im2col_shifted(x: np.ndarray, col: np.ndarray, plan: ShiftPlan) -> list[Call]:
     src = _flat(x)
-    for sh in plan.shifts:
-        _flat(col[:, :, sh.tap.i, sh.tap.j])[:, :, sh.start:sh.stop] = \
-            src[:, :, sh.start + sh.offset:sh.stop + sh.offset]
-    for i, rows in plan.bands:
-        col[:, :, i, :, rows] = 0
-    for j, cols in plan.strips:
-        col[:, :, :, j, :, cols] = 0
+    out = [call(np.copyto, _flat(col[:, :, sh.tap.i, sh.tap.j])[:, :, sh.start:sh.stop],
+                src[:, :, sh.start + sh.offset:sh.stop + sh.offset]) for sh in plan.shifts]
+    out += [call(np.copyto, col[:, :, i, :, rows], 0) for i, rows in plan.bands]
+    out += [call(np.copyto, col[:, :, :, j, :, cols], 0) for j, cols in plan.strips]
+    return out
 
 
 def unpadded(tap_list: tuple[Tap, ...]) -> bool:
@@ -209,24 +226,32 @@ def col2im(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...],
     the others are added in kernel order, the same order whatever the chunk. With a flat-shift
     plan the out-of-plane elements of ``col`` are overwritten with zeros.
     """
+    for c in col2im_calls(col, dx, tap_list, plan):
+        c()
+
+
+def col2im_calls(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...],
+                 plan: ShiftPlan | None = None) -> list[Call]:
+    """``col2im`` as the calls that do it."""
     plane = dx.shape[2:]
     full = next((t for t in tap_list if _covers(t, plane)), None)
-    if full is None:
-        dx[...] = 0
-    else:
-        np.copyto(dx, col[:, :, full.i, full.j])
+    out = [call(np.copyto, dx, 0 if full is None else col[:, :, full.i, full.j])]
     if plan is not None:  # the columns are scratch: their out-of-plane strips become zeros
-        for j, cols in plan.strips:
-            col[:, :, :, j, :, cols] = 0
+        out += [call(np.copyto, col[:, :, :, j, :, cols], 0) for j, cols in plan.strips]
         dst = _flat(dx)
         for sh in plan.shifts:
             if sh.tap is not full:
-                dst[:, :, sh.start + sh.offset:sh.stop + sh.offset] += \
-                    _flat(col[:, :, sh.tap.i, sh.tap.j])[:, :, sh.start:sh.stop]
-        return
+                target = dst[:, :, sh.start + sh.offset:sh.stop + sh.offset]
+                out.append(call(np.add, target,
+                                _flat(col[:, :, sh.tap.i, sh.tap.j])[:, :, sh.start:sh.stop],
+                                out=target))
+        return out
     for t in tap_list:
         if not t.empty and t is not full:
-            dx[:, :, t.in_rows, t.in_cols] += col[:, :, t.i, t.j, t.out_rows, t.out_cols]
+            target = dx[:, :, t.in_rows, t.in_cols]
+            out.append(call(np.add, target, col[:, :, t.i, t.j, t.out_rows, t.out_cols],
+                            out=target))
+    return out
 
 
 def _covers(t: Tap, plane: tuple[int, int]) -> bool:
