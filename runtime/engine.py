@@ -144,6 +144,8 @@ class Executor:
         self.step_count += last_eo is None
         result = StepResult(0.0, 0, 0)
         BLAS.sync()  # someone may have changed it since the last iteration
+        if self.worker is not None:
+            self.worker.wake()  # polling by the time the first op hands it a lane
         for e, ops in enumerate(self.ops_at[: None if last_eo is None else last_eo + 1]):
             if self.before_eo:
                 self.before_eo(e)

@@ -25,6 +25,8 @@ from trainplan.runtime.kernels.base import (
     rows,
     same_memory,
 )
+from trainplan.runtime.kernels.parallel import split
+from trainplan.runtime.kernels.program import Call, call, lane_program, scratch
 
 GELU_C = float(np.sqrt(2.0 / np.pi))
 GELU_A = 0.044715
@@ -195,6 +197,10 @@ def _parts(forward: Callable, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
 def activation_forward(ctx: LayerCtx) -> None:
     forward = _kind(ctx)[0]
     x, y = _parts(forward, ctx.inputs[0], ctx.outputs[0])
+    if forward is _relu:  # the common case as a lane program (runtime/kernels/program.py)
+        ctx.run(lane_program(ctx, "forward", lambda: [
+            [call(np.maximum, x[s], 0, out=y[s])] for s in split(len(x), ctx.lanes)]))
+        return
     ctx.over(len(x), lambda s: forward(x[s], y[s]), elementwise=True)
 
 
@@ -202,8 +208,23 @@ def activation_calc_derivative(ctx: LayerCtx) -> None:
     forward, backward, from_input = _kind(ctx)
     saved = ctx.inputs[0] if from_input else ctx.outputs[0]
     dy, kept, dx = _parts(forward, ctx.out_grads[0], saved, ctx.in_derivs[0])
+    if backward is _d_relu:
+        ctx.run(lane_program(ctx, "calc_derivative", lambda: [
+            _d_relu_calls(dy, kept, dx, s) for s in split(len(dx), ctx.lanes)]))
+        return
     ctx.over(len(dx), lambda s: backward(dy[s], kept[s], dx[s]),
                elementwise=True)
+
+
+def _d_relu_calls(dy: np.ndarray, y: np.ndarray, dx: np.ndarray, part: slice) -> list[Call]:
+    """``_d_relu`` on the elements ``part`` as calls, chunk by chunk."""
+    calls, positive = [], None
+    for c in chunks(part.stop - part.start):
+        s = slice(part.start + c.start, part.start + c.stop)
+        positive = scratch((s.stop - s.start,), bool) if positive is None else positive
+        hit = positive.part((s.stop - s.start,))
+        calls += [call(np.greater, y[s], 0, out=hit), call(np.multiply, dy[s], hit, out=dx[s])]
+    return calls
 
 
 def dropout_forward(ctx: LayerCtx) -> None:

@@ -4,13 +4,15 @@ Started by runtime/kernels/worker.py as ``python lane_worker.py ARENA_FD ARENA_B
 CMD_FD RES_FD`` (file descriptors inherited from its parent); it imports numpy and the
 standard library only. Messages from the parent (``CMD_FD``, length-prefixed pickles):
 ``("program", id, lanes)`` — the calls of a program's lanes, arrays given as
-``("arena", offset, shape, strides, dtype)`` or ``("scratch", shape, dtype)`` — ``("wake",)``
+``("arena", offset, shape, strides, dtype)`` or ``("scratch", key, shape, dtype, view)`` (a
+temporary of its own, maybe its leading elements viewed as ``view``) — ``("wake",)``
 and ``("stop",)``. Requests come through the control block (``CTL_FD``, int64 words, see
 worker.py): the parent writes the program and lane, then the request's number; the worker runs
 that lane and writes the number back as done (and as failed, with the error's text on
 ``RES_FD``, when it raised). Between requests it polls the control block for ``SPIN_SECONDS``
 (a hand-off then costs well under a microsecond, where waking a sleeping thread or process
-costs tens), then sleeps on ``CMD_FD`` until woken. It exits on ``("stop",)``, when the parent
+costs tens), then sleeps on ``CMD_FD`` until woken — at once when the parent sets ``NAP``
+(before it runs lanes on its own threads, which need the core). It exits on ``("stop",)``, when the parent
 closes its end, or when the parent is gone.
 """
 
@@ -26,9 +28,9 @@ import traceback
 
 import numpy as np
 
-SEQ, PROGRAM, LANE, DONE, FAILED, STATE = range(6)
+SEQ, PROGRAM, LANE, DONE, FAILED, STATE, NAP = range(7)
 AWAKE, ASLEEP = 1, 0
-SPIN_SECONDS = 0.002
+SPIN_SECONDS = 0.02
 SLEEP_POLL_SECONDS = 0.005
 HEADER = struct.Struct("<I")
 
@@ -58,10 +60,12 @@ def _decode(value, arena: mmap.mmap, scratch: dict):
         _, offset, shape, strides, dtype = value
         return np.ndarray(shape, np.dtype(dtype), buffer=arena, offset=offset, strides=strides)
     if isinstance(value, tuple) and value and value[0] == "scratch":
-        _, key, shape, dtype = value
+        _, key, shape, dtype, view_shape = value
         if key not in scratch:
             scratch[key] = np.empty(shape, np.dtype(dtype))
-        return scratch[key]
+        if view_shape is None:
+            return scratch[key]
+        return scratch[key].reshape(-1)[:int(np.prod(view_shape))].reshape(view_shape)
     return value
 
 
@@ -117,7 +121,7 @@ def main(argv: list[str]) -> int:
             idle_since = time.monotonic()
             continue
         spins += 1
-        if spins % 1024 or time.monotonic() - idle_since < SPIN_SECONDS:
+        if not ctl[NAP] and (spins % 1024 or time.monotonic() - idle_since < SPIN_SECONDS):
             continue
         ctl[STATE] = ASLEEP
         while int(ctl[SEQ]) == last:

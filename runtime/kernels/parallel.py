@@ -53,6 +53,8 @@ class _Helper:
 
 _local = threading.local()
 _helpers: list[_Helper] = []
+# called before lanes start on threads: the lane worker stops polling, which would hold a core
+_before_threads: list[Callable[[], object]] = []
 _busy = threading.Lock()  # one caller at a time uses the helpers; others run their lanes alone
 
 
@@ -88,6 +90,8 @@ def run_lanes(work: Callable[[int], object], threads: int, lanes: int = LANES) -
             work(lane)
         return
     error: BaseException | None = None
+    for quiet in _before_threads:
+        quiet()
     try:
         while len(_helpers) < threads - 1:
             _helpers.append(_Helper(len(_helpers) + 1))

@@ -8,6 +8,8 @@ import numpy as np
 from trainplan.planner.layers.base import pair
 from trainplan.planner.layers.conv import padding
 from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, chunks, flat, register, view
+from trainplan.runtime.kernels.parallel import split
+from trainplan.runtime.kernels.program import Call, Scratch, call, lane_program, scratch
 from trainplan.runtime.kernels.windows import Tap, taps
 
 
@@ -43,12 +45,12 @@ def pool_forward(ctx: LayerCtx) -> None:
     kind, tap_list = _pool_setup(ctx)
     x, y = _planes(ctx.inputs[0]), _planes(ctx.outputs[0])
     arg = _argmax(ctx) if kind in ("max", "global_max") else None
-
-    def lane(planes: slice) -> None:
-        for s in _plane_chunks(planes, y[0].size):
-            _pool_forward_planes(kind, tap_list, x[s], y[s], None if arg is None else arg[s])
-
-    ctx.over(y.shape[0], lane, elementwise=True)
+    if kind.startswith("global"):
+        ctx.over(y.shape[0], lambda planes: _global_forward(
+            kind, x[planes], y[planes], None if arg is None else arg[planes]), elementwise=True)
+        return
+    ctx.run(lane_program(ctx, "forward", lambda: [
+        _forward_calls(kind, tap_list, x, y, arg, planes) for planes in split(y.shape[0], ctx.lanes)]))
 
 
 def _plane_chunks(planes: slice, per_plane: int):
@@ -56,47 +58,62 @@ def _plane_chunks(planes: slice, per_plane: int):
         yield slice(planes.start + s.start, planes.start + s.stop)
 
 
-def _pool_forward_planes(kind: str, tap_list, x: np.ndarray, y: np.ndarray,
-                         arg: np.ndarray | None) -> None:
-    if kind.startswith("global"):
-        x2, y1 = view(x, (x.shape[0], -1)), flat(y)
-        if kind == "global_average":
-            np.sum(x2, axis=1, out=y1)
-            y1 *= 1.0 / x2.shape[1]
-        else:
-            np.max(x2, axis=1, out=y1)
-            flat(arg)[...] = np.argmax(x2, axis=1)
-        return
-    if kind == "average":
-        y[...] = 0
-        for t in tap_list:
-            if not t.empty:
-                y[:, t.out_rows, t.out_cols] += x[:, t.in_rows, t.in_cols]
-        y *= 1.0 / len(tap_list)
-        return
-    _max_chunk(x, y, arg, tap_list)
+def _global_forward(kind: str, x: np.ndarray, y: np.ndarray, arg: np.ndarray | None) -> None:
+    x2, y1 = view(x, (x.shape[0], -1)), flat(y)
+    if kind == "global_average":
+        np.sum(x2, axis=1, out=y1)
+        y1 *= 1.0 / x2.shape[1]
+    else:
+        np.max(x2, axis=1, out=y1)
+        flat(arg)[...] = np.argmax(x2, axis=1)
 
 
-def _max_chunk(x: np.ndarray, y: np.ndarray, arg: np.ndarray, tap_list) -> None:
+def _forward_calls(kind: str, tap_list, x: np.ndarray, y: np.ndarray, arg: np.ndarray | None,
+                   planes: slice) -> list[Call]:
+    """A lane's planes, chunk by chunk: the running maximum (or the sum) over the taps."""
+    calls, temps = [], None
+    for s in _plane_chunks(planes, y[0].size):
+        if kind == "average":
+            calls += _average_calls(tap_list, x[s], y[s])
+            continue
+        if temps is None:  # the lane's temporaries, sized by its first (largest) chunk
+            temps = scratch(y[s].shape, bool), scratch(y[s].shape, np.int32)
+        calls += _max_calls(x[s], y[s], arg[s], tap_list, *(t.part(y[s].shape) for t in temps))
+    return calls
+
+
+def _average_calls(tap_list, x: np.ndarray, y: np.ndarray) -> list[Call]:
+    calls = [call(np.copyto, y, 0)]
+    for t in tap_list:
+        if not t.empty:
+            target = y[:, t.out_rows, t.out_cols]
+            calls.append(call(np.add, target, x[:, t.in_rows, t.in_cols], out=target))
+    return [*calls, call(np.multiply, y, 1.0 / len(tap_list), out=y)]
+
+
+def _max_calls(x: np.ndarray, y: np.ndarray, arg: np.ndarray, tap_list, better: Scratch,
+               index_if: Scratch) -> list[Call]:
     """Branch-free running maximum over the taps (random masks make masked copies slow).
 
     Taps come in increasing index order, so "the index of a strictly better tap, else the old
     one" is max(old, better * index): the first maximum wins, as in PyTorch.
     """
     first = tap_list[0]
-    if _covers_outputs(first, y.shape[1:]):  # the first tap starts the maximum
-        np.copyto(y, x[:, first.in_rows, first.in_cols])
-    else:
-        y[...] = -np.inf
-    arg[...] = 0
+    covered = _covers_outputs(first, y.shape[1:])  # the first tap starts the maximum
+    calls = [call(np.copyto, y, x[:, first.in_rows, first.in_cols] if covered else -np.inf),
+             call(np.copyto, arg, 0)]
     for index, t in enumerate(tap_list):
-        if t.empty or (index == 0 and _covers_outputs(t, y.shape[1:])):
+        if t.empty or (index == 0 and covered):
             continue
         src, dst = x[:, t.in_rows, t.in_cols], y[:, t.out_rows, t.out_cols]
         where = arg[:, t.out_rows, t.out_cols]
         if index:
-            np.maximum(where, (src > dst) * np.int32(index), out=where)
-        np.maximum(dst, src, out=dst)
+            gt, product = better.part(dst.shape), index_if.part(dst.shape)
+            calls += [call(np.greater, src, dst, out=gt),
+                      call(np.multiply, gt, np.int32(index), out=product),
+                      call(np.maximum, where, product, out=where)]
+        calls.append(call(np.maximum, dst, src, out=dst))
+    return calls
 
 
 def _covers_outputs(t: Tap, out: tuple[int, int]) -> bool:
@@ -122,41 +139,62 @@ def pool_calc_derivative(ctx: LayerCtx) -> None:
     kind, tap_list = _pool_setup(ctx)
     dy, dx = _planes(ctx.out_grads[0]), _planes(ctx.in_derivs[0])
     arg = _argmax(ctx) if kind in ("max", "global_max") else None
-
-    def lane(planes: slice) -> None:
-        for s in _plane_chunks(planes, dy[0].size):
-            _pool_back_planes(kind, tap_list, dy[s], dx[s], None if arg is None else arg[s])
-
-    ctx.over(dy.shape[0], lane, elementwise=True)
-
-
-def _pool_back_planes(kind: str, tap_list, dy: np.ndarray, dx: np.ndarray,
-                      arg: np.ndarray | None) -> None:
     if kind.startswith("global"):
-        dx2, dy1 = view(dx, (dx.shape[0], -1)), view(dy, (dy.shape[0], 1))
-        if kind == "global_average":
-            np.multiply(dy1, 1.0 / dx2.shape[1], out=dx2)
-        else:
-            dx2[...] = 0
-            index = view(arg, (dx2.shape[0], 1)).astype(np.intp)
-            np.put_along_axis(dx2, index, dy1, axis=1)
+        ctx.over(dy.shape[0], lambda planes: _global_back(
+            kind, dy[planes], dx[planes], None if arg is None else arg[planes]), elementwise=True)
         return
+    ctx.run(lane_program(ctx, "calc_derivative", lambda: [
+        _back_calls(kind, tap_list, dy, dx, arg, planes) for planes in split(dy.shape[0], ctx.lanes)]))
+
+
+def _global_back(kind: str, dy: np.ndarray, dx: np.ndarray, arg: np.ndarray | None) -> None:
+    dx2, dy1 = view(dx, (dx.shape[0], -1)), view(dy, (dy.shape[0], 1))
+    if kind == "global_average":
+        np.multiply(dy1, 1.0 / dx2.shape[1], out=dx2)
+    else:
+        dx2[...] = 0
+        index = view(arg, (dx2.shape[0], 1)).astype(np.intp)
+        np.put_along_axis(dx2, index, dy1, axis=1)
+
+
+def _back_calls(kind: str, tap_list, dy: np.ndarray, dx: np.ndarray, arg: np.ndarray | None,
+                planes: slice) -> list[Call]:
+    """A lane's planes, chunk by chunk: each output gradient onto its maximum, or spread."""
+    calls, temps = [], None
+    for s in _plane_chunks(planes, dy[0].size):
+        if temps is None:
+            temps = scratch(dy[s].shape, bool), scratch(dy[s].shape, dx.dtype)
+        hit, spread = (t.part(dy[s].shape) for t in temps)
+        calls += _back_chunk_calls(kind, tap_list, dy[s], dx[s], None if arg is None else arg[s],
+                                   hit, spread)
+    return calls
+
+
+def _back_chunk_calls(kind: str, tap_list, dy: np.ndarray, dx: np.ndarray,
+                      arg: np.ndarray | None, hit: Scratch, spread: Scratch) -> list[Call]:
     if kind == "max" and _tiles(tap_list, dx.shape[1:], dy.shape[1:]):
+        calls = []
         for index, t in enumerate(tap_list):  # one tap per input element: assign, no sum
-            np.multiply(dy, arg == index, out=dx[:, t.in_rows, t.in_cols])
-        return
-    dx[...] = 0
+            calls += [call(np.equal, arg, index, out=hit),
+                      call(np.multiply, dy, hit, out=dx[:, t.in_rows, t.in_cols])]
+        return calls
+    calls = [call(np.copyto, dx, 0)]
     if kind == "average":
         for t in tap_list:
             if not t.empty:
-                dx[:, t.in_rows, t.in_cols] += dy[:, t.out_rows, t.out_cols]
-        dx *= 1.0 / len(tap_list)
-        return
+                target = dx[:, t.in_rows, t.in_cols]
+                calls.append(call(np.add, target, dy[:, t.out_rows, t.out_cols], out=target))
+        return [*calls, call(np.multiply, dx, 1.0 / len(tap_list), out=dx)]
     for index, t in enumerate(tap_list):
         if t.empty:
             continue
-        hit = arg[:, t.out_rows, t.out_cols] == index
-        dx[:, t.in_rows, t.in_cols] += dy[:, t.out_rows, t.out_cols] * hit
+        rows, cols = t.out_rows, t.out_cols
+        tap_hit, tap_spread = hit.part(dy[:, rows, cols].shape), spread.part(dy[:, rows, cols].shape)
+        target = dx[:, t.in_rows, t.in_cols]
+        calls += [call(np.equal, arg[:, rows, cols], index, out=tap_hit),
+                  call(np.multiply, dy[:, rows, cols], tap_hit, out=tap_spread),
+                  call(np.add, target, tap_spread, out=target)]
+    return calls
 
 
 register("pooling2d", KernelSpec(pool_forward, None, pool_calc_derivative))

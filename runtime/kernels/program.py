@@ -36,16 +36,26 @@ import numpy as np
 from trainplan.runtime.kernels.parallel import run_lanes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Scratch:
-    """A lane's temporary of ``shape`` and ``dtype``; the process running the lane owns it."""
+    """A lane's temporary of ``shape`` and ``dtype`` (its leading elements viewed as
+    ``view_shape``); the process running the lane owns it."""
 
     shape: tuple[int, ...]
     dtype: str
-    array: np.ndarray = field(compare=False, repr=False)
+    array: np.ndarray = field(repr=False)
+    view_shape: tuple[int, ...] | None = None
+    base: Scratch | None = field(default=None, repr=False)
+
+    def part(self, shape: tuple[int, ...]) -> Scratch:
+        """The leading elements viewed as ``shape`` (a smaller chunk's temporary)."""
+        n = int(np.prod(shape))
+        return Scratch(self.shape, self.dtype, self.array.reshape(-1)[:n].reshape(shape),
+                       tuple(shape), self.base or self)
 
 
 def scratch(shape: tuple[int, ...], dtype) -> Scratch:
+    """A temporary of at most a chunk (base.CHUNK elements) or a per-row vector."""
     dtype = np.dtype(dtype).str
     return Scratch(tuple(shape), dtype, np.empty(shape, dtype))
 

@@ -37,12 +37,14 @@ from trainplan.runtime.kernels.lane_worker import (
     DONE,
     FAILED,
     LANE,
+    NAP,
     PROGRAM,
     SEQ,
     STATE,
     read_message,
     write_message,
 )
+from trainplan.runtime.kernels.parallel import _before_threads
 from trainplan.runtime.kernels.program import LaneProgram, Scratch
 
 START_TIMEOUT_S = 60.0
@@ -88,6 +90,8 @@ class LaneWorker:
         self.sent: set[int] = set()
         self.refused: set[int] = set()
         self.alive = self._ready()
+        if self.alive:
+            _before_threads.append(self.nap)
 
     def _ready(self) -> bool:
         import select
@@ -120,8 +124,7 @@ class LaneWorker:
         ctl[PROGRAM] = program.id
         ctl[LANE] = 1
         ctl[SEQ] = self.seq
-        if ctl[STATE] == ASLEEP:
-            write_message(self._cmd, ("wake",))
+        self.wake()
         error: BaseException | None = None
         try:
             program.run_lane(0)
@@ -134,6 +137,20 @@ class LaneWorker:
         if error is not None:
             raise error
         return True
+
+    def wake(self) -> None:
+        """Have the worker poll again if it went to sleep (it does after SPIN_SECONDS idle,
+        or when told to ``nap``): a request then waits for no wake-up."""
+        if self.alive:
+            self.ctl[NAP] = 0
+            if self.ctl[STATE] == ASLEEP:
+                write_message(self._cmd, ("wake",))
+
+    def nap(self) -> None:
+        """Have the worker stop polling now: this process is about to run lanes on threads,
+        which need the core it would hold."""
+        if self.alive:
+            self.ctl[NAP] = 1
 
     def _wait(self, seq: int) -> None:
         ctl, polls = self.ctl, 0
@@ -155,7 +172,8 @@ class LaneWorker:
 
     def _encode(self, value):
         if isinstance(value, Scratch):
-            return ("scratch", id(value), value.shape, value.dtype)
+            return ("scratch", id(value.base or value), value.shape, value.dtype,
+                    value.view_shape)
         if isinstance(value, np.ndarray):
             address = value.__array_interface__["data"][0]
             low = address + sum(min(0, (n - 1) * s) for n, s in zip(value.shape, value.strides))
@@ -177,6 +195,8 @@ class LaneWorker:
         if getattr(self, "_closed", False):
             return
         self._closed, self.alive = True, False
+        if self.nap in _before_threads:
+            _before_threads.remove(self.nap)
         with contextlib.suppress(OSError, ValueError):
             self.ctl[SEQ] = -1
             write_message(self._cmd, ("stop",))
