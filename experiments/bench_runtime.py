@@ -11,7 +11,8 @@ a plan is made once, offline), records its RSS baseline, and only then builds th
 (graph, the saved plan and arena; or module and optimizer) and a synthetic batch pair of the
 right shapes (random inputs, class labels, token ids for the transformer). It runs ``--warmup`` iterations,
 then at least ``--iterations`` timed ones (more until ``--min-seconds`` have passed) and reports
-the median seconds per iteration and its peak RSS above the baseline. Ours trains in the arena
+the median seconds per iteration and its peak RSS above the baseline — ours adding what its lane
+worker process (runtime/kernels/worker.py) holds of its own. Ours trains in the arena
 of each ``--planners`` offset planner (nntrainer_v1, the default, and greedy_size). PyTorch
 gets ``torch.set_num_threads(--threads)``; ours its thread policy (runtime/kernels/threads.py):
 with as many threads as the machine has cores, the policy's own choice (every core, fewer while
@@ -200,8 +201,9 @@ def measure_ours(model: str, *, batch: int, planner: str, warmup: int, iteration
         times = timed(lambda i: losses.append(session.step(batches[i % 2]).loss),
                       warmup, iterations, min_seconds)
         memory = meter.read()
+        memory["lane_worker_bytes"] = session.executor.lane_worker_bytes()
         arena, record = session.arena_bytes, plan.record()
-        policy = session.executor.policy.describe()
+        policy = session.executor.thread_policy()
         if session.swapfile is not None:
             runs = warmup + len(times)
             swapping.update(bytes_written_per_iteration=session.swapfile.bytes_written // runs,
@@ -473,11 +475,13 @@ def ratios(records: list[dict]) -> list[dict]:
         t = torch_runs.get((r["model"], r["threads"]))
         if r["framework"] != "ours" or t is None or "error" in r or r.get("load"):
             continue
-        memory = r["peak_rss_above_baseline"] / t["peak_rss_above_baseline"]
+        ours = r["peak_rss_above_baseline"] + r.get("lane_worker_bytes", 0)
+        memory = ours / t["peak_rss_above_baseline"]
         speed = r["seconds_per_iteration"] / t["seconds_per_iteration"]
         rows.append({"model": r["model"], "threads": r["threads"], "planner": _run_label(r),
                      "arena MB": r["arena_bytes"] / 1e6,
-                     "ours peak MB": r["peak_rss_above_baseline"] / 1e6,
+                     "ours peak MB": ours / 1e6,
+                     "of which lane worker MB": r.get("lane_worker_bytes", 0) / 1e6,
                      "torch peak MB": t["peak_rss_above_baseline"] / 1e6,
                      "memory ratio": memory,
                      "ours s/it": r["seconds_per_iteration"],

@@ -220,6 +220,18 @@ class Executor:
                     self.policy.helpers.append(self.worker.pid())
         return self.worker if self.worker is not None and self.worker.alive else None
 
+    def thread_policy(self) -> str:
+        """The thread policy, and where lanes ran beside this process's threads."""
+        text = self.policy.describe()
+        if self.worker is not None and self.worker.requests:
+            text += (f"; the second lane of {self.worker.requests:,} lane programs ran in the "
+                     "lane worker process")
+        return text
+
+    def lane_worker_bytes(self) -> int:
+        """What the lane worker process holds of its own (0 without one)."""
+        return self.worker.unique_bytes() if self.worker is not None else 0
+
     def close(self) -> None:
         """Stop the lane worker, if one runs."""
         if self.worker is not None:

@@ -276,7 +276,7 @@ def _summary(graph: nx.DiGraph, session: Session, events: pd.DataFrame, walls: l
         process_peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         arena_bytes=int(session.arena_bytes), load_average=load, other_cpus=others,
         cpu_count=os.cpu_count() or 1, blas_threads=threads,
-        thread_policy=session.executor.policy.describe())
+        thread_policy=session.executor.thread_policy())
 
 
 def measure(graph: nx.DiGraph, plan: TrainingPlan | None,

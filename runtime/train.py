@@ -30,7 +30,9 @@ class TrainReport:
     cover the whole run. ``baseline_rss_bytes`` is the process's RSS before the session
     allocated the arena (the interpreter, the libraries, the data, the plan), ``peak_rss_bytes``
     its peak RSS from then on (from its start where the OS cannot restart the count; then no
-    baseline is given), ``peak_rss_above_baseline_bytes`` the difference: what training added."""
+    baseline is given), ``peak_rss_above_baseline_bytes`` the difference: what training added;
+    ``lane_worker_bytes`` what the lane worker process (runtime/kernels/worker.py) held of its
+    own at the end, beside this process's RSS."""
 
     final_loss: float = float("nan")
     train_accuracy: float | None = None
@@ -42,6 +44,7 @@ class TrainReport:
     peak_rss_bytes: int = 0
     baseline_rss_bytes: int | None = None
     peak_rss_above_baseline_bytes: int | None = None
+    lane_worker_bytes: int = 0
     arena_bytes: int = 0
     total_bytes_written: int = 0
     total_bytes_read: int = 0
@@ -205,7 +208,8 @@ def _finish(session: Session, report: TrainReport, stall0: float) -> TrainReport
     if report.baseline_rss_bytes is not None:
         report.peak_rss_above_baseline_bytes = report.peak_rss_bytes - report.baseline_rss_bytes
     report.weights_sha256 = session.weights_sha256()
-    report.thread_policy = session.executor.policy.describe()
+    report.thread_policy = session.executor.thread_policy()
+    report.lane_worker_bytes = session.executor.lane_worker_bytes()
     return report
 
 

@@ -106,6 +106,7 @@ def main(argv: list[str]) -> int:
             if seq < 0:
                 return 0
             number, lane = int(ctl[PROGRAM]), int(ctl[LANE])
+            fn = None
             try:
                 while number not in programs:
                     if not handle(read_message(cmd_fd)):
@@ -114,8 +115,10 @@ def main(argv: list[str]) -> int:
                     fn(*args, **kwargs)
             except EOFError:
                 return 0
-            except Exception:  # reported to the parent, which raises it there
-                write_message(res_fd, ("error", seq, traceback.format_exc(limit=4)))
+            except Exception as exc:  # noqa: BLE001 (reported to the parent, raised there)
+                where = getattr(fn, "__name__", str(fn))
+                text = "".join(traceback.format_exception_only(exc)).strip()
+                write_message(res_fd, ("error", seq, f"{where}: {text}"))
                 ctl[FAILED] = seq
             ctl[DONE] = seq
             idle_since = time.monotonic()

@@ -87,6 +87,7 @@ class LaneWorker:
             os.close(cmd_r)
             os.close(res_w)
         self.seq = 0
+        self.requests = 0  # lanes the worker ran
         self.sent: set[int] = set()
         self.refused: set[int] = set()
         self.alive = self._ready()
@@ -133,9 +134,10 @@ class LaneWorker:
         self._wait(self.seq)
         if ctl[FAILED] == self.seq:
             message = read_message(self._res)
-            raise KernelError(f"a lane in the lane worker failed:\n{message[2]}")
+            raise KernelError(f"a lane in the lane worker failed in {message[2]}")
         if error is not None:
             raise error
+        self.requests += 1
         return True
 
     def wake(self) -> None:
@@ -189,6 +191,16 @@ class LaneWorker:
 
     def pid(self) -> int | None:
         return self.proc.pid if self.alive else None
+
+    def unique_bytes(self) -> int:
+        """Memory the worker holds of its own (its interpreter, numpy, its temporaries; the
+        shared arena not counted): its unique set size, 0 once it has stopped."""
+        import psutil
+
+        try:
+            return int(psutil.Process(self.proc.pid).memory_full_info().uss)
+        except (psutil.Error, AttributeError):
+            return 0
 
     def close(self) -> None:
         """Stop the worker (it also stops by itself when this process is gone)."""

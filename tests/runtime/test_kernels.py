@@ -76,10 +76,11 @@ def test_inplace_cases_cover_every_inplace_layer_type():
                      "flatten", "identity", "multiout"}
 
 
-def _placed(ctx, offset: int):
+def _placed(ctx, offset: int, arena: np.ndarray | None = None):
     """A copy of ``ctx`` whose arrays sit ``offset`` bytes past 64-byte boundaries of one
-    buffer, aliases kept, as in a planned arena."""
-    arena = np.zeros(64 + sum(a.nbytes + 128 for a in _arrays(ctx)), np.uint8)
+    buffer (``arena``, or a new one), aliases kept, as in a planned arena."""
+    need = 64 + sum(a.nbytes + 128 for a in _arrays(ctx))
+    arena = np.zeros(need, np.uint8) if arena is None else arena[:need]
     placed: dict[tuple[int, int], np.ndarray] = {}
     cursor = 0
 
