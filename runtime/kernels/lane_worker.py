@@ -95,8 +95,8 @@ def main(argv: list[str]) -> int:
             programs[message[1]] = _program(message[2], arena)
         return kind != "stop"
 
+    last = int(ctl[SEQ])  # before "ready": the parent may post a request right after it
     write_message(res_fd, ("ready", os.getpid()))
-    last = int(ctl[SEQ])
     idle_since = time.monotonic()
     spins = 0
     while True:
