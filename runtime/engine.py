@@ -208,7 +208,9 @@ class Executor:
         """The lane worker process (runtime/kernels/worker.py), started the first time an op
         gets more than one thread, when the arena is shared; None otherwise or if it would not
         start (lanes then run on threads)."""
-        if not self._worker_tried and os.getpid() == self._pid:
+        if os.getpid() != self._pid:  # a forked child: the worker is its parent's
+            return None
+        if not self._worker_tried:
             self._worker_tried = True
             shared = getattr(self.layout, "shared", None)
             if shared is not None:

@@ -61,6 +61,7 @@ _busy = threading.Lock()  # one caller at a time uses the helpers; others run th
 def _reset_after_fork() -> None:
     global _busy
     _helpers.clear()  # a forked child has none of the parent's threads
+    _before_threads.clear()  # nor its lane worker
     _busy = threading.Lock()
 
 

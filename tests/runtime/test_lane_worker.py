@@ -197,3 +197,26 @@ def test_the_workers_cpu_is_not_counted_as_another_processs_load():
     finally:
         spinner.kill()
         spinner.wait()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_forked_child_runs_its_lanes_without_its_parents_worker():
+    from trainplan.runtime.kernels import parallel
+
+    graph = build_training_graph(get_model("lenet5", batch=8))
+    plan = plan_training(graph, offsets="greedy_size")
+    batch = synthetic(graph, 8, seed=0).arrays
+    with Session(graph, plan, SessionOptions(threads=2)) as session:
+        for _ in range(4):
+            session.step(batch)
+        assert session.executor.lane_worker() is not None
+        served = session.executor.worker.requests
+        pid = os.fork()
+        if pid == 0:  # the child: lanes on threads, the parent's worker untouched
+            ok = (session.executor.lane_worker() is None and not parallel._before_threads
+                  and np.isfinite(session.step(batch).loss))
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert session.executor.worker.requests == served
+        assert session.executor.lane_worker() is not None  # still the parent's, alive
