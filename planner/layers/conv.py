@@ -197,20 +197,36 @@ def realise_conv2d(inputs, props, compat):
     # padded, output rows as wide as input rows: runtime/kernels/windows.py), none when the
     # input itself is the column matrix
     shifted = s == (1, 1) and ow == w and p != (0, 0)
-    copied = b * c * k[0] * k[1] * (1 if shifted else oh)
+    # a shift plan also zeroes the out-of-plane outputs: row bands and column strips, each
+    # row of them a separate short copy
+    bands, strips = _out_of_plane_rows(k, d, p, oh) if shifted else (0, 0)
+    copied = b * c * (k[0] * k[1] + bands + strips if shifted else k[0] * k[1] * oh)
     cg_lanes = LANES if gradient_in_sample_lanes(b, rows, cols, weights["filter"].shape) else 1
     lanes_at = {F: step_lanes(b, rows, cols), CG: cg_lanes, CD: step_lanes(b, rows, cols)}
     gathers = {step: 0 if pointwise and conv_chunk(b, rows, cols, lanes) == 1 else copied
                for step, lanes in lanes_at.items()}
+    if shifted and not flipped:  # col2im zeroes only the strips
+        gathers[CD] = b * c * (k[0] * k[1] + strips)
     if wide:
         gathers[CD] = b * c * k[0] * k[1]
     if flipped:  # im2col of the output gradient, by flat shifts
-        gathers[CD] = b * filters * k[0] * k[1]
+        gathers[CD] = b * filters * (k[0] * k[1] + bands + strips)
     return Realised(
         outputs=[(b, filters, oh, ow)], weights=weights, helpers=helpers,
         flops={F: 2 * mac, CG: 2 * mac, CD: 2 * mac}, input_steps=frozenset({F, CG}),
         gather_rows=gathers,
     )
+
+
+def _out_of_plane_rows(kernel, dilation, pad, out_rows: int) -> tuple[int, int]:
+    """Per (sample, channel), the rows a shift plan zeroes (runtime/kernels/windows.py
+    ``ShiftPlan``): for each kernel row, its out-of-plane output rows across every kernel
+    column (bands); for each kernel column reaching out of the plane, every kernel row's
+    output rows (strips, a few elements each)."""
+    bands = kernel[1] * sum(min(out_rows, abs(i * dilation[0] - pad[0]))
+                            for i in range(kernel[0]))
+    strips = kernel[0] * out_rows * sum(j * dilation[1] != pad[1] for j in range(kernel[1]))
+    return bands, strips
 
 
 def derivative_as_convolution(stride, out, plane, kernel, batch: int, channels: int,
@@ -328,10 +344,23 @@ def realise_pooling2d(inputs, props, compat):
     elif kind in ("max", "global_max"):
         helpers = [Helper("argmax", out, (F, CD), dtype="int32")]
     work = b * c * oh * ow * k[0] * k[1]
-    # forward gathers and backward scatters one output row of every (sample, channel, tap)
-    rows = 0 if kind.startswith("global") else b * c * k[0] * k[1] * oh
+    rows = {} if kind.startswith("global") else _pool_rows(kind, k, s, p, b * c, oh)
     return Realised(outputs=[out], helpers=helpers, flops={F: work, CD: work},
-                    gather_rows={F: rows, CD: rows})
+                    gather_rows=rows)
+
+
+def _pool_rows(kind: str, kernel, stride, pad, planes: int, out_rows: int) -> dict[str, int]:
+    """The output rows pooling's passes touch (runtime/kernels/pool.py), each pass over a tap
+    a strided copy: max forward starts from the first tap and then, per tap, compares, scales
+    the index, keeps the larger index and the larger value; its derivative assigns each tap's
+    share (compare, multiply) when the windows tile the plane, else adds it in (compare,
+    multiply, add); average adds every tap in, forward and back."""
+    taps = kernel[0] * kernel[1]
+    if kind == "average":
+        return {F: planes * out_rows * taps, CD: planes * out_rows * taps}
+    tiled = tuple(stride) == tuple(kernel) and tuple(pad) == (0, 0)
+    return {F: planes * out_rows * (1 + 4 * (taps - 1)),
+            CD: planes * out_rows * taps * (2 if tiled else 3)}
 
 
 register(LayerSpec("conv2d", realise_conv2d,

@@ -126,21 +126,33 @@ def test_check_graph_rejects_a_cycle_and_a_bad_role(mlp3_graph):
 
 
 def test_window_layers_declare_the_rows_their_gathers_copy():
-    """One row per (sample, channel, tap, output row) in im2col, col2im and pooling taps; one
-    per (sample, channel, tap) where a tap is a shift of whole planes (stride 1: padded with
-    rows as wide as the input's, or unpadded with calc_derivative's rows widened); none where
-    the input itself is the column matrix, and none for global pooling."""
+    """One row per (sample, channel, tap, output row) in im2col and col2im; one per (sample,
+    channel, tap) where a tap is a shift of whole planes (stride 1: padded with rows as wide
+    as the input's, or unpadded with calc_derivative's rows widened), plus the rows of the
+    out-of-plane bands and strips a shift plan zeroes; one per output row of every pass
+    pooling makes over a tap; none where the input itself is the column matrix, and none for
+    global pooling."""
     g = build_training_graph(get_model("lenet5", batch=4), batch=4)
     rows = {op: d["gather_rows"] for op, d in g.nodes(data=True) if d.get("kind") == "op"}
     conv1 = 4 * 1 * 5 * 5 * 28  # batch, channels, 5x5 taps, 28 output rows
     assert rows["conv1:forward"] == rows["conv1:calc_gradient"] == conv1
     assert rows["conv2:calc_derivative"] == 4 * 6 * 5 * 5  # unpadded, stride 1: rows widened
-    assert rows["pool1:forward"] == rows["pool1:calc_derivative"] == 4 * 6 * 2 * 2 * 14
+    # max pooling 2x2 tiling the plane: forward copies the first tap, then four passes over
+    # each other tap; calc_derivative two passes (compare, multiply) over each tap
+    assert rows["pool1:forward"] == 4 * 6 * 14 * (1 + 4 * 3)
+    assert rows["pool1:calc_derivative"] == 4 * 6 * 14 * 4 * 2
     assert rows["conv1:apply_gradient"] == rows["fc1:forward"] == 0
     res = build_training_graph(get_model("resnet18_cifar", batch=2), batch=2)
-    # a padded stride-1 3x3 convolution gathers whole planes; a strided one row by row
-    assert res.nodes["layer1.0/conv1:forward"]["gather_rows"] == 2 * 64 * 3 * 3
-    assert res.nodes["layer2.0/conv1:forward"]["gather_rows"] == 2 * 64 * 3 * 3 * 16
+    # a padded stride-1 3x3 convolution gathers whole planes, and zeroes two bands of one row
+    # across 3 taps and two strips of one column on every output row of 3 taps; a strided
+    # one gathers row by row
+    planes = 2 * 64
+    assert (res.nodes["layer1.0/conv1:forward"]["gather_rows"]
+            == planes * (9 + 2 * 3 + 2 * 3 * 32))
+    # its derivative, a convolution of the output gradient (64 filters), gathers the same
+    assert (res.nodes["layer1.0/conv1:calc_derivative"]["gather_rows"]
+            == planes * (9 + 2 * 3 + 2 * 3 * 32))
+    assert res.nodes["layer2.0/conv1:forward"]["gather_rows"] == planes * 3 * 3 * 16
     net = build_training_graph(get_model("mobilenetv2_cifar", batch=2), batch=2)
     pointwise = [op for op, d in net.nodes(data=True) if d.get("op_type") == "conv2d"
                  and d["step"] == "forward" and d["gather_rows"] == 0]
