@@ -48,6 +48,10 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="pin every op large enough for "
                    "several threads to this many (default: as many as the cores other processes "
                    "leave free)")
+    p.add_argument("--no-lane-worker", action="store_true",
+                   help="run every lane on this process's threads: no helper process (its "
+                   "interpreter and numpy, about 15 MB), at the cost of speed on several "
+                   "threads")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar and no per-epoch lines on stderr (the bar shows only "
                    "on a terminal)")
@@ -95,5 +99,5 @@ def run_train(args: argparse.Namespace) -> dict:
                           swap_dir=args.swap_dir, swap_through=args.swap_through,
                           checkpoint=args.checkpoint, resume=args.resume,
                           order=args.order or "nntrainer", threads=args.threads,
-                          progress=not args.no_progress)
+                          lane_worker=not args.no_lane_worker, progress=not args.no_progress)
     return train_record(graph, plan, report)

@@ -26,7 +26,8 @@ def run_training(graph: nx.DiGraph, plan: TrainingPlan | None, *, dataset: str =
                  samples: int | None = None, learning_rate: float | None = None, seed: int = 0,
                  swap_dir: str | None = None, swap_through: bool = False,
                  checkpoint: str | None = None, resume: bool = False, order: str = "nntrainer",
-                 threads: int | None = None, progress: bool = True) -> TrainReport:
+                 threads: int | None = None, lane_worker: bool = True,
+                 progress: bool = True) -> TrainReport:
     """Train ``graph`` under ``plan`` (None: the unplanned reference in ``order``) on
     ``dataset`` (digits with a test split, or ``samples`` synthetic ones, default 8 batches)
     for ``epochs`` (default 1) or exactly ``iterations``."""
@@ -44,7 +45,8 @@ def run_training(graph: nx.DiGraph, plan: TrainingPlan | None, *, dataset: str =
         epochs = 1
     options = SessionOptions(seed=seed, learning_rate=learning_rate
                              or default_learning_rate(graph), swap_dir=swap_dir,
-                             swap_through=swap_through, threads=threads)
+                             swap_through=swap_through, threads=threads,
+                             lane_worker=lane_worker)
     # before the session allocates the arena; the peak counts from here (where the OS lets us),
     # without the freed heap the session's set-up hands back (runtime/layout.py)
     release_free_heap()

@@ -91,6 +91,7 @@ class Executor:
         self.feeds: dict[int, list[tuple[str, np.ndarray]]] = {}
         self.worker: LaneWorker | None = None
         self._worker_tried = False
+        self._requests_seen = -1
         self._pid = os.getpid()
 
     def _viewer(self, b: Binding, e: int) -> Callable:
@@ -144,8 +145,12 @@ class Executor:
         self.step_count += last_eo is None
         result = StepResult(0.0, 0, 0)
         BLAS.sync()  # someone may have changed it since the last iteration
-        if self.worker is not None:
-            self.worker.wake()  # polling by the time the first op hands it a lane
+        if self.policy.available() > 1 and self.lane_worker() is not None:
+            # started (once), and polling before the first op hands it a lane — while ops
+            # still try two threads, or it ran lanes last iteration
+            if self.op_threads.deciding or self.worker.requests != self._requests_seen:
+                self.worker.wake()
+            self._requests_seen = self.worker.requests
         for e, ops in enumerate(self.ops_at[: None if last_eo is None else last_eo + 1]):
             if self.before_eo:
                 self.before_eo(e)

@@ -45,6 +45,7 @@ class SessionOptions:
     swap_dir: str | None = None
     swap_through: bool = False  # swapped bytes leave the page cache too (runtime/swapio.py)
     threads: int | None = None  # per op; None: as the load allows (runtime/kernels/threads.py)
+    lane_worker: bool = True  # lanes beside ours in a helper process (runtime/kernels/worker.py)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ def _unplanned(graph: nx.DiGraph, eo: ExecutionOrder) -> _Buffers:
 
 
 class Session:
-    """Everything one training run needs; use as a context manager (closes the swap file)."""
+    """Everything one training run needs; use as a context manager (closes the swap file,
+    stops the lane worker)."""
 
     def __init__(self, graph: nx.DiGraph, plan: TrainingPlan,
                  options: SessionOptions = SessionOptions()):
@@ -203,7 +205,7 @@ class Session:
 def _may_use_worker(options: SessionOptions) -> bool:
     """Whether the arena is shared with a lane worker (runtime/kernels/worker.py): where the
     platform allows one and an op may get more than one thread."""
-    wanted = options.threads is None or options.threads > 1
+    wanted = options.lane_worker and (options.threads is None or options.threads > 1)
     return wanted and (os.cpu_count() or 1) > 1 and lane_worker_available()
 
 

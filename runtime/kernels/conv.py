@@ -33,9 +33,8 @@ from trainplan.runtime.kernels.windows import (
     Tap,
     col2im_calls,
     col2im_wide_calls,
-    im2col,
     im2col_calls,
-    im2col_taps,
+    im2col_taps_calls,
     shifts,
     taps,
     unpadded,
@@ -161,28 +160,25 @@ def _columns(ctx: LayerCtx, col: np.ndarray | None, g: ConvGeom, n0: int, n1: in
     """The chunk's column matrix (groups, rows, n * cols), im2col'd (the ``channels`` only, or
     the taps ``which`` only) into ``col`` — or, pointwise one sample at a time (``col`` None),
     the input itself."""
-    x = ctx.inputs[0]
-    if col is None:
-        return view(x[n0], (g.groups, g.rows, g.cols))
-    col6 = _col6(col, g, n1 - n0)[:, channels]
-    windows = _windows(ctx, g)
-    windows = None if windows is None else windows[n0:n1, channels]
-    if which is None:
-        im2col(x[n0:n1, channels], col6, g.taps, g.shifts, windows)
-    else:
-        im2col_taps(x[n0:n1, channels], col6, g.taps, which, windows)
-    return _col3(col, g, n1 - n0)
+    calls, cols = _column_calls(ctx, col, g, n0, n1, channels, which)
+    for c in calls:
+        c()
+    return cols
 
 
-def _column_calls(ctx: LayerCtx, col: np.ndarray | None, g: ConvGeom, n0: int, n1: int
+def _column_calls(ctx: LayerCtx, col: np.ndarray | None, g: ConvGeom, n0: int, n1: int,
+                  channels: slice = slice(None), which: slice | None = None
                   ) -> tuple[list[Call], np.ndarray]:
-    """``_columns`` of every channel as calls, and the column matrix they fill."""
+    """``_columns`` as the calls that fill it, and the column matrix."""
     x = ctx.inputs[0]
     if col is None:
         return [], view(x[n0], (g.groups, g.rows, g.cols))
+    col6 = _col6(col, g, n1 - n0)[:, channels]
     windows = _windows(ctx, g)
-    windows = None if windows is None else windows[n0:n1]
-    calls = im2col_calls(x[n0:n1], _col6(col, g, n1 - n0), g.taps, g.shifts, windows)
+    windows = None if windows is None else windows[n0:n1, channels]
+    calls = (im2col_calls(x[n0:n1, channels], col6, g.taps, g.shifts, windows)
+             if which is None else
+             im2col_taps_calls(x[n0:n1, channels], col6, g.taps, which, windows))
     return calls, _col3(col, g, n1 - n0)
 
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from trainplan.planner.layers.conv import LANES
 
-__all__ = ["LANES", "over_lanes", "run_lanes", "split"]
+__all__ = ["LANES", "before_threads", "over_lanes", "run_lanes", "split"]
 
 
 class _Helper:
@@ -67,6 +67,16 @@ def _reset_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def before_threads(hook: Callable[[], object], *, remove: bool = False) -> None:
+    """Call ``hook()`` whenever lanes are about to start on threads (the lane worker naps, so
+    the core it polls on is free for them); ``remove``: stop calling it."""
+    if remove:
+        if hook in _before_threads:
+            _before_threads.remove(hook)
+    else:
+        _before_threads.append(hook)
 
 
 def split(n: int, lanes: int = LANES) -> list[slice]:

@@ -8,6 +8,8 @@ When the stride is 1 and output rows are as wide as input rows (a "same" convolu
 one shift of the whole flattened plane: im2col copies one contiguous run per (sample, channel,
 tap) and then zeroes the few out-of-plane elements (whole rows at the top or bottom, a column
 strip at the sides), instead of one short copy per output row; col2im adds back the same way.
+Each is given as the numpy calls that do it (runtime/kernels/program.py), which a kernel builds
+once into its lanes.
 """
 
 from __future__ import annotations
@@ -107,17 +109,11 @@ def shifts(tap_list: tuple[Tap, ...], plane: tuple[int, int],
                      tuple((j, s) for j, cut in strips.items() for s in cut if s.stop > s.start))
 
 
-def im2col(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...],
-           plan: ShiftPlan | None = None, windows: np.ndarray | None = None) -> None:
-    """Columns of ``x`` (n, c, h, w) into ``col`` viewed (n, c, kh, kw, oh, ow); ``plan``: the
-    taps' ``shifts`` when there are; ``windows``: ``window_view(x)`` when already made."""
-    for c in im2col_calls(x, col, tap_list, plan, windows):
-        c()
-
-
 def im2col_calls(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...],
                  plan: ShiftPlan | None = None, windows: np.ndarray | None = None) -> list[Call]:
-    """``im2col`` as the calls that do it (runtime/kernels/program.py)."""
+    """The calls putting the columns of ``x`` (n, c, h, w) into ``col`` viewed (n, c, kh, kw,
+    oh, ow) (runtime/kernels/program.py); ``plan``: the taps' ``shifts`` when there are;
+    ``windows``: ``window_view(x)`` when already made."""
     if windows is not None or unpadded(tap_list):  # every window inside the plane: one copy
         return [call(np.copyto, col, window_view(x, tap_list, col.shape[2:])
                      if windows is None else windows)]
@@ -135,19 +131,22 @@ def im2col_calls(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...],
     return out
 
 
-def im2col_taps(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...], which: slice,
-                windows: np.ndarray | None = None) -> None:
-    """The columns of the taps ``tap_list[which]`` only (as ``im2col`` fills them)."""
+def im2col_taps_calls(x: np.ndarray, col: np.ndarray, tap_list: tuple[Tap, ...],
+                      which: slice, windows: np.ndarray | None = None) -> list[Call]:
+    """The calls filling the columns of the taps ``tap_list[which]`` only (as ``im2col``
+    fills them)."""
+    out = []
     for t in tap_list[which]:
         dst = col[:, :, t.i, t.j]
         if windows is not None:
-            np.copyto(dst, windows[:, :, t.i, t.j])
+            out.append(call(np.copyto, dst, windows[:, :, t.i, t.j]))
         elif t.empty:
-            dst[...] = 0
+            out.append(call(np.copyto, dst, 0))
         else:
-            dst[:, :, t.out_rows, t.out_cols] = x[:, :, t.in_rows, t.in_cols]
-            for rows, cols in t.borders:
-                dst[:, :, rows, cols] = 0
+            out.append(call(np.copyto, dst[:, :, t.out_rows, t.out_cols],
+                            x[:, :, t.in_rows, t.in_cols]))
+            out += [call(np.copyto, dst[:, :, rows, cols], 0) for rows, cols in t.borders]
+    return out
 
 
 def wide_run(tap_list: tuple[Tap, ...], plane: tuple[int, int], out: tuple[int, int]) -> int:
@@ -160,17 +159,12 @@ def _wide_offset(t: Tap, width: int) -> int:
     return t.in_rows.start * width + t.in_cols.start
 
 
-def col2im_wide(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...], run: int) -> None:
-    """Sum columns ``col`` (n, c, kh, kw, oh * w) of an unpadded stride-1 kernel on output rows
-    w wide, zero past each row's real outputs, back onto ``dx`` (n, c, h, w) in kernel order:
-    one flat run per plane and tap (the zeros land on real inputs and add nothing)."""
-    for c in col2im_wide_calls(col, dx, tap_list, run):
-        c()
-
-
 def col2im_wide_calls(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...],
                       run: int) -> list[Call]:
-    """``col2im_wide`` as the calls that do it."""
+    """The calls that sum columns ``col`` (n, c, kh, kw, oh * w) of an unpadded stride-1
+    kernel on output rows w wide, zero past each row's real outputs, back onto ``dx``
+    (n, c, h, w) in kernel order: one flat run per plane and tap (the zeros land on real
+    inputs and add nothing)."""
     dst = _flat(dx)
     out = [call(np.copyto, dx, 0)]
     for t in tap_list:
@@ -218,21 +212,15 @@ def window_view(x: np.ndarray, tap_list: tuple[Tap, ...],
     return windows[:, :, :oh, :ow].transpose(0, 1, 4, 5, 2, 3)
 
 
-def col2im(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...],
-           plan: ShiftPlan | None = None) -> None:
-    """Sum columns ``col`` (n, c, kh, kw, oh, ow) back onto ``dx`` (n, c, h, w), tap by tap.
+def col2im_calls(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...],
+                 plan: ShiftPlan | None = None) -> list[Call]:
+    """The calls that sum columns ``col`` (n, c, kh, kw, oh, ow) back onto ``dx``
+    (n, c, h, w), tap by tap.
 
     A tap that reads the whole plane (stride 1) is assigned first instead of zeroing ``dx``;
     the others are added in kernel order, the same order whatever the chunk. With a flat-shift
     plan the out-of-plane elements of ``col`` are overwritten with zeros.
     """
-    for c in col2im_calls(col, dx, tap_list, plan):
-        c()
-
-
-def col2im_calls(col: np.ndarray, dx: np.ndarray, tap_list: tuple[Tap, ...],
-                 plan: ShiftPlan | None = None) -> list[Call]:
-    """``col2im`` as the calls that do it."""
     plane = dx.shape[2:]
     full = next((t for t in tap_list if _covers(t, plane)), None)
     out = [call(np.copyto, dx, 0 if full is None else col[:, :, full.i, full.j])]

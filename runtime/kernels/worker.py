@@ -25,6 +25,7 @@ import contextlib
 import mmap
 import os
 import platform
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -44,7 +45,7 @@ from trainplan.runtime.kernels.lane_worker import (
     read_message,
     write_message,
 )
-from trainplan.runtime.kernels.parallel import _before_threads
+from trainplan.runtime.kernels.parallel import before_threads
 from trainplan.runtime.kernels.program import LaneProgram, Scratch
 
 START_TIMEOUT_S = 60.0
@@ -80,7 +81,7 @@ class LaneWorker:
         fds = (arena_fd, self._ctl_fd, cmd_r, res_w)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, str(script), str(arena_fd), str(self.size + 0),
+                [sys.executable, str(script), str(arena_fd), str(self.size),
                  str(self._ctl_fd), str(cmd_r), str(res_w)],
                 pass_fds=fds, env=env, stdin=subprocess.DEVNULL)
         finally:
@@ -92,11 +93,9 @@ class LaneWorker:
         self.refused: set[int] = set()
         self.alive = self._ready()
         if self.alive:
-            _before_threads.append(self.nap)
+            before_threads(self.nap)
 
     def _ready(self) -> bool:
-        import select
-
         ready, _, _ = select.select([self._res], [], [], START_TIMEOUT_S)
         if not ready:
             self.close()
@@ -207,8 +206,7 @@ class LaneWorker:
         if getattr(self, "_closed", False):
             return
         self._closed, self.alive = True, False
-        if self.nap in _before_threads:
-            _before_threads.remove(self.nap)
+        before_threads(self.nap, remove=True)
         with contextlib.suppress(OSError, ValueError):
             self.ctl[SEQ] = -1
             write_message(self._cmd, ("stop",))

@@ -220,3 +220,29 @@ def test_a_forked_child_runs_its_lanes_without_its_parents_worker():
         assert os.waitstatus_to_exitcode(status) == 0
         assert session.executor.worker.requests == served
         assert session.executor.lane_worker() is not None  # still the parent's, alive
+
+
+def test_train_reports_the_worker_and_goes_without_one_when_told(capsys):
+    import json
+
+    from trainplan.experiments.cli import main
+
+    args = ["train", "--model", "lenet5", "--dataset", "synthetic", "--iterations", "8",
+            "--threads", "2", "--no-progress", "--json"]
+    assert main(args) == 0
+    with_worker = json.loads(capsys.readouterr().out)
+    assert main([*args, "--no-lane-worker"]) == 0
+    without = json.loads(capsys.readouterr().out)
+    assert with_worker["lane_worker_bytes"] > 1_000_000  # its interpreter and numpy
+    assert "lane worker" in with_worker["thread_policy"]
+    assert without["lane_worker_bytes"] == 0 and "lane worker" not in without["thread_policy"]
+    assert with_worker["weights_sha256"] == without["weights_sha256"]
+
+
+def test_a_session_told_not_to_has_no_worker_and_a_private_arena():
+    graph = build_training_graph(get_model("lenet5", batch=8))
+    plan = plan_training(graph, offsets="greedy_size")
+    batch = synthetic(graph, 8, seed=0).arrays
+    with Session(graph, plan, SessionOptions(threads=2, lane_worker=False)) as session:
+        session.step(batch)
+        assert session.layout.shared is None and session.executor.lane_worker() is None
