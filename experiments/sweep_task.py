@@ -137,7 +137,8 @@ def _train(task: Task, graph: nx.DiGraph, plan: TrainingPlan) -> dict:
     else:
         data, test = synthetic(graph, 8 * batch, seed=a["seed"]), None
     lr = a["learning_rate"] or (1e-3 if graph.graph["optimizer"] == "adam" else 1e-2)
-    options = SessionOptions(seed=a["seed"], learning_rate=lr)
+    # tasks run side by side in the sweep's workers: a lane worker per task would compete
+    options = SessionOptions(seed=a["seed"], learning_rate=lr, lane_worker=False)
 
     def run(session: Session):
         with session:

@@ -26,8 +26,9 @@ import numpy as np
 from trainplan.planner.graph import STEPS, first_version, replay_edges
 from trainplan.planner.order import ExecutionOrder
 from trainplan.runtime.bind import Binding, bind, layer_tensors
-from trainplan.runtime.kernels.base import LayerCtx, flat
+from trainplan.runtime.kernels.base import CHUNK, LayerCtx, flat
 from trainplan.runtime.kernels.parallel import LANES, over_lanes
+from trainplan.runtime.kernels.program import ScratchPool
 from trainplan.runtime.kernels.threads import BLAS, OpThreads, ThreadPolicy
 from trainplan.runtime.kernels.worker import LaneWorker
 from trainplan.runtime.optimizers import Hyper, apply_gradient
@@ -90,6 +91,7 @@ class Executor:
         self._states_cache: dict[tuple[str, str, int], dict[str, np.ndarray]] = {}
         self.feeds: dict[int, list[tuple[str, np.ndarray]]] = {}
         self.worker: LaneWorker | None = None
+        self.scratch_pool = ScratchPool(CHUNK)  # the lane programs' temporaries
         self._worker_tried = False
         self._requests_seen = -1
         self._pid = os.getpid()
@@ -128,7 +130,8 @@ class Executor:
             weight_grads={k: v(t) for k, t in b.weight_grads.items()},
             out_grads=[v(t) for t in b.out_grads], in_derivs=[v(t) for t in b.in_derivs],
             helpers={k: v(t) for k, t in b.helpers.items()}, label=v(b.label),
-            training=self.training, rng_key=self._rng_key(b.op), replay=b.replay)
+            training=self.training, rng_key=self._rng_key(b.op), replay=b.replay,
+            pool=self.scratch_pool)
         self._ctx_cache[key] = ctx
         return ctx
 

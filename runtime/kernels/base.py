@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from trainplan.runtime.kernels.parallel import LANES, over_lanes, run_lanes
-from trainplan.runtime.kernels.program import run_program
+from trainplan.runtime.kernels.program import Scratch, ScratchPool, run_program
 
 # Elements per slice of a chunked element-wise pass: temporaries stay at CHUNK elements,
 # small enough to sit in L2, large enough that the Python loop costs little.
@@ -52,6 +52,7 @@ class LayerCtx:
     threads: int = 1  # threads the step may use (runtime/kernels/threads.py decides per op)
     lanes: int = LANES  # parts the step cuts its work into: 1 for an op too small for threads
     worker: object | None = None  # the lane worker process, when the arena is shared with one
+    pool: ScratchPool = field(default_factory=lambda: ScratchPool(CHUNK), repr=False)
     memo: dict = field(default_factory=dict, repr=False)  # per-layer facts a kernel derives once
 
     @property
@@ -67,6 +68,11 @@ class LayerCtx:
     def each_lane(self, work: Callable[[int], object]) -> None:
         """``work(lane)`` for each of this step's lanes (parallel.py ``run_lanes``)."""
         run_lanes(work, self.threads, self.lanes)
+
+    def scratch(self, lane: int, shape: tuple[int, ...], dtype) -> Scratch:
+        """A temporary of at most CHUNK elements for a lane program's lane ``lane``, shared
+        with the executor's other programs (``ScratchPool``)."""
+        return self.pool.get(lane, shape, dtype)
 
     def run(self, program) -> None:
         """Every lane of a lane program (runtime/kernels/program.py) on this step's threads,

@@ -26,7 +26,7 @@ from trainplan.runtime.kernels.base import (
     same_memory,
 )
 from trainplan.runtime.kernels.parallel import split
-from trainplan.runtime.kernels.program import Call, call, lane_program, scratch
+from trainplan.runtime.kernels.program import Call, call, lane_program
 
 GELU_C = float(np.sqrt(2.0 / np.pi))
 GELU_A = 0.044715
@@ -210,19 +210,20 @@ def activation_calc_derivative(ctx: LayerCtx) -> None:
     dy, kept, dx = _parts(forward, ctx.out_grads[0], saved, ctx.in_derivs[0])
     if backward is _d_relu:
         ctx.run(lane_program(ctx, "calc_derivative", lambda: [
-            _d_relu_calls(dy, kept, dx, s) for s in split(len(dx), ctx.lanes)]))
+            _d_relu_calls(ctx, k, dy, kept, dx, s)
+            for k, s in enumerate(split(len(dx), ctx.lanes))]))
         return
     ctx.over(len(dx), lambda s: backward(dy[s], kept[s], dx[s]),
                elementwise=True)
 
 
-def _d_relu_calls(dy: np.ndarray, y: np.ndarray, dx: np.ndarray, part: slice) -> list[Call]:
+def _d_relu_calls(ctx: LayerCtx, lane: int, dy: np.ndarray, y: np.ndarray, dx: np.ndarray,
+                  part: slice) -> list[Call]:
     """``_d_relu`` on the elements ``part`` as calls, chunk by chunk."""
-    calls, positive = [], None
+    calls = []
     for c in chunks(part.stop - part.start):
         s = slice(part.start + c.start, part.start + c.stop)
-        positive = scratch((s.stop - s.start,), bool) if positive is None else positive
-        hit = positive.part((s.stop - s.start,))
+        hit = ctx.scratch(lane, (s.stop - s.start,), bool)
         calls += [call(np.greater, y[s], 0, out=hit), call(np.multiply, dy[s], hit, out=dx[s])]
     return calls
 

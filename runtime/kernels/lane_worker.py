@@ -69,10 +69,10 @@ def _decode(value, arena: mmap.mmap, scratch: dict):
     return value
 
 
-def _program(lanes, arena: mmap.mmap) -> dict:
+def _program(lanes, arena: mmap.mmap, scratch: dict) -> dict:
     """{lane: [(fn, args, kwargs)]}; a temporary (``scratch``) is this process's own, one
-    per key, shared by the calls that name it."""
-    out, scratch = {}, {}
+    per key, shared by the calls (and programs) that name it."""
+    out = {}
     for lane, calls in lanes.items():
         out[lane] = [(fn, tuple(_decode(a, arena, scratch) for a in args),
                       {k: _decode(v, arena, scratch) for k, v in kwargs.items()})
@@ -88,11 +88,12 @@ def main(argv: list[str]) -> int:
     ctl_map = mmap.mmap(ctl_fd, mmap.PAGESIZE)
     ctl = np.ndarray((8,), np.int64, buffer=ctl_map)
     programs: dict[int, dict] = {}
+    scratch: dict = {}
 
     def handle(message) -> bool:
         kind = message[0]
         if kind == "program":
-            programs[message[1]] = _program(message[2], arena)
+            programs[message[1]] = _program(message[2], arena, scratch)
         return kind != "stop"
 
     last = int(ctl[SEQ])  # before "ready": the parent may post a request right after it

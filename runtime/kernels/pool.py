@@ -9,7 +9,7 @@ from trainplan.planner.layers.base import pair
 from trainplan.planner.layers.conv import padding
 from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, chunks, flat, register, view
 from trainplan.runtime.kernels.parallel import split
-from trainplan.runtime.kernels.program import Call, Scratch, call, lane_program, scratch
+from trainplan.runtime.kernels.program import Call, Scratch, call, lane_program
 from trainplan.runtime.kernels.windows import Tap, taps
 
 
@@ -50,7 +50,8 @@ def pool_forward(ctx: LayerCtx) -> None:
             kind, x[planes], y[planes], None if arg is None else arg[planes]), elementwise=True)
         return
     ctx.run(lane_program(ctx, "forward", lambda: [
-        _forward_calls(kind, tap_list, x, y, arg, planes) for planes in split(y.shape[0], ctx.lanes)]))
+        _forward_calls(ctx, k, kind, tap_list, x, y, arg, planes)
+        for k, planes in enumerate(split(y.shape[0], ctx.lanes))]))
 
 
 def _plane_chunks(planes: slice, per_plane: int):
@@ -68,17 +69,17 @@ def _global_forward(kind: str, x: np.ndarray, y: np.ndarray, arg: np.ndarray | N
         flat(arg)[...] = np.argmax(x2, axis=1)
 
 
-def _forward_calls(kind: str, tap_list, x: np.ndarray, y: np.ndarray, arg: np.ndarray | None,
-                   planes: slice) -> list[Call]:
+def _forward_calls(ctx: LayerCtx, lane: int, kind: str, tap_list, x: np.ndarray,
+                   y: np.ndarray, arg: np.ndarray | None, planes: slice) -> list[Call]:
     """A lane's planes, chunk by chunk: the running maximum (or the sum) over the taps."""
-    calls, temps = [], None
+    calls = []
     for s in _plane_chunks(planes, y[0].size):
         if kind == "average":
             calls += _average_calls(tap_list, x[s], y[s])
             continue
-        if temps is None:  # the lane's temporaries, sized by its first (largest) chunk
-            temps = scratch(y[s].shape, bool), scratch(y[s].shape, np.int32)
-        calls += _max_calls(x[s], y[s], arg[s], tap_list, *(t.part(y[s].shape) for t in temps))
+        shape = y[s].shape
+        calls += _max_calls(x[s], y[s], arg[s], tap_list, ctx.scratch(lane, shape, bool),
+                            ctx.scratch(lane, shape, np.int32))
     return calls
 
 
@@ -144,7 +145,8 @@ def pool_calc_derivative(ctx: LayerCtx) -> None:
             kind, dy[planes], dx[planes], None if arg is None else arg[planes]), elementwise=True)
         return
     ctx.run(lane_program(ctx, "calc_derivative", lambda: [
-        _back_calls(kind, tap_list, dy, dx, arg, planes) for planes in split(dy.shape[0], ctx.lanes)]))
+        _back_calls(ctx, k, kind, tap_list, dy, dx, arg, planes)
+        for k, planes in enumerate(split(dy.shape[0], ctx.lanes))]))
 
 
 def _global_back(kind: str, dy: np.ndarray, dx: np.ndarray, arg: np.ndarray | None) -> None:
@@ -157,16 +159,15 @@ def _global_back(kind: str, dy: np.ndarray, dx: np.ndarray, arg: np.ndarray | No
         np.put_along_axis(dx2, index, dy1, axis=1)
 
 
-def _back_calls(kind: str, tap_list, dy: np.ndarray, dx: np.ndarray, arg: np.ndarray | None,
-                planes: slice) -> list[Call]:
+def _back_calls(ctx: LayerCtx, lane: int, kind: str, tap_list, dy: np.ndarray,
+                dx: np.ndarray, arg: np.ndarray | None, planes: slice) -> list[Call]:
     """A lane's planes, chunk by chunk: each output gradient onto its maximum, or spread."""
-    calls, temps = [], None
+    calls = []
     for s in _plane_chunks(planes, dy[0].size):
-        if temps is None:
-            temps = scratch(dy[s].shape, bool), scratch(dy[s].shape, dx.dtype)
-        hit, spread = (t.part(dy[s].shape) for t in temps)
+        shape = dy[s].shape
         calls += _back_chunk_calls(kind, tap_list, dy[s], dx[s], None if arg is None else arg[s],
-                                   hit, spread)
+                                   ctx.scratch(lane, shape, bool),
+                                   ctx.scratch(lane, shape, dx.dtype))
     return calls
 
 

@@ -38,26 +38,43 @@ from trainplan.runtime.kernels.parallel import run_lanes
 
 @dataclass(frozen=True, eq=False)
 class Scratch:
-    """A lane's temporary of ``shape`` and ``dtype`` (its leading elements viewed as
-    ``view_shape``); the process running the lane owns it."""
+    """A lane's temporary: a buffer of ``shape`` and ``dtype`` (its leading elements viewed as
+    ``view_shape``) that each process running the lane has its own of; ``key`` names the
+    buffer (programs sharing a key share it: ``ScratchPool``)."""
 
     shape: tuple[int, ...]
     dtype: str
     array: np.ndarray = field(repr=False)
     view_shape: tuple[int, ...] | None = None
-    base: Scratch | None = field(default=None, repr=False)
+    key: object = None
 
     def part(self, shape: tuple[int, ...]) -> Scratch:
         """The leading elements viewed as ``shape`` (a smaller chunk's temporary)."""
         n = int(np.prod(shape))
         return Scratch(self.shape, self.dtype, self.array.reshape(-1)[:n].reshape(shape),
-                       tuple(shape), self.base or self)
+                       tuple(shape), self.key)
 
 
-def scratch(shape: tuple[int, ...], dtype) -> Scratch:
-    """A temporary of at most a chunk (base.CHUNK elements) or a per-row vector."""
-    dtype = np.dtype(dtype).str
-    return Scratch(tuple(shape), dtype, np.empty(shape, dtype))
+class ScratchPool:
+    """The temporaries of one executor's lane programs: one buffer per lane and dtype of
+    ``size`` elements, shared by every program, since its ops run one at a time and each lane
+    uses its own (a larger request gets a buffer of its own). A lane's temporaries of one
+    dtype are the same memory: a program uses one at a time."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.buffers: dict[tuple[int, str], Scratch] = {}
+
+    def get(self, lane: int, shape: tuple[int, ...], dtype) -> Scratch:
+        """A temporary of ``shape`` for lane ``lane``."""
+        dtype = np.dtype(dtype).str
+        if int(np.prod(shape)) > self.size:
+            return Scratch(tuple(shape), dtype, np.empty(shape, dtype), key=object())
+        key = (lane, dtype)
+        if key not in self.buffers:
+            self.buffers[key] = Scratch((self.size,), dtype, np.empty(self.size, dtype),
+                                        key=(id(self), *key))
+        return self.buffers[key].part(shape)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,11 @@ class Unshippable(Exception):
     """A program the worker cannot run (an array outside the arena, a non-numpy call)."""
 
 
+def _picklable(key) -> tuple | int:
+    """A scratch buffer's key as the worker is sent it (a private buffer's: its identity)."""
+    return key if isinstance(key, tuple) else id(key)
+
+
 class LaneWorker:
     """The helper process of one arena; ``run(program)`` runs a program's lanes with it."""
 
@@ -173,7 +178,7 @@ class LaneWorker:
 
     def _encode(self, value):
         if isinstance(value, Scratch):
-            return ("scratch", id(value.base or value), value.shape, value.dtype,
+            return ("scratch", _picklable(value.key), value.shape, value.dtype,
                     value.view_shape)
         if isinstance(value, np.ndarray):
             address = value.__array_interface__["data"][0]

@@ -20,7 +20,7 @@ from trainplan.planner.plan_training import plan_training
 from trainplan.planner.zoo import get_model
 from trainplan.runtime.data import synthetic
 from trainplan.runtime.kernels import KernelError
-from trainplan.runtime.kernels.program import LaneProgram, call, lane_program, scratch
+from trainplan.runtime.kernels.program import LaneProgram, ScratchPool, call, lane_program
 from trainplan.runtime.kernels.standalone import standalone_ctx
 from trainplan.runtime.kernels.threads import ThreadPolicy
 from trainplan.runtime.kernels.worker import LaneWorker, available
@@ -129,9 +129,12 @@ def test_lane_temporaries_are_each_processes_own_and_programs_follow_their_array
     x = shared.array[4096:4096 + 64].view(np.float32)
     y = shared.array[8192:8192 + 64].view(np.float32)
     x[:] = np.arange(16) - 8
-    temps = [scratch((8,), bool), scratch((8,), bool)]
+    pool = ScratchPool(64)
+    temps = [pool.get(k, (8,), bool) for k in range(2)]
+    assert temps[0].key != temps[1].key and pool.get(0, (4,), bool).key == temps[0].key
+    assert pool.get(0, (65,), bool).key != temps[0].key  # beyond the pool's size: its own
     program = LaneProgram(tuple(
-        (call(np.greater, x[k * 8:(k + 1) * 8], 0, out=temps[k].part((8,))),
+        (call(np.greater, x[k * 8:(k + 1) * 8], 0, out=temps[k]),
          call(np.multiply, x[k * 8:(k + 1) * 8], temps[k], out=y[k * 8:(k + 1) * 8]))
         for k in range(2)))
     assert lane_worker.run(program)
