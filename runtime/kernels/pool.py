@@ -1,5 +1,6 @@
 """Pooling kernels (max, average, global): window by window over (batch x channel) planes,
-in lanes of planes and bounded chunks of them."""
+in lanes of planes and bounded chunks of them — a lane program (runtime/kernels/program.py)
+but for global pooling."""
 
 from __future__ import annotations
 
@@ -42,16 +43,30 @@ def _argmax(ctx: LayerCtx) -> np.ndarray:
 
 def pool_forward(ctx: LayerCtx) -> None:
     """Max (first maximum wins), average (padding counts as zeros) or global pooling."""
+    _pool_step(ctx, "forward", _planes(ctx.inputs[0]), _planes(ctx.outputs[0]),
+               _global_forward, _forward_calls)
+
+
+def pool_calc_derivative(ctx: LayerCtx) -> None:
+    """Each output gradient goes back to its window's maximum, or spread over the window."""
+    _pool_step(ctx, "calc_derivative", _planes(ctx.out_grads[0]), _planes(ctx.in_derivs[0]),
+               _global_back, _back_calls)
+
+
+def _pool_step(ctx: LayerCtx, step: str, src: np.ndarray, dst: np.ndarray, global_step,
+               lane_calls) -> None:
+    """A step over planes, from ``src`` (x; dy) to ``dst`` (y; dx): global pooling in lanes of
+    planes, else the step's lane program (``lane_calls`` per lane of planes)."""
     kind, tap_list = _pool_setup(ctx)
-    x, y = _planes(ctx.inputs[0]), _planes(ctx.outputs[0])
     arg = _argmax(ctx) if kind in ("max", "global_max") else None
     if kind.startswith("global"):
-        ctx.over(y.shape[0], lambda planes: _global_forward(
-            kind, x[planes], y[planes], None if arg is None else arg[planes]), elementwise=True)
+        ctx.over(src.shape[0], lambda planes: global_step(
+            kind, src[planes], dst[planes], None if arg is None else arg[planes]),
+            elementwise=True)
         return
-    ctx.run(lane_program(ctx, "forward", lambda: [
-        _forward_calls(ctx, k, kind, tap_list, x, y, arg, planes)
-        for k, planes in enumerate(split(y.shape[0], ctx.lanes))]))
+    ctx.run(lane_program(ctx, step, lambda: [
+        lane_calls(ctx, k, kind, tap_list, src, dst, arg, planes)
+        for k, planes in enumerate(split(src.shape[0], ctx.lanes))]))
 
 
 def _plane_chunks(planes: slice, per_plane: int):
@@ -133,20 +148,6 @@ def _tiles(tap_list, plane: tuple[int, int], out: tuple[int, int]) -> bool:
             and sorted(rows) == list(range(kh)) and sorted(cols) == list(range(kw))
             and all(t.in_rows.step == kh and t.in_cols.step == kw for t in tap_list)
             and plane == (out[0] * kh, out[1] * kw))
-
-
-def pool_calc_derivative(ctx: LayerCtx) -> None:
-    """Each output gradient goes back to its window's maximum, or spread over the window."""
-    kind, tap_list = _pool_setup(ctx)
-    dy, dx = _planes(ctx.out_grads[0]), _planes(ctx.in_derivs[0])
-    arg = _argmax(ctx) if kind in ("max", "global_max") else None
-    if kind.startswith("global"):
-        ctx.over(dy.shape[0], lambda planes: _global_back(
-            kind, dy[planes], dx[planes], None if arg is None else arg[planes]), elementwise=True)
-        return
-    ctx.run(lane_program(ctx, "calc_derivative", lambda: [
-        _back_calls(ctx, k, kind, tap_list, dy, dx, arg, planes)
-        for k, planes in enumerate(split(dy.shape[0], ctx.lanes))]))
 
 
 def _global_back(kind: str, dy: np.ndarray, dx: np.ndarray, arg: np.ndarray | None) -> None:
