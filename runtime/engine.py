@@ -213,9 +213,9 @@ class Executor:
                 result.samples += int(np.prod(probs.shape[:-1]))
 
     def lane_worker(self) -> LaneWorker | None:
-        """The lane worker process (runtime/kernels/worker.py), started the first time an op
-        gets more than one thread, when the arena is shared; None otherwise or if it would not
-        start (lanes then run on threads)."""
+        """The lane worker process (runtime/kernels/worker.py), started the first time it is
+        asked for (the first iteration that may use two threads), when the arena is shared;
+        None otherwise or if it would not start (lanes then run on threads)."""
         if os.getpid() != self._pid:  # a forked child: the worker is its parent's
             return None
         if not self._worker_tried:

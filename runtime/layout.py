@@ -84,8 +84,12 @@ class ArenaLayout:
         self.arena_bytes = plan.arena_bytes
         require_memory(plan.arena_bytes, "the plan's arena", "use a smaller batch, or plan "
                        "under a RAM budget (--budget) that swaps to storage")
-        # shared: a lane worker process may map it (page-aligned, so 64-byte aligned too)
-        self.shared = SharedArena(plan.arena_bytes) if shared else None
+        # shared: a lane worker process may map it (page-aligned, so 64-byte aligned too); where
+        # the system refuses a memfd (a sandbox), a private arena and lanes on threads
+        self.shared = None
+        if shared:
+            with contextlib.suppress(OSError):
+                self.shared = SharedArena(plan.arena_bytes)
         self.arena = (self.shared.array if self.shared is not None
                       else aligned_bytes(plan.arena_bytes))
         self.buffer_of = plan.member_buffer()

@@ -116,20 +116,23 @@ class LaneWorker:
         cannot run this program."""
         if not self.alive or program.id in self.refused:
             return False
+        lanes = None
         if program.id not in self.sent:
             try:
                 lanes = {1: [self._encode_call(c) for lane in program.lanes[1:] for c in lane]}
             except Unshippable:
                 self.refused.add(program.id)
                 return False
-            write_message(self._cmd, ("program", program.id, lanes))
-            self.sent.add(program.id)
         self.seq += 1
         ctl = self.ctl
         ctl[PROGRAM] = program.id
         ctl[LANE] = 1
         ctl[SEQ] = self.seq
         self.wake()
+        if lanes is not None:  # after the request, which has the worker read it as we write:
+            # a program larger than the pipe holds then waits for no end of its polling
+            write_message(self._cmd, ("program", program.id, lanes))
+            self.sent.add(program.id)
         error: BaseException | None = None
         try:
             program.run_lane(0)

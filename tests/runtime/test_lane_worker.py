@@ -249,3 +249,27 @@ def test_a_session_told_not_to_has_no_worker_and_a_private_arena():
     with Session(graph, plan, SessionOptions(threads=2, lane_worker=False)) as session:
         session.step(batch)
         assert session.layout.shared is None and session.executor.lane_worker() is None
+
+
+def test_a_system_without_memfd_trains_on_threads(monkeypatch):
+    def refused(*args, **kwargs):
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "memfd_create", refused)
+    graph = build_training_graph(get_model("lenet5", batch=8))
+    plan = plan_training(graph, offsets="greedy_size")
+    with Session(graph, plan, SessionOptions(threads=2)) as session:
+        loss = session.step(synthetic(graph, 8, seed=0).arrays).loss
+        assert session.layout.shared is None and session.executor.lane_worker() is None
+    assert np.isfinite(loss)
+
+
+def test_a_program_larger_than_a_pipe_holds_reaches_the_worker(worker):
+    shared, lane_worker = worker
+    a = shared.array[12288:12288 + 4096].view(np.float32)
+    a[:] = 0.0
+    lane_worker.run(LaneProgram(((), (call(np.add, a[:1], 1.0, out=a[:1]),))))  # it polls now
+    many = tuple(call(np.add, a[k:k + 1], 1.0, out=a[k:k + 1]) for k in range(512, 1024)
+                 for _ in range(4))  # 2,048 calls, ~100 KB: more than a pipe holds at once
+    assert lane_worker.run(LaneProgram(((), many)))
+    assert a[512:].tolist() == [4.0] * 512 and a[0] == 1.0
