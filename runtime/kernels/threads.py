@@ -12,9 +12,11 @@ millisecond can take a hundred. ``pinned`` fixes the count instead (ops too smal
 threads still run on one). Kernels cut their work into fixed lanes (runtime/kernels/parallel.py)
 and OpenBLAS gives the same bits on any thread count, so the policy never changes the results.
 
-Kernels run their lanes on the op's threads with BLAS on one thread inside each lane (OpenBLAS's
-threads spin waiting for each other, so a product on two of them collapses while another
-process holds a core, which lanes, blocking rather than spinning, do not); a kernel declared
+Kernels run their lanes on the op's threads — a lane program's second lane in the lane worker
+process where one runs (runtime/kernels/worker.py: no GIL to share) — with BLAS on one thread
+inside each lane (OpenBLAS's threads spin waiting for each other, so a product on two of them
+collapses while another process holds a core, which lanes do not: threads block, and the
+worker polls only while the policy gives ops two threads); a kernel declared
 ``blas`` (the LSTM, whose time steps are sequential products) gives the op's threads to BLAS
 instead.
 
