@@ -27,7 +27,7 @@ from trainplan.planner.layers.base import pair
 from trainplan.planner.layers.conv import COL_PAD, padding, wide_grid
 from trainplan.runtime.kernels.base import KernelSpec, LayerCtx, flat, register, spans, view
 from trainplan.runtime.kernels.parallel import split
-from trainplan.runtime.kernels.program import Call, call, lane_program
+from trainplan.runtime.kernels.program import Call, call, lane_program, run_calls
 from trainplan.runtime.kernels.windows import (
     ShiftPlan,
     Tap,
@@ -161,8 +161,7 @@ def _columns(ctx: LayerCtx, col: np.ndarray | None, g: ConvGeom, n0: int, n1: in
     the taps ``which`` only) into ``col`` — or, pointwise one sample at a time (``col`` None),
     the input itself."""
     calls, cols = _column_calls(ctx, col, g, n0, n1, channels, which)
-    for c in calls:
-        c()
+    run_calls(calls)
     return cols
 
 
@@ -188,8 +187,7 @@ def _transposed(dy3: np.ndarray, buf: np.ndarray | None, g: ConvGeom, n0: int, n
     or wide rows (zeros past the real outputs), are copied (the ``filters`` only) into ``buf``
     laid out (filters, n x cols), its rows padded as a column helper's."""
     calls, out = _transposed_calls(dy3, buf, g, n0, n1, filters)
-    for c in calls:
-        c()
+    run_calls(calls)
     return out
 
 
@@ -240,24 +238,36 @@ def _forward_lanes(ctx: LayerCtx, g: ConvGeom, col, out_t) -> list[list[Call]]:
     y3 = view(ctx.outputs[0], (g.batch, g.filters, g.cols))
     size = _chunk_size(ctx, g, "forward")
     bias = ctx.weights.get("bias")
-    programs = []
-    for k, part in enumerate(split(g.batch, ctx.lanes)):
-        calls = []
-        for n0, n1 in spans(part, size):
-            fill, cols = _column_calls(ctx, _lane(col, k), g, n0, n1)
-            calls += fill
-            if n1 - n0 == 1:
-                calls.append(call(np.matmul, w3, cols, out=view(y3[n0], (g.groups, fg, g.cols))))
-            else:
-                buf = view(_col_matrix(out_t[k], g.filters, (n1 - n0) * g.cols),
-                           (g.groups, fg, (n1 - n0) * g.cols))
-                calls += [call(np.matmul, w3, cols, out=buf),
-                          call(np.copyto, y3[n0:n1],
-                               view(buf, (g.filters, n1 - n0, g.cols)).transpose(1, 0, 2))]
-            if bias is not None:
-                calls.append(call(np.add, y3[n0:n1], bias[:, None], out=y3[n0:n1]))
-        programs.append(calls)
-    return programs
+
+    def chunk(k: int, j: int, n0: int, n1: int) -> list[Call]:
+        fill, cols = _column_calls(ctx, _lane(col, k), g, n0, n1)
+        calls = [*fill, *_sample_major_calls(w3, cols, y3, _lane(out_t, k), g, n0, n1)]
+        if bias is not None:
+            calls.append(call(np.add, y3[n0:n1], bias[:, None], out=y3[n0:n1]))
+        return calls
+
+    return _lanes_of_chunks(ctx, g, size, chunk)
+
+
+def _lanes_of_chunks(ctx: LayerCtx, g: ConvGeom, size: int, chunk) -> list[list[Call]]:
+    """Per lane of samples, the calls of each of its chunks of ``size`` samples in order:
+    ``chunk(lane, j, n0, n1)`` for the lane's j-th chunk, samples n0:n1."""
+    return [[c for j, (n0, n1) in enumerate(spans(part, size)) for c in chunk(k, j, n0, n1)]
+            for k, part in enumerate(split(g.batch, ctx.lanes))]
+
+
+def _sample_major_calls(w: np.ndarray, cols: np.ndarray, dst3: np.ndarray,
+                        buf: np.ndarray | None, g: ConvGeom, n0: int, n1: int) -> list[Call]:
+    """The product ``w · cols`` of samples n0:n1 into ``dst3`` (batch, channels, cols): for one
+    sample straight in, for several through ``buf`` laid out (channels, n x cols) and copied
+    back sample-major."""
+    channels, n = dst3.shape[1], n1 - n0
+    per_group = channels // g.groups
+    if n == 1:
+        return [call(np.matmul, w, cols, out=view(dst3[n0], (g.groups, per_group, g.cols)))]
+    product = view(_col_matrix(buf, channels, n * g.cols), (g.groups, per_group, n * g.cols))
+    return [call(np.matmul, w, cols, out=product),
+            call(np.copyto, dst3[n0:n1], view(product, (channels, n, g.cols)).transpose(1, 0, 2))]
 
 
 def _channel_lanes(g: ConvGeom, lanes: int) -> list[tuple[slice, slice, tuple, slice | None]]:
@@ -338,18 +348,15 @@ def _gradient_lanes(ctx: LayerCtx, g: ConvGeom, dy3: np.ndarray,
     part = ctx.helpers.get("filter_grad_part")
     shape_t = sums[0].shape
     size = _chunk_size(ctx, g, "calc_gradient")
-    programs = []
-    for k, lane in enumerate(split(g.batch, ctx.lanes)):
-        calls = []
-        for j, (n0, n1) in enumerate(spans(lane, size)):
-            fill, cols = _column_calls(ctx, _lane(col, k), g, n0, n1)
-            copy, grads = _transposed_calls(dy3, _lane(grad_t, k), g, n0, n1)
-            target = sums[k] if j == 0 else view(part[k], shape_t)
-            calls += [*fill, *copy, call(np.matmul, cols, grads.transpose(0, 2, 1), out=target)]
-            if j:
-                calls.append(call(np.add, sums[k], target, out=sums[k]))
-        programs.append(calls)
-    return programs
+
+    def chunk(k: int, j: int, n0: int, n1: int) -> list[Call]:
+        fill, cols = _column_calls(ctx, _lane(col, k), g, n0, n1)
+        copy, grads = _transposed_calls(dy3, _lane(grad_t, k), g, n0, n1)
+        target = sums[k] if j == 0 else view(part[k], shape_t)
+        calls = [*fill, *copy, call(np.matmul, cols, grads.transpose(0, 2, 1), out=target)]
+        return [*calls, call(np.add, sums[k], target, out=sums[k])] if j else calls
+
+    return _lanes_of_chunks(ctx, g, size, chunk)
 
 
 def _transposed_view(dy3: np.ndarray, buf: np.ndarray | None, g: ConvGeom, n0: int,
@@ -382,28 +389,18 @@ def _flipped_lanes(ctx: LayerCtx, g: ConvGeom, wf3: np.ndarray, col: np.ndarray,
     """Per lane of samples, per chunk: im2col of dY by flat shifts, dx = W' · col, laid back
     sample-major."""
     kh, kw = g.kernel
-    fg, cg = g.filters // g.groups, g.channels // g.groups
-    dy, dx = ctx.out_grads[0], ctx.in_derivs[0]
-    dx3 = view(dx, (g.batch, g.channels, g.cols))
-    size = _samples(col, g.cols)
-    programs = []
-    for k, lane in enumerate(split(g.batch, ctx.lanes)):
-        calls = []
-        for n0, n1 in spans(lane, size):
-            n = n1 - n0
-            m = _col_matrix(col[k], g.filters * kh * kw, n * g.cols)
-            col6 = view(m, (g.filters, kh, kw, n, *g.out)).transpose(3, 0, 1, 2, 4, 5)
-            calls += im2col_calls(dy[n0:n1], col6, g.taps, g.shifts)
-            cols = view(m, (g.groups, fg * kh * kw, n * g.cols))
-            if n == 1:
-                calls.append(call(np.matmul, wf3, cols, out=view(dx[n0], (g.groups, cg, g.cols))))
-            else:
-                buf = view(_col_matrix(dx_t[k], g.channels, n * g.cols), (g.groups, cg, n * g.cols))
-                calls += [call(np.matmul, wf3, cols, out=buf),
-                          call(np.copyto, dx3[n0:n1],
-                               view(buf, (g.channels, n, g.cols)).transpose(1, 0, 2))]
-        programs.append(calls)
-    return programs
+    dy = ctx.out_grads[0]
+    dx3 = view(ctx.in_derivs[0], (g.batch, g.channels, g.cols))
+
+    def chunk(k: int, j: int, n0: int, n1: int) -> list[Call]:
+        n = n1 - n0
+        m = _col_matrix(col[k], g.filters * kh * kw, n * g.cols)
+        col6 = view(m, (g.filters, kh, kw, n, *g.out)).transpose(3, 0, 1, 2, 4, 5)
+        cols = view(m, (g.groups, g.filters // g.groups * kh * kw, n * g.cols))
+        return [*im2col_calls(dy[n0:n1], col6, g.taps, g.shifts),
+                *_sample_major_calls(wf3, cols, dx3, _lane(dx_t, k), g, n0, n1)]
+
+    return _lanes_of_chunks(ctx, g, _samples(col, g.cols), chunk)
 
 
 def conv_calc_derivative(ctx: LayerCtx) -> None:
@@ -427,22 +424,18 @@ def _derivative_lanes(ctx: LayerCtx, g: ConvGeom, col, grad_t) -> list[list[Call
     w3t = view(ctx.weights["filter"], (g.groups, g.filters // g.groups, g.rows))
     w3t = w3t.transpose(0, 2, 1)
     size = _chunk_size(ctx, g, "calc_derivative")
-    programs = []
-    for k, lane in enumerate(split(g.batch, ctx.lanes)):
-        calls = []
-        for n0, n1 in spans(lane, size):
-            copy, grads = _transposed_calls(dy3, _lane(grad_t, k), g, n0, n1)
-            calls += copy
-            if col is None:
-                calls.append(call(np.matmul, w3t, grads,
-                                  out=view(dx[n0], (g.groups, g.rows, g.cols))))
-                continue
-            calls.append(call(np.matmul, w3t, grads, out=_col3(col[k], g, n1 - n0)))
-            col6 = _col6(col[k], g, n1 - n0)
-            calls += (col2im_wide_calls(col6, dx[n0:n1], g.taps, g.run) if g.wide
-                      else col2im_calls(col6, dx[n0:n1], g.taps, g.shifts))
-        programs.append(calls)
-    return programs
+
+    def chunk(k: int, j: int, n0: int, n1: int) -> list[Call]:
+        copy, grads = _transposed_calls(dy3, _lane(grad_t, k), g, n0, n1)
+        if col is None:
+            return [*copy, call(np.matmul, w3t, grads,
+                                out=view(dx[n0], (g.groups, g.rows, g.cols)))]
+        col6 = _col6(col[k], g, n1 - n0)
+        return [*copy, call(np.matmul, w3t, grads, out=_col3(col[k], g, n1 - n0)),
+                *(col2im_wide_calls(col6, dx[n0:n1], g.taps, g.run) if g.wide
+                  else col2im_calls(col6, dx[n0:n1], g.taps, g.shifts))]
+
+    return _lanes_of_chunks(ctx, g, size, chunk)
 
 
 register("conv2d", KernelSpec(conv_forward, conv_calc_gradient, conv_calc_derivative))

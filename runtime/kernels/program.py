@@ -87,9 +87,6 @@ class Call:
     kwargs: Mapping
     spec: tuple[tuple, Mapping]
 
-    def __call__(self) -> None:
-        self.fn(*self.args, **self.kwargs)
-
 
 def call(fn: Callable, *args, **kwargs) -> Call:
     """The call ``fn(*args, **kwargs)``, to run later."""
@@ -112,8 +109,13 @@ class LaneProgram:
     id: int = field(default_factory=lambda: next(_ids))
 
     def run_lane(self, lane: int) -> None:
-        for c in self.lanes[lane]:
-            c.fn(*c.args, **c.kwargs)
+        run_calls(self.lanes[lane])
+
+
+def run_calls(calls) -> None:
+    """The calls, in order."""
+    for c in calls:
+        c.fn(*c.args, **c.kwargs)
 
 
 def run_program(program: LaneProgram, threads: int, worker=None) -> None:
